@@ -1,0 +1,281 @@
+"""Course geometry: distance along a stage's polyline, calibrated to official km.
+
+A course is a polyline (lat, lon, optional elevation) plus *anchors*: points
+whose official kilometre is known (points of interest, timetable
+checkpoints). Official course polylines are simplified and measure about 1 %
+short, so raw polyline length is converted to official km by piecewise-linear
+interpolation between the anchors ("calibration").
+
+Vocabulary, all in metres unless the name says km:
+    s       distance along the polyline from its first point (polyline metres)
+    km      official distance from km 0 (negative in the neutral zone)
+    off_m   distance of a point from the polyline
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from peloton.geo import LocalProjection, haversine_m
+
+__all__ = ["Anchor", "Course", "Candidates"]
+
+#: Half-window (polyline metres) over which the elevation profile is smoothed
+#: before taking the gradient: road gradients are quoted over ~100-200 m.
+GRADIENT_HALF_WINDOW_M = 100.0
+#: Anchors further than this from the polyline are not trusted for calibration.
+ANCHOR_MAX_OFF_M = 250.0
+#: First search radius for candidates: a rider on the road is within this of
+#: the (simplified) polyline; a pass further away would never win anyway.
+NEAR_RADIUS_M = 200.0
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A point of the course whose official kilometre from km 0 is known."""
+
+    lat: float
+    lon: float
+    km: float
+    label: str = ""
+
+
+@dataclass
+class Candidates:
+    """Where a batch of points could lie on the course.
+
+    Arrays are (n_points, k): every column is one distinct local minimum of
+    the distance to the polyline (one pass of the course near the point),
+    nearest first. Missing candidates have ``off_m = inf`` and ``s = nan``.
+    """
+
+    s: np.ndarray
+    off_m: np.ndarray
+
+    @property
+    def count(self) -> np.ndarray:
+        return np.isfinite(self.off_m).sum(axis=1)
+
+
+@dataclass
+class Course:
+    """A stage course: polyline, elevation profile and km calibration."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    ele: np.ndarray | None = None
+    anchors: list[Anchor] = field(default_factory=list)
+    finish_km: float | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        self.lat = np.asarray(self.lat, dtype=float)
+        self.lon = np.asarray(self.lon, dtype=float)
+        if self.lat.ndim != 1 or self.lat.size < 2 or self.lat.shape != self.lon.shape:
+            raise ValueError("a course needs at least two (lat, lon) points")
+        keep = np.ones(self.lat.size, dtype=bool)
+        keep[1:] = (np.diff(self.lat) != 0) | (np.diff(self.lon) != 0)  # repeated vertices
+        self.lat, self.lon = self.lat[keep], self.lon[keep]
+        if self.ele is not None:
+            self.ele = np.asarray(self.ele, dtype=float)[keep]
+            if not np.isfinite(self.ele).any():
+                self.ele = None
+        self.proj = LocalProjection(float(np.mean(self.lat)), float(np.mean(self.lon)))
+        self.x, self.y = self.proj.forward(self.lat, self.lon)
+        seg_m = haversine_m(self.lat[:-1], self.lon[:-1], self.lat[1:], self.lon[1:])
+        self.cum_m = np.concatenate([[0.0], np.cumsum(seg_m)])
+        self.length_m = float(self.cum_m[-1])
+        self._tree = None
+        self._calibrate()
+        self._build_profile()
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_tree"] = None  # rebuilt lazily where it is used
+        return state
+
+    # -------------------------------------------------------------- calibration
+    def _calibrate(self) -> None:
+        """Locate anchors on the polyline and build the s -> km mapping."""
+        located = self.locate_anchors()
+        if len(located) >= 2:
+            s = np.array([a[0] for a in located])
+            km = np.array([a[1].km for a in located])
+        else:
+            # No usable anchors: km 0 at the first point, scaled to finish_km.
+            scale = (self.finish_km * 1000.0 / self.length_m) if self.finish_km else 1.0
+            s = np.array([0.0, self.length_m])
+            km = np.array([0.0, self.length_m * scale / 1000.0])
+        self.anchor_s = s
+        self.anchor_km = km
+        self.used_anchors = [a[1] for a in located]
+        if self.finish_km is None:
+            self.finish_km = float(self.km_at(np.array([self.length_m]))[0])
+
+    def locate_anchors(self) -> list[tuple[float, Anchor]]:
+        """Place each anchor on the polyline, in km order, monotonically.
+
+        An anchor near several passes of the course (a circuit, an
+        out-and-back) is put on the pass closest to where the previous anchor
+        and the official distance between them say it should be.
+        """
+        if not self.anchors:
+            return []
+        anchors = sorted(self.anchors, key=lambda a: a.km)
+        cands = self.candidates(np.array([a.lat for a in anchors]), np.array([a.lon for a in anchors]),
+                                radius_m=ANCHOR_MAX_OFF_M, k=8)
+        km = np.array([a.km for a in anchors])
+        span_km = km.max() - km.min()
+        ratio = self.length_m / (span_km * 1000.0) if span_km > 0 else 1.0
+        located: list[tuple[float, Anchor]] = []
+        prev_s = prev_km = None
+        for i, anchor in enumerate(anchors):
+            ok = np.isfinite(cands.off_m[i])
+            if not ok.any():
+                continue
+            s_i, off_i = cands.s[i][ok], cands.off_m[i][ok]
+            if prev_s is None:
+                expected = (anchor.km - km.min()) * 1000.0 * ratio
+                tol = 0.2 * self.length_m
+            else:
+                expected = prev_s + (anchor.km - prev_km) * 1000.0 * ratio
+                tol = 500.0 + 0.1 * (anchor.km - prev_km) * 1000.0
+            cost = np.abs(s_i - expected) + off_i
+            j = int(np.argmin(cost))
+            if abs(s_i[j] - expected) > tol and prev_s is not None:
+                continue
+            if prev_s is not None and (s_i[j] <= prev_s or anchor.km <= prev_km):
+                continue
+            prev_s, prev_km = float(s_i[j]), anchor.km
+            located.append((prev_s, anchor))
+        return located
+
+    def km_at(self, s) -> np.ndarray:
+        """Official km from km 0 at polyline distance ``s`` (metres).
+
+        Linear between anchors; beyond the first and last anchor it continues
+        with the slope of the nearest anchor pair (neutral zone, after finish).
+        """
+        s = np.asarray(s, dtype=float)
+        a_s, a_km = self.anchor_s, self.anchor_km
+        km = np.interp(s, a_s, a_km)
+        lo_slope = (a_km[1] - a_km[0]) / (a_s[1] - a_s[0])
+        hi_slope = (a_km[-1] - a_km[-2]) / (a_s[-1] - a_s[-2])
+        km = np.where(s < a_s[0], a_km[0] + (s - a_s[0]) * lo_slope, km)
+        return np.where(s > a_s[-1], a_km[-1] + (s - a_s[-1]) * hi_slope, km)
+
+    def s_at_km(self, km) -> np.ndarray:
+        """Inverse of :meth:`km_at` (polyline metres at official km)."""
+        km = np.asarray(km, dtype=float)
+        a_s, a_km = self.anchor_s, self.anchor_km
+        s = np.interp(km, a_km, a_s)
+        lo = (a_s[1] - a_s[0]) / (a_km[1] - a_km[0])
+        hi = (a_s[-1] - a_s[-2]) / (a_km[-1] - a_km[-2])
+        s = np.where(km < a_km[0], a_s[0] + (km - a_km[0]) * lo, s)
+        return np.where(km > a_km[-1], a_s[-1] + (km - a_km[-1]) * hi, s)
+
+    # ------------------------------------------------------------------ profile
+    def _build_profile(self) -> None:
+        """Elevation and gradient on a regular 10 m grid of polyline distance."""
+        self._grid_step = 10.0
+        self._grid_s = np.arange(0.0, self.length_m + self._grid_step, self._grid_step)
+        if self.ele is None:
+            self._grid_ele = self._grid_grad = None
+            return
+        ele = np.interp(self._grid_s, self.cum_m, np.where(np.isfinite(self.ele), self.ele, np.nanmean(self.ele)))
+        half = max(1, int(GRADIENT_HALF_WINDOW_M / self._grid_step))
+        idx = np.arange(self._grid_s.size)
+        lo = np.clip(idx - half, 0, idx.size - 1)
+        hi = np.clip(idx + half, 0, idx.size - 1)
+        run = np.maximum(self._grid_s[hi] - self._grid_s[lo], 1.0)
+        self._grid_ele = ele
+        self._grid_grad = 100.0 * (ele[hi] - ele[lo]) / run
+
+    def altitude_at(self, s) -> np.ndarray | None:
+        """Course altitude (m) at polyline distance ``s``; None without elevation."""
+        if self._grid_ele is None:
+            return None
+        return np.interp(s, self._grid_s, self._grid_ele)
+
+    def gradient_at(self, s) -> np.ndarray | None:
+        """Road gradient (%) at ``s``, smoothed over +-100 m; None without elevation."""
+        if self._grid_grad is None:
+            return None
+        return np.interp(s, self._grid_s, self._grid_grad)
+
+    def point_at(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of the polyline at distance ``s``."""
+        s = np.clip(np.asarray(s, dtype=float), 0.0, self.length_m)
+        return np.interp(s, self.cum_m, self.lat), np.interp(s, self.cum_m, self.lon)
+
+    # ---------------------------------------------------------------- matching
+    @property
+    def tree(self) -> shapely.STRtree:
+        if self._tree is None:
+            segs = shapely.linestrings(np.stack([
+                np.stack([self.x[:-1], self.y[:-1]], axis=1),
+                np.stack([self.x[1:], self.y[1:]], axis=1)], axis=1))
+            self._tree = shapely.STRtree(segs)
+        return self._tree
+
+    def candidates(self, lat, lon, radius_m: float = 500.0, k: int = 6,
+                   near_m: float = NEAR_RADIUS_M) -> Candidates:
+        """Every distinct pass of the course within ``radius_m`` of each point.
+
+        Vectorised: one STRtree query for all points, one projection per
+        (point, segment) pair, then the local minima of the distance along the
+        course are kept (a hairpin's two legs stay two candidates). Points are
+        first searched within ``near_m`` (almost all of them are that close);
+        only the rest are searched again out to ``radius_m``.
+        """
+        lat = np.asarray(lat, dtype=float)
+        lon = np.asarray(lon, dtype=float)
+        n = lat.size
+        out = Candidates(np.full((n, k), np.nan), np.full((n, k), np.inf))
+        if n == 0:
+            return out
+        px, py = self.proj.forward(lat, lon)
+        todo = np.arange(n)
+        for radius in ([near_m] if near_m < radius_m else []) + [radius_m]:
+            self._fill_candidates(out, todo, px[todo], py[todo], radius, k)
+            todo = todo[~np.isfinite(out.off_m[todo, 0])]
+            if todo.size == 0:
+                break
+        return out
+
+    def _fill_candidates(self, out: Candidates, rows, px, py, radius_m: float, k: int) -> None:
+        out_s, out_off = out.s, out.off_m
+        pairs = self.tree.query(shapely.points(px, py), predicate="dwithin", distance=radius_m)
+        pi, si = pairs[0], pairs[1]
+        if pi.size == 0:
+            return
+        ax, ay = self.x[si], self.y[si]
+        dx, dy = self.x[si + 1] - ax, self.y[si + 1] - ay
+        l2 = dx * dx + dy * dy
+        t = np.clip(((px[pi] - ax) * dx + (py[pi] - ay) * dy) / np.where(l2 > 0, l2, 1.0), 0.0, 1.0)
+        off = np.hypot(px[pi] - (ax + t * dx), py[pi] - (ay + t * dy))
+        s = self.cum_m[si] + t * (self.cum_m[si + 1] - self.cum_m[si])
+        order = np.lexsort((s, pi))
+        pi, s, off = pi[order], s[order], off[order]
+        # Local minima of off along s, per point. Ties (a vertex shared by two
+        # segments) keep the first; nearly equal s are one candidate.
+        same_prev = np.r_[False, pi[1:] == pi[:-1]]
+        same_next = np.r_[pi[:-1] == pi[1:], False]
+        prev_off = np.where(same_prev, np.r_[np.inf, off[:-1]], np.inf)
+        next_off = np.where(same_next, np.r_[off[1:], np.inf], np.inf)
+        near_prev = same_prev & (np.r_[np.inf, np.diff(s)] < 1.0)
+        is_min = (off <= prev_off) & (off < next_off) & ~(near_prev & (off == prev_off))
+        # a flat run of equal distances (the point abeam a vertex) keeps one
+        is_min |= (off < prev_off) & (off == next_off)
+        pi, s, off = pi[is_min], s[is_min], off[is_min]
+        # rank by distance within each point and keep the k nearest
+        order = np.lexsort((off, pi))
+        pi, s, off = pi[order], s[order], off[order]
+        first = np.r_[0, np.flatnonzero(np.diff(pi)) + 1]
+        rank = np.arange(pi.size) - np.repeat(first, np.diff(np.r_[first, pi.size]))
+        keep = rank < k
+        out_s[rows[pi[keep]], rank[keep]] = s[keep]
+        out_off[rows[pi[keep]], rank[keep]] = off[keep]

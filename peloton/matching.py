@@ -1,0 +1,196 @@
+"""Map-matching: where on the course is every fix, using each rider's history.
+
+The matcher is a hidden Markov model solved by Viterbi (Newson & Krumm, 2009):
+
+* states: the distinct passes of the course near a fix (:meth:`Course.candidates`);
+* emission: Gaussian in the distance from the polyline;
+* transition: progress along the course between two fixes should equal the
+  great-circle distance ridden, and never exceed what a bike can do.
+
+On a finishing circuit the same street is km 60 and km 67: only the rider's
+history tells which. The Viterbi loop runs over the *step index* of each
+rider's track and is vectorised across riders, so its Python iterations scale
+with the length of one track, not with the number of fixes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from peloton.course import Course
+from peloton.feed import FixBatch
+from peloton.geo import haversine_m
+
+__all__ = ["MatchParams", "Matched", "dedupe", "impossible_jumps", "viterbi", "match_fixes", "smoothed_speed_kph"]
+
+
+@dataclass(frozen=True)
+class MatchParams:
+    radius_m: float = 500.0  # beyond this from every pass of the course: off course
+    max_candidates: int = 6
+    gps_sigma_m: float = 25.0  # the polyline is simplified: corners are cut by tens of metres
+    progress_beta_m: float = 10.0  # tolerance on |progress - distance ridden| ...
+    progress_beta_frac: float = 0.15  # ... growing with the distance ridden (winding roads)
+    max_speed_mps: float = 40.0  # 144 km/h: faster is not a bike
+    overspeed_penalty: float = 100.0
+    speed_half_window_s: float = 15.0  # speed is smoothed over +-15 s of matched track
+    off_route_m: float = 50.0  # quality flag threshold
+
+
+@dataclass
+class Matched:
+    """Matched fixes, sorted by (bib, t), as parallel arrays."""
+
+    fixes: FixBatch
+    s: np.ndarray  # polyline metres
+    off_m: np.ndarray
+    km: np.ndarray  # official km from km 0
+    km_to_finish: np.ndarray
+    altitude_m: np.ndarray | None
+    gradient_pct: np.ndarray | None
+    speed_kph: np.ndarray
+    quality: np.ndarray  # object array of str
+
+    def __len__(self) -> int:
+        return len(self.fixes)
+
+
+def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
+    """Sort by (bib, t) and keep the first fix of each (bib, t). Returns (fixes, n_removed)."""
+    order = np.lexsort((fixes.t, fixes.bib))
+    sorted_fixes = fixes.take(order)
+    keep = np.ones(len(sorted_fixes), dtype=bool)
+    keep[1:] = (np.diff(sorted_fixes.bib) != 0) | (np.diff(sorted_fixes.t) != 0)
+    return sorted_fixes.take(np.flatnonzero(keep)), int((~keep).sum())
+
+
+def _track_bounds(bib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and length of each rider's run in (bib, t)-sorted arrays."""
+    if bib.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(bib)) + 1]
+    return starts, np.diff(np.r_[starts, bib.size])
+
+
+def impossible_jumps(fixes: FixBatch, max_speed_mps: float) -> np.ndarray:
+    """Mask of isolated position spikes: too fast to reach and too fast to leave.
+
+    The neighbours on either side must agree with each other, so a genuine
+    fast stretch (a descent, a ride in the team car) is never flagged.
+    """
+    n = len(fixes)
+    bad = np.zeros(n, dtype=bool)
+    if n < 3:
+        return bad
+    same_prev = np.r_[False, fixes.bib[1:] == fixes.bib[:-1]]
+    same_next = np.r_[same_prev[1:], False]
+    d = haversine_m(fixes.lat[:-1], fixes.lon[:-1], fixes.lat[1:], fixes.lon[1:])
+    dt = np.maximum(np.diff(fixes.t), 1.0)
+    v = d / dt
+    v_in = np.r_[0.0, v]
+    v_out = np.r_[v, 0.0]
+    d_skip = haversine_m(fixes.lat[:-2], fixes.lon[:-2], fixes.lat[2:], fixes.lon[2:])
+    v_skip = np.r_[np.inf, d_skip / np.maximum(fixes.t[2:] - fixes.t[:-2], 1.0), np.inf]
+    fast = 1.5 * max_speed_mps
+    bad = same_prev & same_next & (v_in > fast) & (v_out > fast) & (v_skip <= max_speed_mps)
+    # a spike on a track's last fix: only the way in is known
+    last = same_prev & ~same_next & (v_in > 3 * fast) & (d[np.maximum(np.arange(n) - 1, 0)] > 2000)
+    return bad | last
+
+
+def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+            cand_s: np.ndarray, cand_off: np.ndarray, params: MatchParams) -> np.ndarray:
+    """Most likely candidate column for every fix; inputs sorted by (bib, t).
+
+    Every fix must have at least one finite candidate.
+    """
+    n, k = cand_s.shape
+    choice = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return choice
+    emission = np.where(np.isfinite(cand_off), -0.5 * (cand_off / params.gps_sigma_m) ** 2, -np.inf)
+    starts, lengths = _track_bounds(bib)
+    d_gc = np.r_[0.0, haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:])]
+    dt = np.r_[0.0, np.diff(t)]
+    backptr = np.zeros((n, k), dtype=np.int8)
+    score = emission[starts].copy()
+    riders = np.arange(starts.size)
+    for step in range(1, int(lengths.max())):
+        active = riders[lengths > step]
+        idx = starts[active] + step
+        progress = cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None]  # (A, prev, cur)
+        ridden = d_gc[idx][:, None, None]
+        beta = params.progress_beta_m + params.progress_beta_frac * ridden
+        cost = np.abs(progress - ridden) / beta
+        reach = params.max_speed_mps * dt[idx][:, None, None] + 200.0
+        cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
+        total = score[active][:, :, None] - np.where(np.isnan(cost), np.inf, cost)
+        best_prev = np.argmax(total, axis=1)  # (A, cur)
+        best = np.take_along_axis(total, best_prev[:, None, :], axis=1)[:, 0, :] + emission[idx]
+        best -= np.max(best, axis=1, keepdims=True)
+        score[active] = best
+        backptr[idx] = best_prev
+    last = starts + lengths - 1
+    choice[last] = np.argmax(score, axis=1)
+    for step in range(int(lengths.max()) - 1, 0, -1):
+        active = riders[lengths > step]
+        idx = starts[active] + step
+        choice[idx - 1] = backptr[idx, choice[idx]]
+    return choice
+
+
+def smoothed_speed_kph(bib: np.ndarray, t: np.ndarray, km: np.ndarray, half_window_s: float) -> np.ndarray:
+    """Speed from matched distance over time, a centred difference over +-half_window_s."""
+    n = bib.size
+    if n == 0:
+        return np.zeros(0)
+    starts, lengths = _track_bounds(bib)
+    rider = np.repeat(np.arange(starts.size), lengths)
+    key = rider * 1e10 + (t - t.min())
+    lo = np.searchsorted(key, key - half_window_s, side="left")
+    hi = np.searchsorted(key, key + half_window_s, side="right") - 1
+    span = t[hi] - t[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        speed = 3600.0 * (km[hi] - km[lo]) / span
+    return np.where(span > 0, speed, np.nan)
+
+
+def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams()):
+    """Match fixes (any order) to the course.
+
+    Returns (Matched, rejected) where rejected is a list of (FixBatch, reason,
+    detail) for fixes that could not be matched, and the count of duplicates.
+    """
+    from peloton.feed import Reason
+
+    fixes, n_dupes = dedupe(fixes)
+    rejected = []
+    jump = impossible_jumps(fixes, params.max_speed_mps)
+    if jump.any():
+        rejected.append((fixes.take(np.flatnonzero(jump)), Reason.IMPOSSIBLE_JUMP,
+                         "isolated position spike faster than a bike in and out"))
+        fixes = fixes.take(np.flatnonzero(~jump))
+    cands = course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates)
+    on = cands.count > 0
+    if not on.all():
+        rejected.append((fixes.take(np.flatnonzero(~on)), Reason.OFF_COURSE,
+                         f"more than {params.radius_m:.0f} m from every part of the course"))
+        fixes = fixes.take(np.flatnonzero(on))
+        cands.s, cands.off_m = cands.s[on], cands.off_m[on]
+    col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params)
+    rows = np.arange(len(fixes))
+    s = cands.s[rows, col]
+    off = cands.off_m[rows, col]
+    km = course.km_at(s)
+    km_to_finish = course.finish_km - km
+    quality = np.full(len(fixes), "good", dtype=object)
+    quality[off > params.off_route_m] = "off_route"
+    quality[km < 0] = "neutral"
+    quality[km_to_finish < 0] = "finished"
+    matched = Matched(
+        fixes=fixes, s=s, off_m=off, km=km, km_to_finish=km_to_finish,
+        altitude_m=course.altitude_at(s), gradient_pct=course.gradient_at(s),
+        speed_kph=smoothed_speed_kph(fixes.bib, fixes.t, km, params.speed_half_window_s),
+        quality=quality)
+    return matched, rejected, n_dupes

@@ -1,0 +1,167 @@
+"""The ``peloton`` command line.
+
+    peloton replay RECORDING --out DIR [--course FILE] [--stage FILE] [Beam options]
+    peloton evaluate RECORDING DIR [--json]
+    peloton stage export RECORDING [--course FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+__all__ = ["main", "resolve_stage"]
+
+log = logging.getLogger("peloton")
+
+
+class CliError(Exception):
+    """An operator error: printed as one line, exit status 2."""
+
+
+def _read_text(path: str) -> str:
+    from peloton.recording import RecordingError, decode_bytes, read_local
+
+    if "://" not in path:
+        return read_local(path)
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystem import CompressionTypes
+
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            return decode_bytes(fh.read())
+    except Exception as exc:  # any filesystem's own error type
+        raise RecordingError(f"cannot read {path}: {exc}") from None
+
+
+def resolve_stage(recording: str, course: str | None = None, stage_file: str | None = None):
+    """The stage spec for a replay: from --stage, else the recording (+ --course)."""
+    from peloton.recording import detect_format, load_recording
+    from peloton.stage import Stage, parse_course_text, stage_from_recording
+
+    if stage_file:
+        return Stage.from_json(_read_text(stage_file))
+    text = _read_text(recording)
+    route = parse_course_text(_read_text(course), course) if course else None
+    if detect_format(text) == "recording":
+        return stage_from_recording(load_recording(text), route=route)
+    if route is None:
+        raise CliError(f"{recording} is a flat CSV without a course: pass --course FILE or --stage FILE")
+    from peloton.stage import Stage as _Stage
+
+    name = os.path.basename(recording).split(".")[0]
+    return _Stage(stage_id=name.split("_")[0], name=name, route=route)
+
+
+def _counters(result) -> dict:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out = {}
+    for c in result.metrics().query(MetricsFilter().with_namespace("peloton"))["counters"]:
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
+    return out
+
+
+def cmd_replay(args, beam_args) -> int:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.options import ReplayOptions
+    from pipelines.replay import build_replay
+
+    started = time.perf_counter()
+    stage = resolve_stage(args.recording, args.course, args.stage)
+    course = stage.course()
+    log.info("stage %s (%s): course %.1f km of polyline, %d of %d km marks used, finish at km %.2f",
+             stage.stage_id, stage.name or "?", course.length_m / 1000, len(course.used_anchors),
+             len(stage.anchors), course.finish_km)
+    options = PipelineOptions(beam_args + ["--recording", args.recording, "--out", args.out])
+    replay = options.view_as(ReplayOptions)
+    os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
+    pipeline = beam.Pipeline(options=options)
+    build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes)
+    result = pipeline.run()
+    result.wait_until_finish()
+    c = _counters(result)
+    wall = time.perf_counter() - started
+    rejected = {k.split(".", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("dead_letter.")}
+    print(f"replayed stage {stage.stage_id} ({stage.name}) in {wall:.1f} s")
+    print(f"  rows read:          {c.get('rows_in', 0):>9,}  ({c.get('messages_read', 0):,} messages)")
+    print(f"  matched fixes:      {c.get('fixes_matched', 0):>9,}  -> {os.path.join(args.out, 'rider_state')}")
+    print(f"  rejected:           {sum(rejected.values()):>9,}  -> {os.path.join(args.out, 'dead_letter')}")
+    for reason, n in rejected.items():
+        print(f"    {reason:<22}{n:>9,}")
+    print(f"  duplicates removed: {c.get('duplicates_removed', 0):>9,}")
+    return 0
+
+
+def cmd_evaluate(args, _beam_args) -> int:
+    import json
+
+    from peloton.evaluate import evaluate_replay, format_report
+
+    report = evaluate_replay(_read_text(args.recording), args.dir)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_stage_export(args, _beam_args) -> int:
+    stage = resolve_stage(args.recording, args.course, None)
+    stage.course()  # fail here, not on a worker, if the course is unusable
+    sys.stdout.write(stage.to_json() + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peloton", description="Live race state from rider GPS trackers.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay an archived stage through the pipeline",
+                            description="Unknown options are passed to Beam (e.g. --runner DirectRunner).")
+    replay.add_argument("recording", help="official feed recording (*.json, *.json.gz) or flat CSV")
+    replay.add_argument("--out", required=True, help="output folder (one sub-folder of Avro files per table)")
+    replay.add_argument("--course", help="course file (GeoJSON or GPX) when the recording has no trace")
+    replay.add_argument("--stage", help="stage file from 'peloton stage export'")
+    replay.add_argument("--write-fixes", action="store_true", help="also write the parsed fixes (tracker_fix)")
+    replay.set_defaults(func=cmd_replay)
+
+    evaluate = sub.add_parser("evaluate", help="compare a replay's tables with a recording's official values")
+    evaluate.add_argument("recording")
+    evaluate.add_argument("dir", help="the --out folder of the replay")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable report")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    stage = sub.add_parser("stage", help="stage files")
+    stage_sub = stage.add_subparsers(dest="stage_command", required=True)
+    export = stage_sub.add_parser("export", help="write the stage file of a recording to stdout")
+    export.add_argument("recording")
+    export.add_argument("--course", help="course file when the recording has no trace")
+    export.set_defaults(func=cmd_stage_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.command != "replay":
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    from peloton.recording import RecordingError
+    from peloton.stage import StageError
+
+    try:
+        return args.func(args, beam_args)
+    except (CliError, RecordingError, StageError, FileNotFoundError) as exc:
+        print(f"peloton: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peloton: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The replay graph: archive -> parse -> match -> tables. Built here, run by the caller."""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from peloton.stage import Stage
+from transforms.match import MatchToCourse
+from transforms.parse import DEAD_LETTER, ParseMessages
+from transforms.read import ReadArchive
+from transforms.sinks import WriteAvroTable
+
+__all__ = ["build_replay"]
+
+
+def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
+                 write_fixes: bool = False) -> dict:
+    """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections."""
+    messages = pipeline | "ReadArchive" >> ReadArchive(recording)
+    parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
+    matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
+    tables = {
+        "rider_state": matched.rider_state,
+        "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
+    }
+    if write_fixes:
+        from peloton.rows import tracker_fix_rows
+        tables["tracker_fix"] = parsed.fixes | "FixRows" >> beam.Map(tracker_fix_rows)
+    for table, rows in tables.items():
+        rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
+    return tables

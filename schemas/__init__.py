@@ -1,0 +1,1 @@
+"""Avro schemas, one per table: the single source of truth for every sink."""

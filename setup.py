@@ -1,0 +1,21 @@
+"""peloton: live race state from rider GPS trackers, on Apache Beam."""
+from setuptools import setup
+
+setup(
+    name="peloton",
+    version="0.1.0",
+    description="Real-time dataflow pipeline for professional road race tracking",
+    python_requires=">=3.10",
+    packages=["peloton", "transforms", "pipelines", "schemas"],
+    package_data={"schemas": ["*.avsc"]},
+    include_package_data=True,
+    install_requires=[
+        "apache-beam>=2.60",
+        "google-cloud-pubsub>=2.20",
+        "shapely>=2.0",
+        "numpy>=1.24",
+        "fastavro>=1.9",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Beam composites: thin glue around the pure kernels in ``peloton``."""

@@ -1,0 +1,76 @@
+"""Map-match a stage's fixes to its course, with each rider's whole history (batch)."""
+from __future__ import annotations
+
+import logging
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam import pvalue
+from apache_beam.transforms.window import TimestampedValue
+
+from peloton.feed import concat_batches, dead_letter
+from peloton.matching import MatchParams, match_fixes
+from peloton.rows import rider_state_rows, split_by_time
+from peloton.stage import Stage
+from transforms.parse import DEAD_LETTER
+
+__all__ = ["MatchStageFn", "MatchToCourse"]
+
+log = logging.getLogger("peloton")
+
+
+class MatchStageFn(beam.DoFn):
+    """(stage_id, [FixBatch]) -> rider_state row lists, one per tick, stamped with event time."""
+
+    def __init__(self, stage_json: str, params: MatchParams = MatchParams()):
+        self.stage_json = stage_json
+        self.params = params
+        self.course = None
+
+    def setup(self):
+        self.course = Stage.from_json(self.stage_json).course()
+        self.course.tree  # build the spatial index once per worker
+
+    def process(self, keyed):
+        stage_id, batches = keyed
+        fixes = concat_batches(list(batches), stage_id)
+        started = time.perf_counter()
+        matched, rejected, n_dupes = match_fixes(fixes, self.course, self.params)
+        log.info("matched %d fixes of stage %s in %.1f s", len(matched), stage_id, time.perf_counter() - started)
+        counter = beam.metrics.Metrics.counter
+        counter("peloton", "duplicates_removed").inc(n_dupes)
+        counter("peloton", "fixes_matched").inc(len(matched))
+        for batch, reason, detail in rejected:
+            counter("peloton", f"dead_letter.{reason}").inc(len(batch))
+            yield pvalue.TaggedOutput(DEAD_LETTER, [
+                dead_letter(stage_id, reason, _fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i],
+                            source="match") for i in range(len(batch))])
+        rows = rider_state_rows(matched)
+        for t, idx in split_by_time(matched.fixes.t):
+            yield TimestampedValue([rows[i] for i in idx], t)
+
+
+def _fix_json(batch, i: int) -> str:
+    return ('{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}'
+            % (batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i]))
+
+
+class MatchToCourse(beam.PTransform):
+    """FixBatches -> {'rider_state': row lists per tick, 'dead_letter': row lists}.
+
+    Batch replay gathers a whole stage in one place: the matcher needs each
+    rider's history, and riders are matched together, vectorised.
+    """
+
+    def __init__(self, stage: Stage, params: MatchParams = MatchParams()):
+        super().__init__()
+        self.stage_json = stage.to_json()
+        self.params = params
+
+    def expand(self, fixes):
+        return (fixes
+                | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
+                | "GatherStage" >> beam.GroupByKey()
+                | "Match" >> beam.ParDo(MatchStageFn(self.stage_json, self.params)).with_outputs(
+                    DEAD_LETTER, main="rider_state"))
