@@ -1,55 +1,52 @@
-"""Columnar batches -> table rows (dicts with the schema's field names)."""
+"""Kernel outputs -> table batches (columns named as in ``schemas/``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from peloton.feed import FixBatch
 from peloton.matching import Matched
+from peloton.table import Columns
 
-__all__ = ["rider_state_rows", "tracker_fix_rows", "split_by_time"]
-
-
-def _nullable(a: np.ndarray | None, n: int, decimals: int | None = None) -> list:
-    if a is None:
-        return [None] * n
-    if decimals is not None:
-        a = np.round(a, decimals)
-    return [None if v != v else v for v in a.tolist()]  # nan -> None
+__all__ = ["rider_state_columns", "tracker_fix_columns", "dead_letter_columns", "split_by_time"]
 
 
-def _millis(t: np.ndarray) -> list:
-    return np.round(t * 1000.0).astype(np.int64).tolist()
+def _millis(t: np.ndarray) -> np.ndarray:
+    return np.round(t * 1000.0).astype(np.int64)
 
 
-def rider_state_rows(m: Matched) -> list[dict]:
+def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
+    return np.full(n, np.nan) if a is None else np.round(a, decimals)
+
+
+def rider_state_columns(m: Matched) -> Columns:
     """One ``rider_state`` row per matched fix."""
     f = m.fixes
     n = len(f)
-    cols = {
-        "stage_id": [f.stage_id] * n,
-        "bib": f.bib.tolist(),
+    return Columns("rider_state", {
+        "stage_id": np.full(n, f.stage_id, dtype=object),
+        "bib": f.bib.astype(np.int64),
         "event_time": _millis(f.t),
-        "lat": f.lat.tolist(),
-        "lon": f.lon.tolist(),
-        "km_from_start": _nullable(m.km, n, 5),
-        "km_to_finish": _nullable(m.km_to_finish, n, 5),
-        "off_course_m": _nullable(m.off_m, n, 1),
-        "speed_kph": _nullable(m.speed_kph, n, 2),
-        "altitude_m": _nullable(m.altitude_m, n, 1),
-        "gradient_pct": _nullable(m.gradient_pct, n, 2),
-        "quality": m.quality.tolist(),
-        "sensor_speed_kph": _nullable(f.sensor_kph, n),
-    }
-    names = list(cols)
-    return [dict(zip(names, values)) for values in zip(*cols.values())]
+        "lat": f.lat,
+        "lon": f.lon,
+        "km_from_start": np.round(m.km, 5),
+        "km_to_finish": np.round(m.km_to_finish, 5),
+        "off_course_m": np.round(m.off_m, 1),
+        "speed_kph": np.round(m.speed_kph, 2),
+        "altitude_m": _optional(m.altitude_m, n, 1),
+        "gradient_pct": _optional(m.gradient_pct, n, 2),
+        "quality": m.quality.astype(object),
+        "sensor_speed_kph": f.sensor_kph,
+    })
 
 
-def tracker_fix_rows(f: FixBatch) -> list[dict]:
-    n = len(f)
-    names = ("stage_id", "bib", "event_time", "lat", "lon", "sensor_speed_kph")
-    cols = ([f.stage_id] * n, f.bib.tolist(), _millis(f.t), f.lat.tolist(), f.lon.tolist(),
-            _nullable(f.sensor_kph, n))
-    return [dict(zip(names, values)) for values in zip(*cols)]
+def tracker_fix_columns(f: FixBatch) -> Columns:
+    return Columns("tracker_fix", {
+        "stage_id": np.full(len(f), f.stage_id, dtype=object), "bib": f.bib.astype(np.int64),
+        "event_time": _millis(f.t), "lat": f.lat, "lon": f.lon, "sensor_speed_kph": f.sensor_kph})
+
+
+def dead_letter_columns(rows: list[dict]) -> Columns:
+    return Columns.from_rows("dead_letter", rows)
 
 
 def split_by_time(t: np.ndarray) -> list[tuple[float, np.ndarray]]:
@@ -59,5 +56,4 @@ def split_by_time(t: np.ndarray) -> list[tuple[float, np.ndarray]]:
     order = np.argsort(t, kind="stable")
     ts = t[order]
     cuts = np.flatnonzero(np.diff(ts)) + 1
-    return [(float(ts[g[0]]), order_g) for g, order_g in
-            zip(np.split(np.arange(ts.size), cuts), np.split(order, cuts))]
+    return list(zip(ts[np.r_[0, cuts]].tolist(), np.split(order, cuts)))

@@ -23,8 +23,8 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
     }
     if write_fixes:
-        from peloton.rows import tracker_fix_rows
-        tables["tracker_fix"] = parsed.fixes | "FixRows" >> beam.Map(tracker_fix_rows)
+        from peloton.rows import tracker_fix_columns
+        tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)
     for table, rows in tables.items():
         rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
     return tables

@@ -5,13 +5,12 @@ import logging
 import time
 
 import apache_beam as beam
-import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from peloton.feed import concat_batches, dead_letter
 from peloton.matching import MatchParams, match_fixes
-from peloton.rows import rider_state_rows, split_by_time
+from peloton.rows import dead_letter_columns, rider_state_columns, split_by_time
 from peloton.stage import Stage
 from transforms.parse import DEAD_LETTER
 
@@ -21,7 +20,7 @@ log = logging.getLogger("peloton")
 
 
 class MatchStageFn(beam.DoFn):
-    """(stage_id, [FixBatch]) -> rider_state row lists, one per tick, stamped with event time."""
+    """(stage_id, [FixBatch]) -> rider_state Columns, one per tick, stamped with event time."""
 
     def __init__(self, stage_json: str, params: MatchParams = MatchParams()):
         self.stage_json = stage_json
@@ -43,12 +42,12 @@ class MatchStageFn(beam.DoFn):
         counter("peloton", "fixes_matched").inc(len(matched))
         for batch, reason, detail in rejected:
             counter("peloton", f"dead_letter.{reason}").inc(len(batch))
-            yield pvalue.TaggedOutput(DEAD_LETTER, [
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([
                 dead_letter(stage_id, reason, _fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i],
-                            source="match") for i in range(len(batch))])
-        rows = rider_state_rows(matched)
+                            source="match") for i in range(len(batch))]))
+        table = rider_state_columns(matched)
         for t, idx in split_by_time(matched.fixes.t):
-            yield TimestampedValue([rows[i] for i in idx], t)
+            yield TimestampedValue(table.take(idx), t)
 
 
 def _fix_json(batch, i: int) -> str:
@@ -57,7 +56,7 @@ def _fix_json(batch, i: int) -> str:
 
 
 class MatchToCourse(beam.PTransform):
-    """FixBatches -> {'rider_state': row lists per tick, 'dead_letter': row lists}.
+    """FixBatches -> {'rider_state': Columns per tick, 'dead_letter': Columns}.
 
     Batch replay gathers a whole stage in one place: the matcher needs each
     rider's history, and riders are matched together, vectorised.

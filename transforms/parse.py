@@ -8,7 +8,7 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from peloton.feed import parse_message
-from peloton.rows import split_by_time
+from peloton.rows import dead_letter_columns, split_by_time
 
 __all__ = ["ParseMessagesFn", "ParseMessages", "DEAD_LETTER"]
 
@@ -16,7 +16,7 @@ DEAD_LETTER = "dead_letter"
 
 
 class ParseMessagesFn(beam.DoFn):
-    """(kind, payload, source) -> FixBatch per event time, plus dead-letter row lists."""
+    """(kind, payload, source) -> FixBatch per event time, plus dead-letter Columns."""
 
     def __init__(self, stage_id: str):
         self.stage_id = stage_id
@@ -33,11 +33,11 @@ class ParseMessagesFn(beam.DoFn):
         if letters:
             for reason, n in collections.Counter(r["reason"] for r in letters).items():
                 beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc(n)
-            yield pvalue.TaggedOutput(DEAD_LETTER, letters)
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(letters))
 
 
 class ParseMessages(beam.PTransform):
-    """Messages -> {'fixes': FixBatch per tick, 'dead_letter': lists of rows}."""
+    """Messages -> {'fixes': FixBatch per tick, 'dead_letter': Columns}."""
 
     def __init__(self, stage_id: str):
         super().__init__()
