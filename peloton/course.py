@@ -127,9 +127,6 @@ class Course:
         anchors = sorted(self.anchors, key=lambda a: a.km)
         cands = self.candidates(np.array([a.lat for a in anchors]), np.array([a.lon for a in anchors]),
                                 radius_m=ANCHOR_MAX_OFF_M, k=8)
-        km = np.array([a.km for a in anchors])
-        span_km = km.max() - km.min()
-        ratio = self.length_m / (span_km * 1000.0) if span_km > 0 else 1.0
         located: list[tuple[float, Anchor]] = []
         prev_s = prev_km = None
         for i, anchor in enumerate(anchors):
@@ -138,17 +135,16 @@ class Course:
                 continue
             s_i, off_i = cands.s[i][ok], cands.off_m[i][ok]
             if prev_s is None:
-                expected = (anchor.km - km.min()) * 1000.0 * ratio
-                tol = 0.2 * self.length_m
+                # the first mark: the earliest pass among the nearest ones
+                near = off_i <= off_i.min() + 50.0
+                j = int(np.flatnonzero(near)[np.argmin(s_i[near])])
             else:
-                expected = prev_s + (anchor.km - prev_km) * 1000.0 * ratio
-                tol = 500.0 + 0.1 * (anchor.km - prev_km) * 1000.0
-            cost = np.abs(s_i - expected) + off_i
-            j = int(np.argmin(cost))
-            if abs(s_i[j] - expected) > tol and prev_s is not None:
-                continue
-            if prev_s is not None and (s_i[j] <= prev_s or anchor.km <= prev_km):
-                continue
+                # polyline and official distances agree within a few percent
+                step_m = (anchor.km - prev_km) * 1000.0
+                miss = np.abs(s_i - (prev_s + step_m))
+                j = int(np.argmin(miss + off_i))
+                if miss[j] > 500.0 + 0.1 * step_m or s_i[j] <= prev_s or step_m <= 0:
+                    continue
             prev_s, prev_km = float(s_i[j]), anchor.km
             located.append((prev_s, anchor))
         return located
@@ -258,18 +254,18 @@ class Course:
         t = np.clip(((px[pi] - ax) * dx + (py[pi] - ay) * dy) / np.where(l2 > 0, l2, 1.0), 0.0, 1.0)
         off = np.hypot(px[pi] - (ax + t * dx), py[pi] - (ay + t * dy))
         s = self.cum_m[si] + t * (self.cum_m[si + 1] - self.cum_m[si])
-        order = np.lexsort((s, pi))
-        pi, s, off = pi[order], s[order], off[order]
-        # Local minima of off along s, per point. Ties (a vertex shared by two
-        # segments) keep the first; nearly equal s are one candidate.
-        same_prev = np.r_[False, pi[1:] == pi[:-1]]
-        same_next = np.r_[pi[:-1] == pi[1:], False]
+        order = np.lexsort((si, pi))
+        pi, si, s, off = pi[order], si[order], s[order], off[order]
+        # Local minima of off along the course, per point. Only adjacent
+        # segments are neighbours: two passes separated by a stretch beyond
+        # the radius are two candidates even if one is nearer. A tie at a
+        # shared vertex (t clamped on both segments) keeps the first.
+        same_prev = np.r_[False, (pi[1:] == pi[:-1]) & (si[1:] == si[:-1] + 1)]
+        same_next = np.r_[same_prev[1:], False]
         prev_off = np.where(same_prev, np.r_[np.inf, off[:-1]], np.inf)
         next_off = np.where(same_next, np.r_[off[1:], np.inf], np.inf)
-        near_prev = same_prev & (np.r_[np.inf, np.diff(s)] < 1.0)
-        is_min = (off <= prev_off) & (off < next_off) & ~(near_prev & (off == prev_off))
-        # a flat run of equal distances (the point abeam a vertex) keeps one
-        is_min |= (off < prev_off) & (off == next_off)
+        is_min = ((off < prev_off) & (off <= next_off)) | ((off == prev_off) & (off < next_off) &
+                                                            (np.r_[np.inf, np.diff(s)] >= 1.0))
         pi, s, off = pi[is_min], s[is_min], off[is_min]
         # rank by distance within each point and keep the k nearest
         order = np.lexsort((off, pi))

@@ -28,13 +28,14 @@ __all__ = ["MatchParams", "Matched", "dedupe", "impossible_jumps", "viterbi", "m
 @dataclass(frozen=True)
 class MatchParams:
     radius_m: float = 500.0  # beyond this from every pass of the course: off course
-    max_candidates: int = 6
+    max_candidates: int = 32  # a Paris finale passes the same street 18 times (9 laps, both ways)
     gps_sigma_m: float = 25.0  # the polyline is simplified: corners are cut by tens of metres
     progress_beta_m: float = 10.0  # tolerance on |progress - distance ridden| ...
     progress_beta_frac: float = 0.15  # ... growing with the distance ridden (winding roads)
     max_speed_mps: float = 40.0  # 144 km/h: faster is not a bike
     overspeed_penalty: float = 100.0
     speed_half_window_s: float = 15.0  # speed is smoothed over +-15 s of matched track
+    pace_half_window_s: float = 90.0  # a rider's pace for the second matching pass
     off_route_m: float = 50.0  # quality flag threshold
 
 
@@ -100,9 +101,17 @@ def impossible_jumps(fixes: FixBatch, max_speed_mps: float) -> np.ndarray:
 
 
 def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-            cand_s: np.ndarray, cand_off: np.ndarray, params: MatchParams) -> np.ndarray:
+            cand_s: np.ndarray, cand_off: np.ndarray, params: MatchParams,
+            expected_mps: np.ndarray | None = None) -> np.ndarray:
     """Most likely candidate column for every fix; inputs sorted by (bib, t).
 
+    Without ``expected_mps`` the transition is Newson & Krumm's: progress
+    along the course should equal the straight-line distance ridden. That
+    fails where the road loops back on itself (a roundabout, a U-turn) and
+    fixes are sparse, because the true progress is much longer than the
+    chord. With ``expected_mps`` (the rider's speed, estimated from a first
+    pass) progress should instead match speed x time, and the chord only
+    rules out progress *shorter* than the distance ridden.
     Every fix must have at least one finite candidate.
     """
     n, k = cand_s.shape
@@ -113,6 +122,9 @@ def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     starts, lengths = _track_bounds(bib)
     d_gc = np.r_[0.0, haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:])]
     dt = np.r_[0.0, np.diff(t)]
+    by_speed = expected_mps is not None
+    if by_speed:
+        expected_m = np.nan_to_num(expected_mps * dt, nan=-1.0)  # -1: unknown, fall back to the chord
     backptr = np.zeros((n, k), dtype=np.int8)
     score = emission[starts].copy()
     riders = np.arange(starts.size)
@@ -122,7 +134,13 @@ def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
         progress = cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None]  # (A, prev, cur)
         ridden = d_gc[idx][:, None, None]
         beta = params.progress_beta_m + params.progress_beta_frac * ridden
-        cost = np.abs(progress - ridden) / beta
+        if by_speed:
+            expect = expected_m[idx][:, None, None]
+            short = np.maximum(ridden - progress - 2 * params.progress_beta_m, 0.0) / beta
+            by_time = np.abs(progress - expect) / (2 * params.progress_beta_m + 0.25 * expect)
+            cost = np.where(expect >= 0, short + by_time, np.abs(progress - ridden) / beta)
+        else:
+            cost = np.abs(progress - ridden) / beta
         reach = params.max_speed_mps * dt[idx][:, None, None] + 200.0
         cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
         total = score[active][:, :, None] - np.where(np.isnan(cost), np.inf, cost)
@@ -178,8 +196,16 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
                          f"more than {params.radius_m:.0f} m from every part of the course"))
         fixes = fixes.take(np.flatnonzero(on))
         cands.s, cands.off_m = cands.s[on], cands.off_m[on]
-    col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params)
+    width = max(1, int(cands.count.max())) if len(fixes) else 1  # only as many columns as used
+    cands.s, cands.off_m = cands.s[:, :width], cands.off_m[:, :width]
     rows = np.arange(len(fixes))
+    # pass 1: chord-based transitions give each rider's pace ...
+    col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params)
+    if width > 1:
+        # ... pass 2: progress by pace, where the course is ambiguous at all
+        pace = smoothed_speed_kph(fixes.bib, fixes.t, cands.s[rows, col] / 1000.0, params.pace_half_window_s) / 3.6
+        col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params,
+                      expected_mps=np.clip(pace, 0.0, params.max_speed_mps))
     s = cands.s[rows, col]
     off = cands.off_m[rows, col]
     km = course.km_at(s)

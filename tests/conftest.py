@@ -1,0 +1,50 @@
+"""Shared fixtures: the reference data lives beside the project, in ../shared/data."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data"))
+STAGE4 = DATA / "racecenter-2026" / "2026-07-07.json.gz"
+STAGE16 = DATA / "racecenter-2026" / "2026-07-21.json.gz"
+STAGE16_COURSE = DATA / "racecenter-2026" / "derived" / "2026-07-21_stage16_ITT_course_from_rider17_DERIVED.geojson"
+COURSES = DATA / "courses-tdf-2022-2024"
+
+
+def pytest_sessionstart(session):
+    if not STAGE4.exists():
+        raise pytest.UsageError(f"reference data not found at {DATA} (set PELOTON_DATA)")
+
+
+@pytest.fixture(scope="session")
+def stage4_recording() -> dict:
+    with gzip.open(STAGE4, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def stage4(stage4_recording):
+    from peloton.stage import stage_from_recording
+
+    return stage_from_recording(stage4_recording)
+
+
+@pytest.fixture(scope="session")
+def stage4_course(stage4):
+    return stage4.course()
+
+
+def slice_recording(recording: dict, start: int, stop: int) -> dict:
+    """A smaller recording: the same rest (course, riders), ticks start..stop."""
+    return {**recording, "events": recording["events"][start:stop]}
+
+
+def write_recording(path: Path, recording: dict, gz: bool = True) -> Path:
+    data = json.dumps(recording).encode("utf-8")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path

@@ -1,0 +1,39 @@
+"""Builders of synthetic tracks along real courses, with known truth."""
+from __future__ import annotations
+
+import numpy as np
+
+from peloton.course import Course
+from peloton.feed import FixBatch
+
+
+def track_along(course: Course, bib: int, speed_mps: float, dt_s: float, noise_m: float, seed: int,
+                start_s: float = 0.0, end_s: float | None = None, t0: float = 1.7e9, gaps=()):
+    """A rider riding the course at constant speed: (FixBatch, true polyline distance).
+
+    ``gaps`` are (from_s, to_s) stretches of polyline without fixes (signal lost).
+    """
+    rng = np.random.default_rng(seed)
+    end_s = course.length_m if end_s is None else end_s
+    t = np.arange(0.0, (end_s - start_s) / speed_mps, dt_s)
+    s = start_s + speed_mps * t
+    keep = np.ones(s.size, dtype=bool)
+    for a, b in gaps:
+        keep &= ~((s >= a) & (s < b))
+    s, t = s[keep], t[keep]
+    lat, lon = course.point_at(s)
+    x, y = course.proj.forward(lat, lon)
+    x = x + rng.normal(0, noise_m, s.size)
+    y = y + rng.normal(0, noise_m, s.size)
+    lat, lon = course.proj.inverse(x, y)
+    fixes = FixBatch("test", np.full(s.size, bib, dtype=np.int64), t0 + t, lat, lon, np.full(s.size, np.nan))
+    return fixes, s
+
+
+def line_course(points_xy_m, lat0=45.0, lon0=6.0, anchors=(), finish_km=None) -> Course:
+    """A course from points in metres east/north of (lat0, lon0)."""
+    from peloton.geo import LocalProjection
+
+    xy = np.asarray(points_xy_m, dtype=float)
+    lat, lon = LocalProjection(lat0, lon0).inverse(xy[:, 0], xy[:, 1])
+    return Course(lat, lon, None, anchors=list(anchors), finish_km=finish_km)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from peloton.course import Course
+from peloton.feed import FixBatch, concat_batches
+from peloton.matching import MatchParams, dedupe, impossible_jumps, match_fixes, smoothed_speed_kph
+from peloton.stage import parse_course_text
+from tests.conftest import COURSES
+from tests.helpers import line_course, track_along
+
+
+def _course(year: int, stage: int) -> Course:
+    route = parse_course_text((COURSES / str(year) / f"{stage:02d}" / f"trace_{year}_{stage}.geojson").read_text())
+    return Course([p[0] for p in route], [p[1] for p in route], [p[2] for p in route])
+
+
+@pytest.fixture(scope="module", params=[2022, 2023])
+def paris(request) -> Course:
+    return _course(request.param, 21)
+
+
+def _laps_ok(matched, truth_by_bib, tol_m=60.0):
+    err = np.empty(len(matched))
+    for bib, truth in truth_by_bib.items():
+        sel = matched.fixes.bib == bib
+        err[sel] = matched.s[sel] - truth[: sel.sum()]
+    return np.abs(err)
+
+
+def test_paris_finishing_circuit_every_fix_on_the_right_lap(paris):
+    """Synthetic riders with GPS noise on the Champs-Elysees laps: no fix on another lap."""
+    tracks, truth = [], {}
+    for bib, (speed, dt, noise) in enumerate([(12.0, 6.0, 8.0), (13.5, 1.0, 5.0), (11.0, 6.0, 15.0),
+                                             (12.5, 36.0, 8.0)], start=1):
+        fixes, s = track_along(paris, bib, speed, dt, noise, seed=bib)
+        tracks.append(fixes)
+        truth[bib] = s
+    matched, rejected, dupes = match_fixes(concat_batches(tracks, "test"), paris)
+    assert rejected == [] and dupes == 0
+    err = _laps_ok(matched, truth)
+    assert err.max() < 100.0, f"worst fix {err.max():.0f} m from truth"
+    assert np.median(err) < 10.0
+
+
+def test_signal_gap_on_the_circuit_resumes_on_the_right_lap(paris):
+    # a 3 km hole in the signal on the circuit (about 4 minutes)
+    end = paris.length_m
+    fixes, s = track_along(paris, 9, 12.0, 6.0, 8.0, seed=3, gaps=[(end - 20_000, end - 17_000)])
+    matched, _, _ = match_fixes(fixes, paris)
+    assert np.abs(matched.s - s).max() < 100.0
+
+
+def test_out_and_back_on_the_same_road():
+    # 5 km out, turn around, 5 km back 8 m to the side (the other lane)
+    course = line_course([[0, 0], [5000, 0], [5000, 8], [0, 8]])
+    fixes, s = track_along(course, 1, 11.0, 6.0, 6.0, seed=4)
+    matched, _, _ = match_fixes(fixes, course)
+    assert np.abs(matched.s - s).max() < 60.0
+
+
+def test_hairpins_climb():
+    # ten switchbacks 60 m apart: the nearest leg is often the wrong one
+    pts = []
+    for i in range(10):
+        y = i * 60.0
+        pts += [[0, y], [800, y]] if i % 2 == 0 else [[800, y], [0, y]]
+    course = line_course(pts)
+    fixes, s = track_along(course, 1, 5.0, 6.0, 10.0, seed=5)
+    matched, _, _ = match_fixes(fixes, course)
+    assert np.abs(matched.s - s).max() < 60.0
+
+
+def test_dedupe_keeps_one_fix_per_bib_and_time():
+    f = FixBatch("s", np.array([2, 1, 2, 1]), np.array([10.0, 10.0, 10.0, 5.0]), np.array([1.0, 2, 3, 4]),
+                 np.zeros(4), np.zeros(4))
+    out, removed = dedupe(f)
+    assert removed == 1
+    assert list(zip(out.bib.tolist(), out.t.tolist())) == [(1, 5.0), (1, 10.0), (2, 10.0)]
+
+
+def test_isolated_spike_is_an_impossible_jump_but_a_fast_descent_is_not():
+    t = np.arange(6) * 6.0
+    lat = 45.0 + np.array([0, 1, 2, 3, 4, 5]) * 0.0005  # ~55 m per 6 s: 33 km/h
+    lat_spike = lat.copy()
+    lat_spike[3] += 0.05  # 5.5 km away for one fix
+    f = FixBatch("s", np.ones(6, dtype=np.int64), t, lat_spike, np.full(6, 6.0), np.zeros(6))
+    assert impossible_jumps(f, 40.0).tolist() == [False, False, False, True, False, False]
+    fast = FixBatch("s", np.ones(6, dtype=np.int64), t, 45.0 + np.arange(6) * 0.0018, np.full(6, 6.0), np.zeros(6))
+    assert not impossible_jumps(fast, 40.0).any()  # 120 km/h, steady
+
+
+def test_off_course_fixes_are_rejected_not_matched():
+    course = line_course([[0, 0], [3000, 0]])
+    fixes, _ = track_along(course, 1, 10.0, 6.0, 3.0, seed=1)
+    far = FixBatch("s", np.array([2]), np.array([1.7e9]), np.array([46.0]), np.array([6.0]), np.array([np.nan]))
+    matched, rejected, _ = match_fixes(concat_batches([fixes, far], "s"), course)
+    assert len(matched) == len(fixes)
+    assert [(len(b), r) for b, r, _ in rejected] == [(1, "off_course")]
+
+
+def test_speed_is_distance_over_time_per_rider():
+    bib = np.array([1, 1, 1, 2, 2])
+    t = np.array([0.0, 10.0, 20.0, 0.0, 10.0])
+    km = np.array([0.0, 0.1, 0.2, 5.0, 5.05])
+    v = smoothed_speed_kph(bib, t, km, 15.0)
+    assert np.allclose(v, [36.0, 36.0, 36.0, 18.0, 18.0])
+
+
+def test_real_stage4_matches_in_order_along_the_course(stage4_course):
+    fixes, s = track_along(stage4_course, 11, 11.5, 6.0, 6.0, seed=7)
+    matched, _, _ = match_fixes(fixes, stage4_course, MatchParams())
+    assert np.abs(matched.s - s).max() < 60.0
+    assert np.all(np.diff(matched.km) > -0.05)
