@@ -69,7 +69,7 @@ def cmd_replay(args, beam_args) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipelines.options import ReplayOptions
-    from pipelines.replay import build_replay
+    from pipelines.replay import build_replay, ensure_table_files
 
     started = time.perf_counter()
     stage = resolve_stage(args.recording, args.course, args.stage)
@@ -81,9 +81,10 @@ def cmd_replay(args, beam_args) -> int:
     replay = options.view_as(ReplayOptions)
     os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
     pipeline = beam.Pipeline(options=options)
-    build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes)
+    tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes)
     result = pipeline.run()
     result.wait_until_finish()
+    ensure_table_files(replay.out, tables)
     c = _counters(result)
     wall = time.perf_counter() - started
     rejected = {k.split(".", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("dead_letter.")}

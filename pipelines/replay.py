@@ -9,7 +9,7 @@ from transforms.parse import DEAD_LETTER, ParseMessages
 from transforms.read import ReadArchive
 from transforms.sinks import WriteAvroTable
 
-__all__ = ["build_replay"]
+__all__ = ["build_replay", "ensure_table_files"]
 
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
@@ -28,3 +28,20 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     for table, rows in tables.items():
         rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
     return tables
+
+
+def ensure_table_files(out_dir: str, tables) -> None:
+    """Give every table at least one (possibly empty) Avro file, so readers always find its schema."""
+    import os
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from peloton.avro_columns import container_header
+    from peloton.schemas import load_schema
+
+    for table in tables:
+        folder = FileSystems.join(out_dir, table)
+        if FileSystems.match([FileSystems.join(folder, "*.avro")])[0].metadata_list:
+            continue
+        with FileSystems.create(FileSystems.join(folder, f"{table}-empty.avro")) as fh:
+            fh.write(container_header(load_schema(table), "null", os.urandom(16)))
