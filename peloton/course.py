@@ -29,7 +29,9 @@ GRADIENT_HALF_WINDOW_M = 100.0
 ANCHOR_MAX_OFF_M = 250.0
 #: First search radius for candidates: a rider on the road is within this of
 #: the (simplified) polyline; a pass further away would never win anyway.
-NEAR_RADIUS_M = 200.0
+NEAR_RADIUS_M = 120.0
+#: Points per spatial query: bounds the memory of the (point, segment) pairs.
+CANDIDATE_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -221,41 +223,52 @@ class Course:
                    near_m: float = NEAR_RADIUS_M) -> Candidates:
         """Every distinct pass of the course within ``radius_m`` of each point.
 
-        Vectorised: one STRtree query for all points, one projection per
+        Vectorised: one STRtree query per chunk of points, one projection per
         (point, segment) pair, then the local minima of the distance along the
         course are kept (a hairpin's two legs stay two candidates). Points are
         first searched within ``near_m`` (almost all of them are that close);
-        only the rest are searched again out to ``radius_m``.
+        only the rest are searched again out to ``radius_m``. The result has
+        as many columns as the most ambiguous point needs, at most ``k``.
         """
         lat = np.asarray(lat, dtype=float)
         lon = np.asarray(lon, dtype=float)
         n = lat.size
-        out = Candidates(np.full((n, k), np.nan), np.full((n, k), np.inf))
-        if n == 0:
-            return out
         px, py = self.proj.forward(lat, lon)
+        found = np.zeros(n, dtype=bool)
+        parts = []  # (rows, rank, s, off)
         todo = np.arange(n)
         for radius in ([near_m] if near_m < radius_m else []) + [radius_m]:
-            self._fill_candidates(out, todo, px[todo], py[todo], radius, k)
-            todo = todo[~np.isfinite(out.off_m[todo, 0])]
+            for chunk in np.array_split(todo, max(1, todo.size // CANDIDATE_CHUNK)):
+                rows, rank, s, off = self._local_minima(chunk, px[chunk], py[chunk], radius)
+                keep = rank < k
+                parts.append((rows[keep], rank[keep], s[keep], off[keep]))
+                found[rows] = True
+            todo = np.flatnonzero(~found)
             if todo.size == 0:
                 break
+        width = max([int(p[1].max()) + 1 for p in parts if p[1].size] + [1])
+        out = Candidates(np.full((n, width), np.nan), np.full((n, width), np.inf))
+        for rows, rank, s, off in parts:
+            out.s[rows, rank] = s
+            out.off_m[rows, rank] = off
         return out
 
-    def _fill_candidates(self, out: Candidates, rows, px, py, radius_m: float, k: int) -> None:
-        out_s, out_off = out.s, out.off_m
+    def _local_minima(self, rows, px, py, radius_m: float):
+        """(row, rank by distance, s, off) of each distinct pass near each point."""
         pairs = self.tree.query(shapely.points(px, py), predicate="dwithin", distance=radius_m)
-        pi, si = pairs[0], pairs[1]
+        # sort by (point, segment): segment order is order along the course
+        order = np.argsort(pairs[0] * np.int64(self.x.size) + pairs[1], kind="stable")
+        pi, si = pairs[0][order], pairs[1][order]
         if pi.size == 0:
-            return
+            e = np.zeros(0)
+            return rows[:0], np.zeros(0, dtype=np.int64), e, e
         ax, ay = self.x[si], self.y[si]
         dx, dy = self.x[si + 1] - ax, self.y[si + 1] - ay
         l2 = dx * dx + dy * dy
-        t = np.clip(((px[pi] - ax) * dx + (py[pi] - ay) * dy) / np.where(l2 > 0, l2, 1.0), 0.0, 1.0)
-        off = np.hypot(px[pi] - (ax + t * dx), py[pi] - (ay + t * dy))
+        qx, qy = px[pi] - ax, py[pi] - ay
+        t = np.clip((qx * dx + qy * dy) / np.where(l2 > 0, l2, 1.0), 0.0, 1.0)
+        off = np.hypot(qx - t * dx, qy - t * dy)
         s = self.cum_m[si] + t * (self.cum_m[si + 1] - self.cum_m[si])
-        order = np.lexsort((si, pi))
-        pi, si, s, off = pi[order], si[order], s[order], off[order]
         # Local minima of off along the course, per point. Only adjacent
         # segments are neighbours: two passes separated by a stretch beyond
         # the radius are two candidates even if one is nearer. A tie at a
@@ -267,11 +280,9 @@ class Course:
         is_min = ((off < prev_off) & (off <= next_off)) | ((off == prev_off) & (off < next_off) &
                                                             (np.r_[np.inf, np.diff(s)] >= 1.0))
         pi, s, off = pi[is_min], s[is_min], off[is_min]
-        # rank by distance within each point and keep the k nearest
-        order = np.lexsort((off, pi))
+        # rank by distance within each point (off < 2 * radius, so one float key sorts both)
+        order = np.argsort(pi + off / (2.0 * radius_m + 1.0), kind="stable")
         pi, s, off = pi[order], s[order], off[order]
         first = np.r_[0, np.flatnonzero(np.diff(pi)) + 1]
         rank = np.arange(pi.size) - np.repeat(first, np.diff(np.r_[first, pi.size]))
-        keep = rank < k
-        out_s[rows[pi[keep]], rank[keep]] = s[keep]
-        out_off[rows[pi[keep]], rank[keep]] = off[keep]
+        return rows[pi], rank, s, off

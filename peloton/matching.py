@@ -100,10 +100,10 @@ def impossible_jumps(fixes: FixBatch, max_speed_mps: float) -> np.ndarray:
     return bad | last
 
 
-def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
             cand_s: np.ndarray, cand_off: np.ndarray, params: MatchParams,
             expected_mps: np.ndarray | None = None) -> np.ndarray:
-    """Most likely candidate column for every fix; inputs sorted by (bib, t).
+    """Most likely candidate column for every fix; inputs sorted by (track, t).
 
     Without ``expected_mps`` the transition is Newson & Krumm's: progress
     along the course should equal the straight-line distance ridden. That
@@ -119,7 +119,7 @@ def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     if n == 0:
         return choice
     emission = np.where(np.isfinite(cand_off), -0.5 * (cand_off / params.gps_sigma_m) ** 2, -np.inf)
-    starts, lengths = _track_bounds(bib)
+    starts, lengths = _track_bounds(track)
     d_gc = np.r_[0.0, haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:])]
     dt = np.r_[0.0, np.diff(t)]
     by_speed = expected_mps is not None
@@ -156,6 +156,50 @@ def viterbi(bib: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
         idx = starts[active] + step
         choice[idx - 1] = backptr[idx, choice[idx]]
     return choice
+
+
+def _ambiguous_runs(bib: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index and run id of every stretch of a rider's fixes with several candidates.
+
+    Each run is extended by one unambiguous fix on either side (when the
+    rider has one): a fix with a single candidate pins the chain, so Viterbi
+    only has to decide within these runs, not over whole tracks.
+    """
+    amb = count > 1
+    if not amb.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    n = bib.size
+    same_prev = np.r_[False, bib[1:] == bib[:-1]]
+    same_next = np.r_[same_prev[1:], False]
+    start = np.flatnonzero(amb & ~(np.r_[False, amb[:-1]] & same_prev))
+    stop = np.flatnonzero(amb & ~(np.r_[amb[1:], False] & same_next)) + 1  # [start, stop)
+    lo = np.where(same_prev[start], start - 1, start)
+    hi = np.where(same_next[stop - 1], np.minimum(stop + 1, n), stop)
+    lengths = hi - lo
+    run = np.repeat(np.arange(lo.size), lengths)
+    idx = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(lo, lengths)
+    return idx, run
+
+
+def _choose_passes(fixes: FixBatch, cand_s: np.ndarray, cand_off: np.ndarray, params: MatchParams) -> np.ndarray:
+    """Candidate column of every fix: Viterbi on the ambiguous runs, column 0 elsewhere."""
+    col = np.zeros(len(fixes), dtype=np.int64)
+    count = np.isfinite(cand_off).sum(axis=1)
+    idx, run = _ambiguous_runs(fixes.bib, count)
+    if idx.size == 0:
+        return col
+    t, lat, lon = fixes.t[idx], fixes.lat[idx], fixes.lon[idx]
+    s, off = cand_s[idx], cand_off[idx]
+    # pass 1: chord-based transitions give each rider's pace ...
+    choice = viterbi(run, t, lat, lon, s, off, params)
+    col[idx] = choice
+    # ... pass 2: progress by pace (from the whole track: most of it is unambiguous)
+    rows = np.arange(len(fixes))
+    pace = smoothed_speed_kph(fixes.bib, fixes.t, cand_s[rows, col] / 1000.0, params.pace_half_window_s) / 3.6
+    choice = viterbi(run, t, lat, lon, s, off, params,
+                     expected_mps=np.clip(pace[idx], 0.0, params.max_speed_mps))
+    col[idx] = choice
+    return col
 
 
 def smoothed_speed_kph(bib: np.ndarray, t: np.ndarray, km: np.ndarray, half_window_s: float) -> np.ndarray:
@@ -196,16 +240,8 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
                          f"more than {params.radius_m:.0f} m from every part of the course"))
         fixes = fixes.take(np.flatnonzero(on))
         cands.s, cands.off_m = cands.s[on], cands.off_m[on]
-    width = max(1, int(cands.count.max())) if len(fixes) else 1  # only as many columns as used
-    cands.s, cands.off_m = cands.s[:, :width], cands.off_m[:, :width]
     rows = np.arange(len(fixes))
-    # pass 1: chord-based transitions give each rider's pace ...
-    col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params)
-    if width > 1:
-        # ... pass 2: progress by pace, where the course is ambiguous at all
-        pace = smoothed_speed_kph(fixes.bib, fixes.t, cands.s[rows, col] / 1000.0, params.pace_half_window_s) / 3.6
-        col = viterbi(fixes.bib, fixes.t, fixes.lat, fixes.lon, cands.s, cands.off_m, params,
-                      expected_mps=np.clip(pace, 0.0, params.max_speed_mps))
+    col = _choose_passes(fixes, cands.s, cands.off_m, params)
     s = cands.s[rows, col]
     off = cands.off_m[rows, col]
     km = course.km_at(s)

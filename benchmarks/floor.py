@@ -1,0 +1,42 @@
+"""The speed floor: read, parse and map-match a recording with the kernels alone, no Beam.
+
+    python benchmarks/floor.py RECORDING [--course FILE]
+
+Same work as ``peloton replay`` minus the pipeline and the sinks: what a
+replay could cost at best in this process.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from peloton.feed import concat_batches, parse_message  # noqa: E402
+from peloton.matching import match_fixes  # noqa: E402
+from peloton.recording import iter_messages, read_local  # noqa: E402
+from pipelines.cli import resolve_stage  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("recording")
+    ap.add_argument("--course")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    stage = resolve_stage(args.recording, args.course)
+    course = stage.course()
+    batches, letters = [], 0
+    for kind, payload in iter_messages(read_local(args.recording)):
+        fixes, dead = parse_message(stage.stage_id, kind, payload)
+        batches.append(fixes)
+        letters += len(dead)
+    matched, rejected, dupes = match_fixes(concat_batches(batches, stage.stage_id), course)
+    print(f"floor: {len(matched)} matched, {letters + sum(len(b) for b, _, _ in rejected)} rejected, "
+          f"{dupes} duplicates in {time.perf_counter() - started:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
