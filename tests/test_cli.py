@@ -70,3 +70,30 @@ def test_console_script_replays_a_slice_and_prints_a_summary(tmp_path, stage4_re
                         capture_output=True, text=True, timeout=300)
     report = json.loads(ev.stdout)
     assert report["km_to_finish_error_m"]["on_course"]["median"] < 10
+
+
+def test_flat_csv_replays_with_an_exported_stage(tmp_path, capsys):
+    assert main(["stage", "export", str(STAGE4)]) == 0
+    stage_file = tmp_path / "stage.json"
+    stage_file.write_text(capsys.readouterr().out)
+    csv_path = STAGE4.parent / "derived" / "2026-07-07_stage04_telemetry_flat.csv.gz"
+    with gzip.open(csv_path, "rt") as fh:
+        lines = [next(fh) for _ in range(1)] + [line for i, line in zip(range(120_000), fh) if i >= 100_000]
+    small = tmp_path / "slice.csv"
+    small.write_text("".join(lines))
+    out = tmp_path / "out"
+    assert main(["-q", "replay", str(small), "--stage", str(stage_file), "--out", str(out)]) == 0
+    assert "matched fixes" in capsys.readouterr().out
+    from peloton.evaluate import read_table
+
+    rows = read_table(str(out), "rider_state")
+    dead = read_table(str(out), "dead_letter")
+    assert len(rows) + len(dead) == 20_000 and len(rows) > 15_000
+    assert all(r["stage_id"] == "2026-07-07" for r in rows[:10])
+
+
+def test_flat_csv_without_course_or_stage_is_refused(tmp_path, capsys):
+    small = tmp_path / "slice.csv"
+    small.write_text("TimeStamp,Bib,Latitude,Longitude,kph\n1783425798,1,43.09,2.62,40\n")
+    assert main(["replay", str(small), "--out", str(tmp_path / "o")]) == 2
+    assert "--stage" in _error_line(capsys)
