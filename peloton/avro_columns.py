@@ -8,8 +8,8 @@ scatter into one buffer. The result is a standard Avro object container file
 that fastavro, Beam and BigQuery read.
 
 Supported field types: null, boolean, int, long (and timestamp-millis),
-float, double, string, enums of strings, and unions of ``null`` with one of
-those. Anything else raises :class:`UnsupportedSchema` so callers can fall back
+float, double, string, enums of strings, arrays of int or long, and unions of
+``null`` with one of those. Anything else raises :class:`UnsupportedSchema` so callers can fall back
 to fastavro.
 """
 from __future__ import annotations
@@ -71,10 +71,45 @@ def _string_matrix(values) -> tuple[np.ndarray, np.ndarray]:
     return table[inverse.ravel()], tlen[inverse.ravel()]
 
 
+def _blob_matrix(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
+    out = np.zeros((len(blobs), int(lengths.max()) if len(blobs) else 0), dtype=np.uint8)
+    flat = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    rows = np.repeat(np.arange(len(blobs)), lengths)
+    cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = flat
+    return out, lengths
+
+
+def _int_array_matrix(values) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays of ints: one block (count, items) then the 0 terminator, per row."""
+    items = [np.asarray(v if v is not None else [], dtype=np.int64) for v in values]
+    counts = np.array([a.size for a in items], dtype=np.int64)
+    flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+    m, length = _varint_matrix(flat)
+    item_bytes = m[np.arange(m.shape[1])[None, :] < length[:, None]].tobytes()
+    ends = np.cumsum(np.bincount(np.repeat(np.arange(counts.size), counts), weights=length,
+                                 minlength=counts.size).astype(np.int64))
+    starts = ends - np.bincount(np.repeat(np.arange(counts.size), counts), weights=length,
+                                minlength=counts.size).astype(np.int64)
+    cm, clen = _varint_matrix(counts)
+    blobs = []
+    for i in range(counts.size):
+        if counts[i]:
+            blobs.append(cm[i, :clen[i]].tobytes() + item_bytes[starts[i]:ends[i]] + b"\x00")
+        else:
+            blobs.append(b"\x00")
+    return _blob_matrix(blobs)
+
+
 def _base_type(t) -> str:
     if isinstance(t, dict):
         if t.get("type") == "enum":
             return "enum"
+        if t.get("type") == "array":
+            if _base_type(t.get("items")) not in ("int", "long"):
+                raise UnsupportedSchema(f"unsupported array items {t.get('items')!r}")
+            return "array"
         return _base_type(t.get("type"))
     if isinstance(t, str):
         return t
@@ -96,6 +131,8 @@ def _encode_value_matrix(kind: str, values, ftype) -> tuple[np.ndarray, np.ndarr
     if kind == "enum":
         symbols = {s: i for i, s in enumerate(ftype["symbols"])}
         return _varint_matrix(np.array([symbols[v] for v in values], dtype=np.int64))
+    if kind == "array":
+        return _int_array_matrix(values)
     if kind == "null":
         n = len(values)
         return np.zeros((n, 0), dtype=np.uint8), np.zeros(n, dtype=np.int64)

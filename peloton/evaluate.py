@@ -61,30 +61,51 @@ def error_stats(err_m: np.ndarray) -> dict:
 
 
 def evaluate_replay(recording_text: str, out_dir: str) -> dict:
-    """Error of km_to_finish (metres) against the official kmToFinish."""
+    """Errors against the official values: km_to_finish (metres) and gaps (seconds).
+
+    The official gaps are whole seconds, truncated (riders less than a second
+    behind the leader read 0), so a gap is scored against the middle of the
+    second it names (official + 0.5 s); the raw difference is reported too.
+    """
     rows = read_table(out_dir, "rider_state")
     dead = read_table(out_dir, "dead_letter")
     official = official_values(recording_text)
     bib = np.array([r["bib"] for r in rows], dtype=np.int64)
     t = np.array([r["event_time"].timestamp() if hasattr(r["event_time"], "timestamp") else r["event_time"] / 1000
                   for r in rows])
-    ours = np.array([np.nan if r["km_to_finish"] is None else r["km_to_finish"] for r in rows])
+
+    def column(name):
+        return np.array([np.nan if r.get(name) is None else r[name] for r in rows], dtype=float)
+
+    def reference(field):
+        return np.array([_get(official, b, ts, field) for b, ts in zip(bib.tolist(), t.tolist())])
+
     quality = np.array([r["quality"] for r in rows], dtype=object)
-    ref = np.array([_get(official, b, ts, "kmToFinish") for b, ts in zip(bib.tolist(), t.tolist())])
-    err = (ours - ref) * 1000.0
+    ref_km = reference("kmToFinish")
+    err = (column("km_to_finish") - ref_km) * 1000.0
     on_course = quality == "good"
     reasons: dict = {}
     for d in dead:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
-    return {
+    report = {
         "rows": len(rows),
         "dead_letter": reasons,
-        "with_official_km": int(np.isfinite(ref).sum()),
+        "with_official_km": int(np.isfinite(ref_km).sum()),
         "km_to_finish_error_m": {
             "on_course": error_stats(err[on_course]),
             "all_matched": error_stats(err),
         },
     }
+    gap = column("gap_to_leader_s")
+    for field, name in (("secToFirstRider", "gap_to_leader_error_s"), ("secToITTLead", "itt_gap_error_s")):
+        ref = reference(field)
+        both = np.isfinite(ref) & np.isfinite(gap)
+        if both.any():
+            report[name] = {"vs_official_plus_half": error_stats((gap - ref - 0.5)[both]),
+                            "vs_official_raw": error_stats((gap - ref)[both]),
+                            "official_rows": int(np.isfinite(ref).sum()), "ours_missing": int(
+                                (np.isfinite(ref) & ~np.isfinite(gap)).sum())}
+    return report
 
 
 def _get(official: dict, bib: int, ts: float, field: str) -> float:
@@ -100,4 +121,11 @@ def format_report(report: dict) -> str:
             lines.append(f"km_to_finish error, {name.replace('_', ' ')} ({s['n']:,} fixes): median {s['median']:.1f} m, "
                          f"p90 {s['p90']:.1f} m, p95 {s['p95']:.1f} m, p99 {s['p99']:.1f} m, max {s['max']:.0f} m, "
                          f"{s['over_1km']} over 1 km")
+    for key, what in (("gap_to_leader_error_s", "gap_to_leader_s vs secToFirstRider"),
+                      ("itt_gap_error_s", "gap_to_leader_s vs secToITTLead")):
+        if key in report:
+            s = report[key]["vs_official_plus_half"]
+            lines.append(f"{what} (+0.5 s, {s['n']:,} rows): median {s['median']:.2f} s, p90 {s['p90']:.2f} s, "
+                         f"p99 {s['p99']:.2f} s, max {s['max']:.0f} s; {report[key]['ours_missing']:,} official "
+                         f"values without ours")
     return "\n".join(lines)

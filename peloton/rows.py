@@ -18,10 +18,12 @@ def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
     return np.full(n, np.nan) if a is None else np.round(a, decimals)
 
 
-def rider_state_columns(m: Matched) -> Columns:
-    """One ``rider_state`` row per matched fix."""
+def rider_state_columns(m: Matched, race=None) -> Columns:
+    """One ``rider_state`` row per matched fix (with race state when given)."""
     f = m.fixes
     n = len(f)
+    nan = np.full(n, np.nan)
+    gid = nan if race is None else np.where(race.group_id >= 0, race.group_id, np.nan)
     return Columns("rider_state", {
         "stage_id": np.full(n, f.stage_id, dtype=object),
         "bib": f.bib.astype(np.int64),
@@ -36,6 +38,9 @@ def rider_state_columns(m: Matched) -> Columns:
         "gradient_pct": _optional(m.gradient_pct, n, 2),
         "quality": m.quality.astype(object),
         "sensor_speed_kph": f.sensor_kph,
+        "gap_to_leader_s": nan if race is None else np.round(race.gap_to_leader_s, 2),
+        "gap_to_group_ahead_s": nan if race is None else np.round(race.gap_to_group_ahead_s, 2),
+        "group_id": gid,  # nullable long: nan = null
     })
 
 

@@ -1,4 +1,4 @@
-"""The replay graph: archive -> parse -> match -> tables. Built here, run by the caller."""
+"""The replay graph: archive -> parse -> match -> race state -> tables. Built here, run by the caller."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -6,6 +6,7 @@ import apache_beam as beam
 from peloton.stage import Stage
 from transforms.match import MatchToCourse
 from transforms.parse import DEAD_LETTER, ParseMessages
+from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
 from transforms.sinks import WriteAvroTable
 
@@ -18,8 +19,11 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
     parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
     matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
+    race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage)
     tables = {
-        "rider_state": matched.rider_state,
+        "rider_state": race.rider_state,
+        "groups": race.groups,
+        "race_events": race.race_events,
         "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
     }
     if write_fixes:

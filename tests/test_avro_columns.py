@@ -74,3 +74,16 @@ def test_every_table_schema_is_encodable_from_rows():
         cols = Columns.from_rows(table, [row, row])
         back = _round_trip(schema, cols.data, 2, "deflate")
         assert len(back) == 2 and back[0]["stage_id"] == "a"
+
+
+def test_int_arrays_round_trip():
+    schema = {"type": "record", "name": "A", "fields": [
+        {"name": "bibs", "type": {"type": "array", "items": "int"}},
+        {"name": "ids", "type": {"type": "array", "items": "long"}}]}
+    bibs = np.empty(4, dtype=object)
+    bibs[:] = [[1, 2, 3], [], [200, -5], list(range(100))]
+    ids = np.empty(4, dtype=object)
+    ids[:] = [[2**40], [7], [], [0]]
+    back = _round_trip(schema, {"bibs": bibs, "ids": ids}, 4, "deflate")
+    assert [r["bibs"] for r in back] == [list(b) for b in bibs]
+    assert [r["ids"] for r in back] == [list(i) for i in ids]

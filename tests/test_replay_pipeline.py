@@ -13,6 +13,7 @@ from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
 from transforms.match import MatchToCourse
 from transforms.parse import ParseMessages
+from transforms.race import DeriveRaceState
 
 OFFICIAL = ("kmToFinish", "secToFirstRider", "secToITTLead", "mAlt", "Gradient")
 
@@ -100,12 +101,14 @@ def test_duplicates_disorder_and_malformed_messages(tmp_path, slice_ticks, stage
     assert len(rows) + len(dead) + counters["duplicates_removed"] == rows_in
 
 
-def test_match_composite_stamps_rows_with_event_time(stage4, slice_ticks):
+def test_race_state_composites_stamp_rows_with_event_time(stage4, slice_ticks):
     messages = [("tick", e["data"], "test") for e in slice_ticks["events"][:20]]
     with TestPipeline() as p:
         parsed = p | beam.Create(messages) | ParseMessages(stage4.stage_id)
         matched = parsed.fixes | MatchToCourse(stage4)
-        stamps = (matched.rider_state
-                  | beam.Map(lambda cols, ts=beam.DoFn.TimestampParam:
-                             bool(np.all(cols.data["event_time"] == round(float(ts) * 1000)))))
-        assert_that(stamps | "Distinct" >> beam.Distinct(), equal_to([True]))
+        race = matched.matched | DeriveRaceState(stage4)
+        for name in ("rider_state", "groups"):
+            stamps = (race[name]
+                      | f"Stamp_{name}" >> beam.Map(lambda cols, ts=beam.DoFn.TimestampParam:
+                                                    bool(np.all(cols.data["event_time"] == round(float(ts) * 1000)))))
+            assert_that(stamps | f"Distinct_{name}" >> beam.Distinct(), equal_to([True]), label=f"Check_{name}")

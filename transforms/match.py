@@ -6,11 +6,10 @@ import time
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.transforms.window import TimestampedValue
 
 from peloton.feed import concat_batches, dead_letter
 from peloton.matching import MatchParams, match_fixes
-from peloton.rows import dead_letter_columns, rider_state_columns, split_by_time
+from peloton.rows import dead_letter_columns
 from peloton.stage import Stage
 from transforms.parse import DEAD_LETTER
 
@@ -20,7 +19,7 @@ log = logging.getLogger("peloton")
 
 
 class MatchStageFn(beam.DoFn):
-    """(stage_id, [FixBatch]) -> rider_state Columns, one per tick, stamped with event time."""
+    """(stage_id, [FixBatch]) -> the stage's Matched fixes, plus dead-letter Columns."""
 
     def __init__(self, stage_json: str, params: MatchParams = MatchParams()):
         self.stage_json = stage_json
@@ -45,9 +44,7 @@ class MatchStageFn(beam.DoFn):
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([
                 dead_letter(stage_id, reason, _fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i],
                             source="match") for i in range(len(batch))]))
-        table = rider_state_columns(matched)
-        for t, idx in split_by_time(matched.fixes.t):
-            yield TimestampedValue(table.take(idx), t)
+        yield matched
 
 
 def _fix_json(batch, i: int) -> str:
@@ -56,7 +53,7 @@ def _fix_json(batch, i: int) -> str:
 
 
 class MatchToCourse(beam.PTransform):
-    """FixBatches -> {'rider_state': Columns per tick, 'dead_letter': Columns}.
+    """FixBatches -> {'matched': one Matched per stage, 'dead_letter': Columns}.
 
     Batch replay gathers a whole stage in one place: the matcher needs each
     rider's history, and riders are matched together, vectorised.
@@ -72,4 +69,4 @@ class MatchToCourse(beam.PTransform):
                 | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
                 | "GatherStage" >> beam.GroupByKey()
                 | "Match" >> beam.ParDo(MatchStageFn(self.stage_json, self.params)).with_outputs(
-                    DEAD_LETTER, main="rider_state"))
+                    DEAD_LETTER, main="matched"))

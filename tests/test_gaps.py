@@ -1,0 +1,71 @@
+"""Time-at-position gaps on tracks whose passage times are known by construction."""
+import numpy as np
+
+from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s, leader_per_tick, pchip_slopes
+
+T0 = 1.78e9
+
+
+def _ride(bib, start_s, speed_mps, ticks):
+    """Fixes of a rider leaving km 0 at ``start_s`` at constant speed, at the given tick times."""
+    km = np.maximum(ticks - start_s, 0) * speed_mps / 1000.0
+    return np.full(ticks.size, bib), T0 + ticks, km
+
+
+def _stack(*rides):
+    bib, t, km = (np.concatenate(x) for x in zip(*rides))
+    return t, km, bib
+
+
+def test_gap_is_time_since_leader_passed_not_distance_over_speed():
+    ticks = np.arange(0.0, 1200.0, 6.0)
+    # leader at 12 m/s, chaser 40 s later at 9 m/s: the chaser's gap grows as he loses time
+    t, km, bib = _stack(_ride(1, 0.0, 12.0, ticks), _ride(2, 40.0, 9.0, ticks))
+    gap, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool))
+    chaser = (bib == 2) & (t > T0 + 100)
+    # the chaser is at x = 9 (s - 40); the leader passed x at x / 12
+    s = t[chaser] - T0
+    expected = s - 9.0 * (s - 40.0) / 12.0
+    assert np.allclose(gap[chaser], expected, atol=0.05)
+    assert np.all(leader[chaser] == 1)
+    assert np.all(gap[bib == 1] == 0)
+
+
+def test_passage_time_between_sparse_fixes_follows_a_monotone_curve():
+    t = np.array([0.0, 6.0, 42.0, 48.0])
+    km = np.array([0.0, 0.06, 0.42, 0.48])  # 10 m/s throughout, with a 36 s hole
+    traj = Trajectory(T0 + t, km)
+    assert np.allclose(traj.passage_time(np.array([0.1, 0.2, 0.3])) - T0, [10.0, 20.0, 30.0], atol=0.2)
+    assert np.isnan(traj.passage_time(np.array([0.5]))[0])  # beyond its last fix: unknown
+    slopes = pchip_slopes(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 1.0, 1.0, 2.0]))
+    assert slopes[1] == 0 and slopes[2] == 0  # flat stretch: no overshoot
+
+
+def test_a_short_dropout_of_the_leader_keeps_him_as_reference():
+    ticks = np.arange(0.0, 600.0, 6.0)
+    t, km, bib = _stack(_ride(1, 0.0, 10.0, ticks), _ride(2, 20.0, 10.0, ticks))
+    silent = (bib == 1) & (t > T0 + 300) & (t < T0 + 318)  # 18 s without the leader's tracker
+    keep = ~silent
+    gap, leader = gap_to_leader_s(t[keep], km[keep], bib[keep], np.ones(keep.sum(), bool))
+    second = (bib[keep] == 2) & (t[keep] > T0 + 100)
+    assert np.all(leader[second] == 1)
+    assert np.allclose(gap[second], 20.0, atol=0.05)
+
+
+def test_when_the_leader_leaves_the_road_the_next_rider_leads():
+    ticks = np.arange(0.0, 900.0, 6.0)
+    t, km, bib = _stack(_ride(1, 0.0, 10.0, ticks), _ride(2, 120.0, 10.0, ticks))
+    gone = (bib == 1) & (t > T0 + 400)  # the leader finished: his tracker leaves the feed
+    t, km, bib = t[~gone], km[~gone], bib[~gone]
+    gap, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), hold_s=30.0)
+    late = (bib == 2) & (t > T0 + 440)
+    assert np.all(leader[late] == 2) and np.all(gap[late] == 0)
+    ticks_t, lead = leader_per_tick(t, km, bib, np.ones(t.size, bool), hold_s=30.0)
+    assert lead[np.searchsorted(ticks_t, T0 + 420)] == 1  # held through the hold time
+
+
+def test_gap_to_rider_ahead_is_a_difference_of_passage_times():
+    gap_leader = np.array([0.0, 12.0, 30.0])
+    ahead = np.array([-1, 0, 1])
+    out = gap_to_rider_ahead_s(np.zeros(3), np.zeros(3), gap_leader, ahead)
+    assert np.isnan(out[0]) and np.allclose(out[1:], [12.0, 18.0])

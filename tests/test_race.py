@@ -1,0 +1,75 @@
+"""Race state on hand-built matched stages: time-trial gaps and per-rider events."""
+import numpy as np
+
+from peloton.feed import FixBatch
+from peloton.matching import Matched
+from peloton.race import derive_race_state, estimate_start_times, time_trial_gaps
+
+T0 = 1.78e9  # a whole minute
+
+
+def _matched(bib, t, km, finish_km=10.0, speed_kph=None):
+    order = np.lexsort((t, bib))
+    bib, t, km = bib[order], t[order], km[order]
+    n = t.size
+    if speed_kph is None:
+        speed_kph = np.full(n, 40.0)
+    else:
+        speed_kph = speed_kph[order]
+    quality = np.where(km >= finish_km, "finished", "good").astype(object)
+    fixes = FixBatch("test", bib, t, np.zeros(n), np.zeros(n), np.full(n, np.nan))
+    return Matched(fixes, km * 1000, np.zeros(n), km, finish_km - km, None, None, speed_kph, quality)
+
+
+def _time_trial(paces_s_per_km, starts_s, dt=5.0, length_km=10.0):
+    bib, t, km = [], [], []
+    for b, (pace, start) in enumerate(zip(paces_s_per_km, starts_s), start=1):
+        ts = np.arange(start - 30.0, start + pace * length_km + 30.0, dt)
+        bib.append(np.full(ts.size, b))
+        t.append(T0 + ts)
+        km.append(np.clip((ts - start) / pace, 0.0, length_km))
+    return np.concatenate(bib), np.concatenate(t), np.concatenate(km)
+
+
+def test_time_trial_starts_are_found_on_the_minute_grid():
+    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 60.0, 120.0])
+    starts = estimate_start_times(bib, t, km, np.ones(t.size, bool))
+    assert starts == {1: T0, 2: T0 + 60, 3: T0 + 120}
+
+
+def test_time_trial_gap_is_elapsed_time_against_the_best_so_far_at_that_distance():
+    # rider 1 starts first at 72 s/km; rider 2 a minute later at 70 s/km; rider 3 at 75 s/km
+    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 60.0, 120.0])
+    usable = np.ones(t.size, bool)
+    gap = time_trial_gaps(bib, t, km, usable)
+    at = lambda b, k: gap[(bib == b) & (np.abs(km - k) < 0.04)]
+    assert np.all(np.isnan(at(1, 5.0)))  # nobody ahead of the first starter: no reference yet
+    assert np.allclose(at(2, 5.0), -2.0 * 5.0, atol=0.5)  # 2 s/km faster than rider 1
+    assert np.allclose(at(3, 5.0), 5.0 * 5.0, atol=0.5)  # 5 s/km slower than the best (rider 2)
+
+
+def test_rider_events_stopped_signal_and_finished():
+    ticks = np.arange(0.0, 1500.0, 6.0)
+    bib = np.repeat([1, 2, 3], ticks.size)
+    t = T0 + np.tile(ticks, 3)
+    km = np.tile(ticks * 0.01, 3)  # 36 km/h, finish at 10 km (t = 1000 s)
+    speed = np.full(t.size, 36.0)
+    stop = (bib == 2) & (t >= T0 + 300) & (t < T0 + 420)  # rider 2 stands still for 2 minutes
+    km[(bib == 2) & (t >= T0 + 300)] -= np.clip(t[(bib == 2) & (t >= T0 + 300)] - T0 - 300, 0, 120) * 0.01
+    speed[stop] = 0.0
+    silent = (bib == 3) & (t > T0 + 500) & (t < T0 + 600)  # rider 3's tracker is silent for 100 s
+    keep = ~silent
+    m = _matched(bib[keep], t[keep], km[keep], speed_kph=speed[keep])
+    race = derive_race_state(m, finish_km=10.0)
+    ev = race.events.to_rows()
+    kinds = {(e["event_type"], e["bibs"][0]) for e in ev}
+    assert ("stopped", 2) in kinds and ("stopped", 1) not in kinds
+    assert ("signal_lost", 3) in kinds and ("signal_back", 3) in kinds
+    finished = {e["bibs"][0]: e["event_time"] / 1000 - T0 for e in ev if e["event_type"] == "finished"}
+    assert abs(finished[1] - 1000.0) <= 6.0 and abs(finished[3] - 1000.0) <= 6.0
+    assert abs(finished[2] - 1120.0) <= 6.0
+    # rider 2 lost two minutes: his gap to the leader says so once he rides again
+    late = (m.fixes.bib == 2) & (m.fixes.t > T0 + 600) & (m.km < 9.5)
+    assert np.allclose(race.gap_to_leader_s[late], 120.0, atol=1.0)
+    rows = race.groups.to_rows()
+    assert rows and all(r["size"] >= 1 for r in rows)
