@@ -35,8 +35,11 @@ CASES = {
 }
 
 
-def baseline_errors(recording: Path, course_file: Path | None) -> dict:
-    """Nearest-point projection of every fix, rescaled between points of interest only."""
+def naive_positions(recording: Path, course_file: Path | None):
+    """Nearest-point projection of every fix, rescaled between points of interest only.
+
+    Returns (deduplicated fixes, official km from km 0, km to finish, metres off the line).
+    """
     stage = resolve_stage(str(recording), str(course_file) if course_file else None)
     course = stage.course()
     line = shapely.LineString(np.c_[course.x, course.y])
@@ -54,7 +57,12 @@ def baseline_errors(recording: Path, course_file: Path | None) -> dict:
     order = np.argsort(a_along)
     km = np.interp(along, a_along[order], a_km[order])
     ktf = (stage.length_km or course.finish_km) - km
-    official = official_values(text)
+    return fixes, km, ktf, off
+
+
+def baseline_errors(recording: Path, course_file: Path | None) -> dict:
+    fixes, _km, ktf, off = naive_positions(recording, course_file)
+    official = official_values(read_local(str(recording)))
     ref = np.array([(official.get((int(b), int(t))) or {}).get("kmToFinish") for b, t in zip(fixes.bib, fixes.t)],
                    dtype=float)
     err = (ktf - ref) * 1000

@@ -5,6 +5,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script, extra in (("accuracy.py", []), ("speed.py", ["--scale"])):
+for script, extra in (("accuracy.py", []), ("gaps.py", ["--reuse"]), ("speed.py", ["--scale"])):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *extra, *sys.argv[1:]], check=True)

@@ -5,16 +5,20 @@ divided by speed, but the difference of passage times at the same place. All
 functions take matched fixes as parallel arrays (any order) and return one
 value per fix, in seconds.
 
-Trajectories are sampled at feed ticks (6 s, sometimes 36 s or more), so a
-passage time between two fixes is interpolated with a monotone cubic
-(Fritsch-Carlson PCHIP) of distance over time: a rider braking into a climb
-or speeding up on a descent is not assumed to hold an average speed.
+Trajectories are sampled at feed ticks (6 s, with 36 s holes every minute in
+the recordings), so a passage time between two fixes must be interpolated.
+With a :class:`RoadClock` (the typical time to ride each 10 m of the course,
+learnt from every rider's short intervals) the time between two fixes is
+shared out in proportion to how long the road there usually takes: a leader
+braking into a hairpin 20 s after his last fix is not assumed to have held
+his average speed. Without one, a monotone cubic (Fritsch-Carlson PCHIP) of
+distance over time does the interpolation.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes"]
+__all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes"]
 
 #: A leader whose tracker falls silent stays the reference for this long (s):
 #: a short dropout must not make everyone's gap collapse to the next rider.
@@ -41,12 +45,56 @@ def pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return m
 
 
+class RoadClock:
+    """Cumulative typical riding time along the course (s), from all riders' short intervals.
+
+    Only the shape matters: a rider's own fixes fix the clock's offset and
+    rate between them. Each 10 m cell gets the geometric mean pace of the
+    intervals (at most ``max_dt_s`` long) that cover it, so a few stopped
+    riders do not dominate; cells nobody covered get the stage's median pace.
+    """
+
+    def __init__(self, t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
+                 step_km: float = 0.01, max_dt_s: float = 7.0):
+        order = np.lexsort((t, bib))
+        t, km, bib, usable = t[order], km[order], bib[order], usable[order]
+        dt, dkm = np.diff(t), np.diff(km)
+        ok = (bib[1:] == bib[:-1]) & usable[1:] & usable[:-1] & (dt <= max_dt_s) & (dkm > 0.001)
+        lo_km = np.nanmin(km[usable]) if usable.any() else 0.0
+        hi_km = np.nanmax(km[usable]) if usable.any() else 1.0
+        origin = np.floor(lo_km / step_km) - 1
+        n_cells = int(np.ceil(hi_km / step_km) - origin) + 2
+        log_pace = np.log(dt[ok] / dkm[ok])  # s per km
+        a, b = km[:-1][ok] / step_km - origin, km[1:][ok] / step_km - origin  # in cells
+        first = np.floor(a).astype(np.int64)
+        count = np.floor(b).astype(np.int64) - first + 1
+        cells = np.repeat(first, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        # each interval weighs on a cell by the length of the cell it covers
+        overlap = np.minimum(np.repeat(b, count), cells + 1) - np.maximum(np.repeat(a, count), cells)
+        total = np.bincount(cells, weights=np.repeat(log_pace, count) * overlap, minlength=n_cells)
+        covered = np.bincount(cells, weights=overlap, minlength=n_cells)
+        typical = np.median(log_pace) if log_pace.size else np.log(100.0)
+        pace = np.exp(np.where(covered > 1e-9, total / np.maximum(covered, 1e-9), typical))
+        self.km = (origin + np.arange(n_cells + 1)) * step_km
+        self.s = np.r_[0.0, np.cumsum(pace * step_km)]
+
+    def __call__(self, km: np.ndarray) -> np.ndarray:
+        return np.interp(km, self.km, self.s)
+
+
 class Trajectory:
     """One rider's distance over time, made monotone, answering passage times."""
 
-    def __init__(self, t: np.ndarray, km: np.ndarray):
+    def __init__(self, t: np.ndarray, km: np.ndarray, clock: RoadClock | None = None):
         order = np.argsort(t, kind="stable")
         t, km = np.asarray(t, float)[order], np.maximum.accumulate(np.asarray(km, float)[order])
+        self.clock = clock
+        if clock is not None:  # interpolation in road-clock space: keep the fixes themselves
+            self.km, first = np.unique(km, return_index=True)
+            self.t = t[first]
+            self.road = clock(self.km)
+            self.t_end = float(t[-1]) if t.size else np.nan
+            return
         if t.size >= 2:
             slopes = pchip_slopes(t, km)
             tau = np.linspace(0.0, 1.0, _DENSE, endpoint=False)
@@ -65,7 +113,10 @@ class Trajectory:
         """Epoch seconds at which the rider first reached ``km`` (nan beyond its last fix)."""
         if self.km.size == 0:
             return np.full(np.shape(km), np.nan)
-        out = np.interp(km, self.km, self.t)
+        if self.clock is not None and self.km.size >= 2:
+            out = np.interp(self.clock(km), self.road, self.t)
+        else:
+            out = np.interp(km, self.km, self.t)
         return np.where(np.asarray(km) > self.km[-1] + 1e-9, np.nan, out)
 
 
@@ -119,9 +170,10 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
         return gap, leader
     ticks, lead_bib = leader_per_tick(t, km, bib, usable, hold_s)
     leader = lead_bib[np.searchsorted(ticks, t)]
+    clock = RoadClock(t, km, bib, usable)
     for lead in np.unique(leader[leader >= 0]):  # a handful of leaders per stage
         mine = (bib == lead) & usable
-        traj = Trajectory(t[mine], km[mine])
+        traj = Trajectory(t[mine], km[mine], clock)
         sel = leader == lead
         gap[sel] = t[sel] - traj.passage_time(km[sel])
     return np.where(gap < 0, 0.0, gap), leader

@@ -22,7 +22,7 @@ def test_gap_is_time_since_leader_passed_not_distance_over_speed():
     # leader at 12 m/s, chaser 40 s later at 9 m/s: the chaser's gap grows as he loses time
     t, km, bib = _stack(_ride(1, 0.0, 12.0, ticks), _ride(2, 40.0, 9.0, ticks))
     gap, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool))
-    chaser = (bib == 2) & (t > T0 + 100)
+    chaser = (bib == 2) & (t > T0 + 100) & (t < T0 + 1100)
     # the chaser is at x = 9 (s - 40); the leader passed x at x / 12
     s = t[chaser] - T0
     expected = s - 9.0 * (s - 40.0) / 12.0
@@ -69,3 +69,28 @@ def test_gap_to_rider_ahead_is_a_difference_of_passage_times():
     ahead = np.array([-1, 0, 1])
     out = gap_to_rider_ahead_s(np.zeros(3), np.zeros(3), gap_leader, ahead)
     assert np.isnan(out[0]) and np.allclose(out[1:], [12.0, 18.0])
+
+
+def test_road_clock_shares_a_hole_in_the_leader_track_by_how_long_the_road_takes():
+    # the road: 0-300 m at 5 m/s (a climb), 300-600 m at 15 m/s (a descent); true time at x known
+    def time_at(x):
+        return np.where(x <= 300, x / 5.0, 60.0 + (x - 300) / 15.0)
+
+    def position_at(s):
+        return np.where(s <= 60.0, 5.0 * s, 300.0 + 15.0 * (s - 60.0))
+
+    bibs, ts, kms = [], [], []
+    for b, start in enumerate(np.arange(10.0, 200.0, 2.5), start=2):  # a stream of riders, 6 s ticks
+        s = np.arange(0.0, 86.0, 6.0)
+        bibs.append(np.full(s.size, b)), ts.append(T0 + start + s), kms.append(position_at(s) / 1000)
+    leader_s = np.array([0.0, 80.0])  # the leader: one fix at each end of the section
+    bibs.append(np.array([1, 1])), ts.append(T0 + leader_s), kms.append(position_at(leader_s) / 1000)
+    bib, t, km = (np.concatenate(x) for x in (bibs, ts, kms))
+    from peloton.gaps import RoadClock
+
+    clock = RoadClock(t, km, bib, np.ones(t.size, bool))
+    x = np.array([150.0, 300.0, 450.0])
+    with_clock = Trajectory(t[bib == 1], km[bib == 1], clock).passage_time(x / 1000) - T0
+    linear = np.interp(x, position_at(leader_s), leader_s)
+    assert np.allclose(with_clock, time_at(x), atol=1.5)
+    assert np.all(np.abs(linear - time_at(x)) >= 9)  # what a straight line would have said
