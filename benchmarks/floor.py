@@ -1,4 +1,4 @@
-"""The speed floor: read, parse and map-match a recording with the kernels alone, no Beam.
+"""The speed floor: read, parse, map-match and derive race state with the kernels alone, no Beam.
 
     python benchmarks/floor.py RECORDING [--course FILE]
 
@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from peloton.feed import concat_batches, parse_message  # noqa: E402
 from peloton.matching import match_fixes  # noqa: E402
+from peloton.race import derive_race_state  # noqa: E402
 from peloton.recording import iter_messages, read_local  # noqa: E402
 from pipelines.cli import resolve_stage  # noqa: E402
 
@@ -34,8 +35,10 @@ def main() -> None:
         batches.append(fixes)
         letters += len(dead)
     matched, rejected, dupes = match_fixes(concat_batches(batches, stage.stage_id), course)
+    race = derive_race_state(matched, course.finish_km, stage.is_time_trial)
     print(f"floor: {len(matched)} matched, {letters + sum(len(b) for b, _, _ in rejected)} rejected, "
-          f"{dupes} duplicates in {time.perf_counter() - started:.2f} s")
+          f"{dupes} duplicates, {len(race.groups)} group rows, {len(race.events)} events "
+          f"in {time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,26 @@ def split_by_official_position(out_dir: Path, recording: Path) -> dict:
             "official_position_disagrees": error_stats(err[~agree])}
 
 
+def itt_by_half_hour(out_dir: Path, recording: Path) -> list:
+    """Time-trial gap errors per half hour of event time: the reference is only knowable once its ride was seen."""
+    rows = read_table(str(out_dir), "rider_state")
+    official = official_values(read_local(str(recording)))
+    t = np.array([r["event_time"].timestamp() for r in rows])
+    ref = np.array([(official.get((r["bib"], int(x))) or {}).get("secToITTLead") for r, x in zip(rows, t)],
+                   dtype=float)
+    gap = np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows])
+    err = gap - ref - 0.5
+    half = np.floor(t / 1800) * 1800
+    out = []
+    for h in np.unique(half):
+        sel = half == h
+        stats = error_stats(err[sel])
+        stats["official_rows"] = int(np.isfinite(ref[sel]).sum())
+        stats["from_utc"] = time.strftime("%H:%M", time.gmtime(h))
+        out.append(stats)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -86,6 +107,8 @@ def main() -> None:
         if course is None:  # road stage: baseline and the split by the feed's own position
             results[name]["baseline"] = error_stats(baseline_gaps(rec, course))
             results[name]["by_official_position"] = split_by_official_position(out, rec)
+        else:
+            results[name]["by_half_hour"] = itt_by_half_hour(out, rec)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gaps.json").write_text(json.dumps(results, indent=2))
     print("| recording | reference | method | rows | median s | p90 s | p99 s | max s |")
@@ -102,6 +125,10 @@ def main() -> None:
         for ref, method, s in lines:
             print(f"| {name} | {ref} | {method} | {s['n']:,} | {s['median']:.2f} | {s['p90']:.2f} | "
                   f"{s['p99']:.2f} | {s['max']:.0f} |")
+        for s in r.get("by_half_hour", []):
+            if s.get("n"):
+                print(f"| {name} | secToITTLead | peloton, from {s['from_utc']} UTC | {s['n']:,} | "
+                      f"{s['median']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['max']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ class RaceParams:
     stopped_min_s: float = 30.0  # ... for at least this long
     signal_lost_s: float = 60.0  # no fix for this long while the feed goes on
     finish_tolerance_km: float = 0.6  # trackers stop just before the line: last fix this close counts
-    itt_start_grid_s: float = 60.0  # time-trial riders start on whole minutes
+    itt_start_grid_s: float = 30.0  # time-trial riders start on whole or half minutes
     itt_grid_step_km: float = 0.05
+    implausible_kph: float = 100.0  # faster than this, or backwards, between two fixes is implausible ...
+    max_implausible_share: float = 0.05  # ... and a track with more of it sets no time-trial reference
 
 
 @dataclass
@@ -198,73 +200,108 @@ def _rider_event(stage_id, etype, t, ktf, bib, detail) -> dict:
 
 
 def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
-                         grid_s: float = 60.0) -> dict:
-    """Time-trial start of each rider: when the track leaves km 0, snapped to the start grid.
+                         grid_s: float = 30.0) -> dict:
+    """Time-trial start of each rider whose track holds the start (epoch s).
 
-    Riders start at fixed intervals on whole minutes; the time the matched
-    track reaches km 0.3, less the time at the rider's early pace, lands
-    within seconds of the real start and is rounded to the grid when close.
+    The time the matched track reaches km 0.3, less 0.3 km at the pace of
+    the next 500 m, lands a steady few seconds after the real start (a
+    standing start is slow). That lag is learnt from the field: starts are on
+    a grid (whole or half minutes), so the estimates share one phase modulo
+    the grid, and each estimate less that phase is snapped to the grid. A rider first seen beyond km 0.3 (on the road before the
+    recording began) has no known start.
     """
-    starts = {}
+    est = {}
     for b in np.unique(bib[usable]).tolist():
         mine = usable & (bib == b)
+        if km[mine][np.argmin(t[mine])] > 0.3:
+            continue
         traj = Trajectory(t[mine], km[mine])
         t03, t08 = traj.passage_time(np.array([0.3, 0.8]))
         if not (np.isfinite(t03) and np.isfinite(t08)) or t08 <= t03:
             continue
-        est = t03 - 0.3 * (t08 - t03) / 0.5
-        snapped = round(est / grid_s) * grid_s
-        starts[int(b)] = snapped if abs(snapped - est) <= grid_s / 4 else est
-    return starts
+        est[int(b)] = t03 - 0.3 * (t08 - t03) / 0.5
+    if not est:
+        return {}
+    values = np.array(list(est.values()))
+    angle = 2 * np.pi * (values % grid_s) / grid_s
+    lag = (np.angle(np.exp(1j * angle).mean()) % (2 * np.pi)) * grid_s / (2 * np.pi) if values.size >= 3 else 0.0
+    return {b: round((e - lag) / grid_s) * grid_s for b, e in est.items()}
 
 
 def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
                     params: RaceParams = RaceParams()) -> np.ndarray:
-    """Elapsed time at a distance against the best elapsed time there so far (s; negative = faster).
+    """Elapsed time at this distance against the stage leader's at the same distance (s; negative = faster).
 
-    "So far" means among riders who passed that distance before this fix's
-    event time, the rider himself excluded: the meaning of the feed's
-    ``secToITTLead``.
+    The leader is the rider with the best finishing time among those who
+    had finished at this fix's event time (the "hot seat"), and his time at
+    a distance is his split there: what the feed's ``secToITTLead`` means
+    (stage 16 shows it: the reference changes only when a rider finishes
+    faster, not when one passes a distance faster). Before anyone has
+    finished there is no reference (null). Riders whose start is not in the
+    data have no elapsed time (null); untrusted tracks set no reference.
     """
     gap = np.full(t.size, np.nan)
     starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
     if not starts:
         return gap
+    step = params.itt_grid_step_km
     riders = np.array(sorted(starts))
-    grid = np.arange(0.0, np.nanmax(km[usable]) + params.itt_grid_step_km, params.itt_grid_step_km)
+    grid = np.arange(0.0, np.nanmax(km[usable]) + 2 * step, step)
     passage = np.full((riders.size, grid.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider
         mine = usable & (bib == b)
         passage[i] = Trajectory(t[mine], km[mine]).passage_time(grid)
     start = np.array([starts[b] for b in riders.tolist()])
     elapsed = passage - start[:, None]
+    # the finish for ranking: a point 4 in 5 tracks reach (trackers stop a few hundred metres short of the line)
+    furthest = np.array([np.nanmax(km[usable & (bib == b)]) for b in riders.tolist()])
+    line = int(np.clip(np.floor(np.percentile(furthest, 20) / step), 0, grid.size - 1))
+    can_lead = np.isin(riders, trusted_tracks(bib, t, km, usable, params)) & np.isfinite(passage[:, line])
+    leaders = np.flatnonzero(can_lead)
+    if leaders.size == 0:
+        return gap
+    order = leaders[np.argsort(passage[leaders, line])]  # in the order they finished
+    finished_at = passage[order, line]
+    best_so_far = order[_running_argmin(elapsed[order, line])]
+    # every fix: the hot-seat rider at its event time, and his split at its distance
     rider_row = {b: i for i, b in enumerate(riders.tolist())}
-    fix_row = np.array([rider_row.get(int(b), -1) for b in bib])
-    ok = (fix_row >= 0) & usable & (km >= 0)
-    # compare at the grid point just behind each fix, where the rider's own time is known
-    k = np.clip(np.floor(km / params.itt_grid_step_km).astype(int), 0, grid.size - 1)
-    own = elapsed[np.maximum(fix_row, 0), k]
-    for col in np.unique(k[ok]).tolist():  # one iteration per grid point
-        p, e = passage[:, col], elapsed[:, col]
-        have = np.isfinite(p)
-        if not have.any():
-            continue
-        order = np.argsort(p[have])
-        p_sorted, e_sorted = p[have][order], e[have][order]
-        who = np.flatnonzero(have)[order]
-        fixes = np.flatnonzero(ok & (k == col))
-        # best before this fix, excluding the rider himself: cumulative minimum of the two best
-        best1 = np.minimum.accumulate(e_sorted)
-        n_before = np.searchsorted(p_sorted, t[fixes], side="left")
-        has = n_before > 0
-        best = np.full(fixes.size, np.nan)
-        best[has] = best1[n_before[has] - 1]
-        # if the best so far is the rider himself, use the best of the others
-        self_best = has & (who[np.argmin(np.where(np.arange(e_sorted.size)[None, :] < n_before[:, None],
-                                                     e_sorted[None, :], np.inf), axis=1)] == fix_row[fixes])
-        if self_best.any():
-            for j in np.flatnonzero(self_best).tolist():
-                others = (np.arange(e_sorted.size) < n_before[j]) & (who != fix_row[fixes[j]])
-                best[j] = e_sorted[others].min() if others.any() else np.nan
-        gap[fixes] = own[fixes] - best
+    row = np.array([rider_row.get(int(b), -1) for b in bib])
+    n_finished = np.searchsorted(finished_at, t, side="right")
+    ok = (row >= 0) & usable & (km >= 0) & (n_finished > 0)
+    hot = best_so_far[np.maximum(n_finished, 1) - 1]
+    pos = np.clip(km / step, 0, grid.size - 1.000001)
+    k = np.floor(pos).astype(int)
+    frac = pos - k
+    split = elapsed[hot, k] * (1 - frac) + elapsed[hot, np.minimum(k + 1, grid.size - 1)] * frac
+    own = t - start[np.maximum(row, 0)]
+    gap[ok] = (own - split)[ok]
     return gap
+
+
+def _running_argmin(values: np.ndarray) -> np.ndarray:
+    """Index of the minimum of values[:i + 1], for every i."""
+    best = np.minimum.accumulate(values)
+    is_new = np.r_[True, best[1:] < best[:-1]]
+    return np.maximum.accumulate(np.where(is_new, np.arange(values.size), 0))
+
+
+def trusted_tracks(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
+                   params: RaceParams = RaceParams()) -> np.ndarray:
+    """Bibs whose matched track is physically plausible: they may set reference times.
+
+    A tracker that reports other riders' positions (stage 16 has one) moves
+    backwards and teleports between fixes; a single such track would
+    otherwise hold the best time at every distance for the rest of the day.
+    """
+    idx = np.flatnonzero(usable)
+    idx = idx[np.lexsort((t[idx], bib[idx]))]
+    b, tt, kk = bib[idx], t[idx], km[idx]
+    same = b[1:] == b[:-1]
+    dt = np.maximum(np.diff(tt), 1e-9)
+    kph = np.diff(kk) / dt * 3600.0
+    bad = same & ((kph > params.implausible_kph) | (np.diff(kk) < -0.05))
+    riders, first = np.unique(b, return_index=True)
+    n_bad = np.add.reduceat(np.r_[bad, False].astype(float), first) if b.size else np.zeros(0)
+    n_int = np.add.reduceat(np.r_[same, False].astype(float), first) if b.size else np.zeros(0)
+    share = n_bad / np.maximum(n_int, 1)
+    return riders[share <= params.max_implausible_share]

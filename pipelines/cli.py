@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--course", help="course file (GeoJSON or GPX) when the recording has no trace")
     replay.add_argument("--stage", help="stage file from 'peloton stage export'")
     replay.add_argument("--write-fixes", action="store_true", help="also write the parsed fixes (tracker_fix)")
+    replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
 
     evaluate = sub.add_parser("evaluate", help="compare a replay's tables with a recording's official values")

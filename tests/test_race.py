@@ -5,7 +5,7 @@ from peloton.feed import FixBatch
 from peloton.matching import Matched
 from peloton.race import derive_race_state, estimate_start_times, time_trial_gaps
 
-T0 = 1.78e9  # a whole minute
+T0 = 1780000020.0  # on a whole minute
 
 
 def _matched(bib, t, km, finish_km=10.0, speed_kph=None):
@@ -31,21 +31,30 @@ def _time_trial(paces_s_per_km, starts_s, dt=5.0, length_km=10.0):
     return np.concatenate(bib), np.concatenate(t), np.concatenate(km)
 
 
-def test_time_trial_starts_are_found_on_the_minute_grid():
-    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 60.0, 120.0])
+def test_time_trial_starts_are_found_on_the_start_grid():
+    bib, t, km = _time_trial([72.0, 70.0, 75.0, 71.0], [0.0, 90.0, 180.0, 270.0])
+    # a standing start: everyone loses the same 6 s in the first 300 m
+    km = np.where(km < 0.3, np.clip(km - 6.0 / 72.0, 0, None) * 0.3 / (0.3 - 6.0 / 72.0), km)
     starts = estimate_start_times(bib, t, km, np.ones(t.size, bool))
-    assert starts == {1: T0, 2: T0 + 60, 3: T0 + 120}
+    assert starts == {1: T0, 2: T0 + 90, 3: T0 + 180, 4: T0 + 270}
+    # a rider first seen far down the road started before the recording: no start
+    late = bib == 4
+    seen = ~late | (km > 2.0)
+    assert 4 not in estimate_start_times(bib[seen], t[seen], km[seen], np.ones(seen.sum(), bool))
 
 
-def test_time_trial_gap_is_elapsed_time_against_the_best_so_far_at_that_distance():
-    # rider 1 starts first at 72 s/km; rider 2 a minute later at 70 s/km; rider 3 at 75 s/km
-    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 60.0, 120.0])
+def test_time_trial_gap_is_against_the_splits_of_the_best_finisher_so_far():
+    # rider 1 finishes first (720 s at 72 s/km), rider 2 then beats him (700 s); 3 and 4 ride later
+    bib, t, km = _time_trial([72.0, 70.0, 75.0, 71.0], [0.0, 60.0, 1200.0, 1260.0])
     usable = np.ones(t.size, bool)
     gap = time_trial_gaps(bib, t, km, usable)
     at = lambda b, k: gap[(bib == b) & (np.abs(km - k) < 0.04)]
-    assert np.all(np.isnan(at(1, 5.0)))  # nobody ahead of the first starter: no reference yet
-    assert np.allclose(at(2, 5.0), -2.0 * 5.0, atol=0.5)  # 2 s/km faster than rider 1
-    assert np.allclose(at(3, 5.0), 5.0 * 5.0, atol=0.5)  # 5 s/km slower than the best (rider 2)
+    assert np.all(np.isnan(at(1, 5.0))) and np.all(np.isnan(at(2, 5.0)))  # nobody has finished yet
+    assert np.allclose(at(3, 5.0), 5.0 * (75.0 - 70.0), atol=0.6)  # against rider 2's split
+    assert np.allclose(at(4, 8.0), 8.0 * (71.0 - 70.0), atol=0.6)
+    # between rider 1's finish (720 s) and rider 2's (760 s) rider 1 holds the hot seat
+    between = (bib == 2) & (t > T0 + 725) & (t < T0 + 755)
+    assert np.allclose(gap[between], -2.0 * km[between], atol=0.6)
 
 
 def test_rider_events_stopped_signal_and_finished():
@@ -73,3 +82,22 @@ def test_rider_events_stopped_signal_and_finished():
     assert np.allclose(race.gap_to_leader_s[late], 120.0, atol=1.0)
     rows = race.groups.to_rows()
     assert rows and all(r["size"] >= 1 for r in rows)
+
+
+def test_a_tracker_reporting_other_riders_positions_sets_no_reference_time():
+    # rider 4 starts between them but his tracker teleports around the course (stage 16's bib 122 does)
+    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 60.0, 1200.0])
+    ts = np.arange(170.0, 180.0 + 800.0, 5.0)
+    glitch_km = np.clip((ts - 180.0) / 72.0, 0, 10)
+    glitch_km[(ts > 300) & (np.arange(ts.size) % 3 == 0)] += 4.0  # every third fix is someone 4 km ahead
+    glitch_km = np.clip(glitch_km, 0, 10)
+    bib = np.r_[bib, np.full(ts.size, 4)]
+    t = np.r_[t, T0 + ts]
+    km = np.r_[km, glitch_km]
+    usable = np.ones(t.size, bool)
+    from peloton.race import trusted_tracks
+
+    assert trusted_tracks(bib, t, km, usable).tolist() == [1, 2, 3]
+    gap = time_trial_gaps(bib, t, km, usable)
+    late = (bib == 3) & (np.abs(km - 8.0) < 0.04)
+    assert np.allclose(gap[late], 5.0 * 8.0, atol=0.6)  # still against rider 2, not the teleporter
