@@ -13,7 +13,8 @@ import numpy as np
 
 from peloton.recording import detect_format, iter_messages
 
-__all__ = ["read_table", "official_values", "evaluate_replay", "format_report", "error_stats"]
+__all__ = ["read_table", "official_values", "evaluate_replay", "format_report", "error_stats",
+           "adjusted_rand_index", "group_accuracy"]
 
 
 def read_table(out_dir: str, table: str) -> list[dict]:
@@ -108,6 +109,52 @@ def evaluate_replay(recording_text: str, out_dir: str) -> dict:
     return report
 
 
+def adjusted_rand_index(truth: np.ndarray, found: np.ndarray) -> float:
+    """Agreement of two partitions of the same items, corrected for chance (1 = identical, ~0 = random)."""
+    truth, found = np.unique(truth, return_inverse=True)[1], np.unique(found, return_inverse=True)[1]
+    n = truth.size
+    if n < 2:
+        return 1.0
+    table = np.zeros((truth.max() + 1, found.max() + 1), dtype=np.int64)
+    np.add.at(table, (truth, found), 1)
+
+    def pairs(x):
+        return float((x * (x - 1) // 2).sum())
+
+    both, rows, cols, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), n * (n - 1) / 2
+    expected = rows * cols / total
+    best = (rows + cols) / 2
+    if best == expected:  # both partitions trivial (all together, or all apart)
+        return 1.0 if rows == cols else 0.0
+    return (both - expected) / (best - expected)
+
+
+def group_accuracy(truth: dict, rows: list[dict]) -> dict:
+    """Adjusted Rand index per tick between the true groups of a simulated race and ``rider_state.group_id``.
+
+    Compared over the riders both sides place on the road at that tick.
+    """
+    true_group = {}
+    for j, ts in enumerate(truth["ticks"]):
+        for bib, g in zip(truth["bibs"], truth["group"][j]):
+            if g >= 0:
+                true_group[(bib, ts)] = g
+    found: dict = {}
+    for r in rows:
+        if r.get("group_id") is None:
+            continue
+        ts = int(round(r["event_time"].timestamp() if hasattr(r["event_time"], "timestamp")
+                       else r["event_time"] / 1000))
+        if (r["bib"], ts) in true_group:
+            found.setdefault(ts, []).append((true_group[(r["bib"], ts)], r["group_id"]))
+    scores = np.array([adjusted_rand_index(np.array([a for a, _ in v]), np.array([b for _, b in v]))
+                       for _, v in sorted(found.items()) if len(v) >= 2])
+    if scores.size == 0:
+        return {"ticks": 0}
+    return {"ticks": int(scores.size), "median": float(np.median(scores)), "mean": float(scores.mean()),
+            "p10": float(np.percentile(scores, 10)), "share_at_least_0_95": float((scores >= 0.95).mean())}
+
+
 def _get(official: dict, bib: int, ts: float, field: str) -> float:
     v = official.get((bib, int(round(ts))), {}).get(field)
     return np.nan if v is None else float(v)
@@ -121,6 +168,11 @@ def format_report(report: dict) -> str:
             lines.append(f"km_to_finish error, {name.replace('_', ' ')} ({s['n']:,} fixes): median {s['median']:.1f} m, "
                          f"p90 {s['p90']:.1f} m, p95 {s['p95']:.1f} m, p99 {s['p99']:.1f} m, max {s['max']:.0f} m, "
                          f"{s['over_1km']} over 1 km")
+    if "group_accuracy" in report and report["group_accuracy"].get("ticks"):
+        g = report["group_accuracy"]
+        lines.append(f"groups vs the simulation's truth ({g['ticks']:,} ticks): adjusted Rand index median "
+                     f"{g['median']:.3f}, mean {g['mean']:.3f}, p10 {g['p10']:.3f}, "
+                     f"{100 * g['share_at_least_0_95']:.1f} % of ticks at 0.95 or more")
     for key, what in (("gap_to_leader_error_s", "gap_to_leader_s vs secToFirstRider"),
                       ("itt_gap_error_s", "gap_to_leader_s vs secToITTLead")):
         if key in report:

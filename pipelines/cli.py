@@ -3,6 +3,7 @@
     peloton replay RECORDING --out DIR [--course FILE] [--stage FILE] [Beam options]
     peloton evaluate RECORDING DIR [--json]
     peloton stage export RECORDING [--course FILE]
+    peloton simulate --course FILE --out RECORDING [--riders N] [--hz F] [--seed S] [--caught yes|no]
 """
 from __future__ import annotations
 
@@ -104,7 +105,52 @@ def cmd_evaluate(args, _beam_args) -> int:
     from peloton.evaluate import evaluate_replay, format_report
 
     report = evaluate_replay(_read_text(args.recording), args.dir)
+    from peloton.simulate import truth_path
+
+    truth_file = truth_path(args.recording)
+    if os.path.exists(truth_file):  # a simulated race: score the groups against its truth
+        from peloton.evaluate import group_accuracy, read_table
+
+        truth = json.loads(_read_text(truth_file))
+        report["group_accuracy"] = group_accuracy(truth, read_table(args.dir, "rider_state"))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_simulate(args, _beam_args) -> int:
+    import gzip
+    import json
+
+    from peloton.course import Course
+    from peloton.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
+    from peloton.stage import read_course_file
+
+    if args.riders < 2 or args.riders > 5000:
+        raise CliError("--riders must be between 2 and 5000")
+    if not 0.01 <= args.hz <= 10:
+        raise CliError("--hz must be between 0.01 and 10 ticks per second")
+    route = read_course_file(args.course)
+    course = Course([p[0] for p in route], [p[1] for p in route],
+                    [p[2] if p[2] is not None else float("nan") for p in route])
+    caught = None if args.caught == "random" else args.caught == "yes"
+    params = SimParams(riders=args.riders, hz=args.hz, seed=args.seed, caught=caught)
+    started = time.perf_counter()
+    log.info("simulating %d riders on %s (%.1f km)", args.riders, args.course, course.length_m / 1000)
+    race = simulate_race(course, params)
+    log.info("raced %.2f h in %.1f s; writing %s", (race.tick_t[-1] - race.tick_t[0]) / 3600,
+             time.perf_counter() - started, args.out)
+    name = os.path.basename(args.course).rsplit(".", 1)[0]
+    for path, doc in ((args.out, recording_document(race, name)), (truth_path(args.out), truth_document(race))):
+        data = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+        with open(path, "wb") as fh:
+            fh.write(gzip.compress(data, 6) if path.endswith(".gz") else data)
+    story = ("caught at " + time.strftime("%H:%M:%S", time.gmtime(race.caught_at))) if race.caught_at else "survived"
+    print(f"simulated {args.riders} riders, {race.tick_t.size:,} ticks of {1 / args.hz:g} s over "
+          f"{course.length_m / 1000:.1f} km in {time.perf_counter() - started:.1f} s")
+    print(f"  breakaway {race.breakaway}: {story}; stops {[b for b, _, _ in race.stops]}; "
+          f"wind {race.wind_kph:.0f} km/h from {race.wind_from_deg:.0f} deg")
+    print(f"  recording -> {args.out}")
+    print(f"  truth     -> {truth_path(args.out)}")
     return 0
 
 
@@ -136,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("dir", help="the --out folder of the replay")
     evaluate.add_argument("--json", action="store_true", help="machine-readable report")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    sim = sub.add_parser("simulate", help="simulate a race on a real course: a feed recording and its truth")
+    sim.add_argument("--course", required=True, help="course file (GeoJSON or GPX, with elevation if possible)")
+    sim.add_argument("--out", required=True, help="recording to write (*.json or *.json.gz); the truth goes "
+                                                  "beside it as *.truth.json(.gz)")
+    sim.add_argument("--riders", type=int, default=176)
+    sim.add_argument("--hz", type=float, default=1 / 6, help="feed ticks per second (default one every 6 s)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--caught", choices=("yes", "no", "random"), default="random",
+                     help="whether the breakaway is caught (default: drawn from the seed)")
+    sim.set_defaults(func=cmd_simulate)
 
     stage = sub.add_parser("stage", help="stage files")
     stage_sub = stage.add_subparsers(dest="stage_command", required=True)

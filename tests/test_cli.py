@@ -97,3 +97,28 @@ def test_flat_csv_without_course_or_stage_is_refused(tmp_path, capsys):
     small.write_text("TimeStamp,Bib,Latitude,Longitude,kph\n1783425798,1,43.09,2.62,40\n")
     assert main(["replay", str(small), "--out", str(tmp_path / "o")]) == 2
     assert "--stage" in _error_line(capsys)
+
+
+def test_simulate_writes_a_recording_and_its_truth(tmp_path, capsys):
+    course = tmp_path / "line.geojson"
+    course.write_text(json.dumps({"type": "LineString", "coordinates": [[6.0, 45.0, 200], [6.1, 45.0, 260],
+                                                                         [6.2, 45.01, 240]]}))
+    out = tmp_path / "sim.json.gz"
+    assert main(["-q", "simulate", "--course", str(course), "--out", str(out), "--riders", "12",
+                 "--seed", "2"]) == 0
+    summary = capsys.readouterr().out
+    assert "simulated 12 riders" in summary and "truth" in summary
+    recording = json.loads(gzip.decompress(out.read_bytes()))
+    truth = json.loads(gzip.decompress((tmp_path / "sim.truth.json.gz").read_bytes()))
+    assert len(recording["events"]) == len(truth["ticks"]) > 100
+    assert recording["rest"]["trace"]["routePoints"]
+    # and it replays like any recording
+    assert main(["-q", "replay", str(out), "--out", str(tmp_path / "o")]) == 0
+    assert main(["evaluate", str(out), str(tmp_path / "o")]) == 0
+    assert "adjusted Rand index" in capsys.readouterr().out
+
+
+def test_simulate_rejects_nonsense(tmp_path, capsys):
+    assert main(["simulate", "--course", str(tmp_path / "none.geojson"), "--out", str(tmp_path / "x.json"),
+                 "--riders", "1"]) == 2
+    assert "--riders" in _error_line(capsys)

@@ -1,0 +1,395 @@
+"""A road race simulated on a real course, written as a feed recording with its truth.
+
+Ground truth for tests and benchmarks (who rode with whom, when the
+breakaway was caught) and load for the scale runs. Pure numpy, no Beam.
+
+Physics, every second and vectorised over riders: a rider's power goes into
+rolling resistance, gravity and aerodynamic drag in the wind along the road,
+and what is left accelerates him. Riding on a wheel (less than about a second
+behind the rider ahead) cuts the drag by up to 40 %, much less in a
+crosswind beyond the dozen riders an echelon holds. Behaviour is a few rules:
+
+* the front rider of each group sets its pace by role: the peloton's tempo
+  (harder on climbs, and a chase that closes on the breakaway when the
+  scenario says it is caught), the breakaway's pace (an attack, then its
+  riders' threshold), or a dropped rider's chase;
+* everyone else follows the wheel ahead as far as his own power allows, so
+  weaker riders are dropped on climbs and in crosswinds, and close gaps
+  again where the road lets them;
+* one rider stops (a crash, a mechanical) for a few minutes.
+
+The feed side adds what real trackers do: GPS noise, rare outliers,
+dropouts, trackers that report a placeholder position before they go live,
+riders leaving the feed soon after the finish.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from peloton.course import Course
+
+__all__ = ["SimParams", "SimulatedRace", "simulate_race", "recording_document", "truth_document",
+           "truth_path", "PLACEHOLDER"]
+
+G = 9.81
+RHO = 1.2  # air density, kg/m^3
+CRR = 0.004  # rolling resistance
+CDA = 0.32  # drag area of a rider alone, m^2
+BIKE_KG = 8.0
+MAX_SPEED = 25.0  # m/s: nobody descends faster than 90 km/h
+PLACEHOLDER = (41.4197, 2.2014)  # what the official feed reports for a tracker that is not live
+CONTACT_S = 3.0  # riders closer than this follow the wheel ahead
+#: True groups: a gap of this many seconds (time-at-position) separates two groups (UCI).
+GROUP_GAP_S = 1.0
+
+
+@dataclass(frozen=True)
+class SimParams:
+    riders: int = 176
+    hz: float = 1 / 6  # feed ticks per second
+    seed: int = 0
+    start_epoch: float = 1_783_504_800.0  # 2026-07-08 10:00 UTC
+    breakaway_size: int = 3
+    breakaway_km: float | None = None  # default: 8 % into the course
+    caught: bool | None = None  # None: drawn from the seed
+    gps_noise_m: float = 4.0
+    outlier_rate: float = 0.001  # fixes 40-120 m off
+    dropouts_per_rider_hour: float = 0.3
+    late_tracker_share: float = 0.15  # trackers on the placeholder for up to 20 min after the start
+    wind_kph: float | None = None  # None: drawn between 5 and 35 km/h
+    wind_from_deg: float | None = None  # None: drawn
+    stops: int = 1
+    max_hours: float = 8.0
+
+
+@dataclass
+class SimulatedRace:
+    """Truth at every feed tick, and what the trackers reported."""
+
+    course: Course
+    params: SimParams
+    tick_t: np.ndarray  # epoch s, (n_ticks,)
+    bibs: np.ndarray  # (n_riders,)
+    true_s: np.ndarray  # polyline metres, (n_ticks, n_riders); nan before the start
+    true_kph: np.ndarray
+    group: np.ndarray  # true group label per tick (1 = head of the race), -1 = not on the road
+    gap_to_leader_s: np.ndarray  # true time-at-position gap to the first rider on the road
+    breakaway: list
+    caught_at: float | None  # epoch s when the breakaway was caught, None if it survived
+    stops: list  # (bib, epoch s, seconds stopped)
+    wind_kph: float
+    wind_from_deg: float
+
+
+def _course_profile(course: Course, wind_kph: float, wind_from_deg: float, step: float = 10.0):
+    """Slope (rad), headwind (m/s) and crosswind (m/s) on a 10 m grid of polyline distance."""
+    grid = np.arange(0.0, course.length_m + step, step)
+    grad = course.gradient_at(grid)
+    slope = np.arctan(np.clip(grad, -15, 15) / 100.0) if grad is not None else np.zeros(grid.size)
+    x = np.interp(grid, course.cum_m, course.x)
+    y = np.interp(grid, course.cum_m, course.y)
+    heading = np.arctan2(np.gradient(x), np.gradient(y))  # clockwise from north
+    # smooth over ~200 m: the wind sees the road's direction, not every kink of the polyline
+    kernel = np.ones(21) / 21
+    sx = np.convolve(np.sin(heading), kernel, mode="same")
+    cy = np.convolve(np.cos(heading), kernel, mode="same")
+    heading = np.arctan2(sx, cy)
+    rel = np.radians(wind_from_deg) - heading
+    wind = wind_kph / 3.6
+    return grid, slope, wind * np.cos(rel), np.abs(wind * np.sin(rel))
+
+
+def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedRace:
+    """Ride the race second by second; keep the truth at every feed tick."""
+    rng = np.random.default_rng(params.seed)
+    n = params.riders
+    wind_kph = params.wind_kph if params.wind_kph is not None else float(rng.uniform(5, 35))
+    wind_from = params.wind_from_deg if params.wind_from_deg is not None else float(rng.uniform(0, 360))
+    grid, slope_g, head_g, cross_g = _course_profile(course, wind_kph, wind_from)
+    length = course.length_m
+
+    bibs = np.array([10 * (i // 8) + 1 + i % 8 for i in range(n)], dtype=np.int64)  # 1-8, 11-18, ... like a team
+    mass = rng.normal(68.0, 6.0, n).clip(55, 85) + BIKE_KG
+    ftp_wkg = rng.normal(5.0, 0.35, n).clip(4.2, 6.2)
+    ftp = ftp_wkg * (mass - BIKE_KG)
+    # above threshold a rider spends a finite reserve (W', J) and earns it back below it: short ramps
+    # are survived, long climbs at a strong rider's pace are not
+    w_prime = rng.normal(20000.0, 4000.0, n).clip(10000.0, 30000.0)
+    w_bal = w_prime.copy()
+    follow_m = rng.uniform(0.5, 1.6, n)  # how close each rider sits on the wheel ahead (two abreast)
+    s = -np.arange(n) * 0.6 - rng.uniform(0, 0.3, n)  # the bunch on the start line, two abreast
+    rng.shuffle(s)
+    v = np.full(n, 8.0)
+
+    break_km = params.breakaway_km if params.breakaway_km is not None else 0.08 * length / 1000.0
+    break_idx = rng.choice(n, size=min(params.breakaway_size, n - 1), replace=False) if params.breakaway_size else []
+    is_break = np.zeros(n, dtype=bool)
+    caught = bool(rng.random() < 0.6) if params.caught is None else params.caught
+    catch_m = float(rng.uniform(0.8, 0.95)) * length
+    attack_at = None
+    caught_at = None
+    stop_riders = [i for i in rng.permutation(n) if i not in set(np.atleast_1d(break_idx))][: params.stops]
+    stop_s = {i: float(rng.uniform(0.3, 0.7) * length) for i in stop_riders}
+    stop_len = {i: float(rng.uniform(90, 300)) for i in stop_riders}
+    stop_until = {}
+    stops = []
+    finished = np.zeros(n, dtype=bool)
+
+    feed_dt = 1.0 / params.hz
+    ticks, snap_s, snap_v, snap_group, snap_gap = [], [], [], [], []
+    t0 = params.start_epoch
+    next_tick = 0.0
+    n_steps = int(params.max_hours * 3600)
+    history = np.empty((n_steps, n), dtype=np.float32)  # every rider's position every second: true gaps
+    for step in range(n_steps):
+        t = float(step)
+        if attack_at is None and len(break_idx) and np.max(s) >= break_km * 1000.0:
+            attack_at = t
+            is_break[break_idx] = True
+            s[break_idx] = np.max(s) + 60.0 + rng.uniform(0.5, 3.0, len(break_idx))  # they go clear of the front
+        # ------------------------------------------------------------- who is where
+        order = np.flatnonzero(~finished)
+        order = order[np.argsort(-s[order], kind="stable")]
+        na = order.size
+        so, vo = s[order], v[order]
+        gap_m = np.r_[np.inf, so[:-1] - so[1:]]
+        gap_s = gap_m / np.maximum(vo, 1.0)
+        head = gap_s > CONTACT_S
+        label = np.cumsum(head) - 1
+        first_of = np.flatnonzero(head)
+        pos_in_group = np.arange(na) - first_of[label]
+        peloton_label = int(np.argmax(np.bincount(label)))
+        in_peloton = label == peloton_label
+        # ------------------------------------------------------------------ forces
+        k = np.clip((so / 10.0).astype(np.int64), 0, grid.size - 1)
+        slope, headwind, cross = slope_g[k], head_g[k], cross_g[k]
+        draft = np.clip((2.0 - gap_s) / 1.5, 0.0, 1.0)
+        draft = np.where((cross > 6.0) & (pos_in_group >= 12), draft * 0.6, draft)  # the gutter
+        m_o, ftp_o = mass[order], ftp[order]
+        air = vo + headwind
+        climbing = m_o * G * (np.sin(slope) + CRR * np.cos(slope))
+        resist = climbing + 0.5 * RHO * CDA * (1.0 - 0.4 * draft) * air * np.abs(air)
+        # ------------------------------------------------------------- power by role
+        climb = np.clip(np.tan(slope) / 0.06, 0.0, 1.0)
+        tempo = 3.0 + 1.9 * climb  # W/kg the teams ride at the front of the peloton
+        brk = is_break[order]
+        chase = 0.0
+        if attack_at is not None and caught_at is None and brk.any() and in_peloton.any():
+            pel_s = so[in_peloton].max()
+            gap_break = (so[brk].max() - pel_s) / max(float(vo[in_peloton].mean()), 5.0)
+            # the gap the chase allows: about a minute for every 10 km left before the catch (the rule of
+            # thumb), at most 8 minutes; a breakaway that survives keeps a minute or more at the line
+            if caught:
+                target = min(6.0 * (catch_m - pel_s) / 1000.0 - 20.0, 480.0)  # aims past zero: a catch
+            else:
+                target = min(60.0 + 3.0 * (length - pel_s) / 1000.0, 480.0)
+            chase = float(np.clip((gap_break - target) / 20.0, -0.8, 2.0))
+            tempo = tempo + chase
+            if t - attack_at > 120 and (gap_break < 0.8 or (in_peloton & brk).any()):
+                caught_at = t
+                is_break[:] = False
+                brk = is_break[order]
+        in_attack = attack_at is not None and t - attack_at < 90
+        fresh = 1.0 if attack_at is None else max(0.93, 1.02 - 0.03 * (t - attack_at) / 3600.0)
+        power = np.where(brk, ftp_o * (1.45 if in_attack else fresh), 0.92 * ftp_o)
+        # the pace the front of the peloton can set: one that all but its weakest riders hold on the flat,
+        # and that drops up to 60 % of them on a steep climb or in a flat-out chase
+        pel_wkg = ftp_wkg[order][in_peloton]
+        effort = np.clip(climb + max(chase, 0.0) / 2.0, 0.0, 1.0)
+        cap = np.percentile(pel_wkg, 10 + 50 * effort) if pel_wkg.size else ftp_wkg.max()
+        power = np.where(~brk & in_peloton, np.minimum(tempo, cap) * (m_o - BIKE_KG), power)
+        tail_of_peloton = so[in_peloton].min() if in_peloton.any() else -np.inf
+        behind_far = (~brk) & ~in_peloton & (so < tail_of_peloton - 2000)
+        power = np.where(behind_far, 0.85 * ftp_o, power)  # the gruppetto: ride inside the time cut
+        # riders take turns at the front of a group (team trains in the peloton): the more riders, the
+        # less of the wind each takes
+        size = np.bincount(label)[label]
+        lead_shelter = np.where(in_peloton, 0.6, 1.0 - 0.3 * np.minimum(size - 1, 5) / 5.0)
+        resist_head = climbing + 0.5 * RHO * CDA * lead_shelter * air * np.abs(air)
+        v_head = vo + (power / np.maximum(vo, 1.0) - resist_head) / m_o
+        # ---------------------------------------------------------- follow the group
+        # Followers ride at their group's pace (the front rider's new speed), closing slowly on the wheel
+        # ahead: following the wheel ahead's speed instead would amplify every surge down a line of
+        # 170 riders (string instability).
+        v_ahead = np.r_[vo[:1], vo[:-1]]
+        v_group = np.clip(v_head, 0.0, MAX_SPEED)[first_of][label]
+        v_follow = v_group + np.clip(0.2 * (gap_m - follow_m[order]), -1.0, 1.0)
+        p_max = np.where(w_bal[order] > 0, 1.8, 1.0) * ftp_o
+        v_can = vo + (p_max / np.maximum(vo, 1.0) - resist) / m_o
+        v_new = np.zeros(n)
+        # nobody waits behind a stopped rider: past a wheel slower than 10 km/h, ride your own pace
+        own_pace = head | (v_ahead < 2.8)
+        v_new[order] = np.clip(np.where(own_pace, np.minimum(v_head, v_can), np.minimum(v_follow, v_can)),
+                               1.5, MAX_SPEED)  # walking pace at worst: everyone reaches the line
+        spent = (m_o * (v_new[order] - vo) + np.where(own_pace, resist_head, resist)) * v_new[order]
+        w_bal[order] = np.minimum(w_bal[order] - np.maximum(spent - ftp_o, 0.0)
+                                  + 0.3 * np.maximum(ftp_o - spent, 0.0), w_prime[order])
+        # ------------------------------------------------------------------ stops
+        for i in stop_riders:
+            if i not in stop_until and s[i] >= stop_s[i]:
+                stop_until[i] = t + stop_len[i]
+                stops.append((int(bibs[i]), t0 + t, stop_len[i]))
+            if i in stop_until and t < stop_until[i]:
+                v_new[i] = 0.0
+        v = v_new
+        s = np.where(finished, s, s + v)
+        newly = (~finished) & (s >= length)
+        s[newly] = length
+        finished |= newly
+        history[step] = s
+        # ------------------------------------------------------------ feed ticks
+        if t >= next_tick:
+            next_tick += feed_dt
+            group, gap_leader = _truth_at(history[: step + 1], s, v, finished)
+            ticks.append(t0 + t)
+            snap_s.append(s.copy())
+            snap_v.append(v * 3.6)
+            snap_group.append(group)
+            snap_gap.append(gap_leader)
+        if finished.all():
+            break
+    caught_epoch = None if (caught_at is None or not len(break_idx)) else t0 + caught_at
+    return SimulatedRace(course, params, np.array(ticks), bibs, np.array(snap_s), np.array(snap_v),
+                         np.array(snap_group), np.array(snap_gap), sorted(int(b) for b in bibs[list(break_idx)]),
+                         caught_epoch, stops, wind_kph, wind_from)
+
+
+def _truth_at(history: np.ndarray, s, v, finished):
+    """True groups (1 s rule on time-at-position gaps) and true gaps to the first rider on the road."""
+    n = s.size
+    group = np.full(n, -1, dtype=np.int64)
+    gap = np.full(n, np.nan)
+    road = np.flatnonzero((~finished) & (s >= 0))
+    if road.size == 0:
+        return group, gap
+    order = road[np.argsort(-s[road], kind="stable")]
+    # time since the rider ahead passed my position, from his last 15 s of history
+    ahead = np.r_[-1, order[:-1]]
+    lags = min(15, history.shape[0] - 1)
+    past = history[::-1][: lags + 1]  # past[k] = positions k seconds ago
+    behind_gap = np.full(order.size, np.inf)
+    if order.size > 1 and lags > 0:
+        a = ahead[1:]
+        mine = s[order[1:]]
+        traj = past[:, a]  # (lags+1, riders)
+        passed = traj <= mine[None, :]  # was the rider ahead still behind my position k s ago?
+        k = np.where(passed.any(axis=0), passed.argmax(axis=0), lags + 1)
+        k1 = np.clip(k, 1, lags)
+        hi, lo = traj[k1 - 1, np.arange(a.size)], traj[k1, np.arange(a.size)]
+        frac = np.where(hi > lo, (hi - mine) / np.maximum(hi - lo, 1e-9), 0.0)
+        behind_gap[1:] = np.where(k > lags, np.inf, (k1 - 1) + np.clip(frac, 0, 1))
+        stopped = v[order[1:]] < 0.5
+        behind_gap[1:] = np.where(stopped & (s[a] - mine > 3.0), np.inf, behind_gap[1:])
+    label = np.cumsum(behind_gap >= GROUP_GAP_S)
+    group[order] = label
+    # time since the first rider on the road passed each rider's position
+    lead = np.maximum.accumulate(history[:, order[0]].astype(float))
+    now = history.shape[0] - 1
+    gap[order] = np.maximum(now - np.interp(s[order], lead, np.arange(lead.size, dtype=float)), 0.0)
+    return group, gap
+
+
+def _rider_rows(race: SimulatedRace, rng: np.random.Generator):
+    """Per tick, the rows the trackers send: noise, outliers, dropouts, placeholders, finished riders leave."""
+    p = race.params
+    course = race.course
+    n_ticks, n = race.true_s.shape
+    t = race.tick_t
+    start = p.start_epoch
+    live_from = np.full(n, -np.inf)
+    late = rng.random(n) < p.late_tracker_share
+    live_from[late] = start + rng.uniform(0, 1200, late.sum())
+    silent = np.zeros((n_ticks, n), dtype=bool)
+    hours = (t[-1] - t[0]) / 3600.0 if n_ticks else 0.0
+    for i in range(n):
+        for _ in range(rng.poisson(p.dropouts_per_rider_hour * hours)):
+            a = rng.uniform(t[0], t[-1])
+            silent[:, i] |= (t >= a) & (t < a + rng.uniform(20, 150))
+    # a finished rider stays in the feed for 20 s, then leaves
+    at_line = race.true_s >= course.length_m - 1e-6
+    first_at_line = np.where(at_line.any(axis=0), at_line.argmax(axis=0), n_ticks)
+    gone = np.arange(n_ticks)[:, None] > first_at_line[None, :] + int(np.ceil(20 * p.hz))
+    lat, lon = course.point_at(np.clip(race.true_s, 0, None))
+    x, y = course.proj.forward(lat.ravel(), lon.ravel())
+    err = rng.normal(0, p.gps_noise_m, (2, x.size))
+    outlier = rng.random(x.size) < p.outlier_rate
+    err[:, outlier] *= rng.uniform(10, 30, outlier.sum())
+    lat, lon = course.proj.inverse(x + err[0], y + err[1])
+    lat, lon = lat.reshape(n_ticks, n), lon.reshape(n_ticks, n)
+    kph = np.clip(race.true_kph + rng.normal(0, 1.0, race.true_kph.shape), 0, None)
+    km_to_finish = (course.length_m - np.clip(race.true_s, 0, None)) / 1000.0
+    for j in range(n_ticks):
+        rows = []
+        for i in np.flatnonzero(~silent[j] & ~gone[j]).tolist():
+            if t[j] < live_from[i]:
+                rows.append({"Bib": int(race.bibs[i]), "Latitude": PLACEHOLDER[0], "Longitude": PLACEHOLDER[1],
+                             "kph": 0})
+                continue
+            rows.append({"Bib": int(race.bibs[i]), "Latitude": round(float(lat[j, i]), 6),
+                         "Longitude": round(float(lon[j, i]), 6), "kph": round(float(kph[j, i]), 2),
+                         "kmToFinish": round(float(km_to_finish[j, i]), 2),
+                         "secToFirstRider": None if not np.isfinite(race.gap_to_leader_s[j, i])
+                         else int(race.gap_to_leader_s[j, i])})
+        yield float(t[j]), rows
+
+
+def recording_document(race: SimulatedRace, name: str = "simulated stage") -> dict:
+    """The race as an official-feed recording (``kmToFinish`` and ``secToFirstRider`` carry the truth)."""
+    course = race.course
+    rng = np.random.default_rng(race.params.seed + 1)
+    date = f"sim-{race.params.seed}"
+    step = 1  # the whole polyline: the truth is measured on it
+    ele = course.ele if course.ele is not None else np.full(course.lat.size, np.nan)
+    route = [{"lat": round(float(a), 6), "lon": round(float(b), 6),
+              "ele": None if not np.isfinite(e) else round(float(e), 1)}
+             for a, b, e in zip(course.lat[::step], course.lon[::step], ele[::step])]
+    if course.lat.size and (course.lat.size - 1) % step:
+        route.append({"lat": float(course.lat[-1]), "lon": float(course.lon[-1]),
+                      "ele": None if not np.isfinite(ele[-1]) else float(ele[-1])})
+    length_km = course.length_m / 1000.0
+    pois = [{"lat": route[0]["lat"], "lon": route[0]["lon"], "distanceTraveled": 0.0, "label": "#km0"},
+            {"lat": route[-1]["lat"], "lon": route[-1]["lon"], "distanceTraveled": round(length_km, 3),
+             "label": "#finish"}]
+    events, prev = [], None
+    for ts, rows in _rider_rows(race, rng):
+        msg = {"bind": "telemetryCompetitor-2026", "data": {"TimeStamp": int(round(ts)), "Riders": rows}}
+        events.append({"dt": 0 if prev is None else int(round((ts - prev) * 1000)),
+                       "data": json.dumps(msg, separators=(",", ":"))})
+        prev = ts
+    riders = [{"bib": int(b), "firstname": "Rider", "lastname": str(int(b))} for b in race.bibs]
+    return {
+        "meta": {"date": date, "year": 2026, "source": "peloton simulate",
+                 "note": "kmToFinish and secToFirstRider are the simulation's truth"},
+        "rest": {"riders": riders, "teams": [],
+                 "stages": {date: {"name": name, "type": "VAL", "length": round(length_km, 3)}},
+                 "trace": {"name": name, "routePoints": route, "pointsOfInterest": pois,
+                           "totalDistance": round(length_km, 3)},
+                 "checkpoints": []},
+        "events": events,
+    }
+
+
+def truth_document(race: SimulatedRace) -> dict:
+    """The true group of every rider at every tick (1 = head of the race, -1 = not on the road), and the story."""
+    return {
+        "ticks": [int(round(x)) for x in race.tick_t.tolist()],
+        "bibs": race.bibs.tolist(),
+        "group": race.group.tolist(),
+        "breakaway": race.breakaway,
+        "caught_at": None if race.caught_at is None else int(round(race.caught_at)),
+        "stops": [{"bib": b, "at": int(round(t)), "seconds": round(d, 1)} for b, t, d in race.stops],
+        "wind_kph": round(race.wind_kph, 1),
+        "wind_from_deg": round(race.wind_from_deg, 1),
+        "group_gap_s": GROUP_GAP_S,
+    }
+
+
+def truth_path(recording_path: str) -> str:
+    """Where the truth of a simulated recording lives: ``X.json.gz`` -> ``X.truth.json.gz``."""
+    for ext in (".json.gz", ".json"):
+        if recording_path.endswith(ext):
+            return recording_path[: -len(ext)] + ".truth" + ext
+    return recording_path + ".truth.json"
