@@ -13,7 +13,8 @@ from peloton.groups import GroupParams, label_groups, track_groups
 from peloton.matching import Matched
 from peloton.table import Columns
 
-__all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times"]
+__all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
+           "virtual_standings", "trusted_tracks"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RaceState:
     group_id: np.ndarray  # -1 = none
     groups: Columns
     events: Columns
+    standings: Columns  # time trials: virtual standings at every km
 
 
 def _riding(m: Matched) -> np.ndarray:
@@ -52,7 +54,10 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
         gap = time_trial_gaps(f.bib, f.t, m.km, usable, params)
         empty = np.full(n, np.nan)
         events = _rider_events(m, finish_km, params, [])
-        return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), _groups_columns(f.stage_id, []), events)
+        standings = Columns.from_rows("virtual_standings",
+                                      virtual_standings(f.stage_id, f.bib, f.t, m.km, usable, finish_km, params))
+        return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), _groups_columns(f.stage_id, []), events,
+                         standings)
     gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable)
     riding = _riding(m)
     timeline = track_groups(f.t, f.bib, m.km, m.speed_kph, riding, params.groups)
@@ -60,7 +65,8 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
     group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
                                         params.groups)
     events = _rider_events(m, finish_km, params, _group_events(f.stage_id, timeline, group_rows, params.groups))
-    return RaceState(gap, gap_ahead, gid, _groups_columns(f.stage_id, group_rows), events)
+    return RaceState(gap, gap_ahead, gid, _groups_columns(f.stage_id, group_rows), events,
+                     Columns.from_rows("virtual_standings", []))
 
 
 def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
@@ -276,6 +282,42 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     own = t - start[np.maximum(row, 0)]
     gap[ok] = (own - split)[ok]
     return gap
+
+
+def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
+                      finish_km: float, params: RaceParams = RaceParams()) -> list[dict]:
+    """One row per rider per whole km (and the finish): his time there and his place so far.
+
+    The place is provisional, as a broadcaster shows it when the rider
+    passes: among the riders who had passed that km before him. Riders whose
+    start is not in the data have no time and no place.
+    """
+    starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
+    if not starts:
+        return []
+    riders = np.array(sorted(starts))
+    marks = np.r_[np.arange(1.0, np.floor(finish_km - 0.2) + 1.0), finish_km - 0.2]  # trackers stop short of the line
+    passage = np.full((riders.size, marks.size), np.nan)
+    for i, b in enumerate(riders.tolist()):  # one row per rider
+        mine = usable & (bib == b)
+        passage[i] = Trajectory(t[mine], km[mine]).passage_time(marks)
+    elapsed = passage - np.array([starts[b] for b in riders.tolist()])[:, None]
+    rows = []
+    for j, mark in enumerate(marks.tolist()):  # one column per km mark
+        have = np.flatnonzero(np.isfinite(elapsed[:, j]))
+        if have.size == 0:
+            continue
+        have = have[np.argsort(passage[have, j], kind="stable")]
+        e = elapsed[have, j]
+        earlier_better = np.tril(e[None, :] < e[:, None], k=-1)  # [i, k]: k passed before i and was faster
+        best_at = _running_argmin(e)
+        for i, r in enumerate(have.tolist()):
+            rows.append({"stage_id": stage_id, "event_time": int(round(passage[r, j] * 1000)),
+                         "bib": int(riders[r]), "km": round(float(mark if j < marks.size - 1 else finish_km), 3),
+                         "elapsed_s": round(float(e[i]), 2), "rank": int(earlier_better[i].sum()) + 1,
+                         "riders_ranked": i + 1, "gap_to_best_s": round(float(e[i] - e[best_at[i]]), 2),
+                         "best_bib": int(riders[have[best_at[i]]])})
+    return rows
 
 
 def _running_argmin(values: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         "rider_state": race.rider_state,
         "groups": race.groups,
         "race_events": race.race_events,
+        "virtual_standings": race.virtual_standings,
         "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
     }
     if write_fixes:

@@ -1,5 +1,6 @@
 """Race state on hand-built matched stages: time-trial gaps and per-rider events."""
 import numpy as np
+import pytest
 
 from peloton.feed import FixBatch
 from peloton.matching import Matched
@@ -101,3 +102,19 @@ def test_a_tracker_reporting_other_riders_positions_sets_no_reference_time():
     gap = time_trial_gaps(bib, t, km, usable)
     late = (bib == 3) & (np.abs(km - 8.0) < 0.04)
     assert np.allclose(gap[late], 5.0 * 8.0, atol=0.6)  # still against rider 2, not the teleporter
+
+
+def test_virtual_standings_at_every_kilometre():
+    from peloton.race import virtual_standings
+
+    bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 90.0, 180.0])
+    rows = virtual_standings("tt", bib, t, km, np.ones(t.size, bool), finish_km=10.0)
+    at5 = {r["bib"]: r for r in rows if r["km"] == 5.0}
+    assert at5[1]["rank"] == 1 and at5[1]["riders_ranked"] == 1
+    assert at5[2]["rank"] == 1 and at5[2]["best_bib"] == 2 and at5[2]["gap_to_best_s"] == 0
+    assert at5[3]["rank"] == 3 and at5[3]["riders_ranked"] == 3 and at5[3]["best_bib"] == 2
+    assert at5[3]["gap_to_best_s"] == pytest.approx(25.0, abs=0.5)
+    assert at5[3]["elapsed_s"] == pytest.approx(375.0, abs=0.5)
+    assert abs(at5[2]["event_time"] / 1000 - (T0 + 90 + 350)) < 1
+    kms = sorted({r["km"] for r in rows})
+    assert kms[:3] == [1.0, 2.0, 3.0] and kms[-1] == 10.0  # every km and the finish

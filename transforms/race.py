@@ -39,14 +39,15 @@ class RaceStateFn(beam.DoFn):
         table = rider_state_columns(matched, race)
         for t, idx in split_by_time(matched.fixes.t):
             yield TimestampedValue(table.take(idx), t)
-        for name, cols in (("groups", race.groups), ("race_events", race.events)):
+        for name, cols in (("groups", race.groups), ("race_events", race.events),
+                           ("virtual_standings", race.standings)):
             if len(cols):
                 for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
                     yield pvalue.TaggedOutput(name, TimestampedValue(cols.take(idx), t))
 
 
 class DeriveRaceState(beam.PTransform):
-    """Matched stages -> {'rider_state', 'groups', 'race_events'}: Columns per tick."""
+    """Matched stages -> {'rider_state', 'groups', 'race_events', 'virtual_standings'}: Columns per tick."""
 
     def __init__(self, stage: Stage, params: RaceParams = RaceParams()):
         super().__init__()
@@ -55,4 +56,4 @@ class DeriveRaceState(beam.PTransform):
 
     def expand(self, matched):
         return matched | "RaceState" >> beam.ParDo(RaceStateFn(self.stage_json, self.params)).with_outputs(
-            "groups", "race_events", main="rider_state")
+            "groups", "race_events", "virtual_standings", main="rider_state")
