@@ -21,8 +21,13 @@ import numpy as np
 __all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes"]
 
 #: A leader whose tracker falls silent stays the reference for this long (s):
-#: a short dropout must not make everyone's gap collapse to the next rider.
-LEADER_HOLD_S = 30.0
+#: a short dropout must not make everyone's gap collapse to the next rider
+#: (the official feed holds a leader who left it for about one tick).
+LEADER_HOLD_S = 12.0
+#: ... and a leader silent mid-race (short of the line) for up to this long: trackers drop out for minutes.
+SILENT_HOLD_S = 180.0
+#: Not in the finale: trackers there fall silent because riders finished (some stop a kilometre out).
+SILENT_HOLD_MIN_KM_TO_GO = 3.0
 #: Samples per interval of the dense monotone trajectory.
 _DENSE = 16
 
@@ -121,18 +126,52 @@ class Trajectory:
 
 
 def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
-                    hold_s: float = LEADER_HOLD_S) -> tuple[np.ndarray, np.ndarray]:
+                    hold_s: float = LEADER_HOLD_S, km_to_finish: np.ndarray | None = None,
+                    speed_kph: np.ndarray | None = None,
+                    silent_hold_s: float = SILENT_HOLD_S) -> tuple[np.ndarray, np.ndarray]:
     """(tick times, bib of the first rider on the road at each tick).
 
     The first rider is the one furthest along among fixes of the last
-    ``hold_s`` seconds (a range maximum over ticks, computed with a sparse
-    table: no loop per tick).
+    ``hold_s`` seconds (range maxima over ticks with a sparse table). With
+    ``km_to_finish`` and ``speed_kph``, a leader whose tracker falls silent
+    stays the reference for up to ``silent_hold_s`` while, ridden on at his
+    last speed, he would still be short of the line and ahead of everyone
+    seen, unless he fell silent in the last 3 km: a breakaway out of coverage for a minute is still ahead, a leader
+    whose tracker stopped at the line has finished. That check walks the
+    ticks (not the fixes).
     """
     ticks, inv = np.unique(t, return_inverse=True)
+    best_km, best_bib = _windowed_furthest(ticks, inv, km, bib, usable, hold_s)
+    if km_to_finish is None or speed_kph is None or ticks.size == 0:
+        return ticks, best_bib
+    idx = np.flatnonzero(usable)
+    idx = idx[np.lexsort((t[idx], bib[idx]))]
+    riders, first = np.unique(bib[idx], return_index=True)
+    bounds = dict(zip(riders.tolist(), zip(first.tolist(), np.r_[first[1:], idx.size].tolist())))
+    mps = np.nan_to_num(speed_kph[idx], nan=0.0).clip(0.0, None) / 3.6
+    leaders = best_bib.copy()
+    current = -1
+    for i, tick in enumerate(ticks.tolist()):
+        if current >= 0 and current != best_bib[i]:
+            a, b = bounds[current]
+            j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
+            if j >= a:
+                silent = tick - t[idx[j]]
+                ridden_km = mps[j] * silent / 1000.0
+                if (silent <= silent_hold_s and km_to_finish[idx[j]] > SILENT_HOLD_MIN_KM_TO_GO
+                        and km_to_finish[idx[j]] - ridden_km > 0 and km[idx[j]] + ridden_km >= best_km[i]):
+                    leaders[i] = current
+                    continue
+        current = int(best_bib[i])
+    return ticks, leaders
+
+
+def _windowed_furthest(ticks, inv, km, bib, mask, hold_s):
+    """Per tick: the largest km (and its bib) among ``mask`` fixes of the last ``hold_s`` seconds."""
     n = ticks.size
     best_km = np.full(n, -np.inf)
     best_bib = np.full(n, -1, dtype=np.int64)
-    idx = np.flatnonzero(usable)
+    idx = np.flatnonzero(mask)
     if idx.size:
         order = idx[np.lexsort((-km[idx], inv[idx]))]
         first = np.r_[True, inv[order][1:] != inv[order][:-1]]
@@ -154,21 +193,27 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     left = table[k, lo]
     right = table[k, np.arange(n) - (1 << k) + 1]
     winner = np.where(best_km[right] > best_km[left], right, left)
-    return ticks, best_bib[winner]
+    return best_km[winner], best_bib[winner]
 
 
 def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
-                    hold_s: float = LEADER_HOLD_S) -> tuple[np.ndarray, np.ndarray]:
+                    hold_s: float = LEADER_HOLD_S, can_lead: np.ndarray | None = None,
+                    km_to_finish: np.ndarray | None = None,
+                    speed_kph: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the first rider on the road passed each fix's position.
 
     Returns (gap, leader bib per fix). Only ``usable`` fixes shape the
-    trajectories and choose the leader; every fix gets a gap.
+    trajectories; only ``can_lead`` ones (default: the usable ones; pass the
+    fixes short of the line, since a rider who finished is no longer on the
+    road) choose the leader, held through silences as
+    :func:`leader_per_tick` says. Every fix gets a gap.
     """
     gap = np.full(t.size, np.nan)
     leader = np.full(t.size, -1, dtype=np.int64)
     if t.size == 0:
         return gap, leader
-    ticks, lead_bib = leader_per_tick(t, km, bib, usable, hold_s)
+    leading = usable if can_lead is None else usable & can_lead
+    ticks, lead_bib = leader_per_tick(t, km, bib, leading, hold_s, km_to_finish, speed_kph)
     leader = lead_bib[np.searchsorted(ticks, t)]
     clock = RoadClock(t, km, bib, usable)
     for lead in np.unique(leader[leader >= 0]):  # a handful of leaders per stage

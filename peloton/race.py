@@ -24,6 +24,7 @@ class RaceParams:
     stopped_min_s: float = 30.0  # ... for at least this long
     signal_lost_s: float = 60.0  # no fix for this long while the feed goes on
     finish_tolerance_km: float = 0.6  # trackers stop just before the line: last fix this close counts
+    at_line_km: float = 0.05  # this close to the line a rider has finished: no longer on the road to lead
     itt_start_grid_s: float = 30.0  # time-trial riders start on whole or half minutes
     itt_grid_step_km: float = 0.05
     implausible_kph: float = 100.0  # faster than this, or backwards, between two fixes is implausible ...
@@ -58,7 +59,9 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
                                       virtual_standings(f.stage_id, f.bib, f.t, m.km, usable, finish_km, params))
         return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), _groups_columns(f.stage_id, []), events,
                          standings)
-    gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable)
+    on_road = m.km_to_finish > params.at_line_km
+    gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable, can_lead=on_road, km_to_finish=m.km_to_finish,
+                                   speed_kph=m.speed_kph)
     riding = _riding(m)
     timeline = track_groups(f.t, f.bib, m.km, m.speed_kph, riding, params.groups)
     gid = timeline.group_id

@@ -94,3 +94,23 @@ def test_road_clock_shares_a_hole_in_the_leader_track_by_how_long_the_road_takes
     linear = np.interp(x, position_at(leader_s), leader_s)
     assert np.allclose(with_clock, time_at(x), atol=1.5)
     assert np.all(np.abs(linear - time_at(x)) >= 9)  # what a straight line would have said
+
+
+def test_a_breakaway_out_of_coverage_stays_the_reference_but_a_finished_leader_does_not():
+    ticks = np.arange(0.0, 2400.0, 6.0)
+    t, km, bib = _stack(_ride(1, 0.0, 12.0, ticks), _ride(2, 120.0, 12.0, ticks))
+    length_km = 25.0  # rider 1 finishes at 2083 s, rider 2 at 2203 s
+    ktf = length_km - km
+    silent = (bib == 1) & (t > T0 + 600) & (t < T0 + 700)  # 100 s without the breakaway's tracker
+    gone = (bib == 1) & (ktf < 0.4)  # his tracker stops 400 m before the line
+    keep = ~silent & ~gone & (ktf > 0)
+    t, km, bib, ktf = t[keep], km[keep], bib[keep], ktf[keep]
+    speed = np.full(t.size, 43.2)
+    gap, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), km_to_finish=ktf, speed_kph=speed)
+    during = (bib == 2) & (t > T0 + 620) & (t < T0 + 700)
+    assert np.all(leader[during] == 1) and np.allclose(gap[during], 120.0, atol=0.5)
+    after_finish = (bib == 2) & (t > T0 + 2110)
+    assert np.all(leader[after_finish] == 2) and np.all(gap[after_finish] == 0)
+    # without the speeds the 12 s hold alone lets the silent leader go
+    _, plain = gap_to_leader_s(t, km, bib, np.ones(t.size, bool))
+    assert np.all(plain[during & (t > T0 + 640)] == 2)
