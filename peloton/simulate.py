@@ -78,6 +78,7 @@ class SimulatedRace:
     group: np.ndarray  # true group label per tick (1 = head of the race), -1 = not on the road
     gap_to_leader_s: np.ndarray  # true time-at-position gap to the first rider on the road
     breakaway: list
+    attack_at: float | None  # epoch s when the breakaway went
     caught_at: float | None  # epoch s when the breakaway was caught, None if it survived
     stops: list  # (bib, epoch s, seconds stopped)
     wind_kph: float
@@ -254,7 +255,7 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     caught_epoch = None if (caught_at is None or not len(break_idx)) else t0 + caught_at
     return SimulatedRace(course, params, np.array(ticks), bibs, np.array(snap_s), np.array(snap_v),
                          np.array(snap_group), np.array(snap_gap), sorted(int(b) for b in bibs[list(break_idx)]),
-                         caught_epoch, stops, wind_kph, wind_from)
+                         None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from)
 
 
 def _truth_at(history: np.ndarray, s, v, finished):
@@ -379,6 +380,7 @@ def truth_document(race: SimulatedRace) -> dict:
         "bibs": race.bibs.tolist(),
         "group": race.group.tolist(),
         "breakaway": race.breakaway,
+        "attack_at": None if race.attack_at is None else int(round(race.attack_at)),
         "caught_at": None if race.caught_at is None else int(round(race.caught_at)),
         "stops": [{"bib": b, "at": int(round(t)), "seconds": round(d, 1)} for b, t, d in race.stops],
         "wind_kph": round(race.wind_kph, 1),
