@@ -4,6 +4,8 @@
     peloton evaluate RECORDING DIR [--json]
     peloton stage export RECORDING [--course FILE]
     peloton simulate --course FILE --out RECORDING [--riders N] [--hz F] [--seed S] [--caught yes|no]
+    peloton pubsub init --topic T --subscription S [--output-topic-prefix P]
+    peloton publish RECORDING --topic T [--speed N] [--per-fix] [--shift-to-now] [faults]
 """
 from __future__ import annotations
 
@@ -194,6 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="whether the breakaway is caught (default: drawn from the seed)")
     sim.set_defaults(func=cmd_simulate)
 
+    from pipelines.pubsub import cmd_publish, cmd_pubsub_init
+
+    pubsub = sub.add_parser("pubsub", help="Pub/Sub set-up (the emulator when PUBSUB_EMULATOR_HOST is set)")
+    pubsub_sub = pubsub.add_subparsers(dest="pubsub_command", required=True)
+    init = pubsub_sub.add_parser("init", help="create the input topic, its subscription and the output topics")
+    init.add_argument("--topic", required=True, help="projects/P/topics/T: where the feed is published")
+    init.add_argument("--subscription", required=True, help="projects/P/subscriptions/S: what the pipeline reads")
+    init.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: one topic NAME-<table> per table")
+    init.set_defaults(func=cmd_pubsub_init)
+
+    pub = sub.add_parser("publish", help="replay a recording into a topic as a live feed, with faults")
+    pub.add_argument("recording")
+    pub.add_argument("--topic", required=True)
+    pub.add_argument("--course", help="course file when the recording has no trace")
+    pub.add_argument("--speed", type=float, default=10.0, help="times real speed; 0 = as fast as possible")
+    pub.add_argument("--per-fix", action="store_true", help="one message per rider fix, not per feed tick")
+    pub.add_argument("--shift-to-now", action="store_true", help="event times moved so the first tick is now")
+    pub.add_argument("--duplicate-rate", type=float, default=0.0, help="share of messages published twice")
+    pub.add_argument("--disorder-s", type=float, default=0.0, help="publish each message up to S s late")
+    pub.add_argument("--malformed-rate", type=float, default=0.0, help="extra broken messages, as a share")
+    pub.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    pub.set_defaults(func=cmd_publish)
+
     stage = sub.add_parser("stage", help="stage files")
     stage_sub = stage.add_subparsers(dest="stage_command", required=True)
     export = stage_sub.add_parser("export", help="write the stage file of a recording to stdout")
@@ -212,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     from peloton.recording import RecordingError
     from peloton.stage import StageError
+    from pipelines.pubsub import PubSubError
 
     try:
         return args.func(args, beam_args)
-    except (CliError, RecordingError, StageError, FileNotFoundError) as exc:
+    except (CliError, RecordingError, StageError, FileNotFoundError, PubSubError) as exc:
         print(f"peloton: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

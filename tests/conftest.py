@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,22 @@ def write_recording(path: Path, recording: dict, gz: bool = True) -> Path:
     data = json.dumps(recording).encode("utf-8")
     path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator():
+    """The real Pub/Sub emulator: the one PUBSUB_EMULATOR_HOST names (.ci/run starts it), else one started here."""
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    started = False
+    if not host:
+        done = subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "start", "8086"], capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"the Pub/Sub emulator did not start: {done.stderr}")
+        host = done.stdout.strip()
+        os.environ["PUBSUB_EMULATOR_HOST"] = host
+        started = True
+    yield host
+    if started:
+        subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], timeout=60)
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)

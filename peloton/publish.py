@@ -1,0 +1,108 @@
+"""Turn a recording back into the messages a live feed sends, with the faults a real feed has.
+
+Pure planning, no Pub/Sub import: :func:`plan_messages` returns what to
+publish and when (seconds after the first message at real speed); the
+command line publishes the plan. Event time travels in the ``event_time``
+attribute (milliseconds since the epoch, what Beam's ``timestamp_attribute``
+reads), so the pipeline never has to trust arrival time.
+
+Faults, each drawn from a seeded generator so a test can count them:
+
+* duplicates: a share of messages is published twice (Pub/Sub delivers at
+  least once; the pipeline must not double rows);
+* disorder: each message is published up to ``disorder_s`` seconds late
+  (publish order no longer follows event time);
+* malformed payloads: a share of extra messages whose payload is cut short,
+  not JSON, or JSON of the wrong shape (they must reach the dead letter).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from peloton.recording import iter_messages
+
+__all__ = ["Message", "PlanParams", "plan_messages", "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
+
+ATTR_EVENT_TIME = "event_time"  # ms since the epoch
+ATTR_STAGE = "stage_id"
+ATTR_KIND = "kind"  # tick | fix | unknown
+ATTR_MESSAGE_ID = "message_id"  # stable per original message: the same on a duplicate (id_label)
+
+
+@dataclass(frozen=True)
+class PlanParams:
+    per_fix: bool = False  # one message per rider fix instead of one per feed tick
+    shift_s: float = 0.0  # added to every event time (--shift-to-now)
+    duplicate_rate: float = 0.0
+    disorder_s: float = 0.0
+    malformed_rate: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class Message:
+    at_s: float  # when to publish, seconds after the start at real speed
+    data: bytes
+    attributes: dict = field(default_factory=dict)
+    fault: str = ""  # "", "duplicate" or "malformed"
+
+
+def _tick_messages(text: str):
+    """(event time s, payload dict) of every feed tick of a recording, in recording order."""
+    for _kind, payload in iter_messages(text):
+        try:
+            doc = json.loads(payload)
+            ts = float(doc["data"]["TimeStamp"])
+        except (ValueError, KeyError, TypeError):
+            continue  # the recording's own broken ticks are not replayed (the replay counts them)
+        yield ts, doc
+
+
+def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -> list[Message]:
+    """Every message to publish for a recording, in publish order."""
+    rng = np.random.default_rng(params.seed)
+    originals = []
+    first_ts = None
+    for ts, doc in _tick_messages(text):
+        first_ts = ts if first_ts is None else first_ts
+        shifted = ts + params.shift_s
+        if params.per_fix:
+            for r in doc["data"].get("Riders") or []:
+                if not isinstance(r, dict):
+                    continue
+                fix = {"bib": r.get("Bib"), "time": shifted, "lat": r.get("Latitude"), "lon": r.get("Longitude")}
+                if r.get("kph") is not None:
+                    fix["kph"] = r["kph"]
+                originals.append((ts - first_ts, shifted, "fix", fix))
+        else:
+            tick = {"bind": doc.get("bind", "telemetryCompetitor"), "data": {**doc["data"], "TimeStamp": shifted}}
+            originals.append((ts - first_ts, shifted, "tick", tick))
+    messages = []
+    for i, (offset, event_ts, kind, body) in enumerate(originals):
+        attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,
+                 ATTR_MESSAGE_ID: f"{stage_id}-{i}"}
+        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        delay = float(rng.uniform(0, params.disorder_s)) if params.disorder_s > 0 else 0.0
+        messages.append(Message(offset + delay, data, attrs))
+        if params.duplicate_rate > 0 and rng.random() < params.duplicate_rate:
+            again = float(rng.uniform(0, max(params.disorder_s, 5.0)))
+            messages.append(Message(offset + delay + again, data, dict(attrs), "duplicate"))
+        if params.malformed_rate > 0 and rng.random() < params.malformed_rate:
+            messages.append(Message(offset + delay, _malformed(data, rng),
+                                    {**attrs, ATTR_MESSAGE_ID: f"{stage_id}-{i}-bad", ATTR_KIND: "unknown"},
+                                    "malformed"))
+    messages.sort(key=lambda m: m.at_s)
+    return messages
+
+
+def _malformed(data: bytes, rng: np.random.Generator) -> bytes:
+    """A broken payload of one of the kinds a real feed sends."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return data[: max(1, int(len(data) * rng.uniform(0.1, 0.9)))]  # cut short
+    if kind == 1:
+        return b"\x00\xffnot json at all"
+    return b'{"data": "no riders here"}'
