@@ -71,6 +71,8 @@ def cmd_replay(args, beam_args) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from peloton.groups import GroupParams
+    from peloton.race import RaceParams
     from pipelines.options import ReplayOptions
     from pipelines.replay import build_replay, ensure_table_files
 
@@ -84,7 +86,12 @@ def cmd_replay(args, beam_args) -> int:
     replay = options.view_as(ReplayOptions)
     os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
     pipeline = beam.Pipeline(options=options)
-    tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes)
+    if replay.group_gap_s <= 0 or replay.group_hysteresis_s < 0:
+        raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
+    race_params = RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s,
+                                                hysteresis_s=replay.group_hysteresis_s))
+    tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes,
+                          race_params=race_params)
     result = pipeline.run()
     result.wait_until_finish()
     ensure_table_files(replay.out, tables)

@@ -19,3 +19,7 @@ class ReplayOptions(PipelineOptions):
         parser.add_argument("--stage", default=None, help="stage file (JSON, from 'peloton stage export')")
         parser.add_argument("--write_fixes", "--write-fixes", dest="write_fixes", action="store_true",
                             default=False, help="also write the parsed fixes (table tracker_fix)")
+        parser.add_argument("--group_gap_s", "--group-gap-s", dest="group_gap_s", type=float, default=1.0,
+                            help="a time gap of this many seconds starts a new group (1 s: the UCI rule)")
+        parser.add_argument("--group_hysteresis_s", "--group-hysteresis-s", dest="group_hysteresis_s", type=float,
+                            default=0.75, help="riders who were together stay together up to gap + this")

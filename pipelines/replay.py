@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from peloton.race import RaceParams
 from peloton.stage import Stage
 from transforms.match import MatchToCourse
 from transforms.parse import DEAD_LETTER, ParseMessages
@@ -14,12 +15,12 @@ __all__ = ["build_replay", "ensure_table_files"]
 
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
-                 write_fixes: bool = False) -> dict:
+                 write_fixes: bool = False, race_params: RaceParams = RaceParams()) -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections."""
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
     parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
     matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
-    race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage)
+    race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
     tables = {
         "rider_state": race.rider_state,
         "groups": race.groups,

@@ -122,3 +122,19 @@ def test_simulate_rejects_nonsense(tmp_path, capsys):
     assert main(["simulate", "--course", str(tmp_path / "none.geojson"), "--out", str(tmp_path / "x.json"),
                  "--riders", "1"]) == 2
     assert "--riders" in _error_line(capsys)
+
+
+def test_group_gap_is_configurable(tmp_path, stage4_recording, capsys):
+    from peloton.evaluate import read_table
+
+    path = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 600, 640))
+    groups_per_tick = {}
+    for gap in ("0.5", "5"):
+        out = tmp_path / f"gap{gap}"
+        assert main(["-q", "replay", str(path), "--out", str(out), "--group-gap-s", gap]) == 0
+        rows = read_table(str(out), "groups")
+        groups_per_tick[gap] = len(rows) / len({r["event_time"] for r in rows})
+    assert groups_per_tick["0.5"] > groups_per_tick["5"]
+    capsys.readouterr()
+    assert main(["replay", str(path), "--out", str(tmp_path / "bad"), "--group-gap-s", "0"]) == 2
+    assert "--group-gap-s" in _error_line(capsys)
