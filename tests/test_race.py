@@ -118,3 +118,30 @@ def test_virtual_standings_at_every_kilometre():
     assert abs(at5[2]["event_time"] / 1000 - (T0 + 90 + 350)) < 1
     kms = sorted({r["km"] for r in rows})
     assert kms[:3] == [1.0, 2.0, 3.0] and kms[-1] == 10.0  # every km and the finish
+
+
+def test_groups_table_and_gap_to_the_group_ahead():
+    # a breakaway of 2, a peloton of 12 riding 60 s behind, one dropped rider 30 s behind the peloton
+    ticks = np.arange(0.0, 900.0, 6.0)
+    bibs, ts, kms = [], [], []
+    for b, delay in [(1, 0.0), (2, 0.4)] + [(10 + i, 60.0 + 0.3 * i) for i in range(12)] + [(99, 94.0)]:
+        bibs.append(np.full(ticks.size, b)), ts.append(T0 + ticks), kms.append(np.maximum(ticks - delay, 0) * 0.01)
+    bib, t, km = (np.concatenate(x) for x in (bibs, ts, kms))
+    m = _matched(bib, t, km, finish_km=50.0, speed_kph=np.full(t.size, 36.0))
+    race = derive_race_state(m, finish_km=50.0)
+    late = m.fixes.t > T0 + 300
+    ahead = dict(zip(m.fixes.bib[late].tolist(), race.gap_to_group_ahead_s[late].tolist()))
+    leader_gap = dict(zip(m.fixes.bib[late].tolist(), race.gap_to_leader_s[late].tolist()))
+    assert np.isnan(ahead[1]) and np.isnan(ahead[2])  # the head of the race has no group ahead
+    assert ahead[10] == pytest.approx(60.0 - 0.4, abs=0.3)  # to the last rider of the breakaway
+    assert leader_gap[10] == pytest.approx(60.0, abs=0.3)
+    assert ahead[99] == pytest.approx(94.0 - (60.0 + 0.3 * 11), abs=0.3)
+    rows = [r for r in race.groups.to_rows() if r["event_time"] == int((T0 + 600) * 1000)]
+    by_rank = sorted(rows, key=lambda r: r["rank"])
+    assert [r["label"] for r in by_rank] == ["breakaway", "peloton", "solo"]
+    assert [r["size"] for r in by_rank] == [2, 12, 1]
+    assert by_rank[1]["gap_to_group_ahead_s"] == pytest.approx(59.6, abs=0.3)
+    assert by_rank[1]["length_m"] == pytest.approx(33.0, abs=1.0)  # 3.3 s at 10 m/s
+    # the group ids hold from tick to tick
+    ids = {r["event_time"]: r["group_id"] for r in race.groups.to_rows() if r["label"] == "peloton"}
+    assert len(set(list(ids.values())[10:])) == 1
