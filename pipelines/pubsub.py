@@ -13,8 +13,8 @@ __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "P
 
 log = logging.getLogger("peloton")
 
-#: Tables the live pipeline writes to topics (one topic each), and where late data goes.
-OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "dead_letter", "late")
+#: Tables the live pipeline writes to topics (one topic each; late data is a dead letter with reason "late").
+OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "dead_letter")
 _TOPIC = re.compile(r"^projects/[^/]+/topics/[A-Za-z][\w.~+%-]{2,254}$")
 _SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
 

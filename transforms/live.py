@@ -1,0 +1,203 @@
+"""The live front half: Pub/Sub messages -> deduplicated fixes in event-time windows, late data set aside.
+
+Event time comes from the tracker (the ``event_time`` attribute the
+publisher sets, or the fix's own time), never from arrival. Windows and
+triggers are chosen for live graphics:
+
+* fixed windows of one feed tick (6 s): one window is one picture of the race;
+* an early firing a second (processing time) after data arrives, so a
+  graphic updates within a couple of seconds of a tick; the on-time firing
+  when the watermark passes the window; a late firing for every late fix
+  within the allowed lateness (default 5 minutes);
+* panes are discarding: each firing carries only what is new, and
+  downstream state (per-rider history) accumulates it.
+
+Data later than the allowed lateness would be dropped silently by the
+windowed grouping; :class:`SplitLateFn` sets it aside first, into the
+``late`` table with its reason, and counts it. Pub/Sub delivers at least
+once and the local runner ignores ``id_label``, so :class:`DropDuplicatesFn`
+keeps one fix per (bib, event time) however often it arrives.
+"""
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms import trigger, window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from peloton.feed import FixBatch, dead_letter, parse_message
+from peloton.publish import ATTR_KIND
+from peloton.rows import dead_letter_columns
+
+__all__ = ["Fix", "LiveParams", "ParsePubsubFn", "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE",
+           "DEAD_LETTER"]
+
+LATE = "late"
+DEAD_LETTER = "dead_letter"
+
+
+class Fix(NamedTuple):
+    """One tracker fix, the element of the live stream (a tick is ~180 of them every 6 s)."""
+
+    stage_id: str
+    bib: int
+    t: float  # epoch s (event time)
+    lat: float
+    lon: float
+    kph: float  # nan when absent
+
+
+class LiveParams(NamedTuple):
+    window_s: float = 6.0  # one feed tick
+    early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds)
+    allowed_lateness_s: float = 300.0
+    watermark_step_s: float = 1.0  # how finely SplitLateFn follows the watermark
+
+
+class ParsePubsubFn(beam.DoFn):
+    """PubsubMessage (or raw bytes) -> Fix elements stamped with their event time; dead letters tagged."""
+
+    def __init__(self, stage_id: str):
+        self.stage_id = stage_id
+
+    def process(self, message):
+        data = getattr(message, "data", message)
+        attrs = getattr(message, "attributes", None) or {}
+        kind = attrs.get(ATTR_KIND, "auto")
+        fixes, dead = parse_message(self.stage_id, kind if kind in ("tick", "fix") else "auto", data, source="pubsub")
+        counter = beam.metrics.Metrics.counter
+        counter("peloton", "messages_read").inc()
+        counter("peloton", "rows_in").inc(len(fixes) + len(dead))
+        if dead:
+            for d in dead:
+                counter("peloton", f"dead_letter.{d['reason']}").inc()
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
+        for i in range(len(fixes)):
+            fix = Fix(self.stage_id, int(fixes.bib[i]), float(fixes.t[i]), float(fixes.lat[i]), float(fixes.lon[i]),
+                      float(fixes.sensor_kph[i]))
+            yield window.TimestampedValue(fix, fix.t)
+
+
+class SplitLateFn(beam.DoFn):
+    """(stage_id, Fix) -> Fix, or tagged ``late`` when it is behind the watermark by more than the lateness.
+
+    A DoFn cannot read the watermark, but an event-time timer fires only
+    once the watermark has passed it: a timer that re-arms itself every
+    ``step_s`` of event time, as long as there is data ahead of it, keeps in
+    state a time the watermark is known to have passed.
+    """
+
+    FLOOR = ReadModifyWriteStateSpec("watermark_floor", beam.coders.FloatCoder())
+    LATEST = ReadModifyWriteStateSpec("latest_event", beam.coders.FloatCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", beam.coders.BooleanCoder())
+    TICK = TimerSpec("follow_watermark", TimeDomain.WATERMARK)
+
+    def __init__(self, allowed_lateness_s: float, step_s: float = 1.0):
+        self.allowed_lateness_s = allowed_lateness_s
+        self.step_s = step_s
+
+    def process(self, keyed, floor=beam.DoFn.StateParam(FLOOR), latest=beam.DoFn.StateParam(LATEST),
+                armed=beam.DoFn.StateParam(ARMED), tick=beam.DoFn.TimerParam(TICK)):
+        _stage, fix = keyed
+        known = floor.read()
+        if known is None:  # first element of the stream: nothing is late yet
+            known = fix.t - self.allowed_lateness_s - self.step_s
+            floor.write(known)
+        if fix.t < known - self.allowed_lateness_s:
+            beam.metrics.Metrics.counter("peloton", "late_beyond_allowed").inc()
+            yield pvalue.TaggedOutput(LATE, dead_letter(
+                fix.stage_id, "late", json.dumps(fix._asdict()),
+                f"{known - fix.t:.0f} s behind the watermark (allowed {self.allowed_lateness_s:.0f} s)",
+                bib=fix.bib, t=fix.t, source="live"))
+            return
+        latest.write(max(latest.read() or fix.t, fix.t))
+        if not armed.read():
+            armed.write(True)
+            tick.set(Timestamp.of(max(known + self.step_s, fix.t - self.allowed_lateness_s)))
+        yield window.TimestampedValue(fix, fix.t)
+
+    @on_timer(TICK)
+    def follow(self, floor=beam.DoFn.StateParam(FLOOR), latest=beam.DoFn.StateParam(LATEST),
+               armed=beam.DoFn.StateParam(ARMED), tick=beam.DoFn.TimerParam(TICK), fired=beam.DoFn.TimestampParam):
+        floor.write(float(fired))
+        if float(fired) + self.step_s <= (latest.read() or 0.0):
+            tick.set(fired + Duration(seconds=self.step_s))  # data ahead: keep following
+        else:
+            armed.write(False)  # caught up with the data: the next element re-arms
+
+
+class DropDuplicatesFn(beam.DoFn):
+    """("bib@t_ms", Fix) -> the first Fix of each key; repeats are counted and dropped.
+
+    The key's state is cleared by an event-time timer once the fix can no
+    longer be late, so state does not grow with the stage.
+    """
+
+    SEEN = ReadModifyWriteStateSpec("seen", beam.coders.BooleanCoder())
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
+    def __init__(self, allowed_lateness_s: float):
+        self.allowed_lateness_s = allowed_lateness_s
+
+    def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE)):
+        _key, fix = keyed
+        if seen.read():
+            beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()
+            return
+        seen.write(True)
+        expire.set(Timestamp.of(fix.t + self.allowed_lateness_s + 60.0))
+        yield window.TimestampedValue(fix, fix.t)
+
+    @on_timer(EXPIRE)
+    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
+
+
+def _to_batch(keyed) -> tuple:
+    stage_id, fixes = keyed
+    fixes = sorted(fixes, key=lambda f: (f.bib, f.t))
+    import numpy as np
+
+    batch = FixBatch(stage_id, np.array([f.bib for f in fixes], dtype=np.int64), np.array([f.t for f in fixes]),
+                     np.array([f.lat for f in fixes]), np.array([f.lon for f in fixes]),
+                     np.array([f.kph for f in fixes]))
+    return stage_id, batch
+
+
+class IngestLive(beam.PTransform):
+    """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns}."""
+
+    def __init__(self, stage_id: str, params: LiveParams = LiveParams()):
+        super().__init__()
+        self.stage_id = stage_id
+        self.params = params
+
+    def expand(self, messages):
+        p = self.params
+        parsed = messages | "Parse" >> beam.ParDo(ParsePubsubFn(self.stage_id)).with_outputs(DEAD_LETTER, main="fixes")
+        checked = (parsed.fixes
+                   | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f)).with_output_types(tuple[str, Fix])
+                   | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
+                   .with_outputs(LATE, main="on_time"))
+        ticks = (checked.on_time
+                 | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{int(round(f.t * 1000))}", f))
+                 .with_output_types(tuple[str, Fix])
+                 | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s))
+                 | "TickWindows" >> beam.WindowInto(
+                     window.FixedWindows(p.window_s),
+                     # early: a picture within a second or two of the tick; on time: when the watermark
+                     # passes; late: every late fix within the allowed lateness, as it comes
+                     trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(max(1, round(p.early_after_s))),
+                                                    late=trigger.AfterCount(1)),
+                     accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                     allowed_lateness=Duration(seconds=p.allowed_lateness_s))
+                 | "KeyByStageAgain" >> beam.Map(lambda f: (f.stage_id, f))
+                 | "GatherTick" >> beam.GroupByKey()
+                 | "ToBatch" >> beam.Map(_to_batch))
+        late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
+        return {"ticks": ticks, "late": late, DEAD_LETTER: parsed[DEAD_LETTER]}
