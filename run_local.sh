@@ -35,10 +35,10 @@ case "$cmd" in
     rm -rf "$out"
     "$VENV/bin/peloton" replay "$recording" --out "$out" "$@"
     echo
-    echo "accuracy against the official feed (kmToFinish):"
+    echo "accuracy against the official feed (kmToFinish, secToFirstRider):"
     "$VENV/bin/peloton" evaluate "$recording" "$out"
     echo
-    echo "tables: $out/rider_state/*.avro  $out/dead_letter/*.avro"
+    echo "tables: $out/{rider_state,groups,race_events,virtual_standings,dead_letter}/*.avro"
     ;;
   test)
     setup
