@@ -293,12 +293,14 @@ def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndar
 
     The place is provisional, as a broadcaster shows it when the rider
     passes: among the riders who had passed that km before him. Riders whose
-    start is not in the data have no time and no place.
+    start is not in the data, and trackers whose track teleports
+    (:func:`trusted_tracks`), have no time and no place.
     """
     starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
-    if not starts:
+    trusted = set(trusted_tracks(bib, t, km, usable, params).tolist())
+    riders = np.array(sorted(b for b in starts if b in trusted))  # a teleporting tracker is not ranked
+    if riders.size == 0:
         return []
-    riders = np.array(sorted(starts))
     marks = np.r_[np.arange(1.0, np.floor(finish_km - 0.2) + 1.0), finish_km - 0.2]  # trackers stop short of the line
     passage = np.full((riders.size, marks.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider

@@ -99,6 +99,9 @@ def test_a_tracker_reporting_other_riders_positions_sets_no_reference_time():
     from peloton.race import trusted_tracks
 
     assert trusted_tracks(bib, t, km, usable).tolist() == [1, 2, 3]
+    from peloton.race import virtual_standings
+
+    assert {r["bib"] for r in virtual_standings("tt", bib, t, km, usable, finish_km=10.0)} == {1, 2, 3}
     gap = time_trial_gaps(bib, t, km, usable)
     late = (bib == 3) & (np.abs(km - 8.0) < 0.04)
     assert np.allclose(gap[late], 5.0 * 8.0, atol=0.6)  # still against rider 2, not the teleporter
