@@ -111,3 +111,23 @@ def test_real_stage4_matches_in_order_along_the_course(stage4_course):
     matched, _, _ = match_fixes(fixes, stage4_course, MatchParams())
     assert np.abs(matched.s - s).max() < 60.0
     assert np.all(np.diff(matched.km) > -0.05)
+
+
+@pytest.mark.parametrize("offset_m", [0.0, 14.0, 25.0])
+def test_parallel_carriageways_of_an_out_and_back_keep_each_fix_on_its_own(offset_m):
+    """Two carriageways 30 m apart, ridden out and back; the road lies offset_m off the trace towards the
+    other one (a simplified trace), so from 15 m on every fix is nearer the wrong carriageway."""
+    xs = np.linspace(0, 3000, 61)
+    course = line_course(np.r_[np.c_[xs, np.zeros_like(xs)], np.c_[xs[::-1], np.full_like(xs, 30.0)]])
+    rng = np.random.default_rng(int(offset_m))
+    t = np.arange(0, course.length_m / 11.0, 6.0)
+    s = 11.0 * t
+    x, y = course.proj.forward(*course.point_at(s))
+    y = np.where(s < 3000, y + offset_m, y - offset_m) + rng.normal(0, 5, s.size)
+    lat, lon = course.proj.inverse(x + rng.normal(0, 5, s.size), y)
+    fixes = FixBatch("t", np.full(s.size, 1), 1.7e9 + t, lat, lon, np.full(s.size, np.nan))
+    matched, rejected, _ = match_fixes(fixes, course)
+    assert len(matched) == s.size
+    away = np.abs(s - 3000) > 60  # at the U-turn itself the test's offset road jumps across by 2 x offset
+    assert np.abs(matched.s - s)[away].max() < 60  # never on the other carriageway (>= 120 m away in s)
+    assert np.all(np.diff(matched.s)[away[1:] & away[:-1]] > -20)  # and never riding backwards
