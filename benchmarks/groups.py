@@ -49,6 +49,25 @@ def without_hysteresis(truth: dict, rows: list[dict]) -> dict:
     return group_accuracy(truth, plain)
 
 
+def story_events(truth: dict, events: list[dict]) -> dict:
+    """When the race events saw the breakaway go and get caught, against the simulator's truth (s of delay)."""
+    brk = set(truth.get("breakaway") or [])
+    out = {"attack_delay_s": None, "catch_delay_s": None, "caught": truth.get("caught_at") is not None}
+    if not brk or truth.get("attack_at") is None:
+        return out
+    t = lambda e: e["event_time"].timestamp()  # noqa: E731
+    went = [e for e in events if e["event_type"] in ("attack", "split") and brk & set(e["bibs"])
+            and t(e) >= truth["attack_at"] - 60]
+    if went:
+        out["attack_delay_s"] = round(t(went[0]) - truth["attack_at"], 1)
+    if truth.get("caught_at") is not None:
+        back = [e for e in events if e["event_type"] in ("merge", "bridge") and t(e) >= truth["attack_at"]
+                and (brk & set(e["bibs"]) or len(e["bibs"]) > 20) and t(e) >= truth["caught_at"] - 600]
+        if back:
+            out["catch_delay_s"] = round(t(back[0]) - truth["caught_at"], 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -69,7 +88,9 @@ def main() -> None:
             truth = json.loads(read_local(str(truth_path(str(rec)))))
             rows = read_table(str(replay), "rider_state")
             report = evaluate_replay(read_local(str(rec)), str(replay))
+            events = read_table(str(replay), "race_events")
             results.append({"course": name, "seed": seed, "story": story.splitlines()[1].strip(),
+                            "events": story_events(truth, events),
                             "groups": group_accuracy(truth, rows), "no_hysteresis": without_hysteresis(truth, rows),
                             "gap_vs_truth_s": report.get("gap_to_leader_error_s", {}).get("vs_official_plus_half")})
             print(f"{name} seed {seed}: ARI median {results[-1]['groups']['median']:.3f}", file=sys.stderr,
@@ -84,6 +105,12 @@ def main() -> None:
               f"{g['p10']:.3f} | {100 * g['share_at_least_0_95']:.1f} % | {h['median']:.3f} / {h['mean']:.3f} | "
               f"{gap.get('median', float('nan')):.2f} / {gap.get('p90', float('nan')):.2f} / "
               f"{gap.get('p99', float('nan')):.2f} |")
+    print("\n| course | seed | breakaway | attack seen after | caught (truth) | catch seen after |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        e = r["events"]
+        print(f"| {r['course']} | {r['seed']} | {r['story'].split(':')[0]} | {e['attack_delay_s']} s | "
+              f"{'yes' if e['caught'] else 'no'} | {e['catch_delay_s'] if e['caught'] else '-'} s |")
     medians = np.array([r["groups"]["median"] for r in results])
     print(f"\nmedian of the per-race ARI medians: {np.median(medians):.3f}; lowest: {medians.min():.3f}")
 
