@@ -88,10 +88,10 @@ def _int_array_matrix(values) -> tuple[np.ndarray, np.ndarray]:
     flat = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
     m, length = _varint_matrix(flat)
     item_bytes = m[np.arange(m.shape[1])[None, :] < length[:, None]].tobytes()
-    ends = np.cumsum(np.bincount(np.repeat(np.arange(counts.size), counts), weights=length,
-                                 minlength=counts.size).astype(np.int64))
-    starts = ends - np.bincount(np.repeat(np.arange(counts.size), counts), weights=length,
-                                minlength=counts.size).astype(np.int64)
+    row_bytes = np.bincount(np.repeat(np.arange(counts.size), counts), weights=length,
+                            minlength=counts.size).astype(np.int64)
+    ends = np.cumsum(row_bytes)
+    starts = ends - row_bytes
     cm, clen = _varint_matrix(counts)
     blobs = []
     for i in range(counts.size):

@@ -224,13 +224,13 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     return np.where(gap < 0, 0.0, gap), leader
 
 
-def gap_to_rider_ahead_s(t: np.ndarray, km: np.ndarray, gap_leader: np.ndarray, ahead_idx: np.ndarray) -> np.ndarray:
-    """Gap to a given fix ahead at the same tick: difference of gaps to the leader.
+def gap_to_rider_ahead_s(gap_leader: np.ndarray, ahead_idx: np.ndarray) -> np.ndarray:
+    """Gap to a given fix ahead at the same tick (index, -1 for none): difference of gaps to the leader.
 
     Both are passage times of the same reference, so the difference is the
     time between the two positions at the speed the road was ridden there.
     """
-    out = np.full(t.size, np.nan)
+    out = np.full(gap_leader.size, np.nan)
     ok = ahead_idx >= 0
     out[ok] = gap_leader[ok] - gap_leader[ahead_idx[ok]]
     return np.maximum(out, 0.0)

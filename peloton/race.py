@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peloton.gaps import Trajectory, gap_to_leader_s
+from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s
 from peloton.groups import GroupParams, label_groups, track_groups
 from peloton.matching import Matched
 from peloton.table import Columns
@@ -52,12 +52,14 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
     n = len(f)
     usable = np.isin(m.quality, ("good", "finished", "neutral"))
     if time_trial:
-        gap = time_trial_gaps(f.bib, f.t, m.km, usable, params)
+        starts = estimate_start_times(f.bib, f.t, m.km, usable, params.itt_start_grid_s)
+        trusted = trusted_tracks(f.bib, f.t, m.km, usable, params)
+        gap = time_trial_gaps(f.bib, f.t, m.km, usable, params, starts, trusted)
         empty = np.full(n, np.nan)
         events = _rider_events(m, finish_km, params, [])
-        standings = Columns.from_rows("virtual_standings",
-                                      virtual_standings(f.stage_id, f.bib, f.t, m.km, usable, finish_km, params))
-        return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), _groups_columns(f.stage_id, []), events,
+        standings = Columns.from_rows("virtual_standings", virtual_standings(
+            f.stage_id, f.bib, f.t, m.km, usable, finish_km, params, starts, trusted))
+        return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), Columns.from_rows("groups", []), events,
                          standings)
     on_road = m.km_to_finish > params.at_line_km
     gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable, can_lead=on_road, km_to_finish=m.km_to_finish,
@@ -68,17 +70,17 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
     group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
                                         params.groups)
     events = _rider_events(m, finish_km, params, _group_events(f.stage_id, timeline, group_rows, params.groups))
-    return RaceState(gap, gap_ahead, gid, _groups_columns(f.stage_id, group_rows), events,
+    return RaceState(gap, gap_ahead, gid, Columns.from_rows("groups", group_rows), events,
                      Columns.from_rows("virtual_standings", []))
 
 
 def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
     """One row per group per tick, and every fix's gap to the tail of the group ahead."""
-    gap_ahead = np.full(t.size, np.nan)
+    tail_ahead = np.full(t.size, -1, dtype=np.int64)  # per fix: the last rider of the group ahead
     idx = np.flatnonzero(gid >= 0)
     rows = []
     if idx.size == 0:
-        return rows, gap_ahead
+        return rows, np.full(t.size, np.nan)
     order = idx[np.lexsort((-km[idx], t[idx]))]
     bounds = np.r_[0, np.flatnonzero(np.diff(t[order])) + 1, order.size]
     for a, b in zip(bounds[:-1], bounds[1:]):  # one iteration per tick
@@ -92,10 +94,7 @@ def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
         group_gap = gap[head]
         labels = label_groups(rank, size, group_gap, gparams)
         ahead_gap = np.r_[np.nan, gap[head[1:]] - gap[tail[:-1]]]
-        tail_ahead = np.r_[-1, tail[:-1]]
-        member_group = np.repeat(np.arange(starts.size), size)
-        ta = tail_ahead[member_group]
-        gap_ahead[r] = np.where(ta >= 0, gap[r] - gap[np.maximum(ta, 0)], np.nan)
+        tail_ahead[r] = np.r_[-1, tail[:-1]][np.repeat(np.arange(starts.size), size)]
         mean_speed = np.add.reduceat(np.nan_to_num(speed[r]), starts) / np.maximum(
             np.add.reduceat(np.isfinite(speed[r]).astype(float), starts), 1)
         bibs = np.split(bib[r], starts[1:])
@@ -109,11 +108,7 @@ def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
                 "speed_kph": round(float(mean_speed[i]), 2), "gap_to_leader_s": round(float(group_gap[i]), 2),
                 "gap_to_group_ahead_s": None if i == 0 else round(float(max(ahead_gap[i], 0.0)), 2),
             })
-    return rows, np.maximum(gap_ahead, 0.0)
-
-
-def _groups_columns(stage_id: str, rows: list[dict]) -> Columns:
-    return Columns.from_rows("groups", rows)
+    return rows, gap_to_rider_ahead_s(gap, tail_ahead)
 
 
 def _group_events(stage_id, timeline, group_rows, gparams) -> list[dict]:
@@ -170,18 +165,11 @@ def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list
         on_course = np.isin(m.quality, ("good", "off_route"))
         slow = on_course & (np.nan_to_num(m.speed_kph, nan=99.0) < params.stopped_kph)
         run_start = slow & ~(np.r_[False, slow[:-1]] & same_prev)
-        run_id = np.cumsum(run_start) * slow
-        if slow.any():
-            firsts = np.flatnonzero(run_start)
-            lasts = np.r_[firsts[1:], n]
-            for a in firsts.tolist():
-                b = a
-                while b + 1 < n and run_id[b + 1] == run_id[a]:
-                    b += 1
-                if f.t[b] - f.t[a] >= params.stopped_min_s:
-                    events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
-                                               f"stationary for {f.t[b] - f.t[a]:.0f} s"))
-            del lasts
+        run_end = slow & ~(np.r_[slow[1:], False] & np.r_[same_prev[1:], False])
+        for a, b in zip(np.flatnonzero(run_start).tolist(), np.flatnonzero(run_end).tolist()):  # one per stop
+            if f.t[b] - f.t[a] >= params.stopped_min_s:
+                events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
+                                           f"stationary for {f.t[b] - f.t[a]:.0f} s"))
         # finished: first fix past the line, or a last fix just short of it (trackers stop there)
         last = np.r_[~same_prev[1:], True]
         crossed = (m.km_to_finish <= 0) & ~(np.r_[False, m.km_to_finish[:-1] <= 0] & same_prev)
@@ -238,7 +226,8 @@ def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable:
 
 
 def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
-                    params: RaceParams = RaceParams()) -> np.ndarray:
+                    params: RaceParams = RaceParams(), starts: dict | None = None,
+                    trusted: np.ndarray | None = None) -> np.ndarray:
     """Elapsed time at this distance against the stage leader's at the same distance (s; negative = faster).
 
     The leader is the rider with the best finishing time among those who
@@ -248,9 +237,13 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     faster, not when one passes a distance faster). Before anyone has
     finished there is no reference (null). Riders whose start is not in the
     data have no elapsed time (null); untrusted tracks set no reference.
+    ``starts`` and ``trusted`` are found here unless given.
     """
     gap = np.full(t.size, np.nan)
-    starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
+    if starts is None:
+        starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
+    if trusted is None:
+        trusted = trusted_tracks(bib, t, km, usable, params)
     if not starts:
         return gap
     step = params.itt_grid_step_km
@@ -265,7 +258,7 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     # the finish for ranking: a point 4 in 5 tracks reach (trackers stop a few hundred metres short of the line)
     furthest = np.array([np.nanmax(km[usable & (bib == b)]) for b in riders.tolist()])
     line = int(np.clip(np.floor(np.percentile(furthest, 20) / step), 0, grid.size - 1))
-    can_lead = np.isin(riders, trusted_tracks(bib, t, km, usable, params)) & np.isfinite(passage[:, line])
+    can_lead = np.isin(riders, trusted) & np.isfinite(passage[:, line])
     leaders = np.flatnonzero(can_lead)
     if leaders.size == 0:
         return gap
@@ -288,17 +281,22 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
 
 
 def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
-                      finish_km: float, params: RaceParams = RaceParams()) -> list[dict]:
+                      finish_km: float, params: RaceParams = RaceParams(), starts: dict | None = None,
+                      trusted: np.ndarray | None = None) -> list[dict]:
     """One row per rider per whole km (and the finish): his time there and his place so far.
 
     The place is provisional, as a broadcaster shows it when the rider
     passes: among the riders who had passed that km before him. Riders whose
     start is not in the data, and trackers whose track teleports
-    (:func:`trusted_tracks`), have no time and no place.
+    (:func:`trusted_tracks`), have no time and no place. ``starts`` and
+    ``trusted`` are found here unless given.
     """
-    starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
-    trusted = set(trusted_tracks(bib, t, km, usable, params).tolist())
-    riders = np.array(sorted(b for b in starts if b in trusted))  # a teleporting tracker is not ranked
+    if starts is None:
+        starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
+    if trusted is None:
+        trusted = trusted_tracks(bib, t, km, usable, params)
+    ranked = set(trusted.tolist())
+    riders = np.array(sorted(b for b in starts if b in ranked))  # a teleporting tracker is not ranked
     if riders.size == 0:
         return []
     marks = np.r_[np.arange(1.0, np.floor(finish_km - 0.2) + 1.0), finish_km - 0.2]  # trackers stop short of the line

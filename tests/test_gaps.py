@@ -67,7 +67,7 @@ def test_when_the_leader_leaves_the_road_the_next_rider_leads():
 def test_gap_to_rider_ahead_is_a_difference_of_passage_times():
     gap_leader = np.array([0.0, 12.0, 30.0])
     ahead = np.array([-1, 0, 1])
-    out = gap_to_rider_ahead_s(np.zeros(3), np.zeros(3), gap_leader, ahead)
+    out = gap_to_rider_ahead_s(gap_leader, ahead)
     assert np.isnan(out[0]) and np.allclose(out[1:], [12.0, 18.0])
 
 

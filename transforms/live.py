@@ -24,6 +24,7 @@ import json
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
@@ -161,8 +162,6 @@ class DropDuplicatesFn(beam.DoFn):
 def _to_batch(keyed) -> tuple:
     stage_id, fixes = keyed
     fixes = sorted(fixes, key=lambda f: (f.bib, f.t))
-    import numpy as np
-
     batch = FixBatch(stage_id, np.array([f.bib for f in fixes], dtype=np.int64), np.array([f.t for f in fixes]),
                      np.array([f.lat for f in fixes]), np.array([f.lon for f in fixes]),
                      np.array([f.kph for f in fixes]))
