@@ -199,14 +199,16 @@ def _windowed_furthest(ticks, inv, km, bib, mask, hold_s):
 def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
                     hold_s: float = LEADER_HOLD_S, can_lead: np.ndarray | None = None,
                     km_to_finish: np.ndarray | None = None,
-                    speed_kph: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    speed_kph: np.ndarray | None = None,
+                    only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the first rider on the road passed each fix's position.
 
     Returns (gap, leader bib per fix). Only ``usable`` fixes shape the
     trajectories; only ``can_lead`` ones (default: the usable ones; pass the
     fixes short of the line, since a rider who finished is no longer on the
     road) choose the leader, held through silences as
-    :func:`leader_per_tick` says. Every fix gets a gap.
+    :func:`leader_per_tick` says. Every fix gets a gap, or with ``only``
+    (a mask) just those fixes: the live engine wants the newest window's.
     """
     gap = np.full(t.size, np.nan)
     leader = np.full(t.size, -1, dtype=np.int64)
@@ -219,7 +221,7 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     for lead in np.unique(leader[leader >= 0]):  # a handful of leaders per stage
         mine = (bib == lead) & usable
         traj = Trajectory(t[mine], km[mine], clock)
-        sel = leader == lead
+        sel = leader == lead if only is None else (leader == lead) & only
         gap[sel] = t[sel] - traj.passage_time(km[sel])
     return np.where(gap < 0, 0.0, gap), leader
 

@@ -44,20 +44,34 @@ class GroupTimeline:
     changes: list = field(default_factory=list)
     first_seen: dict = field(default_factory=dict)  # id -> t
     last_seen: dict = field(default_factory=dict)  # id -> t
+    prev_gid: np.ndarray = field(default_factory=lambda: np.full(1, -1, dtype=np.int64))  # bib -> last group id
+    next_id: int = 1
+
+    def continued(self, n: int) -> "GroupTimeline":
+        """The same tracking state, for the next ``n`` fixes (the live engine's next window)."""
+        return GroupTimeline(np.full(n, -1, dtype=np.int64), self.changes, self.first_seen, self.last_seen,
+                             self.prev_gid, self.next_id)
 
 
 def track_groups(t: np.ndarray, bib: np.ndarray, km: np.ndarray, speed_kph: np.ndarray, eligible: np.ndarray,
-                 params: GroupParams = GroupParams()) -> GroupTimeline:
-    """Group the eligible fixes of every tick and give groups stable ids."""
+                 params: GroupParams = GroupParams(), state: GroupTimeline | None = None) -> GroupTimeline:
+    """Group the eligible fixes of every tick and give groups stable ids.
+
+    With ``state`` (the timeline of the ticks before these), tracking goes on
+    from there: fed tick by tick it gives the same ids as fed all at once.
+    """
     n = t.size
-    timeline = GroupTimeline(np.full(n, -1, dtype=np.int64))
+    timeline = GroupTimeline(np.full(n, -1, dtype=np.int64)) if state is None else state.continued(n)
     idx = np.flatnonzero(eligible)
     if idx.size == 0:
         return timeline
     order = idx[np.lexsort((-km[idx], t[idx]))]
     bounds = np.r_[0, np.flatnonzero(np.diff(t[order])) + 1, order.size]
-    prev_gid = np.full(int(bib.max()) + 1, -1, dtype=np.int64)
-    next_id = 1
+    if timeline.prev_gid.size <= int(bib.max()):
+        timeline.prev_gid = np.r_[timeline.prev_gid,
+                                  np.full(int(bib.max()) + 1 - timeline.prev_gid.size, -1, dtype=np.int64)]
+    prev_gid = timeline.prev_gid
+    next_id = timeline.next_id
     speed = np.where(np.isfinite(speed_kph), np.maximum(speed_kph, params.min_speed_kph), params.min_speed_kph)
     for a, b in zip(bounds[:-1], bounds[1:]):
         rows = order[a:b]
@@ -77,6 +91,7 @@ def track_groups(t: np.ndarray, bib: np.ndarray, km: np.ndarray, speed_kph: np.n
         for g in np.unique(gid).tolist():
             timeline.first_seen.setdefault(g, tick)
             timeline.last_seen[g] = tick
+    timeline.next_id = next_id
     return timeline
 
 

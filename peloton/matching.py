@@ -56,6 +56,11 @@ class Matched:
     def __len__(self) -> int:
         return len(self.fixes)
 
+    def take(self, idx) -> "Matched":
+        pick = lambda a: None if a is None else a[idx]
+        return Matched(self.fixes.take(idx), self.s[idx], self.off_m[idx], self.km[idx], self.km_to_finish[idx],
+                       pick(self.altitude_m), pick(self.gradient_pct), self.speed_kph[idx], self.quality[idx])
+
 
 def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
     """Sort by (bib, t) and keep the first fix of each (bib, t). Returns (fixes, n_removed)."""

@@ -39,6 +39,17 @@ class Columns:
                 cols.append(values.tolist())
         return [dict(zip(names, row)) for row in zip(*cols)]
 
+    def to_json_rows(self) -> list[dict]:
+        """Rows as the schema types them: a nullable long kept as a float column (nan = null) becomes an int."""
+        ints = [f["name"] for f in load_schema(self.table)["fields"] if _base_type(f["type"]) in ("int", "long")]
+        rows = self.to_rows()
+        for name in ints:
+            if name in self.data and self.data[name].dtype.kind == "f":
+                for r in rows:
+                    if r[name] is not None:
+                        r[name] = int(r[name])
+        return rows
+
     @classmethod
     def from_rows(cls, table: str, rows: list[dict]) -> "Columns":
         """Rows (dicts) -> columns typed from the table's schema."""
@@ -46,8 +57,7 @@ class Columns:
         for field in load_schema(table)["fields"]:
             name, ftype = field["name"], field["type"]
             values = [r.get(name) for r in rows]
-            base = [t for t in ftype if t != "null"][0] if isinstance(ftype, list) else ftype
-            base = base.get("type") if isinstance(base, dict) else base
+            base = _base_type(ftype)
             nullable = isinstance(ftype, list)
             if base in ("double", "float"):
                 data[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -61,7 +71,14 @@ class Columns:
 
     @classmethod
     def concat(cls, batches: list["Columns"]) -> "Columns":
-        batches = [b for b in batches if len(b)]
-        if len(batches) == 1:
-            return batches[0]
+        full = [b for b in batches if len(b)]
+        if len(full) <= 1:
+            return full[0] if full else batches[0]
+        batches = full
         return cls(batches[0].table, {k: np.concatenate([b.data[k] for b in batches]) for k in batches[0].data})
+
+
+def _base_type(ftype):
+    """'long' for "long", ["null", "long"] and {"type": "long", "logicalType": ...}."""
+    base = [t for t in ftype if t != "null"][0] if isinstance(ftype, list) else ftype
+    return base.get("type") if isinstance(base, dict) else base

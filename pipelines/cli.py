@@ -1,6 +1,7 @@
 """The ``peloton`` command line.
 
-    peloton replay RECORDING --out DIR [--course FILE] [--stage FILE] [Beam options]
+    peloton replay RECORDING --out DIR [--course FILE] [--stage FILE] [--causal] [Beam options]
+    peloton live --subscription S --stage FILE [--out DIR] [--output-topic-prefix P] [Beam options]
     peloton evaluate RECORDING DIR [--json]
     peloton stage export RECORDING [--course FILE]
     peloton simulate --course FILE --out RECORDING [--riders N] [--hz F] [--seed S] [--caught yes|no]
@@ -91,7 +92,7 @@ def cmd_replay(args, beam_args) -> int:
     race_params = RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s,
                                                 hysteresis_s=replay.group_hysteresis_s))
     tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes,
-                          race_params=race_params)
+                          race_params=race_params, causal=args.causal)
     result = pipeline.run()
     result.wait_until_finish()
     ensure_table_files(replay.out, tables)
@@ -105,6 +106,49 @@ def cmd_replay(args, beam_args) -> int:
     for reason, n in rejected.items():
         print(f"    {reason:<22}{n:>9,}")
     print(f"  duplicates removed: {c.get('duplicates_removed', 0):>9,}")
+    return 0
+
+
+def cmd_live(args, beam_args) -> int:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from peloton.race import RaceParams
+    from peloton.groups import GroupParams
+    from pipelines.live import build_live
+    from pipelines.pubsub import _SUBSCRIPTION, _TOPIC, _check
+    from transforms.live import LiveParams
+
+    subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
+    if args.output_topic_prefix:
+        _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
+    if not (args.out or args.output_topic_prefix):
+        raise CliError("nothing to write: give --out DIR and/or --output-topic-prefix projects/P/topics/NAME")
+    if args.allowed_lateness_s < 0 or args.early_after_s < 1:
+        raise CliError("--allowed-lateness-s must not be negative and --early-after-s at least 1")
+    stage = resolve_stage(None, None, args.stage)
+    stage.course()  # fail here, not on a worker, if the course is unusable
+    options = PipelineOptions(beam_args)
+    options.view_as(StandardOptions).streaming = True
+    params = LiveParams(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
+    race_params = RaceParams(groups=GroupParams(threshold_s=args.group_gap_s, hysteresis_s=args.group_hysteresis_s))
+    pipeline = beam.Pipeline(options=options)
+    build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params)
+    log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
+             stage.stage_id, subscription, params.allowed_lateness_s + params.window_s, args.early_after_s + 1)
+    result = pipeline.run()
+    if args.duration_s:  # the DirectRunner's wait takes no duration: watch the clock here
+        from apache_beam.runners.runner import PipelineState
+
+        deadline = time.monotonic() + args.duration_s
+        while time.monotonic() < deadline and not PipelineState.is_terminal(result.state):
+            time.sleep(0.5)
+        if not PipelineState.is_terminal(result.state):
+            result.cancel()
+    else:
+        result.wait_until_finish()
+    counters = _counters(result)
+    print(f"live stage {stage.stage_id}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())))
     return 0
 
 
@@ -182,9 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--course", help="course file (GeoJSON or GPX) when the recording has no trace")
     replay.add_argument("--stage", help="stage file from 'peloton stage export'")
     replay.add_argument("--write-fixes", action="store_true", help="also write the parsed fixes (tracker_fix)")
+    replay.add_argument("--causal", action="store_true",
+                        help="derive each window from the past only, as 'peloton live' does (rider_state, "
+                             "groups, dead_letter): the rows the live pipeline gives for this recording")
     replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
+
+    live = sub.add_parser("live", help="run the live pipeline of one stage from a Pub/Sub subscription",
+                          description="Unknown options are passed to Beam (e.g. --runner DataflowRunner).")
+    live.add_argument("--subscription", required=True, help="projects/P/subscriptions/S carrying the feed")
+    live.add_argument("--stage", required=True, help="stage file from 'peloton stage export'")
+    live.add_argument("--out", help="folder for windowed Avro files of the final rows, one sub-folder per table")
+    live.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: rows go to NAME-<table> topics")
+    live.add_argument("--allowed-lateness-s", type=float, default=300.0,
+                      help="data this late is still used (default 300); rows are final this long after their tick")
+    live.add_argument("--early-after-s", type=int, default=1,
+                      help="provisional rows this many seconds after a tick's first fix arrives (default 1)")
+    live.add_argument("--group-gap-s", type=float, default=1.0, help="gap that starts a new group (s)")
+    live.add_argument("--group-hysteresis-s", type=float, default=0.75, help="hysteresis of the groups (s)")
+    live.add_argument("--duration-s", type=float, default=0.0,
+                      help="stop after this many seconds (default: run until interrupted)")
+    live.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+    live.set_defaults(func=cmd_live)
 
     evaluate = sub.add_parser("evaluate", help="compare a replay's tables with a recording's official values")
     evaluate.add_argument("recording")
@@ -238,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command != "replay":
+    if beam_args and args.command not in ("replay", "live"):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)

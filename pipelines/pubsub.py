@@ -15,6 +15,8 @@ log = logging.getLogger("peloton")
 
 #: Tables the live pipeline writes to topics (one topic each; late data is a dead letter with reason "late").
 OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "dead_letter")
+#: --shift-to-now moves event times by a whole number of these (the live pipeline's window).
+SHIFT_STEP_S = 6.0
 _TOPIC = re.compile(r"^projects/[^/]+/topics/[A-Za-z][\w.~+%-]{2,254}$")
 _SUBSCRIPTION = re.compile(r"^projects/[^/]+/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
 
@@ -87,7 +89,9 @@ def cmd_publish(args, _beam_args) -> int:
     if args.shift_to_now:
         first = plan_messages(text, stage.stage_id, PlanParams())[:1]
         if first:
-            shift = time.time() - int(first[0].attributes["event_time"]) / 1000.0
+            # whole 6 s windows: the live windows then cut the race where the replay's do
+            shift = SHIFT_STEP_S * round((time.time() - int(first[0].attributes["event_time"]) / 1000.0)
+                                         / SHIFT_STEP_S)
         plan_params = PlanParams(**{**plan_params.__dict__, "shift_s": shift})
     plan = plan_messages(text, stage.stage_id, plan_params)
     log.info("publishing %d messages of stage %s to %s at %s", len(plan), stage.stage_id, topic,

@@ -5,6 +5,7 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
+from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
 from transforms.parse import DEAD_LETTER, ParseMessages
 from transforms.race import DeriveRaceState
@@ -15,19 +16,29 @@ __all__ = ["build_replay", "ensure_table_files"]
 
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
-                 write_fixes: bool = False, race_params: RaceParams = RaceParams()) -> dict:
-    """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections."""
+                 write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False) -> dict:
+    """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
+
+    ``causal``: each window from the past only, as the live pipeline does
+    (rider_state, groups, dead_letter); otherwise with hindsight over the
+    whole stage (all tables, more accurate).
+    """
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
     parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
-    matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
-    race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
-    tables = {
-        "rider_state": race.rider_state,
-        "groups": race.groups,
-        "race_events": race.race_events,
-        "virtual_standings": race.virtual_standings,
-        "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
-    }
+    if causal:
+        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
+        tables = {"rider_state": race.rider_state, "groups": race.groups,
+                  "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
+    else:
+        matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
+        race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
+        tables = {
+            "rider_state": race.rider_state,
+            "groups": race.groups,
+            "race_events": race.race_events,
+            "virtual_standings": race.virtual_standings,
+            "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
+        }
     if write_fixes:
         from peloton.rows import tracker_fix_columns
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)

@@ -37,3 +37,22 @@ def line_course(points_xy_m, lat0=45.0, lon0=6.0, anchors=(), finish_km=None) ->
     xy = np.asarray(points_xy_m, dtype=float)
     lat, lon = LocalProjection(lat0, lon0).inverse(xy[:, 0], xy[:, 1])
     return Course(lat, lon, None, anchors=list(anchors), finish_km=finish_km)
+
+
+def canonical_rows(rows) -> list[tuple]:
+    """Rows (dicts from Avro, JSON or Columns) as sorted tuples, comparable across sinks.
+
+    Timestamps become epoch milliseconds, arrays tuples, nulls -1 (so tuples sort).
+    """
+    import datetime
+
+    def value(v):
+        if v is None:
+            return -1
+        if isinstance(v, datetime.datetime):
+            return int(round(v.timestamp() * 1000))
+        if isinstance(v, list):
+            return tuple(v)
+        return v
+
+    return sorted(tuple(sorted((k, value(v)) for k, v in r.items())) for r in rows)

@@ -82,3 +82,25 @@ def test_labels_a_person_would_use():
     size = np.array([2, 4, 120, 1, 25])
     gap = np.array([0.0, 60.0, 200.0, 260.0, 900.0])
     assert label_groups(rank, size, gap).tolist() == ["breakaway", "chase", "peloton", "solo", "gruppetto"]
+
+
+def test_tracking_tick_by_tick_gives_the_ids_of_tracking_all_at_once():
+    """The live engine feeds one window at a time: ids, splits and merges must not depend on that."""
+    rng = np.random.default_rng(3)
+    ticks = []
+    for i in range(30):
+        pos = {b: 60.0 * i - 3.0 * b + rng.normal(0, 4) for b in range(1, 25)}
+        for b in (1, 2):  # an attack that is caught again
+            pos[b] += 25.0 * min(i, 30 - i) if 5 <= i <= 25 else 0.0
+        ticks.append(pos)
+    t, bib, km, v, ok = _ticks(ticks)
+    whole = track_groups(t, bib, km, v, ok)
+    state = None
+    pieces = []
+    for tick in np.unique(t):
+        sel = t == tick
+        state = track_groups(t[sel], bib[sel], km[sel], v[sel], ok[sel], state=state)
+        pieces.append(state.group_id)
+    assert np.array_equal(np.concatenate(pieces), whole.group_id)
+    assert state.changes == whole.changes and len(whole.changes) >= 2
+    assert state.first_seen == whole.first_seen

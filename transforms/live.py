@@ -21,6 +21,7 @@ keeps one fix per (bib, event time) however often it arrives.
 from __future__ import annotations
 
 import json
+import typing
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -197,6 +198,6 @@ class IngestLive(beam.PTransform):
                      allowed_lateness=Duration(seconds=p.allowed_lateness_s))
                  | "KeyByStageAgain" >> beam.Map(lambda f: (f.stage_id, f))
                  | "GatherTick" >> beam.GroupByKey()
-                 | "ToBatch" >> beam.Map(_to_batch))
+                 | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
         late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
         return {"ticks": ticks, "late": late, DEAD_LETTER: parsed[DEAD_LETTER]}

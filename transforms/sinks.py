@@ -6,6 +6,7 @@ works on whole columns (:mod:`peloton.avro_columns`).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import apache_beam as beam
@@ -17,7 +18,7 @@ from peloton.avro_columns import container_block, container_header, encode_recor
 from peloton.schemas import load_schema
 from peloton.table import Columns
 
-__all__ = ["AvroColumnsSink", "WriteAvroTable"]
+__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteWindowedAvroTable"]
 
 #: Rows buffered before an Avro block is encoded and written.
 BLOCK_ROWS = 50_000
@@ -78,3 +79,57 @@ class WriteAvroTable(beam.PTransform):
                     file_naming=fileio.default_file_naming(prefix=table, suffix=".avro"),
                     sink=lambda _dest: AvroColumnsSink(table),
                     shards=1))
+
+
+def _table_messages(columns: Columns, status: str):
+    """One Pub/Sub message per row: the row as JSON (Avro field names), attributes to filter on without parsing."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    for row in columns.to_json_rows():
+        event_time = row.get("event_time")
+        attrs = {"stage_id": str(row.get("stage_id", "")), "table": columns.table, "status": status,
+                 "event_time": "" if event_time is None else str(event_time)}
+        yield PubsubMessage(json.dumps(row, separators=(",", ":")).encode("utf-8"), attrs)
+
+
+class WriteTableToPubSub(beam.PTransform):
+    """Columns batches -> one JSON message per row on ``topic``, attributes stage_id, table, event_time, status.
+
+    ``status`` is ``provisional`` (the live picture, may be revised) or
+    ``final`` (what the archives keep; equals the causal replay).
+    """
+
+    def __init__(self, topic: str, status: str):
+        super().__init__()
+        self.topic, self.status = topic, status
+
+    def expand(self, batches):
+        status = self.status
+        return (batches
+                | "ToMessages" >> beam.FlatMap(_table_messages, status)
+                | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
+
+
+class WriteWindowedAvroTable(beam.PTransform):
+    """Streaming Columns batches -> Avro files per table, one set per window of ``window_s`` of output time.
+
+    Rows reach the sink when they are final, stamped with that time; late
+    dead letters may still be behind the watermark, so late panes are kept
+    (a day of allowed lateness) and written as files of their own.
+    """
+
+    def __init__(self, table: str, out_dir: str, window_s: float = 60.0):
+        super().__init__()
+        self.table, self.out_dir, self.window_s = table, out_dir, window_s
+
+    def expand(self, batches):
+        from apache_beam.transforms import trigger, window
+        from apache_beam.utils.timestamp import Duration
+
+        return (batches
+                | "FileWindows" >> beam.WindowInto(
+                    window.FixedWindows(self.window_s),
+                    trigger=trigger.AfterWatermark(late=trigger.AfterProcessingTime(5)),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                    allowed_lateness=Duration(seconds=86400))
+                | "Write" >> WriteAvroTable(self.table, self.out_dir))

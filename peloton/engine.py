@@ -1,0 +1,164 @@
+"""Race state one window at a time, from the past only: what a live pipeline can know.
+
+The batch replay sees a whole stage and decides with hindsight: Viterbi over
+each rider's whole track, speeds centred on the fix. Live, a window's rows
+must come out while the race goes on, so :class:`RaceEngine` derives them
+from the fixes up to that window: matching over each rider's last minutes
+(the newest fix is the end of its chain), trailing speeds, gaps against the
+leader's trajectory so far, groups tracked on from the previous tick.
+
+Its output depends only on the fixes and the event-time order of windows,
+not on how the fixes were cut into messages or panes: the engine splits
+whatever it is given into windows itself. So the causal replay
+(``peloton replay --causal``) and the live pipeline give the same rows,
+which is what the equivalence tests check. The engine holds no course (it
+is passed in) so that it pickles small into a runner's state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from peloton.course import Course
+from peloton.feed import FixBatch, concat_batches
+from peloton.gaps import gap_to_leader_s
+from peloton.groups import GroupTimeline, track_groups
+from peloton.matching import MatchParams, Matched, match_fixes
+from peloton.race import RaceParams, RaceState, _group_rows, _riding, estimate_start_times, time_trial_gaps
+from peloton.rows import rider_state_columns
+from peloton.table import Columns
+
+__all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
+
+_HIST = ("bib", "t", "km", "ktf", "speed", "usable")
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    window_s: float = 6.0  # one feed tick
+    match_context_s: float = 180.0  # each rider's recent fixes, to match the next (pace looks 90 s back)
+    history_s: float = 2700.0  # matched fixes kept for gaps: the last rider may be 45 min behind the first
+    speed_lookback_s: float = 45.0  # speed over the last 45 s: the feed has 36 s holes, and groups need a speed
+
+
+@dataclass
+class Step:
+    """What one or more windows produced."""
+
+    rider_state: Columns
+    groups: Columns
+    rejected: list  # (FixBatch, reason, detail), as match_fixes gives them
+    stale: FixBatch  # fixes not newer than their rider's last processed one: not processed
+
+
+def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
+    return np.floor(np.asarray(t) / window_s).astype(np.int64)
+
+
+class RaceEngine:
+    """Incremental race state of one stage. Feed it fixes in event-time order of windows."""
+
+    def __init__(self, stage_id: str, finish_km: float, time_trial: bool = False,
+                 match_params: MatchParams = MatchParams(), race_params: RaceParams = RaceParams(),
+                 params: EngineParams = EngineParams()):
+        self.stage_id = stage_id
+        self.finish_km = finish_km
+        self.time_trial = time_trial
+        self.match_params = replace(match_params, speed_half_window_s=params.speed_lookback_s)  # trailing at the end
+        self.race_params = race_params
+        self.params = params
+        self.context = FixBatch.empty(stage_id)
+        self.hist = {k: np.zeros(0, dtype=np.int64 if k == "bib" else (bool if k == "usable" else float))
+                     for k in _HIST}
+        self.groups: GroupTimeline | None = None
+        self.known_bib = np.zeros(0, dtype=np.int64)  # sorted
+        self.last_t = np.zeros(0)  # per known_bib: the newest processed event time
+        self.newest_t = -np.inf
+
+    def advance(self, fixes: FixBatch, course: Course) -> Step:
+        """Process ``fixes`` window by window (any order within; windows ascending)."""
+        if not len(fixes):
+            return self._empty_step()
+        win = window_index(fixes.t, self.params.window_s)
+        order = np.lexsort((fixes.t, fixes.bib, win))
+        fixes, win = fixes.take(order), win[order]
+        cuts = np.flatnonzero(np.diff(win)) + 1
+        steps = [self._window(fixes.take(idx), course) for idx in np.split(np.arange(len(fixes)), cuts)]
+        return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
+                    [r for s in steps for r in s.rejected],
+                    concat_batches([s.stale for s in steps], self.stage_id))
+
+    def _empty_step(self) -> Step:
+        return Step(Columns.from_rows("rider_state", []), Columns.from_rows("groups", []), [],
+                    FixBatch.empty(self.stage_id))
+
+    def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
+        if not self.known_bib.size:
+            return np.full(bib.size, -np.inf)
+        pos = np.minimum(np.searchsorted(self.known_bib, bib), self.known_bib.size - 1)
+        return np.where(self.known_bib[pos] == bib, self.last_t[pos], -np.inf)
+
+    def _window(self, fixes: FixBatch, course: Course) -> Step:
+        fresh = fixes.t > self._last_t_of(fixes.bib)
+        stale = fixes.take(np.flatnonzero(~fresh))
+        fixes = fixes.take(np.flatnonzero(fresh))
+        if not len(fixes):
+            step = self._empty_step()
+            step.stale = stale
+            return step
+        newest = float(fixes.t.max())
+        context = concat_batches([self.context, fixes], self.stage_id)
+        matched, rejected, _ = match_fixes(context, course, self.match_params)
+        is_new = lambda batch: batch.t > self._last_t_of(batch.bib)  # noqa: E731
+        new = np.flatnonzero(is_new(matched.fixes))
+        rejected = [(b.take(np.flatnonzero(is_new(b))), reason, detail) for b, reason, detail in rejected]
+        rejected = [r for r in rejected if len(r[0])]
+        m = matched.take(new)
+        self._remember(fixes, newest)
+        self._append_history(m, newest)
+        rider_state, groups = self._race_rows(m)
+        return Step(rider_state, groups, rejected, stale)
+
+    def _remember(self, fixes: FixBatch, newest: float) -> None:
+        keep = self.context.t >= newest - self.params.match_context_s
+        self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes], self.stage_id)
+        bibs = np.r_[self.known_bib, fixes.bib]
+        times = np.r_[self.last_t, fixes.t]
+        order = np.lexsort((times, bibs))
+        bibs, times = bibs[order], times[order]
+        last = np.r_[bibs[1:] != bibs[:-1], True]
+        self.known_bib, self.last_t = bibs[last], times[last]
+        self.newest_t = max(self.newest_t, newest)
+
+    def _append_history(self, m: Matched, newest: float) -> None:
+        usable = np.isin(m.quality, ("good", "finished", "neutral"))
+        new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph, usable=usable)
+        keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
+                else self.hist["t"] >= newest - self.params.history_s)
+        self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
+
+    def _race_rows(self, m: Matched) -> tuple[Columns, Columns]:
+        """Rider rows and group rows of the newest window (the last len(m) rows of the history)."""
+        h, n = self.hist, len(m)
+        newest = np.zeros(h["t"].size, dtype=bool)
+        newest[h["t"].size - n:] = True
+        f = m.fixes
+        empty = np.full(n, np.nan)
+        if self.time_trial:
+            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
+            gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts)[newest]
+            race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
+            return rider_state_columns(m, race), Columns.from_rows("groups", [])
+        can_lead = h["ktf"] > self.race_params.at_line_km
+        gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
+                                     km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest)
+        gap = gap_all[newest]
+        gparams = self.race_params.groups
+        self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
+        self.groups.changes.clear()  # the engine emits no events (yet): do not let them pile up
+        gid = self.groups.group_id
+        group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
+                                            gparams)
+        race = RaceState(gap, gap_ahead, gid, None, None, None)
+        return rider_state_columns(m, race), Columns.from_rows("groups", group_rows)

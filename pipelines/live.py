@@ -1,0 +1,49 @@
+"""The live graph: Pub/Sub -> ingest (windows, late, duplicates) -> race engine -> topics and Avro files.
+
+Same kernels as the replay; only the source and the sinks differ. Final rows
+(archives, ``--out``) equal the causal replay's; provisional rows (topics
+only) are the picture a second after each tick.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from peloton.publish import ATTR_EVENT_TIME
+from peloton.race import RaceParams
+from peloton.stage import Stage
+from pipelines.pubsub import output_topic
+from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
+from transforms.live import IngestLive, LiveParams
+from transforms.sinks import WriteTableToPubSub, WriteWindowedAvroTable
+
+__all__ = ["build_live", "LIVE_TABLES"]
+
+#: What the live pipeline writes (late data is a dead letter with reason "late").
+LIVE_TABLES = ("rider_state", "groups", "dead_letter")
+
+
+def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
+               topic_prefix: str | None = None, params: LiveParams = LiveParams(),
+               race_params: RaceParams = RaceParams()) -> dict:
+    """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections."""
+    messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
+        subscription=subscription, with_attributes=True, timestamp_attribute=ATTR_EVENT_TIME)
+    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params)
+    race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
+                                                               race_params)
+    tables = {
+        "rider_state": race.rider_state,
+        "groups": race.groups,
+        "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
+        | "MergeDeadLetters" >> beam.Flatten(),
+    }
+    if topic_prefix:
+        for table, rows in tables.items():
+            rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final")
+        for table in ("rider_state", "groups"):
+            (race[f"{PROVISIONAL}_{table}"]
+             | f"PublishProvisional_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL))
+    if out_dir:
+        for table, rows in tables.items():
+            rows | f"Write_{table}" >> WriteWindowedAvroTable(table, out_dir)
+    return tables

@@ -1,0 +1,87 @@
+"""The incremental race engine: the same rows however the fixes are cut, causal but close to hindsight."""
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from peloton.engine import RaceEngine, window_index
+from peloton.evaluate import read_table
+from peloton.feed import concat_batches, parse_message
+from peloton.matching import match_fixes
+from peloton.recording import iter_messages
+from pipelines.replay import build_replay
+from tests.conftest import slice_recording, write_recording
+from tests.helpers import canonical_rows
+
+
+def _fixes(recording, stage):
+    import json
+
+    batches = [parse_message(stage.stage_id, kind, payload)[0] for kind, payload in iter_messages(json.dumps(recording))]
+    return concat_batches(batches, stage.stage_id)
+
+
+@pytest.fixture(scope="module")
+def slice40(stage4_recording):
+    return slice_recording(stage4_recording, 640, 680)
+
+
+@pytest.fixture(scope="module")
+def slice_fixes(slice40, stage4):
+    return _fixes(slice40, stage4)
+
+
+def _engine(stage, course):
+    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial)
+
+
+def _rows(columns):
+    return canonical_rows(columns.to_rows())
+
+
+def test_rows_do_not_depend_on_how_windows_are_batched_or_ordered(slice_fixes, stage4, stage4_course):
+    whole = _engine(stage4, stage4_course).advance(slice_fixes, stage4_course)
+    assert len(whole.rider_state) == len(slice_fixes) > 5000 and len(whole.groups) > 40
+    rng = np.random.default_rng(1)
+    win = window_index(slice_fixes.t, 6.0)
+    edges = np.unique(win)
+    cuts = np.sort(rng.choice(edges[1:], size=8, replace=False))
+    engine = _engine(stage4, stage4_course)
+    pieces = []
+    for lo, hi in zip(np.r_[edges[0], cuts], np.r_[cuts, edges[-1] + 1]):
+        idx = np.flatnonzero((win >= lo) & (win < hi))
+        step = engine.advance(slice_fixes.take(rng.permutation(idx)), stage4_course)  # any order within
+        pieces.append(step)
+    for table in ("rider_state", "groups"):
+        cut = [r for s in pieces for r in _rows(getattr(s, table))]
+        assert sorted(cut) == _rows(getattr(whole, table))
+
+
+def test_a_fix_older_than_the_riders_last_is_not_used(slice_fixes, stage4, stage4_course):
+    engine = _engine(stage4, stage4_course)
+    ticks = np.unique(slice_fixes.t)
+    first = slice_fixes.take(np.flatnonzero(slice_fixes.t <= ticks[5]))
+    engine.advance(first, stage4_course)
+    again = slice_fixes.take(np.flatnonzero(slice_fixes.t == ticks[3]))
+    step = engine.advance(again, stage4_course)
+    assert len(step.stale) == len(again) and len(step.rider_state) == 0
+
+
+def test_causal_positions_and_gaps_stay_close_to_hindsight(slice_fixes, stage4, stage4_course):
+    step = _engine(stage4, stage4_course).advance(slice_fixes, stage4_course)
+    live = {(r["bib"], r["event_time"]): r for r in step.rider_state.to_rows()}
+    hindsight, _, _ = match_fixes(slice_fixes, stage4_course)
+    keys = list(zip(hindsight.fixes.bib.tolist(), np.round(hindsight.fixes.t * 1000).astype(np.int64).tolist()))
+    diff_m = np.array([abs(live[k]["km_to_finish"] - ktf) * 1000 for k, ktf in zip(keys, hindsight.km_to_finish)])
+    assert np.percentile(diff_m, 99) < 30.0 and np.median(diff_m) < 1.0
+    gaps = np.array([r["gap_to_leader_s"] for r in live.values() if r["gap_to_leader_s"] is not None])
+    assert gaps.size > 0.95 * len(live) and gaps.min() >= 0 and np.median(gaps) > 30  # a breakaway is away
+
+
+def test_the_causal_replay_pipeline_gives_the_engine_rows(tmp_path, slice40, slice_fixes, stage4, stage4_course):
+    path = write_recording(tmp_path / "slice.json.gz", slice40)
+    p = TestPipeline()
+    build_replay(p, stage4, str(path), str(tmp_path / "out"), causal=True)
+    p.run().wait_until_finish()
+    direct = _engine(stage4, stage4_course).advance(slice_fixes, stage4_course)
+    for table in ("rider_state", "groups"):
+        assert canonical_rows(read_table(str(tmp_path / "out"), table)) == _rows(getattr(direct, table))
