@@ -14,7 +14,7 @@ from peloton.stage import Stage
 from pipelines.pubsub import output_topic
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
 from transforms.live import IngestLive, LiveParams
-from transforms.sinks import WriteTableToPubSub, WriteWindowedAvroTable
+from transforms.sinks import WriteTableToPubSub, WriteLiveAvroTable
 
 __all__ = ["build_live", "LIVE_TABLES"]
 
@@ -45,5 +45,5 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
              | f"PublishProvisional_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL))
     if out_dir:
         for table, rows in tables.items():
-            rows | f"Write_{table}" >> WriteWindowedAvroTable(table, out_dir)
+            rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir)
     return tables

@@ -13,6 +13,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from peloton.engine import RaceEngine
+from peloton.evaluate import read_table
 from peloton.feed import concat_batches, parse_message
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
@@ -20,6 +21,7 @@ from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
 from transforms.live import IngestLive, LiveParams
+from transforms.sinks import WriteLiveAvroTable
 
 LATENESS_S = 60.0
 _COLLECTED: dict = {}
@@ -34,7 +36,7 @@ def slice_text(stage4_recording):
     return json.dumps(slice_recording(stage4_recording, 700, 730))
 
 
-def _run(stream, stage):
+def _run(stream, stage, out_dir=None):
     _COLLECTED.clear()
     params = LiveParams(early_after_s=1000, allowed_lateness_s=LATENESS_S)
     p = TestPipeline(options=StandardOptions(streaming=True))
@@ -45,6 +47,8 @@ def _run(stream, stage):
                "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()}
     for name, pcoll in outputs.items():
         pcoll | f"Keep_{name}" >> beam.Map(_keep, name)
+    if out_dir:
+        race.rider_state | WriteLiveAvroTable("rider_state", out_dir)
     p.run().wait_until_finish()
     # rows, not counters: the streaming DirectRunner reports only the last bundle's counters
     return {k: list(_COLLECTED.get(k, [])) for k in outputs}
@@ -78,14 +82,17 @@ def _causal_rows(text, stage, course):
     return step
 
 
-def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder(slice_text, stage4, stage4_course):
+def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder(slice_text, stage4, stage4_course,
+                                                                                tmp_path):
     plan = plan_messages(slice_text, stage4.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0,
                                                                  malformed_rate=0.05, seed=6))
     assert sum(m.fault == "duplicate" for m in plan) >= 2 and any(m.fault == "malformed" for m in plan)
     first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
-    out = _run(_stream(plan, first_ts, lag_s=5.0), stage4)
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage4, str(tmp_path))
     expected = _causal_rows(slice_text, stage4, stage4_course)
     assert canonical_rows(out["rider_state"]) == canonical_rows(expected.rider_state.to_rows())
+    written = read_table(str(tmp_path), "rider_state")
+    assert canonical_rows(written) == canonical_rows(expected.rider_state.to_rows())
     assert canonical_rows(out["groups"]) == canonical_rows(expected.groups.to_rows())
     # nothing lost, nothing doubled: rows in = rows out + dead letters (malformed, placeholders) + duplicates
     duplicates = _rows_sent([m for m in plan if m.fault == "duplicate"])

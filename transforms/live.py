@@ -13,8 +13,11 @@ triggers are chosen for live graphics:
   downstream state (per-rider history) accumulates it.
 
 Data later than the allowed lateness would be dropped silently by the
-windowed grouping; :class:`SplitLateFn` sets it aside first, into the
-``late`` table with its reason, and counts it. Pub/Sub delivers at least
+windowed grouping, so the grouping keeps a day's grace and the lateness is
+enforced by the steps that can say why: :class:`SplitLateFn` sets aside
+what is behind the data's own progress, and the race engine
+(:mod:`transforms.engine`) what arrives for a window already final; both
+write it to the ``late`` table with its reason. Pub/Sub delivers at least
 once and the local runner ignores ``id_label``, so :class:`DropDuplicatesFn`
 keeps one fix per (bib, event time) however often it arrives.
 """
@@ -41,6 +44,8 @@ __all__ = ["Fix", "LiveParams", "ParsePubsubFn", "SplitLateFn", "DropDuplicatesF
 
 LATE = "late"
 DEAD_LETTER = "dead_letter"
+#: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
+GROUPING_GRACE_S = 86400.0
 
 
 class Fix(NamedTuple):
@@ -195,7 +200,9 @@ class IngestLive(beam.PTransform):
                      trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(max(1, round(p.early_after_s))),
                                                     late=trigger.AfterCount(1)),
                      accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                     allowed_lateness=Duration(seconds=p.allowed_lateness_s))
+                     # the grouping would drop data beyond its lateness silently: give it a day, and let
+                     # SplitLateFn and the race engine (which sees the real watermark) set late data aside
+                     allowed_lateness=Duration(seconds=p.allowed_lateness_s + GROUPING_GRACE_S))
                  | "KeyByStageAgain" >> beam.Map(lambda f: (f.stage_id, f))
                  | "GatherTick" >> beam.GroupByKey()
                  | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))

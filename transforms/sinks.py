@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import json
 import os
+import typing
+
+import numpy as np
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.coders import BooleanCoder, PickleCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Duration, Timestamp
 
 from peloton.avro_columns import container_block, container_header, encode_records
 from peloton.schemas import load_schema
 from peloton.table import Columns
 
-__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteWindowedAvroTable"]
+__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteLiveAvroTable"]
 
 #: Rows buffered before an Avro block is encoded and written.
 BLOCK_ROWS = 50_000
@@ -110,26 +118,80 @@ class WriteTableToPubSub(beam.PTransform):
                 | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
 
 
-class WriteWindowedAvroTable(beam.PTransform):
-    """Streaming Columns batches -> Avro files per table, one set per window of ``window_s`` of output time.
+class FlushAvroFileFn(beam.DoFn):
+    """(table, Columns) in the global window -> an Avro file per table every ``flush_s`` of processing time.
 
-    Rows reach the sink when they are final, stamped with that time; late
-    dead letters may still be behind the watermark, so late panes are kept
-    (a day of allowed lateness) and written as files of their own.
+    Windowing the live output would drop rows that reach the sink behind
+    the watermark (rows become final from the engine's timers, and a drain
+    moves the watermark to the end of time), and ``fileio.WriteToFiles``
+    names files without their pane, so a late pane overwrote its window's
+    file. Here rows wait in state and are written every minute, and once
+    more when the stream ends; a file is written under a temporary name and
+    renamed when complete, its name from the event times and count it holds.
     """
 
-    def __init__(self, table: str, out_dir: str, window_s: float = 60.0):
+    ROWS = BagStateSpec("rows", PickleCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", BooleanCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+    END = TimerSpec("end", TimeDomain.WATERMARK)
+
+    def __init__(self, out_dir: str, flush_s: float = 60.0, codec: str = "deflate"):
+        self.out_dir, self.flush_s, self.codec = out_dir, flush_s, codec
+
+    def process(self, keyed, rows=beam.DoFn.StateParam(ROWS), armed=beam.DoFn.StateParam(ARMED),
+                flush=beam.DoFn.TimerParam(FLUSH), end=beam.DoFn.TimerParam(END)):
+        _table, batch = keyed
+        if not len(batch):
+            return
+        rows.add(batch)
+        if not armed.read():
+            armed.write(True)
+            flush.set(Timestamp.now() + Duration(seconds=self.flush_s))
+            end.set(GlobalWindow().max_timestamp())
+
+    @on_timer(FLUSH)
+    def on_flush(self, key=beam.DoFn.KeyParam, rows=beam.DoFn.StateParam(ROWS), armed=beam.DoFn.StateParam(ARMED)):
+        yield from self._write(key, rows, armed)
+
+    @on_timer(END)
+    def on_end(self, key=beam.DoFn.KeyParam, rows=beam.DoFn.StateParam(ROWS), armed=beam.DoFn.StateParam(ARMED)):
+        yield from self._write(key, rows, armed)
+
+    def _write(self, table, rows, armed):
+        batches = list(rows.read())
+        rows.clear()
+        armed.clear()
+        if not batches:
+            return
+        batch = Columns.concat(batches)
+        times = batch.data["event_time"]
+        times = times[np.not_equal(times, None)].astype(np.int64) if times.dtype == object else times
+        first, last = (int(times.min()), int(times.max())) if times.size else (0, 0)
+        name = f"{table}-{first}-{last}-{len(batch)}.avro"
+        final = FileSystems.join(self.out_dir, table, name)
+        temp = FileSystems.join(self.out_dir, table, f".{name}.writing")
+        schema, sync = load_schema(table), os.urandom(16)
+        with FileSystems.create(temp) as fh:
+            fh.write(container_header(schema, self.codec, sync))
+            fh.write(container_block(encode_records(schema, batch.data, len(batch)), len(batch), self.codec, sync))
+        if FileSystems.exists(final):  # a retried flush: the same rows again
+            FileSystems.delete([final])
+        FileSystems.rename([temp], [final])
+        yield final
+
+
+class WriteLiveAvroTable(beam.PTransform):
+    """Streaming Columns batches -> ``OUT/<table>/<table>-<first ms>-<last ms>-<rows>.avro``, a file a minute."""
+
+    def __init__(self, table: str, out_dir: str, flush_s: float = 60.0):
         super().__init__()
-        self.table, self.out_dir, self.window_s = table, out_dir, window_s
+        self.table, self.out_dir, self.flush_s = table, out_dir, flush_s
 
     def expand(self, batches):
-        from apache_beam.transforms import trigger, window
-        from apache_beam.utils.timestamp import Duration
+        from apache_beam.transforms import window
 
+        table = self.table
         return (batches
-                | "FileWindows" >> beam.WindowInto(
-                    window.FixedWindows(self.window_s),
-                    trigger=trigger.AfterWatermark(late=trigger.AfterProcessingTime(5)),
-                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                    allowed_lateness=Duration(seconds=86400))
-                | "Write" >> WriteAvroTable(self.table, self.out_dir))
+                | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+                | "KeyByTable" >> beam.Map(lambda cols: (table, cols)).with_output_types(tuple[str, typing.Any])
+                | "Flush" >> beam.ParDo(FlushAvroFileFn(self.out_dir, self.flush_s)))
