@@ -3,6 +3,8 @@
 #
 #   ./run_local.sh            replay the shipped stage 4 recording, print a summary and the accuracy
 #   ./run_local.sh test       run the whole test suite
+#   ./run_local.sh live [MIN] rehearse a live stage: the Pub/Sub emulator, 'peloton live', and MIN minutes
+#                             (default 3) of stage 4 published at real speed; tables in out/live04
 #   ./run_local.sh bench      run the benchmarks (see BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,12 +46,51 @@ case "$cmd" in
     setup
     exec "$VENV/bin/python" -m pytest tests "$@"
     ;;
+  live)
+    setup
+    minutes=${1:-3}
+    recording="$DATA/racecenter-2026/2026-07-07.json.gz"
+    out=${OUT:-out/live04}
+    rm -rf "$out"
+    mkdir -p "$out"
+    started_here=""
+    if [ -z "${PUBSUB_EMULATOR_HOST:-}" ]; then
+      PUBSUB_EMULATOR_HOST=$(scripts/pubsub_emulator.sh start)
+      export PUBSUB_EMULATOR_HOST
+      started_here=1
+    fi
+    P=projects/peloton-local
+    live_pid=""
+    cleanup() {
+      [ -n "$live_pid" ] && kill "$live_pid" 2>/dev/null || true
+      [ -n "$started_here" ] && scripts/pubsub_emulator.sh stop || true
+    }
+    trap cleanup EXIT
+    run=$(date +%s)
+    "$VENV/bin/peloton" -q pubsub init --topic "$P/topics/stage04-$run" --subscription "$P/subscriptions/stage04-$run" \
+      --output-topic-prefix "$P/topics/stage04-$run-out"
+    "$VENV/bin/peloton" stage export "$recording" > "$out/stage.json"
+    # lateness 30 s: final rows 36 s after their tick; the run ends a minute after the last tick
+    "$VENV/bin/peloton" live --subscription "$P/subscriptions/stage04-$run" --stage "$out/stage.json" \
+      --out "$out" --output-topic-prefix "$P/topics/stage04-$run-out" --allowed-lateness-s 30 \
+      --duration-s $((minutes * 60 + 75)) "$@" &
+    live_pid=$!
+    sleep 10
+    # an hour into the stage, event times moved to now, with the faults of a real feed
+    "$VENV/bin/peloton" publish "$recording" --topic "$P/topics/stage04-$run" --speed 1 --shift-to-now \
+      --start-s 3600 --duration-s $((minutes * 60)) --duplicate-rate 0.05 --disorder-s 10 --malformed-rate 0.01
+    wait "$live_pid" || true
+    live_pid=""
+    echo
+    echo "tables: $out/{rider_state,groups,dead_letter}/*.avro (final rows, a file a minute)"
+    echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,dead-letter} (provisional and final rows)"
+    ;;
   bench)
     setup
     exec "$VENV/bin/python" benchmarks/run_all.py "$@"
     ;;
   *)
-    echo "usage: $0 [replay|test|bench] [args...]" >&2
+    echo "usage: $0 [replay|test|live|bench] [args...]" >&2
     exit 2
     ;;
 esac

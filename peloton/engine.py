@@ -32,6 +32,8 @@ from peloton.table import Columns
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
 _HIST = ("bib", "t", "km", "ktf", "speed", "usable")
+#: Trackers stop short of the line: a time-trial ride counts as finished this far before it (as in the standings).
+TRACKER_SHORTFALL_KM = 0.2
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ class RaceEngine:
         empty = np.full(n, np.nan)
         if self.time_trial:
             starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
-            gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts)[newest]
+            gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts,
+                                  line_km=self.finish_km - TRACKER_SHORTFALL_KM)[newest]
             race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
             return rider_state_columns(m, race), Columns.from_rows("groups", [])
         can_lead = h["ktf"] > self.race_params.at_line_km

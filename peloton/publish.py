@@ -40,6 +40,8 @@ class PlanParams:
     disorder_s: float = 0.0
     malformed_rate: float = 0.0
     seed: int = 0
+    start_s: float = 0.0  # skip the ticks of the first start_s seconds of the recording ...
+    duration_s: float = 0.0  # ... and stop after this many seconds of it (0: to the end)
 
 
 @dataclass
@@ -68,6 +70,8 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
     first_ts = None
     for ts, doc in _tick_messages(text):
         first_ts = ts if first_ts is None else first_ts
+        if ts - first_ts < params.start_s or (params.duration_s and ts - first_ts >= params.start_s + params.duration_s):
+            continue
         shifted = ts + params.shift_s
         if params.per_fix:
             for r in doc["data"].get("Riders") or []:
@@ -76,10 +80,10 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
                 fix = {"bib": r.get("Bib"), "time": shifted, "lat": r.get("Latitude"), "lon": r.get("Longitude")}
                 if r.get("kph") is not None:
                     fix["kph"] = r["kph"]
-                originals.append((ts - first_ts, shifted, "fix", fix))
+                originals.append((ts - first_ts - params.start_s, shifted, "fix", fix))
         else:
             tick = {"bind": doc.get("bind", "telemetryCompetitor"), "data": {**doc["data"], "TimeStamp": shifted}}
-            originals.append((ts - first_ts, shifted, "tick", tick))
+            originals.append((ts - first_ts - params.start_s, shifted, "tick", tick))
     messages = []
     for i, (offset, event_ts, kind, body) in enumerate(originals):
         attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,

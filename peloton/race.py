@@ -227,7 +227,7 @@ def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable:
 
 def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
                     params: RaceParams = RaceParams(), starts: dict | None = None,
-                    trusted: np.ndarray | None = None) -> np.ndarray:
+                    trusted: np.ndarray | None = None, line_km: float | None = None) -> np.ndarray:
     """Elapsed time at this distance against the stage leader's at the same distance (s; negative = faster).
 
     The leader is the rider with the best finishing time among those who
@@ -237,7 +237,10 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     faster, not when one passes a distance faster). Before anyone has
     finished there is no reference (null). Riders whose start is not in the
     data have no elapsed time (null); untrusted tracks set no reference.
-    ``starts`` and ``trusted`` are found here unless given.
+    ``starts`` and ``trusted`` are found here unless given. ``line_km``: where
+    a ride counts as finished (default: a point 4 in 5 tracks reach; live,
+    where most tracks have not reached the end yet, the finish less the
+    trackers' usual shortfall).
     """
     gap = np.full(t.size, np.nan)
     if starts is None:
@@ -257,7 +260,10 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     elapsed = passage - start[:, None]
     # the finish for ranking: a point 4 in 5 tracks reach (trackers stop a few hundred metres short of the line)
     furthest = np.array([np.nanmax(km[usable & (bib == b)]) for b in riders.tolist()])
-    line = int(np.clip(np.floor(np.percentile(furthest, 20) / step), 0, grid.size - 1))
+    line_at = np.percentile(furthest, 20) if line_km is None else line_km
+    if line_at > grid[-1]:
+        return gap  # nobody has reached the line yet: no reference
+    line = int(np.clip(np.floor(line_at / step), 0, grid.size - 1))
     can_lead = np.isin(riders, trusted) & np.isfinite(passage[:, line])
     leaders = np.flatnonzero(can_lead)
     if leaders.size == 0:

@@ -84,10 +84,13 @@ def cmd_publish(args, _beam_args) -> int:
     text = _read_text(args.recording)
     stage = resolve_stage(args.recording, getattr(args, "course", None), None)
     shift = 0.0
+    if args.start_s < 0 or args.duration_s < 0:
+        raise PubSubError("--start-s and --duration-s must not be negative")
     plan_params = PlanParams(per_fix=args.per_fix, duplicate_rate=args.duplicate_rate, disorder_s=args.disorder_s,
-                             malformed_rate=args.malformed_rate, seed=args.seed)
+                             malformed_rate=args.malformed_rate, seed=args.seed, start_s=args.start_s,
+                             duration_s=args.duration_s)
     if args.shift_to_now:
-        first = plan_messages(text, stage.stage_id, PlanParams())[:1]
+        first = plan_messages(text, stage.stage_id, PlanParams(start_s=args.start_s, duration_s=args.duration_s))[:1]
         if first:
             # whole 6 s windows: the live windows then cut the race where the replay's do
             shift = SHIFT_STEP_S * round((time.time() - int(first[0].attributes["event_time"]) / 1000.0)

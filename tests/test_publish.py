@@ -107,3 +107,13 @@ def test_publish_rejects_a_bad_topic(capsys, tmp_path, small):
     assert main(["publish", str(path), "--topic", "feed"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--topic must look like projects/PROJECT/topics/NAME" in err[0]
+
+
+def test_a_stretch_of_the_recording_starts_at_zero(small):
+    whole = plan_messages(_text(small), "s4")
+    times = np.array([int(m.attributes[ATTR_EVENT_TIME]) for m in whole]) / 1000
+    part = plan_messages(_text(small), "s4", PlanParams(start_s=60.0, duration_s=60.0))
+    part_times = np.array([int(m.attributes[ATTR_EVENT_TIME]) for m in part]) / 1000
+    inside = (times - times[0] >= 60.0) & (times - times[0] < 120.0)
+    assert np.array_equal(part_times, times[inside]) and 0 < len(part) < len(whole)
+    assert part[0].at_s == pytest.approx(part_times[0] - times[0] - 60.0) and all(m.at_s < 60.0 for m in part)
