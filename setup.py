@@ -16,6 +16,6 @@ setup(
         "numpy>=1.24",
         "fastavro>=1.9",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
 )

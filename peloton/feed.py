@@ -97,9 +97,12 @@ def _column(rows: list, key: str, alt: str | None = None) -> np.ndarray:
     else:
         values = [r.get(key, r.get(alt)) for r in rows]
     try:
-        return np.array(values, dtype=float)
-    except (TypeError, ValueError):
-        return np.array([_to_float(v) for v in values], dtype=float)
+        column = np.array(values, dtype=float)
+        if column.ndim == 1:
+            return column
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return np.array([_to_float(v) for v in values], dtype=float)  # lists or junk among the values
 
 
 def _to_float(v) -> float:
@@ -107,7 +110,7 @@ def _to_float(v) -> float:
         return math.nan
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond any float
         return math.nan
 
 
@@ -199,7 +202,7 @@ def parse_message(stage_id: str, kind: str, payload: str | bytes, source: str = 
         return _parse_csv(stage_id, payload, source)
     try:
         doc = json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the decoder's stack
         return FixBatch.empty(stage_id), [dead_letter(stage_id, Reason.MALFORMED_JSON, payload, str(exc),
                                                       source=source)]
     if kind == "auto":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
 
 __all__ = ["Message", "PlanParams", "plan_messages", "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
@@ -40,6 +41,8 @@ class PlanParams:
     disorder_s: float = 0.0
     malformed_rate: float = 0.0
     seed: int = 0
+    sign_key_id: str = ""  # with sign_key: every message signed (HMAC-SHA256, peloton.auth)
+    sign_key: bytes = b""
     start_s: float = 0.0  # skip the ticks of the first start_s seconds of the recording ...
     duration_s: float = 0.0  # ... and stop after this many seconds of it (0: to the end)
 
@@ -99,6 +102,10 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
                                     {**attrs, ATTR_MESSAGE_ID: f"{stage_id}-{i}-bad", ATTR_KIND: "unknown"},
                                     "malformed"))
     messages.sort(key=lambda m: m.at_s)
+    if params.sign_key:
+        for m in messages:  # a broken message from the feed is still the feed's: signed too
+            m.attributes[ATTR_KEY_ID] = params.sign_key_id
+            m.attributes[ATTR_SIGNATURE] = sign(m.data, m.attributes[ATTR_EVENT_TIME], params.sign_key)
     return messages
 
 

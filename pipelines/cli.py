@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--disorder-s", type=float, default=0.0, help="publish each message up to S s late")
     pub.add_argument("--malformed-rate", type=float, default=0.0, help="extra broken messages, as a share")
     pub.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    pub.add_argument("--sign-key-id", help="sign every message with this key (HMAC-SHA256)")
+    pub.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS)")
     pub.add_argument("--start-s", type=float, default=0.0, help="start this many seconds into the recording")
     pub.add_argument("--duration-s", type=float, default=0.0, help="publish this many seconds of it (0: all)")
     pub.set_defaults(func=cmd_publish)

@@ -67,6 +67,30 @@ def cmd_pubsub_init(args, _beam_args) -> int:
     return 0
 
 
+def feed_keys_text(source: str | None) -> str | None:
+    """--feed-keys: a file holding the keys, or None for the environment (PELOTON_FEED_KEYS)."""
+    if not source:
+        return None
+    try:
+        with open(source, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise PubSubError(f"cannot read the feed keys: {exc}") from None
+
+
+def feed_keyring(source: str | None):
+    from peloton.auth import ENV_KEYS, Keyring
+
+    text = feed_keys_text(source)
+    try:
+        keyring = Keyring.from_text(text) if text else Keyring.from_env()
+    except ValueError as exc:
+        raise PubSubError(str(exc)) from None
+    if keyring is None:
+        raise PubSubError(f"no feed keys: give --feed-keys FILE or set {ENV_KEYS}")
+    return keyring
+
+
 def cmd_publish(args, _beam_args) -> int:
     """Replay a recording into a topic at N times real speed, with event-time attributes and faults."""
     from google.api_core import exceptions
@@ -86,9 +110,15 @@ def cmd_publish(args, _beam_args) -> int:
     shift = 0.0
     if args.start_s < 0 or args.duration_s < 0:
         raise PubSubError("--start-s and --duration-s must not be negative")
+    sign_key = b""
+    if args.sign_key_id:
+        keyring = feed_keyring(args.feed_keys)
+        if args.sign_key_id not in keyring.keys:
+            raise PubSubError(f"--sign-key-id {args.sign_key_id!r} is not among the feed keys")
+        sign_key = keyring.keys[args.sign_key_id]
     plan_params = PlanParams(per_fix=args.per_fix, duplicate_rate=args.duplicate_rate, disorder_s=args.disorder_s,
                              malformed_rate=args.malformed_rate, seed=args.seed, start_s=args.start_s,
-                             duration_s=args.duration_s)
+                             duration_s=args.duration_s, sign_key_id=args.sign_key_id or "", sign_key=sign_key)
     if args.shift_to_now:
         first = plan_messages(text, stage.stage_id, PlanParams(start_s=args.start_s, duration_s=args.duration_s))[:1]
         if first:

@@ -24,6 +24,7 @@ keeps one fix per (bib, event time) however often it arrives.
 from __future__ import annotations
 
 import json
+import time
 import typing
 from typing import NamedTuple
 
@@ -35,8 +36,9 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, check_limits
 from peloton.feed import FixBatch, dead_letter, parse_message
-from peloton.publish import ATTR_KIND
+from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND
 from peloton.rows import dead_letter_columns
 
 __all__ = ["Fix", "LiveParams", "ParsePubsubFn", "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE",
@@ -64,6 +66,83 @@ class LiveParams(NamedTuple):
     early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds)
     allowed_lateness_s: float = 300.0
     watermark_step_s: float = 1.0  # how finely SplitLateFn follows the watermark
+
+
+class ScreenMessagesFn(beam.DoFn):
+    """PubsubMessage -> the same message, or a dead letter when it breaks a limit or its signature is bad.
+
+    Runs before any parsing: size, attribute and rider-count limits, event
+    times in the future, and (with a keyring) the HMAC signature.
+    """
+
+    def __init__(self, stage_id: str, limits: Limits = Limits(), keys_text: str | None = None,
+                 require_signature: bool = False, check_clock: bool = True):
+        self.stage_id, self.limits = stage_id, limits
+        self.keys_text, self.require_signature, self.check_clock = keys_text, require_signature, check_clock
+        self.keyring = None
+
+    def setup(self):
+        if self.require_signature:  # keys from the pipeline, else the worker's environment (a secret there)
+            self.keyring = Keyring.from_text(self.keys_text) if self.keys_text else Keyring.from_env()
+            if self.keyring is None:
+                raise ValueError(f"authentication is on but no keys were given (--feed-keys or {ENV_KEYS})")
+
+    def process(self, message):
+        data = getattr(message, "data", message)
+        attrs = dict(getattr(message, "attributes", None) or {})
+        verdict = check_limits(data, attrs, self.limits, time.time() if self.check_clock else None)
+        if verdict is None and self.keyring is not None:
+            reason = self.keyring.verify(data, attrs)
+            verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
+        if verdict is None:
+            yield message
+            return
+        reason, detail = verdict
+        beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc()
+        raw = data[:20000].decode("utf-8", errors="replace")
+        yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
+            self.stage_id, reason, raw, detail, t=_event_time_s(attrs), source="pubsub")]))
+
+
+def _event_time_s(attrs: dict) -> float | None:
+    try:
+        return int(attrs[ATTR_EVENT_TIME]) / 1000.0
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class RejectReplaysFn(beam.DoFn):
+    """(signature, message) -> the first message with each signature; a repeat is a ``replayed`` dead letter.
+
+    A signature covers the payload and its event time, so a repeat is either
+    Pub/Sub delivering twice or someone replaying a captured message: with
+    authentication on, both are set aside. Signatures are forgotten once the
+    message could no longer be late.
+    """
+
+    SEEN = ReadModifyWriteStateSpec("seen", beam.coders.BooleanCoder())
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
+    def __init__(self, stage_id: str, allowed_lateness_s: float):
+        self.stage_id, self.allowed_lateness_s = stage_id, allowed_lateness_s
+
+    def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE),
+                ts=beam.DoFn.TimestampParam):
+        _signature, message = keyed
+        if seen.read():
+            beam.metrics.Metrics.counter("peloton", f"dead_letter.{AuthReason.REPLAYED}").inc()
+            attrs = dict(message.attributes or {})
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
+                self.stage_id, AuthReason.REPLAYED, message.data[:20000].decode("utf-8", errors="replace"),
+                "a message with this signature was seen before", t=_event_time_s(attrs), source="pubsub")]))
+            return
+        seen.write(True)
+        expire.set(ts + Duration(seconds=self.allowed_lateness_s + GROUPING_GRACE_S))
+        yield message
+
+    @on_timer(EXPIRE)
+    def forget(self, seen=beam.DoFn.StateParam(SEEN)):
+        seen.clear()
 
 
 class ParsePubsubFn(beam.DoFn):

@@ -1,0 +1,68 @@
+"""BigQuery table definitions generated from ``schemas/*.avsc``: one source of truth for every sink.
+
+Avro -> BigQuery: string STRING, int/long INTEGER, float/double FLOAT,
+boolean BOOLEAN, long timestamp-millis TIMESTAMP, a union with null
+NULLABLE, an array REPEATED. Tables are partitioned by day of event time
+and clustered on what readers filter by: the stage, then the rider or the
+group.
+"""
+from __future__ import annotations
+
+from peloton.schemas import TABLES, load_schema
+
+__all__ = ["table_schema", "table_spec", "CLUSTERING", "bigquery_row"]
+
+#: Clustering columns per table (stage first: one pipeline per stage, readers ask for a stage).
+CLUSTERING = {
+    "rider_state": ["stage_id", "bib"],
+    "groups": ["stage_id", "group_id"],
+    "race_events": ["stage_id", "event_type"],
+    "virtual_standings": ["stage_id", "bib"],
+    "dead_letter": ["stage_id", "reason"],
+    "tracker_fix": ["stage_id", "bib"],
+}
+
+_PRIMITIVE = {"string": "STRING", "int": "INTEGER", "long": "INTEGER", "float": "FLOAT", "double": "FLOAT",
+              "boolean": "BOOLEAN", "bytes": "BYTES"}
+
+
+def _field(field: dict) -> dict:
+    ftype, mode = field["type"], "REQUIRED"
+    if isinstance(ftype, list):
+        others = [t for t in ftype if t != "null"]
+        if len(others) != 1:
+            raise ValueError(f"field {field['name']}: only unions of null and one type map to BigQuery")
+        ftype, mode = others[0], "NULLABLE"
+    if isinstance(ftype, dict) and ftype.get("type") == "array":
+        ftype, mode = ftype["items"], "REPEATED"
+    if isinstance(ftype, dict):
+        bq = "TIMESTAMP" if ftype.get("logicalType") == "timestamp-millis" else _PRIMITIVE[ftype["type"]]
+    else:
+        bq = _PRIMITIVE[ftype]
+    out = {"name": field["name"], "type": bq, "mode": mode}
+    if field.get("doc"):
+        out["description"] = field["doc"][:1024]
+    return out
+
+
+def table_schema(table: str) -> dict:
+    """``{"fields": [...]}`` as BigQuery's API (and Beam's WriteToBigQuery) takes it."""
+    return {"fields": [_field(f) for f in load_schema(table)["fields"]]}
+
+
+def table_spec(table: str) -> dict:
+    """What BigQuery needs to create the table: schema, day partitions on event time, clustering."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}")
+    return {"schema": table_schema(table),
+            "timePartitioning": {"type": "DAY", "field": "event_time"},
+            "clustering": {"fields": CLUSTERING[table]}}
+
+
+def bigquery_row(row: dict, table: str) -> dict:
+    """A JSON row (Avro field names, event times in ms) as BigQuery takes it: timestamps in seconds."""
+    out = dict(row)
+    for field in table_schema(table)["fields"]:
+        if field["type"] == "TIMESTAMP" and out.get(field["name"]) is not None:
+            out[field["name"]] = out[field["name"]] / 1000.0
+    return out
