@@ -1,0 +1,44 @@
+"""The live and replay graphs as the managed runner gets them: built with DataflowRunner options, not submitted.
+
+Turning a graph into its runner proto pickles every DoFn (what a worker
+receives), so a DoFn holding something unpicklable fails here; labels must
+be unique and the same on every build, or a running job cannot be updated.
+"""
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.live import build_live
+from pipelines.replay import build_replay
+
+DATAFLOW = ["--runner=DataflowRunner", "--project=peloton-prod", "--region=europe-west1",
+            "--temp_location=gs://peloton-prod-dataflow/tmp", "--staging_location=gs://peloton-prod-dataflow/staging",
+            "--enable_streaming_engine"]
+
+
+def _labels(build, streaming):
+    pipeline = beam.Pipeline(options=PipelineOptions(DATAFLOW + (["--streaming"] if streaming else [])))
+    build(pipeline)
+    proto = pipeline.to_runner_api()
+    return [t.unique_name for t in proto.components.transforms.values()]
+
+
+def _live(stage):
+    return lambda p: build_live(p, stage, "projects/peloton-prod/subscriptions/stage04", out_dir="gs://peloton-race/live",
+                                topic_prefix="projects/peloton-prod/topics/stage04", bigquery_dataset="peloton-prod:race",
+                                bigquery_method="STREAMING_INSERTS", id_label="message_id", keys_text=None,
+                                authenticate=True)
+
+
+def test_the_live_graph_builds_and_pickles_for_dataflow_with_stable_unique_labels(stage4):
+    labels = _labels(_live(stage4), streaming=True)
+    assert len(labels) == len(set(labels)) > 40
+    assert labels == _labels(_live(stage4), streaming=True)
+    assert any("ReadPubSub" in name for name in labels) and any("BigQuery" in name for name in labels)
+
+
+def test_the_replay_graph_builds_and_pickles_for_dataflow(stage4):
+    build = lambda p: build_replay(p, stage4, "gs://peloton-race/recordings/2026-07-07.json.gz",  # noqa: E731
+                                   "gs://peloton-race/replays/2026-07-07")
+    labels = _labels(build, streaming=False)
+    assert len(labels) == len(set(labels)) > 20
+    assert labels == _labels(build, streaming=False)
