@@ -10,7 +10,7 @@ setup(
     package_data={"schemas": ["*.avsc"]},
     include_package_data=True,
     install_requires=[
-        "apache-beam>=2.60",
+        "apache-beam[gcp]>=2.60",  # gcp: Pub/Sub, BigQuery, GCS and Dataflow
         "google-cloud-pubsub>=2.20",
         "shapely>=2.0",
         "numpy>=1.24",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 
@@ -109,21 +110,35 @@ def cmd_replay(args, beam_args) -> int:
     return 0
 
 
+def _truthy(text) -> bool:
+    """--authenticate, --authenticate=true (a flex template passes values)."""
+    if isinstance(text, bool):
+        return text
+    if str(text).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def cmd_live(args, beam_args) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from peloton.race import RaceParams
     from peloton.groups import GroupParams
+    from peloton.auth import Limits
+    from peloton.publish import ATTR_MESSAGE_ID
     from pipelines.live import build_live
-    from pipelines.pubsub import _SUBSCRIPTION, _TOPIC, _check
-    from transforms.live import LiveParams
+    from pipelines.pubsub import _SUBSCRIPTION, _TOPIC, _check, feed_keyring, feed_keys_text
+    from transforms.live import FeedSecurity, LiveParams
 
     subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
     if args.output_topic_prefix:
         _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
-    if not (args.out or args.output_topic_prefix):
-        raise CliError("nothing to write: give --out DIR and/or --output-topic-prefix projects/P/topics/NAME")
+    if not (args.out or args.output_topic_prefix or args.bigquery_dataset):
+        raise CliError("nothing to write: give --out DIR, --output-topic-prefix projects/P/topics/NAME "
+                       "and/or --bigquery-dataset PROJECT:DATASET")
     if args.allowed_lateness_s < 0 or args.early_after_s < 1:
         raise CliError("--allowed-lateness-s must not be negative and --early-after-s at least 1")
     stage = resolve_stage(None, None, args.stage)
@@ -132,8 +147,19 @@ def cmd_live(args, beam_args) -> int:
     options.view_as(StandardOptions).streaming = True
     params = LiveParams(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
     race_params = RaceParams(groups=GroupParams(threshold_s=args.group_gap_s, hysteresis_s=args.group_hysteresis_s))
+    security = FeedSecurity(
+        limits=Limits(max_payload_bytes=args.max_payload_bytes,
+                      future_tolerance_s=args.future_tolerance_s if args.future_tolerance_s > 0 else float("inf")),
+        authenticate=args.authenticate, keys_text=feed_keys_text(args.feed_keys))
+    if args.authenticate and security.keys_text:
+        feed_keyring(args.feed_keys)  # a bad key file fails here, not on a worker
+    if args.bigquery_dataset and not re.match(r"^[\w-]+[:.][\w]+$", args.bigquery_dataset):
+        raise CliError("--bigquery-dataset must look like PROJECT:DATASET")
+    runner = (options.get_all_options().get("runner") or "DirectRunner").split(".")[-1]
     pipeline = beam.Pipeline(options=options)
-    build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params)
+    build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
+               args.bigquery_dataset, args.bigquery_method,
+               id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
              stage.stage_id, subscription, params.allowed_lateness_s + params.window_s, args.early_after_s + 1)
     result = pipeline.run()
@@ -245,6 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="provisional rows this many seconds after a tick's first fix arrives (default 1)")
     live.add_argument("--group-gap-s", type=float, default=1.0, help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=float, default=0.75, help="hysteresis of the groups (s)")
+    live.add_argument("--bigquery-dataset", help="PROJECT:DATASET: final rows to BigQuery tables (one per table)")
+    live.add_argument("--bigquery-method", default="STORAGE_WRITE_API",
+                      choices=("STORAGE_WRITE_API", "STREAMING_INSERTS", "FILE_LOADS"),
+                      help="BigQuery write method (default: the Storage Write API, exactly once)")
+    live.add_argument("--authenticate", nargs="?", const=True, default=False, type=_truthy,
+                      help="require HMAC-signed messages; unsigned, tampered, wrong-key and replayed ones are "
+                           "dead letters")
+    live.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS "
+                                          "on the workers)")
+    live.add_argument("--max-payload-bytes", type=int, default=256 * 1024, help="larger messages are dead letters")
+    live.add_argument("--future-tolerance-s", type=float, default=300.0,
+                      help="event times further ahead of the clock are dead letters (0: no check, for feeds "
+                           "published faster than real time)")
     live.add_argument("--duration-s", type=float, default=0.0,
                       help="stop after this many seconds (default: run until interrupted)")
     live.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)

@@ -13,8 +13,8 @@ from peloton.race import RaceParams
 from peloton.stage import Stage
 from pipelines.pubsub import output_topic
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
-from transforms.live import IngestLive, LiveParams
-from transforms.sinks import WriteTableToPubSub, WriteLiveAvroTable
+from transforms.live import FeedSecurity, IngestLive, LiveParams
+from transforms.sinks import WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
 
@@ -24,11 +24,17 @@ LIVE_TABLES = ("rider_state", "groups", "dead_letter")
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
                topic_prefix: str | None = None, params: LiveParams = LiveParams(),
-               race_params: RaceParams = RaceParams()) -> dict:
-    """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections."""
+               race_params: RaceParams = RaceParams(), security: FeedSecurity = FeedSecurity(),
+               bigquery_dataset: str | None = None, bigquery_method: str = "STORAGE_WRITE_API",
+               id_label: str | None = None) -> dict:
+    """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections.
+
+    ``id_label``: the attribute the runner deduplicates on (Dataflow honours
+    it; the DirectRunner refuses it, and the graph deduplicates anyway).
+    """
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
-        subscription=subscription, with_attributes=True, timestamp_attribute=ATTR_EVENT_TIME)
-    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params)
+        subscription=subscription, with_attributes=True, timestamp_attribute=ATTR_EVENT_TIME, id_label=id_label)
+    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security)
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
                                                                race_params)
     tables = {
@@ -46,4 +52,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     if out_dir:
         for table, rows in tables.items():
             rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir)
+    if bigquery_dataset:
+        for table, rows in tables.items():
+            rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
     return tables

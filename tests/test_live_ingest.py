@@ -16,7 +16,8 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from transforms.live import IngestLive, LiveParams
+from peloton.auth import sign
+from transforms.live import FeedSecurity, IngestLive, LiveParams
 
 T0 = 1_783_425_600  # 2026-07-07 12:00:00 UTC, a multiple of the 6 s window
 LAT, LON = 42.95, 1.60  # somewhere on the stage 4 course
@@ -51,12 +52,12 @@ class CollectPanes(beam.DoFn):
         yield (int(win.start), pane.timing, tuple(sorted(zip(batch.bib.tolist(), batch.t.tolist()))))
 
 
-def run(stream, params=LiveParams(early_after_s=1000)):
+def run(stream, params=LiveParams(early_after_s=1000), security=FeedSecurity()):
     """Run the stream through IngestLive; return (panes as (window start, timing, sorted (bib, t))), late, dead."""
     options = StandardOptions(streaming=True)
     _COLLECTED.clear()
     with TestPipeline(options=options) as p:
-        out = p | stream | IngestLive("test", params)
+        out = p | stream | IngestLive("test", params, security)
         out["ticks"] | "Panes" >> beam.ParDo(CollectPanes()) | "KeepPanes" >> beam.Map(_keep, "panes")
         out["late"] | "LateRows" >> beam.FlatMap(lambda cols: cols.to_rows()) | "KeepLate" >> beam.Map(_keep, "late")
         (out["dead_letter"] | "DeadRows" >> beam.FlatMap(lambda cols: cols.to_rows())
@@ -151,3 +152,43 @@ def test_an_early_pane_comes_before_the_watermark(early_after_s):
     assert PaneInfoTiming.EARLY in timings
     fixes = sorted(f for _, _, fs in panes for f in fs)
     assert fixes == [(1, T0 + 1.0), (2, T0 + 2.0)]  # discarding panes: each fix exactly once
+
+
+KEYS = '{"k1": "' + "ab" * 32 + '", "k0": "' + "cd" * 32 + '"}'
+
+
+def signed(msg, key_id="k1", key_hex="ab" * 32):
+    attrs = {**msg.attributes, "key_id": key_id,
+             "signature": sign(msg.data, msg.attributes["event_time"], bytes.fromhex(key_hex))}
+    return PubsubMessage(msg.data, attrs)
+
+
+def test_with_authentication_only_signed_untampered_unreplayed_messages_reach_the_race():
+    good = signed(fix_message(1, T0))
+    rotated = signed(fix_message(2, T0), "k0", "cd" * 32)  # the older active key
+    unsigned = fix_message(3, T0)
+    tampered = PubsubMessage(fix_message(4, T0).data, signed(fix_message(5, T0)).attributes)
+    wrong_key = signed(fix_message(6, T0), "k1", "ee" * 32)
+    unknown_key = signed(fix_message(7, T0), "k9", "ab" * 32)
+    stream = (TestStream()
+              .add_elements([stamped(m) for m in (good, rotated, unsigned, tampered, wrong_key, unknown_key)])
+              .advance_watermark_to(T0 + 10)
+              .add_elements([stamped(good)])  # captured and sent again
+              .advance_watermark_to_infinity())
+    panes, late, dead = run(stream, security=FeedSecurity(authenticate=True, keys_text=KEYS))
+    assert [f for _, _, fs in panes for f in fs] == [(1, float(T0)), (2, float(T0))]
+    assert sorted(r["reason"] for r in dead) == ["bad_signature", "bad_signature", "replayed", "unknown_key",
+                                                 "unsigned"]
+    assert not late
+
+
+def test_limits_apply_before_parsing_even_without_authentication():
+    huge = PubsubMessage(b" " * 300_000, {"event_time": str(T0 * 1000)})
+    future = fix_message(1, 4_000_000_000)  # 2096
+    stream = (TestStream()
+              .add_elements([stamped(huge), stamped(fix_message(2, T0))])
+              .add_elements([TimestampedValue(future, T0)])
+              .advance_watermark_to_infinity())
+    panes, _, dead = run(stream)
+    assert sorted(r["reason"] for r in dead) == ["future_time", "too_large"]
+    assert [f for _, _, fs in panes for f in fs] == [(2, float(T0))]

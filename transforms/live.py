@@ -41,8 +41,8 @@ from peloton.feed import FixBatch, dead_letter, parse_message
 from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND
 from peloton.rows import dead_letter_columns
 
-__all__ = ["Fix", "LiveParams", "ParsePubsubFn", "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE",
-           "DEAD_LETTER"]
+__all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
+           "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
 LATE = "late"
 DEAD_LETTER = "dead_letter"
@@ -66,6 +66,15 @@ class LiveParams(NamedTuple):
     early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds)
     allowed_lateness_s: float = 300.0
     watermark_step_s: float = 1.0  # how finely SplitLateFn follows the watermark
+
+
+class FeedSecurity(NamedTuple):
+    """What the gate checks before parsing (see RELIABILITY.md)."""
+
+    limits: Limits = Limits()
+    authenticate: bool = False  # signatures required; a repeated signature is a replay
+    keys_text: str | None = None  # JSON or id:hex,...; None: the workers' PELOTON_FEED_KEYS
+    check_clock: bool = True  # event times ahead of the wall clock are impossible live
 
 
 class ScreenMessagesFn(beam.DoFn):
@@ -256,14 +265,28 @@ def _to_batch(keyed) -> tuple:
 class IngestLive(beam.PTransform):
     """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns}."""
 
-    def __init__(self, stage_id: str, params: LiveParams = LiveParams()):
+    def __init__(self, stage_id: str, params: LiveParams = LiveParams(), security: FeedSecurity = FeedSecurity()):
         super().__init__()
         self.stage_id = stage_id
         self.params = params
+        self.security = security
 
     def expand(self, messages):
-        p = self.params
-        parsed = messages | "Parse" >> beam.ParDo(ParsePubsubFn(self.stage_id)).with_outputs(DEAD_LETTER, main="fixes")
+        p, sec = self.params, self.security
+        screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
+            self.stage_id, sec.limits, sec.keys_text, sec.authenticate, sec.check_clock)).with_outputs(
+            DEAD_LETTER, main="passed")
+        passed, dead = screened.passed, [screened[DEAD_LETTER]]
+        if sec.authenticate:
+            fresh = (passed
+                     | "KeyBySignature" >> beam.Map(lambda m: (m.attributes[ATTR_SIGNATURE], m))
+                     .with_output_types(tuple[str, typing.Any])
+                     | "RejectReplays" >> beam.ParDo(RejectReplaysFn(self.stage_id, p.allowed_lateness_s))
+                     .with_outputs(DEAD_LETTER, main="fresh"))
+            passed = fresh.fresh
+            dead.append(fresh[DEAD_LETTER])
+        parsed = passed | "Parse" >> beam.ParDo(ParsePubsubFn(self.stage_id)).with_outputs(DEAD_LETTER, main="fixes")
+        dead.append(parsed[DEAD_LETTER])
         checked = (parsed.fixes
                    | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f)).with_output_types(tuple[str, Fix])
                    | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
@@ -286,4 +309,4 @@ class IngestLive(beam.PTransform):
                  | "GatherTick" >> beam.GroupByKey()
                  | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
         late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
-        return {"ticks": ticks, "late": late, DEAD_LETTER: parsed[DEAD_LETTER]}
+        return {"ticks": ticks, "late": late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}

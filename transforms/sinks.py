@@ -26,7 +26,8 @@ from peloton.avro_columns import container_block, container_header, encode_recor
 from peloton.schemas import load_schema
 from peloton.table import Columns
 
-__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteLiveAvroTable"]
+__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteLiveAvroTable",
+           "WriteTableToBigQuery"]
 
 #: Rows buffered before an Avro block is encoded and written.
 BLOCK_ROWS = 50_000
@@ -195,3 +196,29 @@ class WriteLiveAvroTable(beam.PTransform):
                 | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
                 | "KeyByTable" >> beam.Map(lambda cols: (table, cols)).with_output_types(tuple[str, typing.Any])
                 | "Flush" >> beam.ParDo(FlushAvroFileFn(self.out_dir, self.flush_s)))
+
+
+class WriteTableToBigQuery(beam.PTransform):
+    """Columns batches -> ``DATASET.<table>``, schema, day partitions and clustering from ``schemas/``.
+
+    Streaming uses the Storage Write API exactly once (Beam expands it with
+    its Java expansion service at graph construction, so that needs Java
+    and the expansion service jar where the graph is built).
+    """
+
+    def __init__(self, table: str, dataset: str, method: str = "STORAGE_WRITE_API"):
+        super().__init__()
+        self.table, self.dataset, self.method = table, dataset, method
+
+    def expand(self, batches):
+        from peloton.bigquery import bigquery_row, table_spec
+
+        table, spec = self.table, table_spec(self.table)
+        return (batches
+                | "ToRows" >> beam.FlatMap(lambda cols: [bigquery_row(r, table) for r in cols.to_json_rows()])
+                | "Write" >> beam.io.WriteToBigQuery(
+                    f"{self.dataset}.{table}", schema=spec["schema"],
+                    additional_bq_parameters={"timePartitioning": spec["timePartitioning"],
+                                              "clustering": spec["clustering"]},
+                    method=self.method, create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+                    write_disposition=beam.io.BigQueryDisposition.WRITE_APPEND))
