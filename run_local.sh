@@ -49,6 +49,7 @@ case "$cmd" in
   live)
     setup
     minutes=${1:-3}
+    [ $# -gt 0 ] && shift
     recording="$DATA/racecenter-2026/2026-07-07.json.gz"
     out=${OUT:-out/live04}
     rm -rf "$out"
@@ -72,7 +73,7 @@ case "$cmd" in
     "$VENV/bin/peloton" stage export "$recording" > "$out/stage.json"
     # lateness 30 s: final rows 36 s after their tick; the run ends a minute after the last tick
     "$VENV/bin/peloton" live --subscription "$P/subscriptions/stage04-$run" --stage "$out/stage.json" \
-      --out "$out" --output-topic-prefix "$P/topics/stage04-$run-out" --allowed-lateness-s 30 \
+      --out "$out" --output-topic-prefix "$P/topics/stage04-$run-out" --allowed-lateness-s 30 --avro-flush-s 20 \
       --duration-s $((minutes * 60 + 75)) "$@" &
     live_pid=$!
     sleep 10
@@ -82,7 +83,7 @@ case "$cmd" in
     wait "$live_pid" || true
     live_pid=""
     echo
-    echo "tables: $out/{rider_state,groups,dead_letter}/*.avro (final rows, a file a minute)"
+    echo "tables: $out/{rider_state,groups,dead_letter}/*.avro (final rows, a file every 20 s)"
     echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,dead-letter} (provisional and final rows)"
     ;;
   bench)

@@ -26,7 +26,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
                topic_prefix: str | None = None, params: LiveParams = LiveParams(),
                race_params: RaceParams = RaceParams(), security: FeedSecurity = FeedSecurity(),
                bigquery_dataset: str | None = None, bigquery_method: str = "STORAGE_WRITE_API",
-               id_label: str | None = None) -> dict:
+               id_label: str | None = None, avro_flush_s: float = 60.0) -> dict:
     """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections.
 
     ``id_label``: the attribute the runner deduplicates on (Dataflow honours
@@ -51,7 +51,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
              | f"PublishProvisional_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL))
     if out_dir:
         for table, rows in tables.items():
-            rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir)
+            rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir, avro_flush_s)
     if bigquery_dataset:
         for table, rows in tables.items():
             rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
