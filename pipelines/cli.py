@@ -60,6 +60,11 @@ def resolve_stage(recording: str, course: str | None = None, stage_file: str | N
     return _Stage(stage_id=name.split("_")[0], name=name, route=route)
 
 
+def _check_dataset(dataset: str | None) -> None:
+    if dataset and not re.match(r"^[\w-]+[:.][\w]+$", dataset):
+        raise CliError("--bigquery-dataset must look like PROJECT:DATASET")
+
+
 def _counters(result) -> dict:
     from apache_beam.metrics.metric import MetricsFilter
 
@@ -92,8 +97,10 @@ def cmd_replay(args, beam_args) -> int:
         raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
     race_params = RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s,
                                                 hysteresis_s=replay.group_hysteresis_s))
+    _check_dataset(args.bigquery_dataset)
     tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes,
-                          race_params=race_params, causal=args.causal)
+                          race_params=race_params, causal=args.causal, bigquery_dataset=args.bigquery_dataset,
+                          bigquery_method=args.bigquery_method)
     result = pipeline.run()
     result.wait_until_finish()
     ensure_table_files(replay.out, tables)
@@ -154,8 +161,7 @@ def cmd_live(args, beam_args) -> int:
         authenticate=args.authenticate, keys_text=feed_keys_text(args.feed_keys))
     if args.authenticate and security.keys_text:
         feed_keyring(args.feed_keys)  # a bad key file fails here, not on a worker
-    if args.bigquery_dataset and not re.match(r"^[\w-]+[:.][\w]+$", args.bigquery_dataset):
-        raise CliError("--bigquery-dataset must look like PROJECT:DATASET")
+    _check_dataset(args.bigquery_dataset)
     runner = (options.get_all_options().get("runner") or "DirectRunner").split(".")[-1]
     pipeline = beam.Pipeline(options=options)
     build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
@@ -257,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--course", help="course file (GeoJSON or GPX) when the recording has no trace")
     replay.add_argument("--stage", help="stage file from 'peloton stage export'")
     replay.add_argument("--write-fixes", action="store_true", help="also write the parsed fixes (tracker_fix)")
+    replay.add_argument("--bigquery-dataset", help="PROJECT:DATASET: also write every table to BigQuery")
+    replay.add_argument("--bigquery-method", default="FILE_LOADS",
+                        choices=("FILE_LOADS", "STORAGE_WRITE_API", "STREAMING_INSERTS"),
+                        help="BigQuery write method (default: load jobs, the batch way)")
     replay.add_argument("--causal", action="store_true",
                         help="derive each window from the past only, as 'peloton live' does (rider_state, "
                              "groups, dead_letter): the rows the live pipeline gives for this recording")

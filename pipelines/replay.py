@@ -10,13 +10,14 @@ from transforms.match import MatchToCourse
 from transforms.parse import DEAD_LETTER, ParseMessages
 from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
-from transforms.sinks import WriteAvroTable
+from transforms.sinks import WriteAvroTable, WriteTableToBigQuery
 
 __all__ = ["build_replay", "ensure_table_files"]
 
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
-                 write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False) -> dict:
+                 write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False,
+                 bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS") -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
     ``causal``: each window from the past only, as the live pipeline does
@@ -44,6 +45,8 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)
     for table, rows in tables.items():
         rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
+        if bigquery_dataset:
+            rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
     return tables
 
 

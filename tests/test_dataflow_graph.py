@@ -39,7 +39,7 @@ def test_the_live_graph_builds_and_pickles_for_dataflow_with_stable_unique_label
 
 def test_the_replay_graph_builds_and_pickles_for_dataflow(stage4):
     build = lambda p: build_replay(p, stage4, "gs://peloton-race/recordings/2026-07-07.json.gz",  # noqa: E731
-                                   "gs://peloton-race/replays/2026-07-07")
+                                   "gs://peloton-race/replays/2026-07-07", bigquery_dataset="peloton-prod:race")
     labels = _labels(build, streaming=False)
-    assert len(labels) == len(set(labels)) > 20
+    assert len(labels) == len(set(labels)) > 20 and any("BigQuery_rider_state" in name for name in labels)
     assert labels == _labels(build, streaming=False)
