@@ -119,3 +119,23 @@ def test_a_tick_later_than_the_allowed_lateness_is_set_aside_and_counted(slice_t
     assert all(r["event_time"] != held_t for r in out["rider_state"])
     assert _rows_sent(plan) == len(out["rider_state"]) + len(out["dead"])
     assert np.all(np.diff(sorted({r["event_time"] for r in out["rider_state"]})) > 0)
+
+
+def test_a_fix_for_a_window_already_final_is_set_aside_by_the_engine(slice_text, stage4):
+    """Data that the ingest still accepts but whose window the engine has settled is late, not lost."""
+    plan = plan_messages(slice_text, stage4.stage_id, PlanParams())
+    first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
+    held_back = plan[-2]  # within the ingest's lateness of the newest tick
+    on_time = [m for m in plan if m is not held_back]
+    last_ts = max(int(m.attributes["event_time"]) for m in on_time) / 1000
+    # the watermark runs far past the data: the engine settles everything, while the ingest's own
+    # lateness check follows the data and still lets a fix from within a minute of the newest through
+    stream = _stream(on_time, first_ts, lag_s=0.0, then=lambda s: (
+        s.advance_watermark_to(Timestamp(micros=int(last_ts + 900) * 1_000_000))
+        .add_elements([TimestampedValue(PubsubMessage(held_back.data, held_back.attributes),
+                                        int(held_back.attributes["event_time"]) / 1000)])))
+    out = _run(stream, stage4)
+    late = [d for d in out["dead"] if d["reason"] == "late"]
+    n_late = len(json.loads(held_back.data)["data"]["Riders"])
+    assert len(late) == n_late and all("already final" in d["detail"] for d in late)
+    assert _rows_sent(plan) == len(out["rider_state"]) + len(out["dead"])
