@@ -1,11 +1,22 @@
-"""Run every benchmark behind BENCHMARKS.md: accuracy, gaps, groups on simulated races, speed and scale."""
+"""Run every benchmark behind BENCHMARKS.md and RELIABILITY.md.
+
+    python benchmarks/run_all.py [--live]
+
+Accuracy, gaps, groups on simulated races, speed and scale, the feed gate's
+fuzzing; with ``--live`` also the live latency runs on the Pub/Sub emulator
+(about 20 minutes).
+"""
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script, extra in (("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []),
-                      ("speed.py", ["--scale"]), ("scale_sim.py", [])):
+live = "--live" in sys.argv[1:]
+runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []), ("speed.py", ["--scale"]),
+        ("scale_sim.py", []), ("fuzz.py", [])]
+if live:
+    runs.append(("live_latency.py", ["--seconds", "90", "--tick-speeds", "1,10,30,100", "--fix-speeds", "1,3,10"]))
+for script, extra in runs:
     print(f"== {script}", flush=True)
-    subprocess.run([sys.executable, str(HERE / script), *extra, *sys.argv[1:]], check=True)
+    subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
