@@ -19,7 +19,8 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "AuthReason"]
+__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "admit",
+           "AuthReason"]
 
 ATTR_SIGNATURE = "signature"
 ATTR_KEY_ID = "key_id"
@@ -127,6 +128,16 @@ def check_limits(payload: bytes, attributes: dict, limits: Limits, now_s: float 
     return None
 
 
+def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | None,
+           now_s: float | None) -> tuple[str, str] | None:
+    """Limits, then the signature (with a keyring): (reason, detail) of the first check failed, else None."""
+    verdict = check_limits(payload, attributes, limits, now_s)
+    if verdict is None and keyring is not None:
+        reason = keyring.verify(payload, attributes)
+        verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
+    return verdict
+
+
 def admit(stage_id: str, payload: bytes, attributes: dict, limits: Limits = Limits(), keyring: Keyring | None = None,
           now_s: float | None = None):
     """Limits, signature, then parsing: one message -> (FixBatch, dead-letter rows), never an exception.
@@ -137,10 +148,7 @@ def admit(stage_id: str, payload: bytes, attributes: dict, limits: Limits = Limi
     """
     from peloton.feed import dead_letter, parse_message, FixBatch
 
-    verdict = check_limits(payload, attributes, limits, now_s)
-    if verdict is None and keyring is not None:
-        reason = keyring.verify(payload, attributes)
-        verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
+    verdict = screen(payload, attributes, limits, keyring, now_s)
     if verdict is not None:
         return FixBatch.empty(stage_id), [dead_letter(stage_id, verdict[0], payload[:20000].decode("utf-8", "replace"),
                                                       verdict[1], source="pubsub")]

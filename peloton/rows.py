@@ -7,7 +7,8 @@ from peloton.feed import FixBatch
 from peloton.matching import Matched
 from peloton.table import Columns
 
-__all__ = ["rider_state_columns", "tracker_fix_columns", "dead_letter_columns", "split_by_time"]
+__all__ = ["rider_state_columns", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
+           "rejected_dead_letters"]
 
 
 def _millis(t: np.ndarray) -> np.ndarray:
@@ -48,6 +49,20 @@ def tracker_fix_columns(f: FixBatch) -> Columns:
     return Columns("tracker_fix", {
         "stage_id": np.full(len(f), f.stage_id, dtype=object), "bib": f.bib.astype(np.int64),
         "event_time": _millis(f.t), "lat": f.lat, "lon": f.lon, "sensor_speed_kph": f.sensor_kph})
+
+
+def fix_json(batch: FixBatch, i: int) -> str:
+    """One fix as the ``raw`` of its dead letter."""
+    return ('{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}'
+            % (batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i]))
+
+
+def rejected_dead_letters(stage_id: str, rejected: list, source: str = "match") -> list[dict]:
+    """Dead-letter rows of the fixes a step rejected: (FixBatch, reason, detail) as ``match_fixes`` gives them."""
+    from peloton.feed import dead_letter
+
+    return [dead_letter(stage_id, reason, fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i], source=source)
+            for batch, reason, detail in rejected for i in range(len(batch))]
 
 
 def dead_letter_columns(rows: list[dict]) -> Columns:

@@ -17,7 +17,6 @@ counted), never dropped silently.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -34,7 +33,7 @@ from peloton.engine import EngineParams, RaceEngine, Step, window_index
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
 from peloton.race import RaceParams
-from peloton.rows import dead_letter_columns, split_by_time
+from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
@@ -46,27 +45,18 @@ LATE = "late"
 PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups
 
 
-def _new_engine(stage: Stage, race_params: RaceParams, params: EngineParams) -> RaceEngine:
-    return RaceEngine(stage.stage_id, stage.course().finish_km, stage.is_time_trial, MatchParams(), race_params,
-                      params)
+def _new_engine(stage: Stage, course, race_params: RaceParams, params: EngineParams) -> RaceEngine:
+    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial, MatchParams(), race_params, params)
 
 
 def _rejected_rows(stage_id: str, step: Step) -> list[dict]:
-    rows = []
-    for batch, reason, detail in step.rejected:
+    for batch, reason, _detail in step.rejected:
         beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc(len(batch))
-        rows += [dead_letter(stage_id, reason, _fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i],
-                             source="match") for i in range(len(batch))]
-    return rows
+    return rejected_dead_letters(stage_id, step.rejected)
 
 
-def _fix_json(batch: FixBatch, i: int) -> str:
-    return json.dumps({"bib": int(batch.bib[i]), "time": float(batch.t[i]), "lat": float(batch.lat[i]),
-                       "lon": float(batch.lon[i])})
-
-
-class CausalReplayFn(beam.DoFn):
-    """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, dead letters."""
+class _EngineFn(beam.DoFn):
+    """A DoFn running race engines: the stage and its course (spatial index built) once per worker."""
 
     def __init__(self, stage_json: str, race_params: RaceParams, params: EngineParams):
         self.stage_json, self.race_params, self.params = stage_json, race_params, params
@@ -76,10 +66,14 @@ class CausalReplayFn(beam.DoFn):
         self.course = self.stage.course()
         self.course.tree
 
+
+class CausalReplayFn(_EngineFn):
+    """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, dead letters."""
+
     def process(self, keyed):
         stage_id, batches = keyed
         fixes, n_dupes = dedupe(concat_batches(list(batches), stage_id))
-        engine = _new_engine(self.stage, self.race_params, self.params)
+        engine = _new_engine(self.stage, self.course, self.race_params, self.params)
         counter = beam.metrics.Metrics.counter
         counter("peloton", "duplicates_removed").inc(n_dupes)
         win = window_index(fixes.t, self.params.window_s)
@@ -138,7 +132,7 @@ class CausalRaceState(beam.PTransform):
                 .with_outputs("groups", DEAD_LETTER, main="rider_state"))
 
 
-class LiveRaceStateFn(beam.DoFn):
+class LiveRaceStateFn(_EngineFn):
     """(stage_id, FixBatch pane) -> provisional rows now, final rows when a window settles.
 
     Keyed by stage, in the global window: one engine per stage, in state.
@@ -152,13 +146,8 @@ class LiveRaceStateFn(beam.DoFn):
 
     def __init__(self, stage_json: str, settle_s: float, race_params: RaceParams = RaceParams(),
                  params: EngineParams = EngineParams()):
-        self.stage_json, self.settle_s = stage_json, settle_s
-        self.race_params, self.params = race_params, params
-
-    def setup(self):
-        self.stage = Stage.from_json(self.stage_json)
-        self.course = self.stage.course()
-        self.course.tree
+        super().__init__(stage_json, race_params, params)
+        self.settle_s = settle_s
 
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING), fast=beam.DoFn.StateParam(FAST_ENGINE),
                 settled=beam.DoFn.StateParam(SETTLED), settle=beam.DoFn.TimerParam(SETTLE)):
@@ -172,7 +161,7 @@ class LiveRaceStateFn(beam.DoFn):
         if not len(batch):
             return
         pending.add(batch)
-        engine = fast.read() or _new_engine(self.stage, self.race_params, self.params)
+        engine = fast.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
         step = engine.advance(batch, self.course)
         fast.write(engine)
         beam.metrics.Metrics.counter("peloton", "provisional_skipped").inc(len(step.stale))
@@ -185,7 +174,7 @@ class LiveRaceStateFn(beam.DoFn):
 
     def _late(self, batch: FixBatch, until: float):
         beam.metrics.Metrics.counter("peloton", "late_after_final").inc(len(batch))
-        rows = [dead_letter(batch.stage_id, Reason.LATE, _fix_json(batch, i),
+        rows = [dead_letter(batch.stage_id, Reason.LATE, fix_json(batch, i),
                             f"arrived {until - batch.t[i]:.0f} s behind a window already final "
                             f"(settle {self.settle_s:.0f} s)", bib=batch.bib[i], t=batch.t[i], source="live")
                 for i in range(len(batch))]
@@ -207,7 +196,7 @@ class LiveRaceStateFn(beam.DoFn):
         settled.write(max(horizon, previous if previous is not None else -math.inf))
         if not ready.any():
             return
-        engine = final.read() or _new_engine(self.stage, self.race_params, self.params)
+        engine = final.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
         step = engine.advance(fixes.take(np.flatnonzero(ready)), self.course)
         final.write(engine)
         counter = beam.metrics.Metrics.counter

@@ -36,7 +36,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, check_limits
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, screen
 from peloton.feed import FixBatch, dead_letter, parse_message
 from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND
 from peloton.rows import dead_letter_columns
@@ -99,10 +99,7 @@ class ScreenMessagesFn(beam.DoFn):
     def process(self, message):
         data = getattr(message, "data", message)
         attrs = dict(getattr(message, "attributes", None) or {})
-        verdict = check_limits(data, attrs, self.limits, time.time() if self.check_clock else None)
-        if verdict is None and self.keyring is not None:
-            reason = self.keyring.verify(data, attrs)
-            verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
+        verdict = screen(data, attrs, self.limits, self.keyring, time.time() if self.check_clock else None)
         if verdict is None:
             yield message
             return

@@ -7,9 +7,9 @@ import time
 import apache_beam as beam
 from apache_beam import pvalue
 
-from peloton.feed import concat_batches, dead_letter
+from peloton.feed import concat_batches
 from peloton.matching import MatchParams, match_fixes
-from peloton.rows import dead_letter_columns
+from peloton.rows import dead_letter_columns, rejected_dead_letters
 from peloton.stage import Stage
 from transforms.parse import DEAD_LETTER
 
@@ -41,15 +41,9 @@ class MatchStageFn(beam.DoFn):
         counter("peloton", "fixes_matched").inc(len(matched))
         for batch, reason, detail in rejected:
             counter("peloton", f"dead_letter.{reason}").inc(len(batch))
-            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([
-                dead_letter(stage_id, reason, _fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i],
-                            source="match") for i in range(len(batch))]))
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(
+                rejected_dead_letters(stage_id, [(batch, reason, detail)])))
         yield matched
-
-
-def _fix_json(batch, i: int) -> str:
-    return ('{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}'
-            % (batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i]))
 
 
 class MatchToCourse(beam.PTransform):
