@@ -15,6 +15,7 @@ setup(
         "shapely>=2.0",
         "numpy>=1.24",
         "fastavro>=1.9",
+        "tzdata",  # the timetable's local clock times, where the system has no zoneinfo
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},

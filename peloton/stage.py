@@ -29,6 +29,7 @@ class Stage:
     stage_type: str = ""
     length_km: float | None = None
     start_time: str = ""
+    timezone: str = "Europe/Paris"  # of the timetable's clock times
     route: list[list[float]] = field(default_factory=list)  # [lat, lon, ele|None]
     anchors: list[dict] = field(default_factory=list)  # {lat, lon, km, label}
     checkpoints: list[dict] = field(default_factory=list)
@@ -127,6 +128,7 @@ def stage_from_recording(recording: dict, route: list[list[float]] | None = None
         stage_type=str(info.get("type") or info.get("stageType") or ""),
         length_km=float(length) if length else None,
         start_time=str(info.get("startTime") or ""),
+        timezone=str(info.get("timezone") or "Europe/Paris"),
         route=route,
         anchors=_anchors_from_recording(rest),
         checkpoints=checkpoints,

@@ -1,0 +1,123 @@
+"""Climb efforts: each rider's time up each categorised climb, its VAM and an estimate of the power it took.
+
+Pure numpy, from matched positions (official km) and times. A rider's
+passage at a km is interpolated on his own track, and only counted when he
+has fixes close to both ends of the climb (a tracker silent at the foot or
+the summit gives no time rather than a wrong one). Fixes off the drawn
+route (hairpins the polyline cuts) still count: their km is good.
+
+The power is a physical estimate, not a measurement: the rider at his
+average speed up the climb's real profile (gradient and wind per 100 m, air
+density from the checkpoints' temperature and the altitude), with the
+:class:`peloton.predict.RiderModel` (68 kg rider, 8 kg bike, CdA 0.32 m^2
+sitting up on a climb, Crr 0.004, drivetrain 97.6 %), riding alone: drafting
+is ignored, so a rider sheltered in a fast group is credited a little too
+much on shallow climbs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from peloton.predict import G, RiderModel
+from peloton.profile import Climb, Profile
+
+__all__ = ["passage_times", "climb_power_wkg", "climb_efforts", "CLIMB_MODEL", "MAX_BRACKET_S"]
+
+#: On a climb a rider sits up: more drag than on the drops.
+CLIMB_MODEL = RiderModel(cda_m2=0.32)
+#: A passage time needs fixes no further apart than this around the point ...
+MAX_BRACKET_S = 90.0
+#: ... or the last fix of the track at most this short of it (trackers stop just before the line).
+MAX_EXTRAPOLATE_KM = 0.05
+
+
+def passage_times(t: np.ndarray, km: np.ndarray, at_km: np.ndarray, max_bracket_s: float = MAX_BRACKET_S) -> np.ndarray:
+    """When one rider's track (sorted by time) passed each of ``at_km``; nan where no fixes bracket it closely.
+
+    A point just past the track's last fix is reached at the last speed."""
+    at_km = np.asarray(at_km, dtype=float)
+    if t.size < 2:
+        return np.full(at_km.size, np.nan)
+    reach = np.maximum.accumulate(km)  # distance covered never goes back
+    j = np.searchsorted(reach, at_km, side="left")  # first fix at or past the point
+    ok = (j > 0) & (j < reach.size)
+    j = np.clip(j, 1, reach.size - 1)
+    k0, k1 = reach[j - 1], reach[j]
+    frac = np.where(k1 > k0, (at_km - k0) / np.maximum(k1 - k0, 1e-9), 0.0)
+    when = t[j - 1] + np.clip(frac, 0, 1) * (t[j] - t[j - 1])
+    ok &= (t[j] - t[j - 1]) <= max_bracket_s
+    # a summit finish: the track ends a few metres short of the line; ride them at the last speed
+    short = (at_km > reach[-1]) & (at_km - reach[-1] <= MAX_EXTRAPOLATE_KM)
+    last_speed = (reach[-1] - reach[-2]) / max(t[-1] - t[-2], 1e-9)
+    if last_speed > 0 and t[-1] - t[-2] <= max_bracket_s:
+        when = np.where(short, t[-1] + (at_km - reach[-1]) / last_speed, when)
+        ok |= short
+    return np.where(ok, when, np.nan)
+
+
+def climb_power_wkg(profile: Profile, start_km, summit_km, seconds, model: RiderModel = CLIMB_MODEL) -> np.ndarray:
+    """Average power (W/kg of rider) to ride ``start_km`` -> ``summit_km`` in ``seconds`` at an even speed."""
+    start_km, summit_km, seconds = np.broadcast_arrays(*(np.asarray(a, dtype=float)
+                                                         for a in (start_km, summit_km, seconds)))
+    out = np.full(start_km.shape, np.nan)
+    rho = profile.rho()
+    mid = profile.step_mid_km
+    step_m = np.diff(profile.km) * 1000.0
+    for idx in np.ndindex(start_km.shape):
+        inside = (mid >= start_km[idx]) & (mid <= summit_km[idx])
+        if not inside.any() or not np.isfinite(seconds[idx]) or seconds[idx] <= 0:
+            continue
+        length = step_m[inside].sum()
+        v = length / seconds[idx]
+        theta = np.arctan(profile.gradient[inside])
+        air = v + profile.headwind_ms[inside]
+        force = (model.mass * G * (np.sin(theta) + model.crr * np.cos(theta))
+                 + 0.5 * rho[inside] * model.cda_m2 * air * np.abs(air))
+        work = float(np.sum(force * step_m[inside]))  # J at an even speed
+        out[idx] = work / seconds[idx] / model.drivetrain / model.rider_kg
+    return out
+
+
+def climb_efforts(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
+                  profile: Profile, climbs: list[Climb] | None = None, finish_km: float | None = None,
+                  model: RiderModel = CLIMB_MODEL) -> list[dict]:
+    """One row per rider per climb he was seen riding up from foot to summit."""
+    climbs = profile.climbs if climbs is None else climbs
+    finish_km = profile.finish_km if finish_km is None else finish_km
+    if not climbs:
+        return []
+    keep = np.flatnonzero(usable & np.isfinite(km))
+    order = keep[np.lexsort((t[keep], bib[keep]))]
+    starts = np.array([c.start_km for c in climbs])
+    summits = np.array([c.summit_km for c in climbs])
+    riders, first = np.unique(bib[order], return_index=True)
+    bounds = np.r_[first, order.size]
+    at_start = np.full((riders.size, len(climbs)), np.nan)
+    at_summit = np.full((riders.size, len(climbs)), np.nan)
+    for r in range(riders.size):  # one iteration per rider, vectorised over his fixes and the climbs
+        idx = order[bounds[r]:bounds[r + 1]]
+        at_start[r] = passage_times(t[idx], km[idx], starts)
+        at_summit[r] = passage_times(t[idx], km[idx], summits)
+    seconds = at_summit - at_start
+    ok = np.isfinite(seconds) & (seconds > 0)
+    power = np.full(seconds.shape, np.nan)
+    for c in range(len(climbs)):
+        rows = np.flatnonzero(ok[:, c])
+        if rows.size:
+            power[rows, c] = climb_power_wkg(profile, starts[c], summits[c], seconds[rows, c], model)
+    out = []
+    for r, c in zip(*np.nonzero(ok)):
+        climb = climbs[c]
+        secs = float(seconds[r, c])
+        length_km = climb.length_km
+        out.append({
+            "stage_id": stage_id, "event_time": int(round(at_summit[r, c] * 1000)), "bib": int(riders[r]),
+            "climb": climb.name, "category": climb.category, "km_to_finish_summit": round(finish_km - climb.summit_km, 3),
+            "length_km": round(length_km, 3), "gain_m": round(climb.gain_m, 1),
+            "avg_gradient_pct": round(100.0 * climb.gain_m / (length_km * 1000.0), 2) if length_km > 0 else None,
+            "start_time": int(round(at_start[r, c] * 1000)), "climb_time_s": round(secs, 1),
+            "avg_speed_kph": round(length_km / secs * 3600.0, 2),
+            "vam_m_per_h": round(climb.gain_m / secs * 3600.0, 0),
+            "power_wkg": None if not np.isfinite(power[r, c]) else round(float(power[r, c]), 2),
+        })
+    return out
