@@ -9,8 +9,8 @@ that fastavro, Beam and BigQuery read.
 
 Supported field types: null, boolean, int, long (and timestamp-millis),
 float, double, string, enums of strings, arrays of int or long, and unions of
-``null`` with one of those. Anything else raises :class:`UnsupportedSchema` so callers can fall back
-to fastavro.
+``null`` with one of those. A schema with anything else is encoded by
+fastavro, row by row.
 """
 from __future__ import annotations
 
@@ -171,16 +171,23 @@ def _field_matrix(ftype, values, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encode_records(schema: dict, columns: dict, n: int) -> bytes:
-    """Avro binary encoding of ``n`` records given as one sequence per field."""
+    """Avro binary encoding of ``n`` records given as one sequence per field.
+
+    A schema with a field this module does not vectorise (arrays of records:
+    the predictions' checkpoints) is encoded row by row with fastavro.
+    """
     if schema.get("type") != "record":
         raise UnsupportedSchema("top-level schema must be a record")
     if n == 0:
         return b""
     mats, lens = [], []
-    for field in schema["fields"]:
-        m, length = _field_matrix(field["type"], columns[field["name"]], n)
-        mats.append(m)
-        lens.append(length)
+    try:
+        for field in schema["fields"]:
+            m, length = _field_matrix(field["type"], columns[field["name"]], n)
+            mats.append(m)
+            lens.append(length)
+    except UnsupportedSchema:
+        return _encode_with_fastavro(schema, columns, n)
     lens_arr = np.stack(lens, axis=1)  # (n, fields)
     row_len = lens_arr.sum(axis=1)
     row_start = np.r_[0, np.cumsum(row_len)[:-1]]
@@ -239,3 +246,23 @@ def write_container(fh, schema: dict, batches, codec: str = "deflate") -> int:
             fh.write(container_block(encode_records(schema, columns, n), n, codec, sync))
             total += n
     return total
+
+
+def _encode_with_fastavro(schema: dict, columns: dict, n: int) -> bytes:
+    import io
+
+    import fastavro
+
+    parsed = fastavro.parse_schema(schema)
+    names = [f["name"] for f in schema["fields"]]
+    cols = []
+    for name in names:
+        values = np.asarray(columns[name])
+        if values.dtype.kind == "f":
+            cols.append([None if v != v else v for v in values.tolist()])
+        else:
+            cols.append(values.tolist())
+    buf = io.BytesIO()
+    for row in zip(*cols):
+        fastavro.schemaless_writer(buf, parsed, dict(zip(names, row)))
+    return buf.getvalue()

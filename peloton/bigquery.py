@@ -1,8 +1,8 @@
 """BigQuery table definitions generated from ``schemas/*.avsc``: one source of truth for every sink.
 
 Avro -> BigQuery: string STRING, int/long INTEGER, float/double FLOAT,
-boolean BOOLEAN, long timestamp-millis TIMESTAMP, a union with null
-NULLABLE, an array REPEATED. Tables are partitioned by day of event time
+boolean BOOLEAN, long timestamp-millis TIMESTAMP, a record RECORD, a union
+with null NULLABLE, an array REPEATED. Tables are partitioned by day of event time
 and clustered on what readers filter by: the stage, then the rider or the
 group.
 """
@@ -18,6 +18,8 @@ CLUSTERING = {
     "groups": ["stage_id", "group_id"],
     "race_events": ["stage_id", "event_type"],
     "virtual_standings": ["stage_id", "bib"],
+    "predictions": ["stage_id", "group_id"],
+    "climb_efforts": ["stage_id", "climb", "bib"],
     "dead_letter": ["stage_id", "reason"],
     "tracker_fix": ["stage_id", "bib"],
 }
@@ -35,11 +37,16 @@ def _field(field: dict) -> dict:
         ftype, mode = others[0], "NULLABLE"
     if isinstance(ftype, dict) and ftype.get("type") == "array":
         ftype, mode = ftype["items"], "REPEATED"
-    if isinstance(ftype, dict):
+    nested = None
+    if isinstance(ftype, dict) and ftype.get("type") == "record":
+        bq, nested = "RECORD", [_field(f) for f in ftype["fields"]]
+    elif isinstance(ftype, dict):
         bq = "TIMESTAMP" if ftype.get("logicalType") == "timestamp-millis" else _PRIMITIVE[ftype["type"]]
     else:
         bq = _PRIMITIVE[ftype]
     out = {"name": field["name"], "type": bq, "mode": mode}
+    if nested:
+        out["fields"] = nested
     if field.get("doc"):
         out["description"] = field["doc"][:1024]
     return out
@@ -61,8 +68,18 @@ def table_spec(table: str) -> dict:
 
 def bigquery_row(row: dict, table: str) -> dict:
     """A JSON row (Avro field names, event times in ms) as BigQuery takes it: timestamps in seconds."""
+    return _seconds(row, table_schema(table)["fields"])
+
+
+def _seconds(row: dict, fields: list[dict]) -> dict:
     out = dict(row)
-    for field in table_schema(table)["fields"]:
-        if field["type"] == "TIMESTAMP" and out.get(field["name"]) is not None:
-            out[field["name"]] = out[field["name"]] / 1000.0
+    for field in fields:
+        value = out.get(field["name"])
+        if value is None:
+            continue
+        if field["type"] == "TIMESTAMP":
+            out[field["name"]] = value / 1000.0
+        elif field["type"] == "RECORD":
+            out[field["name"]] = ([_seconds(v, field["fields"]) for v in value] if field["mode"] == "REPEATED"
+                                  else _seconds(value, field["fields"]))
     return out

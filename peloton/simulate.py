@@ -368,9 +368,23 @@ def recording_document(race: SimulatedRace, name: str = "simulated stage") -> di
                  "stages": {date: {"name": name, "type": "VAL", "length": round(length_km, 3)}},
                  "trace": {"name": name, "routePoints": route, "pointsOfInterest": pois,
                            "totalDistance": round(length_km, 3)},
-                 "checkpoints": []},
+                 "checkpoints": [_weather_checkpoints(race)]},
         "events": events,
     }
+
+
+def _weather_checkpoints(race: SimulatedRace) -> dict:
+    """The simulated wind as the feed reports weather: a Beaufort force and a compass point at start, middle
+    and finish (the way the official timetable's ``checkpointMeteo`` does)."""
+    force = int(round((race.wind_kph / 3.6 / 0.836) ** (2.0 / 3.0)))
+    points = ["N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSO", "SO", "OSO", "O", "ONO", "NO", "NNO"]
+    direction = points[int(round(race.wind_from_deg / 22.5)) % 16]
+    out = {}
+    for n, share in enumerate((0.0, 0.5, 1.0)):  # no position: not a km mark for the course calibration
+        out[str(n)] = {"checkpoint": n + 1, "length": round(share * race.course.length_m / 1000.0, 2),
+                       "checkpointTypes": [], "checkpointSummits": [],
+                       "checkpointMeteo": {"windForce": force, "windDirection": direction, "temperature": 25.0}}
+    return out
 
 
 def truth_document(race: SimulatedRace) -> dict:

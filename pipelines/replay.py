@@ -38,6 +38,8 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
             "groups": race.groups,
             "race_events": race.race_events,
             "virtual_standings": race.virtual_standings,
+            "predictions": race.predictions,
+            "climb_efforts": race.climb_efforts,
             "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
         }
     if write_fixes:

@@ -70,10 +70,24 @@ def test_every_table_schema_is_encodable_from_rows():
             t = f["type"]
             base = [x for x in t if x != "null"][0] if isinstance(t, list) else t
             base = base["type"] if isinstance(base, dict) else base
-            row[f["name"]] = {"string": "a", "int": 7, "long": 1783420242000, "double": 1.5}.get(base)
+            row[f["name"]] = {"string": "a", "int": 7, "long": 1783420242000, "double": 1.5, "array": []}.get(base)
         cols = Columns.from_rows(table, [row, row])
         back = _round_trip(schema, cols.data, 2, "deflate")
         assert len(back) == 2 and back[0]["stage_id"] == "a"
+
+
+def test_arrays_of_records_are_encoded_by_fastavro_and_read_back():
+    checkpoint = {"name": "Col", "kind": "summit", "category": "2", "km_to_finish": 35.2, "eta": 1783437000000,
+                  "eta_low": 1783436000000, "eta_high": 1783438000000}
+    row = {"stage_id": "s", "event_time": 1783420242000, "group_id": 4, "rank": 1, "label": "breakaway", "size": 2,
+           "km_to_finish": 40.0, "power_wkg": 5.1, "eta_finish": 1783438711000, "eta_finish_low": 1783438000000,
+           "eta_finish_high": 1783439000000, "catch_probability": None, "headwind_kph": -3.0, "crosswind_kph": 1.5,
+           "checkpoints": [checkpoint, {**checkpoint, "name": "finish", "kind": "finish", "category": ""}]}
+    cols = Columns.from_rows("predictions", [row, {**row, "checkpoints": [], "catch_probability": 0.25}])
+    back = _round_trip(load_schema("predictions"), cols.data, 2, "deflate")
+    assert [c["name"] for c in back[0]["checkpoints"]] == ["Col", "finish"] and back[1]["checkpoints"] == []
+    assert back[0]["catch_probability"] is None and back[1]["catch_probability"] == 0.25
+    assert back[0]["checkpoints"][0]["eta"].timestamp() == 1783437000
 
 
 def test_int_arrays_round_trip():

@@ -17,6 +17,8 @@ def _shape(ftype):
     repeated = isinstance(ftype, dict) and ftype.get("type") == "array"
     if repeated:
         ftype = ftype["items"]
+    if isinstance(ftype, dict) and ftype.get("type") == "record":
+        return nullable, repeated, tuple((f["name"], _shape(f["type"])) for f in ftype["fields"])
     if isinstance(ftype, dict):
         ftype = ftype.get("logicalType", ftype["type"])
     return nullable, repeated, _FAMILY[ftype]

@@ -1,12 +1,9 @@
 """The command line as an operator uses it: clear errors, a summary, real files."""
 import gzip
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, slice_recording, write_recording

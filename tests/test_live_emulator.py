@@ -13,7 +13,7 @@ import uuid
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message

@@ -52,11 +52,12 @@ def slice_ticks(stage4_recording):
 def clean_replay(tmp_path_factory, slice_ticks, stage4):
     tmp = tmp_path_factory.mktemp("clean")
     out, _ = _replay(tmp, "clean", slice_ticks, stage4)
-    return read_table(str(out), "rider_state"), read_table(str(out), "dead_letter")
+    others = {t: read_table(str(out), t) for t in ("groups", "predictions", "climb_efforts", "race_events")}
+    return read_table(str(out), "rider_state"), read_table(str(out), "dead_letter"), others
 
 
 def test_replay_writes_avro_tables_and_accounts_for_every_row(clean_replay, slice_ticks):
-    rows, dead = clean_replay
+    rows, dead, _ = clean_replay
     assert len(rows) > 10_000
     assert len(rows) + len(dead) == _rider_rows(slice_ticks)  # no duplicates in the clean slice
     r = rows[0]
@@ -68,6 +69,24 @@ def test_replay_writes_avro_tables_and_accounts_for_every_row(clean_replay, slic
     speeds = np.array([x["speed_kph"] for x in rows if x["speed_kph"] is not None])
     assert 25 < np.median(speeds) < 55
     assert {d["reason"] for d in dead} <= {"placeholder_position", "off_course", "impossible_jump"}
+
+
+def test_replay_predicts_every_group_at_every_tick(clean_replay):
+    _, _, tables = clean_replay
+    groups, predictions = tables["groups"], tables["predictions"]
+    assert len(groups) > 100 and len(predictions) == len(groups)
+    key = lambda r: (r["event_time"], r["group_id"])  # noqa: E731
+    assert sorted(map(key, predictions)) == sorted(map(key, groups))
+    for p in predictions:
+        assert p["eta_finish_low"] <= p["eta_finish"] <= p["eta_finish_high"]
+        assert p["eta_finish"] > p["event_time"]
+        assert p["checkpoints"][-1]["kind"] == "finish" and p["checkpoints"][-1]["eta"] == p["eta_finish"]
+        last = p["rank"] == max(g["rank"] for g in groups if g["event_time"] == p["event_time"])
+        assert (p["catch_probability"] is None) == last
+    # in this slice the race crosses the Col de Bedos (km 48): every rider seen up it has an effort
+    efforts = tables["climb_efforts"]
+    assert {e["climb"] for e in efforts} == {"Col de Bedos"} and len(efforts) > 100
+    assert all(900 < e["vam_m_per_h"] < 2000 and 3 < e["power_wkg"] < 9 for e in efforts)
 
 
 def test_official_derived_fields_do_not_change_the_output(tmp_path, slice_ticks, stage4, clean_replay):

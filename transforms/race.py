@@ -5,12 +5,17 @@ import logging
 import time
 
 import apache_beam as beam
+import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
+from peloton.climbs import climb_efforts
+from peloton.predict import forecast_race, timetable
+from peloton.profile import build_profile
 from peloton.race import RaceParams, derive_race_state
 from peloton.rows import rider_state_columns, split_by_time
 from peloton.stage import Stage
+from peloton.table import Columns
 
 __all__ = ["RaceStateFn", "DeriveRaceState"]
 
@@ -18,7 +23,8 @@ log = logging.getLogger("peloton")
 
 
 class RaceStateFn(beam.DoFn):
-    """Matched stage -> rider_state, groups and race_events Columns, each stamped with event time."""
+    """Matched stage -> rider_state, groups, race_events, predictions and climb_efforts Columns, stamped with
+    event time."""
 
     def __init__(self, stage_json: str, params: RaceParams = RaceParams()):
         self.stage_json = stage_json
@@ -26,28 +32,44 @@ class RaceStateFn(beam.DoFn):
 
     def setup(self):
         self.stage = Stage.from_json(self.stage_json)
-        self.finish_km = self.stage.course().finish_km
+        course = self.stage.course()
+        self.finish_km = course.finish_km
+        self.profile = build_profile(course, self.stage.checkpoints)
+        self.timetable = timetable(self.stage.checkpoints, self.stage.date, self.stage.timezone)
 
     def process(self, matched):
         started = time.perf_counter()
         race = derive_race_state(matched, self.finish_km, self.stage.is_time_trial, self.params)
         log.info("race state of stage %s in %.1f s: %d group rows, %d events", matched.fixes.stage_id,
                  time.perf_counter() - started, len(race.groups), len(race.events))
+        started = time.perf_counter()
+        f, stage_id = matched.fixes, matched.fixes.stage_id
+        forecast = forecast_race(stage_id, race.groups.to_rows(), self.profile, self.timetable,
+                                 self.stage.is_time_trial, (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
+        on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
+        efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.profile)
+        events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
+        log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
+                 time.perf_counter() - started, len(forecast.predictions), len(efforts))
         counter = beam.metrics.Metrics.counter
         counter("peloton", "group_rows").inc(len(race.groups))
-        counter("peloton", "race_events").inc(len(race.events))
+        counter("peloton", "race_events").inc(len(events))
+        counter("peloton", "predictions").inc(len(forecast.predictions))
         table = rider_state_columns(matched, race)
         for t, idx in split_by_time(matched.fixes.t):
             yield TimestampedValue(table.take(idx), t)
-        for name, cols in (("groups", race.groups), ("race_events", race.events),
-                           ("virtual_standings", race.standings)):
+        for name, cols in (("groups", race.groups), ("race_events", events),
+                           ("virtual_standings", race.standings),
+                           ("predictions", Columns.from_rows("predictions", forecast.predictions)),
+                           ("climb_efforts", Columns.from_rows("climb_efforts", efforts))):
             if len(cols):
                 for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
                     yield pvalue.TaggedOutput(name, TimestampedValue(cols.take(idx), t))
 
 
 class DeriveRaceState(beam.PTransform):
-    """Matched stages -> {'rider_state', 'groups', 'race_events', 'virtual_standings'}: Columns per tick."""
+    """Matched stages -> {'rider_state', 'groups', 'race_events', 'virtual_standings', 'predictions',
+    'climb_efforts'}: Columns per tick."""
 
     def __init__(self, stage: Stage, params: RaceParams = RaceParams()):
         super().__init__()
@@ -56,4 +78,4 @@ class DeriveRaceState(beam.PTransform):
 
     def expand(self, matched):
         return matched | "RaceState" >> beam.ParDo(RaceStateFn(self.stage_json, self.params)).with_outputs(
-            "groups", "race_events", "virtual_standings", main="rider_state")
+            "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", main="rider_state")
