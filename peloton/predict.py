@@ -21,6 +21,8 @@ model needs to match the speed; drafting included).
 """
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -36,7 +38,7 @@ __all__ = ["RiderModel", "SpeedTables", "PredictParams", "Predictor", "Forecast"
 
 G = 9.81
 Z80 = 1.2816  # half-width of a central 80 % interval, in standard deviations
-POWER_GRID = np.round(np.arange(0.5, 12.0001, 0.05), 4)
+POWER_GRID = np.round(np.arange(0.5, 12.0001, 0.1), 4)
 #: Logistic calibration of the catch probability, P(caught) = 1 / (1 + exp(coef . features)), on the features
 #: [1, physics margin z, rule = log(gap / a minute per 10 km), gap trend, rule * near, near] with
 #: near = 1 / (1 + km to go / 20). Fitted on simulated races of the TRAIN courses by
@@ -73,6 +75,10 @@ def drag_class(size) -> np.ndarray:
     return np.where(size <= 1, 0, np.where(size <= 7, 1, 2))
 
 
+def _drag_class_of(size: int) -> int:
+    return 0 if size <= 1 else (1 if size <= 7 else 2)
+
+
 def speed_for_power(wkg, gradient, headwind_ms, rho, model: RiderModel = RiderModel(), drag: float = 1.0):
     """Steady speed (m/s) at power ``wkg`` on each gradient (fraction), by bisection; arrays broadcast."""
     wkg, gradient, headwind_ms, rho = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in
@@ -88,7 +94,7 @@ def speed_for_power(wkg, gradient, headwind_ms, rho, model: RiderModel = RiderMo
         air = v + headwind_ms
         return power - v * (resist + k * air * np.abs(air))
 
-    for _ in range(40):
+    for _ in range(26):  # 75 km/h / 2^26: a micrometre per second
         mid = 0.5 * (lo + hi)
         faster = surplus(mid) > 0
         lo = np.where(faster, mid, lo)
@@ -161,6 +167,21 @@ class SpeedTables:
         return float(self.powers_for(km_from, km_to, seconds, size)[0])
 
 
+def _interp_list(x: float, xs: list, ys: list) -> float:
+    """np.interp for one x on short Python lists, without building arrays."""
+    i = bisect.bisect_left(xs, x)
+    if i <= 0:
+        return ys[0]
+    if i >= len(xs):
+        return ys[-1]
+    x0, x1 = xs[i - 1], xs[i]
+    return ys[i - 1] + (x - x0) / (x1 - x0) * (ys[i] - ys[i - 1]) if x1 > x0 else ys[i]
+
+
+def _clamp(x: float, bound: float) -> float:
+    return float(min(max(x, -bound), bound))
+
+
 def _nan_quantiles(a: np.ndarray, qs) -> list[np.ndarray]:
     """Quantiles over axis 0 ignoring nan (linear), vectorised over the other axes: nan where all are nan."""
     ordered = np.sort(a, axis=0)  # nan last
@@ -222,6 +243,7 @@ class PredictParams:
     timetable_sigma: float = 0.6  # W/kg when the timetable gives no spread
     catch_coef: tuple = tuple(CATCH_COEF)
     every_s: float = 0.0  # predict at most this often per group (0: every tick)
+    refit_s: float = 30.0  # a group's power is fitted again this often (its ETAs every tick)
     echelon_min_size: int = 10  # groups this big are warned of crosswinds ahead ...
     crosswind_warn_km: float = 10.0  # ... this far before the section
 
@@ -232,6 +254,7 @@ class _GroupHistory:
     km: list = field(default_factory=list)  # head's official km
     gap: list = field(default_factory=list)  # head's gap to the leader
     last_predicted: float = -np.inf
+    fit: tuple | None = None  # (when, drafting class, power, sigma) of the last fit
 
 
 class Predictor:
@@ -326,7 +349,9 @@ class Predictor:
             while h.t and h.t[0] < cutoff:
                 h.t.pop(0), h.km.pop(0), h.gap.pop(0)
             size = int(g.get("size") or 1)
-            state.append([g, h, km, size, self._power_queries(h, km, now)])
+            fresh = (h.fit is not None and now - h.fit[0] < self.params.refit_s
+                     and h.fit[1] == _drag_class_of(size))
+            state.append([g, h, km, size, [None, [], None] if fresh else self._power_queries(h, km, now)])
         # every group's rides solved for power at once
         queries, owners = [], []
         for k, (_g, _h, _km, size, parts) in enumerate(state):
@@ -347,10 +372,14 @@ class Predictor:
         for k, entry in enumerate(state):
             g, h, km, size, parts = entry
             fit, pieces, table = answers[k]
-            power, sigma = self._combine(fit, pieces, table, parts[0][2] if parts[0] else 0.0)
-            if power is None:  # nothing to go on yet: its current speed on the next km
-                speed = max(float(g.get("speed_kph") or 0.0), 20.0)
-                power, sigma = self.tables.power_for(km, min(km + 1.0, finish), 3600.0 / speed, size), 1.0
+            if fit is None and table is None and h.fit is not None and now - h.fit[0] < self.params.refit_s:
+                power, sigma = h.fit[2], h.fit[3]  # fitted moments ago
+            else:
+                power, sigma = self._combine(fit, pieces, table, parts[0][2] if parts[0] else 0.0)
+                if power is None:  # nothing to go on yet: its current speed on the next km
+                    speed = max(float(g.get("speed_kph") or 0.0), 20.0)
+                    power, sigma = self.tables.power_for(km, min(km + 1.0, finish), 3600.0 / speed, size), 1.0
+                h.fit = (now, _drag_class_of(size), power, float(sigma))
             state[k] = (g, h, km, size, power, float(sigma))
         self._group_of = group_of
         alive = set(group_of.values())
@@ -387,21 +416,26 @@ class Predictor:
                 eta[k] = ridden[k][[0, 2, 1], 1:]
         d_time = (here[:, 3] - here[:, 4]) / (2 * eps)  # seconds earlier per W/kg more
         headwind, crosswind = self.profile.wind_at(km)
-        ms = lambda x: int(round(float(x) * 1000))  # noqa: E731
+        eta_ms = np.round(eta * 1000).astype(np.int64).tolist()  # (n, 3, checkpoints)
+        finish_ms = np.round((now + here[:, :3]) * 1000).astype(np.int64).tolist()
+        wind = np.round(np.c_[headwind, crosswind] * 3.6, 1).tolist()
+        km_to_finish = np.round(finish - km, 4).tolist()
+        power_out = np.round(power, 3).tolist()
+        cp_left = [round(finish - c.km, 3) for c in cps]
+        remaining = here[:, 0]
         rows = []
         for k, (g, h, _km, _size, _power, _sigma) in enumerate(state):
-            ahead = [i for i, c in enumerate(cps) if c.km > km[k] + 1e-6]
-            checkpoints = [{"name": cps[i].name, "kind": cps[i].kind, "category": cps[i].category,
-                            "km_to_finish": round(finish - cps[i].km, 3), "eta": ms(eta[k, 0, i]),
-                            "eta_low": ms(eta[k, 2, i]), "eta_high": ms(eta[k, 1, i])} for i in ahead]
-            prob, features = self._catch(k, state, here[:, 0], d_time, sigma, now)
+            e = eta_ms[k]
+            checkpoints = [{"name": c.name, "kind": c.kind, "category": c.category, "km_to_finish": cp_left[i],
+                            "eta": e[0][i], "eta_low": e[2][i], "eta_high": e[1][i]}
+                           for i, c in enumerate(cps) if c.km > km[k] + 1e-6]
+            prob, features = self._catch(k, state, remaining, d_time, sigma, now)
             rows.append({"stage_id": g["stage_id"], "event_time": g["event_time"], "group_id": int(g["group_id"]),
                          "rank": int(g["rank"]), "label": g.get("label") or "", "size": int(size[k]),
-                         "km_to_finish": round(finish - km[k], 4), "power_wkg": round(float(power[k]), 3),
-                         "eta_finish": ms(now + here[k, 0]), "eta_finish_low": ms(now + here[k, 2]),
-                         "eta_finish_high": ms(now + here[k, 1]), "catch_probability": prob,
-                         "headwind_kph": round(float(headwind[k]) * 3.6, 1),
-                         "crosswind_kph": round(float(crosswind[k]) * 3.6, 1),
+                         "km_to_finish": km_to_finish[k], "power_wkg": power_out[k],
+                         "eta_finish": finish_ms[k][0], "eta_finish_low": finish_ms[k][2],
+                         "eta_finish_high": finish_ms[k][1], "catch_probability": prob,
+                         "headwind_kph": wind[k][0], "crosswind_kph": wind[k][1],
                          "checkpoints": checkpoints, "_features": features})
         return rows
 
@@ -492,14 +526,14 @@ class Predictor:
         g, cg = state[k][0], state[c][0]
         gap = max(float((cg.get("gap_to_leader_s") or 0.0) - (g.get("gap_to_leader_s") or 0.0)), 0.0)
         margin = remaining[c] - remaining[k]  # projected gap at the line (s); <= 0: caught
-        spread = float(np.hypot(d_time[k] * sigma[k], d_time[c] * sigma[c])) + 5.0
+        spread = math.hypot(d_time[k] * sigma[k], d_time[c] * sigma[c]) + 5.0
         km_to_go = max(self.profile.finish_km - state[k][2], 0.1)
-        rule = np.log(max(gap, 1.0) / (6.0 * km_to_go))  # the rule of thumb: a minute per 10 km is enough
-        rule = float(np.clip(rule, -5, 5))
+        rule = math.log(max(gap, 1.0) / (6.0 * km_to_go))  # the rule of thumb: a minute per 10 km is enough
+        rule = _clamp(rule, 5.0)
         near = 1.0 / (1.0 + km_to_go / 20.0)  # the closer the line, the surer the rule
-        features = [1.0, float(np.clip(margin / spread, -10, 10)), rule, self._trend(g, cg, now), rule * near, near]
-        logit = float(np.dot(self.params.catch_coef, features))
-        return round(float(1.0 / (1.0 + np.exp(logit))), 4), features
+        features = [1.0, _clamp(margin / spread, 10.0), rule, self._trend(g, cg, now), rule * near, near]
+        logit = sum(w * x for w, x in zip(self.params.catch_coef, features))
+        return round(1.0 / (1.0 + math.exp(min(max(logit, -50.0), 50.0))), 4), features
 
     def _trend(self, g, cg, now) -> float:
         """The gap's change over the last 10 minutes against what it is (s per s of gap); 0 without history."""
@@ -509,9 +543,9 @@ class Predictor:
         then = now - 600.0
         if a.t[0] > then + 60 or b.t[0] > then + 60:
             return 0.0
-        gap_then = np.interp(then, b.t, b.gap) - np.interp(then, a.t, a.gap)
+        gap_then = _interp_list(then, b.t, b.gap) - _interp_list(then, a.t, a.gap)
         gap_now = b.gap[-1] - a.gap[-1]
-        return float(np.clip((gap_now - gap_then) / max(abs(gap_now), 30.0), -3, 3))
+        return _clamp((gap_now - gap_then) / max(abs(gap_now), 30.0), 3.0)
 
 
 def catch_probability_rule(gap_s, km_to_go) -> np.ndarray:
