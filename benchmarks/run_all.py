@@ -2,7 +2,8 @@
 
     python benchmarks/run_all.py [--live]
 
-Accuracy, gaps, groups on simulated races, speed and scale, the feed gate's
+Accuracy, gaps, groups on simulated races, speed and scale, predictions
+(finish times, catches on simulated races), climb efforts, the feed gate's
 fuzzing; with ``--live`` also the live latency runs on the Pub/Sub emulator
 (about 20 minutes).
 """
@@ -14,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 live = "--live" in sys.argv[1:]
 runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []), ("speed.py", ["--scale"]),
-        ("scale_sim.py", []), ("fuzz.py", [])]
+        ("scale_sim.py", []), ("predictions.py", []), ("climbs.py", []), ("fuzz.py", [])]
 if live:
     runs.append(("live_latency.py", ["--seconds", "90", "--tick-speeds", "1,10,30,100", "--fix-speeds", "1,3,10"]))
 for script, extra in runs:

@@ -25,6 +25,7 @@ from peloton.feed import FixBatch, concat_batches
 from peloton.gaps import gap_to_leader_s
 from peloton.groups import GroupTimeline, track_groups
 from peloton.matching import MatchParams, Matched, match_fixes
+from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import RaceParams, RaceState, _group_rows, _riding, estimate_start_times, time_trial_gaps
 from peloton.rows import rider_state_columns
 from peloton.table import Columns
@@ -52,6 +53,7 @@ class Step:
     groups: Columns
     rejected: list  # (FixBatch, reason, detail), as match_fixes gives them
     stale: FixBatch  # fixes not newer than their rider's last processed one: not processed
+    predictions: Columns = None  # when the engine was given a stage model
 
 
 def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
@@ -74,26 +76,32 @@ class RaceEngine:
         self.hist = {k: np.zeros(0, dtype=np.int64 if k == "bib" else (bool if k == "usable" else float))
                      for k in _HIST}
         self.groups: GroupTimeline | None = None
+        self.predictor: Predictor | None = None
         self.known_bib = np.zeros(0, dtype=np.int64)  # sorted
         self.last_t = np.zeros(0)  # per known_bib: the newest processed event time
         self.newest_t = -np.inf
 
-    def advance(self, fixes: FixBatch, course: Course) -> Step:
-        """Process ``fixes`` window by window (any order within; windows ascending)."""
+    def advance(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
+        """Process ``fixes`` window by window (any order within; windows ascending).
+
+        With ``forecast`` (the stage's prediction model) each window's groups (time trials: riders) are
+        predicted too.
+        """
         if not len(fixes):
             return self._empty_step()
         win = window_index(fixes.t, self.params.window_s)
         order = np.lexsort((fixes.t, fixes.bib, win))
         fixes, win = fixes.take(order), win[order]
         cuts = np.flatnonzero(np.diff(win)) + 1
-        steps = [self._window(fixes.take(idx), course) for idx in np.split(np.arange(len(fixes)), cuts)]
+        steps = [self._window(fixes.take(idx), course, forecast) for idx in np.split(np.arange(len(fixes)), cuts)]
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
-                    concat_batches([s.stale for s in steps], self.stage_id))
+                    concat_batches([s.stale for s in steps], self.stage_id),
+                    Columns.concat([s.predictions for s in steps]))
 
     def _empty_step(self) -> Step:
         return Step(Columns.from_rows("rider_state", []), Columns.from_rows("groups", []), [],
-                    FixBatch.empty(self.stage_id))
+                    FixBatch.empty(self.stage_id), Columns.from_rows("predictions", []))
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -101,7 +109,7 @@ class RaceEngine:
         pos = np.minimum(np.searchsorted(self.known_bib, bib), self.known_bib.size - 1)
         return np.where(self.known_bib[pos] == bib, self.last_t[pos], -np.inf)
 
-    def _window(self, fixes: FixBatch, course: Course) -> Step:
+    def _window(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
         fresh = fixes.t > self._last_t_of(fixes.bib)
         stale = fixes.take(np.flatnonzero(~fresh))
         fixes = fixes.take(np.flatnonzero(fresh))
@@ -120,7 +128,21 @@ class RaceEngine:
         self._remember(fixes, newest)
         self._append_history(m, newest)
         rider_state, groups = self._race_rows(m)
-        return Step(rider_state, groups, rejected, stale)
+        return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast))
+
+    def _predict(self, m: Matched, groups: Columns, forecast: StageModel | None) -> Columns:
+        if forecast is None:
+            return Columns.from_rows("predictions", [])
+        if self.predictor is None:
+            self.predictor = Predictor.for_stage(forecast)
+        self.predictor.attach(forecast)
+        if self.time_trial:
+            f = m.fixes
+            rows = time_trial_groups(self.stage_id, f.t, f.bib, m.km_to_finish, m.speed_kph)
+        else:
+            rows = groups.to_rows()
+        predictions, _events = forecast_stage(rows, self.predictor)  # crosswind warnings: replay only
+        return Columns.from_rows("predictions", predictions)
 
     def _remember(self, fixes: FixBatch, newest: float) -> None:
         keep = self.context.t >= newest - self.params.match_context_s

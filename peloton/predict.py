@@ -31,7 +31,7 @@ import numpy as np
 
 from peloton.profile import Profile
 
-__all__ = ["RiderModel", "SpeedTables", "PredictParams", "Predictor", "Forecast", "forecast_race", "forecast_stage",
+__all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predictor", "Forecast", "forecast_race", "forecast_stage",
            "time_trial_groups",
            "timetable", "catch_probability_rule",
            "catch_probability_monte_carlo", "CATCH_COEF", "Z80"]
@@ -43,7 +43,7 @@ POWER_GRID = np.round(np.arange(0.5, 12.0001, 0.1), 4)
 #: [1, physics margin z, rule = log(gap / a minute per 10 km), gap trend, rule * near, near] with
 #: near = 1 / (1 + km to go / 20). Fitted on simulated races of the TRAIN courses by
 #: ``python benchmarks/predictions.py --fit``; scored on the TEST courses (BENCHMARKS.md).
-CATCH_COEF = np.array([-1.82, 0.035, -0.375, 0.845, 6.377, 6.529])
+CATCH_COEF = np.array([-1.792, 0.015, -0.372, 0.874, 6.401, 6.472])
 
 
 @dataclass(frozen=True)
@@ -257,23 +257,59 @@ class _GroupHistory:
     fit: tuple | None = None  # (when, drafting class, power, sigma) of the last fit
 
 
+@dataclass
+class StageModel:
+    """What predictions need to know of a stage and never change during it: built once per worker."""
+
+    profile: Profile
+    tables: SpeedTables
+    timetable: np.ndarray | None
+    time_trial: bool = False
+
+    @classmethod
+    def build(cls, profile: Profile, timetable_rows: np.ndarray | None = None, time_trial: bool = False,
+              model: RiderModel | None = None) -> "StageModel":
+        model = model or (TIME_TRIAL_MODEL if time_trial else RiderModel())
+        return cls(profile, SpeedTables(profile, model), None if time_trial else timetable_rows, time_trial)
+
+
 class Predictor:
-    """Predictions for every group at every tick, from the groups rows of that tick and the ones before."""
+    """Predictions for every group at every tick, from the groups rows of that tick and the ones before.
+
+    Its memory (histories, rides, warnings) pickles small: the stage model is left out and attached again
+    (:meth:`attach`) where it runs, so a live runner can keep a predictor in state.
+    """
 
     def __init__(self, profile: Profile, timetable_rows: np.ndarray | None = None,
                  params: PredictParams = PredictParams(), model: RiderModel = RiderModel(),
-                 time_trial: bool = False):
-        self.profile = profile
-        self.time_trial = time_trial
+                 time_trial: bool = False, stage_model: StageModel | None = None):
+        self.stage_model = stage_model or StageModel(profile, SpeedTables(profile, model), timetable_rows, time_trial)
         self.events: list[dict] = []  # crosswind_ahead warnings, drained by the caller
         self._rides: dict[int, np.ndarray] = {}  # time trials: bib -> time at every grid km of a finished ride
         self._ride_table: np.ndarray | None = None
         self._warned: set = set()
-        self.tables = SpeedTables(profile, model)
-        self.timetable = timetable_rows
         self.params = params
         self.history: dict[int, _GroupHistory] = {}
         self._group_of: dict[int, int] = {}  # bib -> group id at the previous tick
+
+    @classmethod
+    def for_stage(cls, stage_model: StageModel, params: PredictParams = PredictParams()) -> "Predictor":
+        return cls(stage_model.profile, params=params, stage_model=stage_model)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["stage_model"] = None
+        state["_ride_table"] = None
+        return state
+
+    def attach(self, stage_model: StageModel) -> "Predictor":
+        self.stage_model = stage_model
+        return self
+
+    profile = property(lambda self: self.stage_model.profile)
+    tables = property(lambda self: self.stage_model.tables)
+    timetable = property(lambda self: self.stage_model.timetable)
+    time_trial = property(lambda self: self.stage_model.time_trial)
 
     # ---------------------------------------------------------------- fitting
     def _power_queries(self, h: _GroupHistory, km: float, now: float) -> list[tuple]:
@@ -607,8 +643,7 @@ def forecast_race(stage_id: str, groups: list[dict], profile: Profile, timetable
                   params: PredictParams = PredictParams()) -> Forecast:
     """Predictions over a whole stage: per group (road stage) or per rider (time trial, from ``riders`` =
     (t, bib, km_to_finish, speed_kph) arrays), each tick from that tick and the ones before only."""
-    predictor = Predictor(profile, None if time_trial else timetable_rows, params,
-                          TIME_TRIAL_MODEL if time_trial else RiderModel(), time_trial=time_trial)
+    predictor = Predictor.for_stage(StageModel.build(profile, timetable_rows, time_trial), params)
     if time_trial:
         groups = time_trial_groups(stage_id, *riders) if riders is not None else []
     rows, events = forecast_stage(groups, predictor)

@@ -19,7 +19,7 @@ from transforms.sinks import WriteLiveAvroTable, WriteTableToBigQuery, WriteTabl
 __all__ = ["build_live", "LIVE_TABLES"]
 
 #: What the live pipeline writes (late data is a dead letter with reason "late").
-LIVE_TABLES = ("rider_state", "groups", "dead_letter")
+LIVE_TABLES = ("rider_state", "groups", "predictions", "dead_letter")
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
@@ -40,13 +40,14 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     tables = {
         "rider_state": race.rider_state,
         "groups": race.groups,
+        "predictions": race.predictions,
         "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
         | "MergeDeadLetters" >> beam.Flatten(),
     }
     if topic_prefix:
         for table, rows in tables.items():
             rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final")
-        for table in ("rider_state", "groups"):
+        for table in ("rider_state", "groups", "predictions"):
             (race[f"{PROVISIONAL}_{table}"]
              | f"PublishProvisional_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL))
     if out_dir:

@@ -42,7 +42,7 @@ def line_course(points_xy_m, lat0=45.0, lon0=6.0, anchors=(), finish_km=None) ->
 def canonical_rows(rows) -> list[tuple]:
     """Rows (dicts from Avro, JSON or Columns) as sorted tuples, comparable across sinks.
 
-    Timestamps become epoch milliseconds, arrays tuples, nulls -1 (so tuples sort).
+    Timestamps become epoch milliseconds, arrays and records tuples, nulls -1 (so tuples sort).
     """
     import datetime
 
@@ -52,7 +52,9 @@ def canonical_rows(rows) -> list[tuple]:
         if isinstance(v, datetime.datetime):
             return int(round(v.timestamp() * 1000))
         if isinstance(v, list):
-            return tuple(v)
+            return tuple(value(x) for x in v)
+        if isinstance(v, dict):
+            return tuple(sorted((k, value(x)) for k, x in v.items()))
         return v
 
     return sorted(tuple(sorted((k, value(v)) for k, v in r.items())) for r in rows)

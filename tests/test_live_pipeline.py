@@ -15,6 +15,8 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.engine import RaceEngine
 from peloton.evaluate import read_table
 from peloton.feed import concat_batches, parse_message
+from peloton.predict import StageModel, timetable
+from peloton.profile import build_profile
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
 from tests.conftest import slice_recording
@@ -42,8 +44,9 @@ def _run(stream, stage, out_dir=None):
     p = TestPipeline(options=StandardOptions(streaming=True))
     ingest = p | stream | IngestLive(stage.stage_id, params)
     race = ingest["ticks"] | LiveRaceState(stage, LATENESS_S + params.window_s)
-    outputs = {"rider_state": race.rider_state, "groups": race.groups,
+    outputs = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
                "provisional": race[f"{PROVISIONAL}_rider_state"],
+               "provisional_predictions": race[f"{PROVISIONAL}_predictions"],
                "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()}
     for name, pcoll in outputs.items():
         pcoll | f"Keep_{name}" >> beam.Map(_keep, name)
@@ -78,7 +81,9 @@ def _causal_rows(text, stage, course):
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(text)], stage.stage_id)
     from peloton.matching import dedupe
 
-    step = RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course)
+    forecast = StageModel.build(build_profile(course, stage.checkpoints),
+                                timetable(stage.checkpoints, stage.date, stage.timezone))
+    step = RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course, forecast)
     return step
 
 
@@ -94,6 +99,10 @@ def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder
     written = read_table(str(tmp_path), "rider_state")
     assert canonical_rows(written) == canonical_rows(expected.rider_state.to_rows())
     assert canonical_rows(out["groups"]) == canonical_rows(expected.groups.to_rows())
+    # every final group row has its prediction, as the causal replay makes it
+    assert len(out["predictions"]) == len(out["groups"]) > 0
+    assert canonical_rows(out["predictions"]) == canonical_rows(expected.predictions.to_rows())
+    assert 0 < len(out["provisional_predictions"])
     # nothing lost, nothing doubled: rows in = rows out + dead letters (malformed, placeholders) + duplicates
     duplicates = _rows_sent([m for m in plan if m.fault == "duplicate"])
     assert _rows_sent(plan) == len(out["rider_state"]) + len(out["dead"]) + duplicates

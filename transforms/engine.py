@@ -32,6 +32,8 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.engine import EngineParams, RaceEngine, Step, window_index
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
+from peloton.predict import StageModel, timetable
+from peloton.profile import build_profile
 from peloton.race import RaceParams
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
@@ -42,7 +44,7 @@ log = logging.getLogger("peloton")
 
 DEAD_LETTER = "dead_letter"
 LATE = "late"
-PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups
+PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups, provisional_predictions
 
 
 def _new_engine(stage: Stage, course, race_params: RaceParams, params: EngineParams) -> RaceEngine:
@@ -65,6 +67,9 @@ class _EngineFn(beam.DoFn):
         self.stage = Stage.from_json(self.stage_json)
         self.course = self.stage.course()
         self.course.tree
+        self.forecast = StageModel.build(build_profile(self.course, self.stage.checkpoints),
+                                         timetable(self.stage.checkpoints, self.stage.date, self.stage.timezone),
+                                         self.stage.is_time_trial)
 
 
 class CausalReplayFn(_EngineFn):
@@ -81,7 +86,7 @@ class CausalReplayFn(_EngineFn):
         cuts = np.flatnonzero(np.diff(win[order])) + 1
         # 300 windows at a time (the engine splits them itself): progress in the log, bounded elements
         for chunk in _chunks(order, cuts, 300):
-            step = engine.advance(fixes.take(chunk), self.course)
+            step = engine.advance(fixes.take(chunk), self.course, self.forecast)
             counter("peloton", "fixes_matched").inc(len(step.rider_state))
             log.info("causal replay of stage %s: %d fixes up to %s", stage_id, len(step.rider_state),
                      _clock(engine.newest_t))
@@ -106,7 +111,7 @@ def _chunks(order: np.ndarray, cuts: np.ndarray, windows: int):
 
 def _emit(step: Step, prefix: str, stamp: bool = True):
     """Rows of a step, one Columns batch per tick; stamped with their event time unless ``stamp`` is off."""
-    for name, cols in (("rider_state", step.rider_state), ("groups", step.groups)):
+    for name, cols in (("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)):
         if not len(cols):
             continue
         tag = f"{prefix}_{name}" if prefix else name
@@ -117,7 +122,8 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
 
 
 class CausalRaceState(beam.PTransform):
-    """FixBatches -> {'rider_state', 'groups', 'dead_letter'} as the live pipeline derives them (batch)."""
+    """FixBatches -> {'rider_state', 'groups', 'predictions', 'dead_letter'} as the live pipeline derives them
+    (batch)."""
 
     def __init__(self, stage: Stage, race_params: RaceParams = RaceParams(), params: EngineParams = EngineParams()):
         super().__init__()
@@ -129,7 +135,7 @@ class CausalRaceState(beam.PTransform):
                 | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
                 | "GatherStage" >> beam.GroupByKey()
                 | "Engine" >> beam.ParDo(CausalReplayFn(self.stage_json, self.race_params, self.params))
-                .with_outputs("groups", DEAD_LETTER, main="rider_state"))
+                .with_outputs("groups", "predictions", DEAD_LETTER, main="rider_state"))
 
 
 class LiveRaceStateFn(_EngineFn):
@@ -162,7 +168,7 @@ class LiveRaceStateFn(_EngineFn):
             return
         pending.add(batch)
         engine = fast.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
-        step = engine.advance(batch, self.course)
+        step = engine.advance(batch, self.course, self.forecast)
         fast.write(engine)
         beam.metrics.Metrics.counter("peloton", "provisional_skipped").inc(len(step.stale))
         yield from _emit(step, PROVISIONAL, stamp=False)
@@ -197,7 +203,7 @@ class LiveRaceStateFn(_EngineFn):
         if not ready.any():
             return
         engine = final.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
-        step = engine.advance(fixes.take(np.flatnonzero(ready)), self.course)
+        step = engine.advance(fixes.take(np.flatnonzero(ready)), self.course, self.forecast)
         final.write(engine)
         counter = beam.metrics.Metrics.counter
         counter("peloton", "fixes_matched").inc(len(step.rider_state))
@@ -211,8 +217,8 @@ class LiveRaceStateFn(_EngineFn):
 
 
 class LiveRaceState(beam.PTransform):
-    """(stage_id, FixBatch) panes -> {'rider_state', 'groups' (final), 'provisional_rider_state',
-    'provisional_groups', 'late', 'dead_letter'}."""
+    """(stage_id, FixBatch) panes -> {'rider_state', 'groups', 'predictions' (final), 'provisional_rider_state',
+    'provisional_groups', 'provisional_predictions', 'late', 'dead_letter'}."""
 
     def __init__(self, stage: Stage, settle_s: float, race_params: RaceParams = RaceParams(),
                  params: EngineParams = EngineParams()):
@@ -228,6 +234,6 @@ class LiveRaceState(beam.PTransform):
                 | "OneStateForTheStage" >> beam.WindowInto(window.GlobalWindows())
                 | "Engine" >> beam.ParDo(LiveRaceStateFn(self.stage_json, self.settle_s, self.race_params,
                                                          self.params))
-                .with_outputs("groups", f"{PROVISIONAL}_rider_state", f"{PROVISIONAL}_groups", LATE, DEAD_LETTER,
-                              main="rider_state"))
+                .with_outputs("groups", "predictions", f"{PROVISIONAL}_rider_state", f"{PROVISIONAL}_groups",
+                              f"{PROVISIONAL}_predictions", LATE, DEAD_LETTER, main="rider_state"))
 
