@@ -2,8 +2,9 @@
 
     python benchmarks/floor.py RECORDING [--course FILE]
 
-Same work as ``peloton replay`` minus the pipeline and the sinks: what a
-replay could cost at best in this process.
+Same work as ``peloton replay`` (race state, predictions, climb efforts)
+minus the pipeline and the sinks: what a replay could cost at best in this
+process.
 """
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
+from peloton.climbs import climb_efforts  # noqa: E402
 from peloton.feed import concat_batches, parse_message  # noqa: E402
+from peloton.predict import forecast_race, timetable  # noqa: E402
+from peloton.profile import build_profile  # noqa: E402
 from peloton.matching import match_fixes  # noqa: E402
 from peloton.race import derive_race_state  # noqa: E402
 from peloton.recording import iter_messages, read_local  # noqa: E402
@@ -36,8 +42,16 @@ def main() -> None:
         letters += len(dead)
     matched, rejected, dupes = match_fixes(concat_batches(batches, stage.stage_id), course)
     race = derive_race_state(matched, course.finish_km, stage.is_time_trial)
+    f = matched.fixes
+    profile = build_profile(course, stage.checkpoints)
+    forecast = forecast_race(stage.stage_id, race.groups.to_rows(), profile,
+                             timetable(stage.checkpoints, stage.date, stage.timezone), stage.is_time_trial,
+                             (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
+    on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
+    efforts = climb_efforts(stage.stage_id, f.bib, f.t, matched.km, on_course, profile)
     print(f"floor: {len(matched)} matched, {letters + sum(len(b) for b, _, _ in rejected)} rejected, "
-          f"{dupes} duplicates, {len(race.groups)} group rows, {len(race.events)} events "
+          f"{dupes} duplicates, {len(race.groups)} group rows, {len(race.events)} events, "
+          f"{len(forecast.predictions)} predictions, {len(efforts)} climb efforts "
           f"in {time.perf_counter() - started:.2f} s")
 
 

@@ -128,6 +128,9 @@ class RaceEngine:
         self._remember(fixes, newest)
         self._append_history(m, newest)
         rider_state, groups = self._race_rows(m)
+        if forecast is not None and len(groups):
+            groups.data["headwind_kph"], groups.data["crosswind_kph"] = forecast.profile.wind_kph_columns(
+                groups.data["km_to_finish_head"])
         return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast))
 
     def _predict(self, m: Matched, groups: Columns, forecast: StageModel | None) -> Columns:

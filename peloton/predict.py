@@ -242,7 +242,7 @@ class PredictParams:
     power_sigma_floor: float = 0.15  # W/kg: nobody holds a power exactly
     timetable_sigma: float = 0.6  # W/kg when the timetable gives no spread
     catch_coef: tuple = tuple(CATCH_COEF)
-    every_s: float = 0.0  # predict at most this often per group (0: every tick)
+    every_s: float = 4.5  # a group's prediction at most this often: every 6 s feed tick, every 5th of a 1 Hz feed
     refit_s: float = 30.0  # a group's power is fitted again this often (its ETAs every tick)
     echelon_min_size: int = 10  # groups this big are warned of crosswinds ahead ...
     crosswind_warn_km: float = 10.0  # ... this far before the section

@@ -115,6 +115,13 @@ class Profile:
         i = np.clip(np.searchsorted(self.km, km, side="right") - 1, 0, self.headwind_ms.size - 1)
         return self.headwind_ms[i], self.crosswind_ms[i]
 
+    def wind_kph_columns(self, km_to_finish) -> tuple[np.ndarray, np.ndarray]:
+        """(headwind, crosswind) in km/h, rounded, for positions given as km to the finish (nan stays nan)."""
+        ktf = np.asarray(km_to_finish, dtype=float)
+        head, cross = self.wind_at(np.nan_to_num(self.finish_km - ktf))
+        known = np.isfinite(ktf)
+        return (np.where(known, np.round(head * 3.6, 1), np.nan), np.where(known, np.round(cross * 3.6, 1), np.nan))
+
     def rho(self) -> np.ndarray:
         """Air density per step."""
         mid = 0.5 * (self.ele[1:] + self.ele[:-1])

@@ -55,6 +55,15 @@ def test_headwind_and_crosswind_along_the_road():
     assert crosswind_sections(north, min_kph=wind * 3.6 + 1) == []
 
 
+def test_wind_where_groups_ride_in_km_per_hour():
+    flat = lambda s: np.full(s.size, 100.0)  # noqa: E731
+    p = build_profile(course_with_elevation(10_000, 90.0, flat), [weather(4, "E")])  # into the wind
+    head, cross = p.wind_kph_columns(np.array([9.0, 1.0, np.nan]))
+    wind_kph = round(float(beaufort_to_ms(4)) * RIDER_HEIGHT_WIND * 3.6, 1)
+    assert list(head[:2]) == [wind_kph, wind_kph] and np.isnan(head[2])
+    assert list(cross[:2]) == [0.0, 0.0]
+
+
 def test_each_stretch_takes_the_nearest_weather_reading():
     flat = lambda s: np.full(s.size, 0.0)  # noqa: E731
     p = build_profile(course_with_elevation(20_000, 90.0, flat), [weather(2, "E", km=0.0), weather(5, "E", km=20.0)])

@@ -77,6 +77,7 @@ def test_replay_predicts_every_group_at_every_tick(clean_replay):
     assert len(groups) > 100 and len(predictions) == len(groups)
     key = lambda r: (r["event_time"], r["group_id"])  # noqa: E731
     assert sorted(map(key, predictions)) == sorted(map(key, groups))
+    assert all(g["headwind_kph"] is not None and g["crosswind_kph"] is not None for g in groups)  # the wind there
     for p in predictions:
         assert p["eta_finish_low"] <= p["eta_finish"] <= p["eta_finish_high"]
         assert p["eta_finish"] > p["event_time"]

@@ -44,6 +44,9 @@ class RaceStateFn(beam.DoFn):
                  time.perf_counter() - started, len(race.groups), len(race.events))
         started = time.perf_counter()
         f, stage_id = matched.fixes, matched.fixes.stage_id
+        if len(race.groups):
+            race.groups.data["headwind_kph"], race.groups.data["crosswind_kph"] = self.profile.wind_kph_columns(
+                race.groups.data["km_to_finish_head"])
         forecast = forecast_race(stage_id, race.groups.to_rows(), self.profile, self.timetable,
                                  self.stage.is_time_trial, (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
         on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
