@@ -12,9 +12,13 @@ interval rides the same course at that power minus and plus its spread.
 
 Whether a group ahead is caught compares the two groups' projected arrival
 times with their uncertainty (the physics projection), and turns that, the
-gap against the "10 km per minute" rule and the gap's recent trend into a
-probability with a logistic calibration fitted on simulated races
-(``benchmarks/predictions.py --fit``), where the outcome is known.
+gap against the "10 km per minute" rule (the nearer the line, the more it
+counts) and the gap's recent trend into a probability with a logistic
+calibration fitted on simulated races (``benchmarks/predictions.py --fit``),
+where the outcome is known.
+
+A time trial has no groups: every rider is predicted from the rides of the
+riders who finished before him, or by the physics until one has.
 
 Times are epoch seconds; powers are W/kg of rider mass, "effective" (what the
 model needs to match the speed; drafting included).
@@ -31,10 +35,9 @@ import numpy as np
 
 from peloton.profile import Profile
 
-__all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predictor", "Forecast", "forecast_race", "forecast_stage",
-           "time_trial_groups",
-           "timetable", "catch_probability_rule",
-           "catch_probability_monte_carlo", "CATCH_COEF", "Z80"]
+__all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predictor", "Forecast", "forecast_race",
+           "forecast_stage", "time_trial_groups", "timetable", "catch_probability_rule",
+           "catch_probability_monte_carlo", "CATCH_COEF", "Z80", "TIME_TRIAL_MODEL"]
 
 G = 9.81
 Z80 = 1.2816  # half-width of a central 80 % interval, in standard deviations
