@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # peloton, locally. Creates its own virtualenv (.venv) on first use.
 #
-#   ./run_local.sh            replay the shipped stage 4 recording, print a summary and the accuracy
-#   ./run_local.sh test       run the whole test suite
+#   ./run_local.sh            replay the shipped stage 4 recording, print a summary and the accuracy,
+#                             write its HTML report and print its path
+#   ./run_local.sh test       run the whole test suite (installs Debian's chromium for the page tests when root)
 #   ./run_local.sh live [MIN] rehearse a live stage: the Pub/Sub emulator, 'peloton live', and MIN minutes
 #                             (default 3) of stage 4 published at real speed; tables in out/live04
 #   ./run_local.sh bench      run the benchmarks (see BENCHMARKS.md)
@@ -27,6 +28,20 @@ setup() {
   fi
 }
 
+browser() {
+  # the page tests drive Debian's chromium through its chromedriver: no browser download at run time
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver (Debian packages) for the page tests" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "the page tests need chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
+  fi
+}
+
 cmd=${1:-replay}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -40,10 +55,13 @@ case "$cmd" in
     echo "accuracy against the official feed (kmToFinish, secToFirstRider):"
     "$VENV/bin/peloton" evaluate "$recording" "$out"
     echo
-    echo "tables: $out/{rider_state,groups,race_events,virtual_standings,dead_letter}/*.avro"
+    echo "tables: $out/{rider_state,groups,race_events,virtual_standings,predictions,climb_efforts,dead_letter}/*.avro"
+    "$VENV/bin/peloton" report "$out"
+    echo "open the report: $out/report.html"
     ;;
   test)
     setup
+    browser
     exec "$VENV/bin/python" -m pytest tests "$@"
     ;;
   live)

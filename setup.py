@@ -7,7 +7,7 @@ setup(
     description="Real-time dataflow pipeline for professional road race tracking",
     python_requires=">=3.10",
     packages=["peloton", "transforms", "pipelines", "schemas"],
-    package_data={"schemas": ["*.avsc"]},
+    package_data={"schemas": ["*.avsc"], "peloton": ["report.html"]},
     include_package_data=True,
     install_requires=[
         "apache-beam[gcp]>=2.60",  # gcp: Pub/Sub, BigQuery, GCS and Dataflow
@@ -17,6 +17,7 @@ setup(
         "fastavro>=1.9",
         "tzdata",  # the timetable's local clock times, where the system has no zoneinfo
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    # selenium drives Debian's chromium (and its chromedriver) in the page tests; no browser download
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20"]},
     entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
 )

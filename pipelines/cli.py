@@ -7,6 +7,7 @@
     peloton simulate --course FILE --out RECORDING [--riders N] [--hz F] [--seed S] [--caught yes|no]
     peloton pubsub init --topic T --subscription S [--output-topic-prefix P]
     peloton publish RECORDING --topic T [--speed N] [--per-fix] [--shift-to-now] [faults]
+    peloton report DIR [--out report.html] [--stage FILE]
 """
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ def cmd_replay(args, beam_args) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     ensure_table_files(replay.out, tables)
+    _write_stage_file(replay.out, stage)
     c = _counters(result)
     wall = time.perf_counter() - started
     rejected = {k.split(".", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("dead_letter.")}
@@ -244,6 +246,32 @@ def cmd_simulate(args, _beam_args) -> int:
     return 0
 
 
+def _write_stage_file(out_dir: str, stage) -> None:
+    """The stage spec beside its tables (``DIR/stage.json``): what ``peloton report DIR`` draws the course from."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(FileSystems.join(out_dir, "stage.json")) as fh:
+        fh.write(stage.to_json().encode("utf-8"))
+
+
+def cmd_report(args, _beam_args) -> int:
+    from peloton.report import write_report
+    from peloton.stage import Stage
+
+    stage_file = args.stage or os.path.join(args.dir, "stage.json")
+    if not os.path.isdir(args.dir):
+        raise CliError(f"{args.dir} is not a folder of tables (run 'peloton replay --out {args.dir}' first)")
+    if not os.path.exists(stage_file):
+        raise CliError(f"no stage file {stage_file}: replay again, or pass --stage FILE ('peloton stage export')")
+    stage = Stage.from_json(_read_text(stage_file))
+    out = args.out or os.path.join(args.dir, "report.html")
+    started = time.perf_counter()
+    counts = write_report(args.dir, stage, out)
+    print(f"report of stage {stage.stage_id} ({stage.name}): {counts['riders']} riders, {counts['frames']} moments, "
+          f"{counts['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s -> {out}")
+    return 0
+
+
 def cmd_stage_export(args, _beam_args) -> int:
     stage = resolve_stage(args.recording, args.course, None)
     stage.course()  # fail here, not on a worker, if the course is unusable
@@ -349,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--start-s", type=float, default=0.0, help="start this many seconds into the recording")
     pub.add_argument("--duration-s", type=float, default=0.0, help="publish this many seconds of it (0: all)")
     pub.set_defaults(func=cmd_publish)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of a replay: map, profile, gaps, "
+                                           "predictions, groups, climbs")
+    report.add_argument("dir", help="the --out folder of a replay")
+    report.add_argument("--out", help="the HTML file (default DIR/report.html)")
+    report.add_argument("--stage", help="stage file (default DIR/stage.json, written by the replay)")
+    report.set_defaults(func=cmd_report)
 
     stage = sub.add_parser("stage", help="stage files")
     stage_sub = stage.add_subparsers(dest="stage_command", required=True)

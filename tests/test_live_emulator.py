@@ -18,6 +18,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message
 from peloton.matching import dedupe
+from peloton.predict import StageModel, timetable
+from peloton.profile import build_profile
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
@@ -60,7 +62,7 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
                     "--output-topic-prefix", prefix]) == 0
     subscriber = pubsub_v1.SubscriberClient()
     outputs = {}
-    for table in ("rider_state", "groups"):
+    for table in ("rider_state", "groups", "predictions"):
         outputs[table] = f"projects/{PROJECT}/subscriptions/out-{tag}-{table}"
         subscriber.create_subscription(name=outputs[table], topic=output_topic(prefix, table))
 
@@ -84,7 +86,10 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
         fixes = concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(compared)],
                                stage4.stage_id)
         fixes.t = fixes.t + shift_s
-        expected = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(fixes)[0], stage4_course)
+        forecast = StageModel.build(build_profile(stage4_course, stage4.checkpoints),
+                                    timetable(stage4.checkpoints, stage4.date, stage4.timezone))
+        expected = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(fixes)[0], stage4_course,
+                                                                               forecast)
         wanted = set(expected.rider_state.data["event_time"].tolist())
         got = {table: [] for table in outputs}
         deadline = time.time() + 300
@@ -103,6 +108,8 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
             for table in outputs}
     assert canonical_rows(rows["rider_state"]) == canonical_rows(expected.rider_state.to_json_rows())
     assert canonical_rows(rows["groups"]) == canonical_rows(expected.groups.to_json_rows())
+    assert canonical_rows(rows["predictions"]) == canonical_rows(expected.predictions.to_json_rows())
+    assert len(rows["predictions"]) == len(rows["groups"]) > 0
     keys = [(r["bib"], r["event_time"]) for r in rows["rider_state"]]
     assert len(keys) == len(set(keys))  # none doubled
     provisional = {(r["bib"], r["event_time"]) for status, r, _ in got["rider_state"] if status == "provisional"}
