@@ -21,7 +21,7 @@ import numpy as np
 from peloton.profile import build_profile
 from peloton.stage import Stage
 
-__all__ = ["read_tables", "report_data", "render_report", "write_report", "FRAME_S"]
+__all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S"]
 
 FRAME_S = 30.0  # the slider's step
 _TABLES = ("rider_state", "groups", "race_events", "predictions", "climb_efforts", "virtual_standings")
@@ -47,7 +47,8 @@ def read_tables(out_dir: str, tables=_TABLES) -> dict:
     return out
 
 
-def _course(stage: Stage):
+def course_data(stage: Stage) -> dict:
+    """The course as the page draws it (the costly part: computed once per stage)."""
     course = stage.course()
     step = max(1, course.lat.size // 2500)
     idx = np.r_[np.arange(0, course.lat.size, step), course.lat.size - 1]
@@ -55,7 +56,7 @@ def _course(stage: Stage):
     km = course.km_at(course.cum_m[idx])
     profile = build_profile(course, stage.checkpoints)
     prof_km = np.arange(0.0, profile.finish_km, 0.5)
-    return course, profile, {
+    return {
         "x": np.round(x).astype(int).tolist(), "y": np.round(y).astype(int).tolist(),
         "km": np.round(km, 3).tolist(), "finish_km": round(float(course.finish_km), 3),
         "profile_km": np.round(prof_km, 2).tolist(),
@@ -107,9 +108,9 @@ def _sample(rows: list[dict], every_ms: int, key=lambda r: r.get("group_id")) ->
     return out
 
 
-def report_data(stage: Stage, tables: dict) -> dict:
-    """What the page draws, as plain JSON-able data."""
-    _course_obj, _profile, course = _course(stage)
+def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
+    """What the page draws, as plain JSON-able data (``course``: :func:`course_data`, if already made)."""
+    course = course or course_data(stage)
     names = {int(r["bib"]): {"name": r.get("name") or f"#{r['bib']}", "team": r.get("team") or ""}
              for r in stage.riders}
     groups = tables.get("groups", [])

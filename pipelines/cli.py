@@ -8,6 +8,7 @@
     peloton pubsub init --topic T --subscription S [--output-topic-prefix P]
     peloton publish RECORDING --topic T [--speed N] [--per-fix] [--shift-to-now] [faults]
     peloton report DIR [--out report.html] [--stage FILE]
+    peloton serve --stage FILE --output-topic-prefix P [--port 8080] [--host 127.0.0.1]
 """
 from __future__ import annotations
 
@@ -272,6 +273,27 @@ def cmd_report(args, _beam_args) -> int:
     return 0
 
 
+def cmd_serve(args, _beam_args) -> int:
+    from peloton.stage import Stage
+    from pipelines.pubsub import _TOPIC, _check
+    from pipelines.serve import LivePage
+
+    prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
+    stage = Stage.from_json(_read_text(args.stage))
+    try:
+        page = LivePage(stage, prefix, args.host, args.port).start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    print(f"live page of stage {stage.stage_id} ({stage.name}): {page.url}  (Ctrl-C to stop)", flush=True)
+    try:
+        deadline = time.time() + args.duration_s if args.duration_s else None
+        while deadline is None or time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        page.stop()
+    return 0
+
+
 def cmd_stage_export(args, _beam_args) -> int:
     stage = resolve_stage(args.recording, args.course, None)
     stage.course()  # fail here, not on a worker, if the course is unusable
@@ -384,6 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="the HTML file (default DIR/report.html)")
     report.add_argument("--stage", help="stage file (default DIR/stage.json, written by the replay)")
     report.set_defaults(func=cmd_report)
+
+    serve = sub.add_parser("serve", help="the live race page, fed by the output topics of 'peloton live'")
+    serve.add_argument("--stage", required=True, help="stage file ('peloton stage export')")
+    serve.add_argument("--output-topic-prefix", required=True,
+                       help="projects/P/topics/NAME, as given to 'peloton live --output-topic-prefix'")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost only)")
+    serve.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+    serve.set_defaults(func=cmd_serve)
 
     stage = sub.add_parser("stage", help="stage files")
     stage_sub = stage.add_subparsers(dest="stage_command", required=True)

@@ -68,3 +68,13 @@ def pubsub_emulator():
     if started:
         subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], timeout=60)
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium (Debian's), shared by the page tests."""
+    from tests.pages import open_browser
+
+    driver = open_browser()
+    yield driver
+    driver.quit()

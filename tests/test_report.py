@@ -4,55 +4,11 @@ Screenshots are kept as artefacts in ``$PELOTON_ARTIFACTS`` (default ``tests/art
 """
 import gzip
 import json
-import os
-import shutil
 from pathlib import Path
-
-import pytest
 
 from pipelines.cli import main
 from tests.conftest import STAGE16, STAGE16_COURSE, slice_recording, write_recording
-
-ARTIFACTS = Path(os.environ.get("PELOTON_ARTIFACTS", Path(__file__).parent / "artifacts"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("the page tests need Debian's chromium and chromium-driver: apt-get install chromium "
-                    "chromium-driver (./run_local.sh test installs them as root)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1700", "--allow-file-access-from-files"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-def _errors(driver) -> list:
-    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-
-
-def _move_slider(driver, fraction: float) -> None:
-    driver.execute_script("const s = document.getElementById('time');"
-                          "s.value = Math.round(Number(s.max) * arguments[0]);"
-                          "s.dispatchEvent(new Event('input'));", fraction)
-
-
-def _dots(driver) -> dict:
-    return driver.execute_script(
-        "const out = {}; for (const c of document.querySelectorAll('#map circle[data-bib]')) {"
-        " if (c.getAttribute('visibility') === 'visible') out[c.dataset.bib] = [c.getAttribute('cx'), c.getAttribute('cy')]; }"
-        "return out;")
-
+from tests.pages import ARTIFACTS, dots as _dots, errors as _errors, move_slider as _move_slider
 
 def _replay_and_report(tmp_path, name, recording_path, course=None) -> Path:
     out = tmp_path / name
