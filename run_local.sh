@@ -89,6 +89,8 @@ case "$cmd" in
     "$VENV/bin/peloton" -q pubsub init --topic "$P/topics/stage04-$run" --subscription "$P/subscriptions/stage04-$run" \
       --output-topic-prefix "$P/topics/stage04-$run-out"
     "$VENV/bin/peloton" stage export "$recording" > "$out/stage.json"
+    echo "watch it: $VENV/bin/peloton serve --stage $out/stage.json --output-topic-prefix $P/topics/stage04-$run-out" \
+      "(PUBSUB_EMULATOR_HOST=$PUBSUB_EMULATOR_HOST), then open http://127.0.0.1:8080/" >&2
     # lateness 30 s: final rows 36 s after their tick; the run ends a minute after the last tick
     "$VENV/bin/peloton" live --subscription "$P/subscriptions/stage04-$run" --stage "$out/stage.json" \
       --out "$out" --output-topic-prefix "$P/topics/stage04-$run-out" --allowed-lateness-s 30 --avro-flush-s 20 \
@@ -101,8 +103,8 @@ case "$cmd" in
     wait "$live_pid" || true
     live_pid=""
     echo
-    echo "tables: $out/{rider_state,groups,dead_letter}/*.avro (final rows, a file every 20 s)"
-    echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,dead-letter} (provisional and final rows)"
+    echo "tables: $out/{rider_state,groups,predictions,dead_letter}/*.avro (final rows, a file every 20 s)"
+    echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,predictions,dead-letter} (provisional and final rows)"
     ;;
   bench)
     setup
