@@ -4,7 +4,9 @@ A stretch of stage 4 is published at real speed with its event times moved
 to now, 10 % of messages twice and every message up to 30 s late; the
 pipeline reads the subscription and writes its tables to output topics. The
 final rows of the first minute must be the causal replay's rows, none lost,
-none doubled; the provisional rows must have come out too.
+none doubled; the provisional rows must have come out too. Meanwhile the live
+race page (``peloton serve``) reads the same topics in headless chromium and
+must follow the race tick by tick.
 """
 import json
 import threading
@@ -25,8 +27,10 @@ from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
 from pipelines.live import build_live
 from pipelines.pubsub import output_topic
+from pipelines.serve import LivePage
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
+from tests.pages import dots, errors
 from transforms.live import LiveParams
 
 PROJECT = "peloton-test"
@@ -52,7 +56,7 @@ def _pull(subscriber, subscription, into):
 
 
 def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pubsub_emulator, stage4_recording,
-                                                                               stage4, stage4_course, capsys):
+                                                                               stage4, stage4_course, capsys, browser):
     from google.cloud import pubsub_v1
 
     tag = uuid.uuid4().hex[:8]
@@ -77,6 +81,9 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
     build_live(pipeline, stage4, sub, topic_prefix=prefix, params=LiveParams(allowed_lateness_s=LATENESS_S))
     result = pipeline.run()
+    page = LivePage(stage4, prefix, port=0).start()  # the live race page on the same topics, in chromium
+    browser.get(page.url)
+    clocks = set()
     try:
         started = time.time() + 5.0 - plan[0].at_s  # let the reader start
         publisher = pubsub_v1.PublisherClient()
@@ -97,19 +104,27 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
             for table, subscription in outputs.items():
                 _pull(subscriber, subscription, got[table])
             final = [row for status, row, _ in got["rider_state"] if status == "final" and row["event_time"] in wanted]
+            clocks.add(browser.find_element("id", "clock").text)
             if len(final) >= len(expected.rider_state):
                 break
         time.sleep(3.0)
         for table, subscription in outputs.items():
             _pull(subscriber, subscription, got[table])
+        riders_on_page = len(dots(browser))
+        page_status = browser.find_element("id", "status").text
+        page_errors = errors(browser)
     finally:
         result.cancel()
+        page.stop()
     rows = {table: [row for status, row, _ in got[table] if status == "final" and row["event_time"] in wanted]
             for table in outputs}
     assert canonical_rows(rows["rider_state"]) == canonical_rows(expected.rider_state.to_json_rows())
     assert canonical_rows(rows["groups"]) == canonical_rows(expected.groups.to_json_rows())
     assert canonical_rows(rows["predictions"]) == canonical_rows(expected.predictions.to_json_rows())
     assert len(rows["predictions"]) == len(rows["groups"]) > 0
+    # the page followed the race as the ticks came in: several moments shown, riders on the map, no errors
+    assert len({c for c in clocks if c.endswith("UTC")}) >= 3, clocks
+    assert riders_on_page > 100 and page_status.startswith("live: last update") and page_errors == []
     keys = [(r["bib"], r["event_time"]) for r in rows["rider_state"]]
     assert len(keys) == len(set(keys))  # none doubled
     provisional = {(r["bib"], r["event_time"]) for status, r, _ in got["rider_state"] if status == "provisional"}

@@ -37,6 +37,9 @@ def test_the_report_of_a_road_stage_shows_the_race_moving(tmp_path, stage4_recor
     assert clock.endswith("UTC") and clock != "--:--:--"
     groups = browser.find_elements("css selector", "#groups-table tr")
     assert len(groups) > 2  # a header and the groups at that moment
+    teams = {r["team"] for r in json.loads((report.parent / "stage.json").read_text())["riders"] if r["team"]}
+    table = browser.find_element("id", "groups-table").text
+    assert any(f"({team})" in table for team in teams)  # riders by name and team
     assert browser.find_elements("css selector", "#gaps polyline")  # the gap chart
     assert browser.find_elements("css selector", "#eta polyline")  # the predicted finish
     assert "Col de Bedos" in browser.find_element("id", "climbs-table").text
