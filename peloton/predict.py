@@ -356,42 +356,28 @@ class Predictor:
         power = (p_fit * w_fit + p_tt * w_tt) / (w_fit + w_tt)
         return power, float(np.sqrt(1 / (w_fit + w_tt) + s_fit ** 2))  # the group's pace varies on: s_fit stays
 
-    # -------------------------------------------------------------- predicting
-    def update(self, groups: list[dict]) -> list[dict]:
-        """Groups rows of one tick (any order) -> prediction rows (and the catch features under ``_features``)."""
-        if not groups:
-            return []
-        groups = sorted(groups, key=lambda g: g["rank"])
-        now = groups[0]["event_time"] / 1000.0
-        finish = self.profile.finish_km
-        state = []
-        group_of = {}
-        for g in groups:
-            ktf = g.get("km_to_finish_head")
-            if ktf is None:
-                continue
-            km = finish - float(ktf)
-            gid = int(g["group_id"])
-            bibs = list(g.get("bibs") or [])
-            group_of.update((b, gid) for b in bibs)
-            h = self.history.get(gid)
-            if h is None:
-                # a new group (a split, an attack, a merge) goes on from where its first rider was
-                parent = self.history.get(self._group_of.get(bibs[0], -1)) if bibs else None
-                h = self.history[gid] = _GroupHistory(list(parent.t), list(parent.km), list(parent.gap)) \
-                    if parent is not None else _GroupHistory()
-            if not h.t or now > h.t[-1]:
-                h.t.append(now)
-                h.km.append(km)
-                h.gap.append(g.get("gap_to_leader_s") or 0.0)
-            cutoff = -np.inf if self.time_trial else now - max(self.params.lookback_s, 900.0)  # TT: whole rides
-            while h.t and h.t[0] < cutoff:
-                h.t.pop(0), h.km.pop(0), h.gap.pop(0)
-            size = int(g.get("size") or 1)
-            fresh = (h.fit is not None and now - h.fit[0] < self.params.refit_s
-                     and h.fit[1] == _drag_class_of(size))
-            state.append([g, h, km, size, [None, [], None] if fresh else self._power_queries(h, km, now)])
-        # every group's rides solved for power at once
+    def _remember(self, g: dict, km: float, now: float, group_of: dict) -> _GroupHistory:
+        """The group's history, extended by this tick; a new group (a split, an attack, a merge) goes on from
+        where its first rider's group was."""
+        gid = int(g["group_id"])
+        bibs = list(g.get("bibs") or [])
+        group_of.update((b, gid) for b in bibs)
+        h = self.history.get(gid)
+        if h is None:
+            parent = self.history.get(self._group_of.get(bibs[0], -1)) if bibs else None
+            h = self.history[gid] = (_GroupHistory(list(parent.t), list(parent.km), list(parent.gap))
+                                     if parent is not None else _GroupHistory())
+        if not h.t or now > h.t[-1]:
+            h.t.append(now)
+            h.km.append(km)
+            h.gap.append(g.get("gap_to_leader_s") or 0.0)
+        cutoff = -np.inf if self.time_trial else now - max(self.params.lookback_s, 900.0)  # TT: whole rides
+        while h.t and h.t[0] < cutoff:
+            h.t.pop(0), h.km.pop(0), h.gap.pop(0)
+        return h
+
+    def _fit_powers(self, state: list, now: float) -> list[tuple]:
+        """Every group's rides solved for power at once -> (row, history, km, size, power, sigma) per group."""
         queries, owners = [], []
         for k, (_g, _h, _km, size, parts) in enumerate(state):
             for part, rides in enumerate(parts):
@@ -408,18 +394,39 @@ class Predictor:
                 answers[k][1].append(power)
             else:
                 answers[k][2] = (answers[k][2] or []) + [power]
-        for k, entry in enumerate(state):
-            g, h, km, size, parts = entry
-            fit, pieces, table = answers[k]
+        out = []
+        for (g, h, km, size, parts), (fit, pieces, table) in zip(state, answers):
             if fit is None and table is None and h.fit is not None and now - h.fit[0] < self.params.refit_s:
                 power, sigma = h.fit[2], h.fit[3]  # fitted moments ago
             else:
                 power, sigma = self._combine(fit, pieces, table, parts[0][2] if parts[0] else 0.0)
                 if power is None:  # nothing to go on yet: its current speed on the next km
                     speed = max(float(g.get("speed_kph") or 0.0), 20.0)
-                    power, sigma = self.tables.power_for(km, min(km + 1.0, finish), 3600.0 / speed, size), 1.0
+                    power = self.tables.power_for(km, min(km + 1.0, self.profile.finish_km), 3600.0 / speed, size)
+                    sigma = 1.0
                 h.fit = (now, _drag_class_of(size), power, float(sigma))
-            state[k] = (g, h, km, size, power, float(sigma))
+            out.append((g, h, km, size, power, float(sigma)))
+        return out
+
+    # -------------------------------------------------------------- predicting
+    def update(self, groups: list[dict]) -> list[dict]:
+        """Groups rows of one tick (any order) -> prediction rows (and the catch features under ``_features``)."""
+        if not groups:
+            return []
+        groups = sorted(groups, key=lambda g: g["rank"])
+        now = groups[0]["event_time"] / 1000.0
+        finish = self.profile.finish_km
+        state, group_of = [], {}
+        for g in groups:
+            if g.get("km_to_finish_head") is None:
+                continue
+            km = finish - float(g["km_to_finish_head"])
+            h = self._remember(g, km, now, group_of)
+            size = int(g.get("size") or 1)
+            fresh = (h.fit is not None and now - h.fit[0] < self.params.refit_s
+                     and h.fit[1] == _drag_class_of(size))
+            state.append([g, h, km, size, [None, [], None] if fresh else self._power_queries(h, km, now)])
+        state = self._fit_powers(state, now)
         self._group_of = group_of
         alive = set(group_of.values())
         self.history = {gid: h for gid, h in self.history.items() if gid in alive}
