@@ -510,8 +510,9 @@ class Predictor:
         """Time-trial riders' passages at ``targets_km`` from the riders who rode the course before them.
 
         Each earlier ride says: at your pace over your last minutes relative to mine over the same
-        stretch, the rest takes you my time for the rest scaled alike. The median of those is the
-        prediction, their 10-90 % spread its interval. Returns (n, 3, targets) and which riders have one.
+        stretch, the rest takes you my time for the rest scaled alike; asked with the last 5, 10 and 20
+        minutes of pace. The median of all those is the prediction, their 10-90 % spread its interval.
+        Returns (n, 3, targets) and which riders have one.
         """
         n = len(state)
         known = np.zeros(n, dtype=bool)
@@ -527,15 +528,23 @@ class Predictor:
             f = (x - grid[i]) / np.maximum(grid[i + 1] - grid[i], 1e-9)
             return rides[:, i] + f * (rides[:, i + 1] - rides[:, i])
 
-        since_km, since_t = np.zeros(n), np.zeros(n)
-        for k, (_g, h, _km, _size, _power, _sigma) in enumerate(state):
-            i = int(np.searchsorted(h.t, now - self.params.lookback_s))
-            since_km[k], since_t[k] = h.km[min(i, len(h.km) - 1)], h.t[min(i, len(h.t) - 1)]
-        start_t, here_t = at(since_km), at(km)  # (rides, n)
+        here_t = at(km)  # (rides, n)
         ahead = at(targets_km)  # (rides, targets)
-        ok = np.isfinite(start_t) & np.isfinite(here_t) & (here_t > start_t) & ((km - since_km) >= 0.3)[None, :]
-        pace = np.where(ok, (now - since_t)[None, :] / np.where(ok, here_t - start_t, 1.0), np.nan)
-        eta = now + pace[:, :, None] * (ahead[:, None, :] - here_t[:, :, None])  # (rides, n, targets)
+        etas, oks = [], []
+        # the pace over the last quarter, half and whole lookback: how the rider's pace is changing is part
+        # of the uncertainty, as is how differently the earlier riders rode the rest
+        for share in (0.25, 0.5, 1.0):
+            since_km, since_t = np.zeros(n), np.zeros(n)
+            for k, (_g, h, _km, _size, _power, _sigma) in enumerate(state):
+                i = min(int(np.searchsorted(h.t, now - share * self.params.lookback_s)), len(h.t) - 1)
+                since_km[k], since_t[k] = h.km[i], h.t[i]
+            start_t = at(since_km)
+            ok = (np.isfinite(start_t) & np.isfinite(here_t) & (here_t > start_t)
+                  & ((km - since_km) >= 0.3)[None, :])
+            pace = np.where(ok, (now - since_t)[None, :] / np.where(ok, here_t - start_t, 1.0), np.nan)
+            etas.append(now + pace[:, :, None] * (ahead[:, None, :] - here_t[:, :, None]))  # (rides, n, targets)
+            oks.append(ok)
+        eta, ok = np.concatenate(etas), oks[-1]
         mid, lo, hi = _nan_quantiles(eta, (0.5, 0.1, 0.9))
         count = ok.sum(axis=0)
         few = (count < 3)[:, None]  # too few rides for a spread: +-5 % of the time to go
