@@ -70,9 +70,10 @@ def pubsub_emulator():
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
-    """Headless chromium (Debian's), shared by the page tests."""
+    """Headless chromium (Debian's), a fresh one per test: a live page left open must not leak its
+    reconnection errors into the next test's console."""
     from tests.pages import open_browser
 
     driver = open_browser()
