@@ -19,8 +19,7 @@ import numpy as np  # noqa: E402
 
 from peloton.climbs import climb_efforts  # noqa: E402
 from peloton.feed import concat_batches, parse_message  # noqa: E402
-from peloton.predict import forecast_race, timetable  # noqa: E402
-from peloton.profile import build_profile  # noqa: E402
+from peloton.predict import StageModel, forecast_race  # noqa: E402
 from peloton.matching import match_fixes  # noqa: E402
 from peloton.race import derive_race_state  # noqa: E402
 from peloton.recording import iter_messages, read_local  # noqa: E402
@@ -43,12 +42,11 @@ def main() -> None:
     matched, rejected, dupes = match_fixes(concat_batches(batches, stage.stage_id), course)
     race = derive_race_state(matched, course.finish_km, stage.is_time_trial)
     f = matched.fixes
-    profile = build_profile(course, stage.checkpoints)
-    forecast = forecast_race(stage.stage_id, race.groups.to_rows(), profile,
-                             timetable(stage.checkpoints, stage.date, stage.timezone), stage.is_time_trial,
+    model = StageModel.of_stage(stage, course)
+    forecast = forecast_race(stage.stage_id, race.groups.to_rows(), model,
                              (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
     on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
-    efforts = climb_efforts(stage.stage_id, f.bib, f.t, matched.km, on_course, profile)
+    efforts = climb_efforts(stage.stage_id, f.bib, f.t, matched.km, on_course, model.profile)
     print(f"floor: {len(matched)} matched, {letters + sum(len(b) for b, _, _ in rejected)} rejected, "
           f"{dupes} duplicates, {len(race.groups)} group rows, {len(race.events)} events, "
           f"{len(forecast.predictions)} predictions, {len(efforts)} climb efforts "

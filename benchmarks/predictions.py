@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from peloton.evaluate import read_table  # noqa: E402
-from peloton.predict import (PredictParams, catch_probability_monte_carlo, catch_probability_rule,  # noqa: E402
-                             forecast_race, timetable)
+from peloton.predict import (PredictParams, StageModel, catch_probability_monte_carlo,  # noqa: E402
+                             catch_probability_rule, forecast_race, timetable)
 
 DATA = ROOT.parent / "shared" / "data" / "racecenter-2026"
 COURSES = ROOT.parent / "shared" / "data" / "courses-tdf-2022-2024"
@@ -189,7 +189,7 @@ def catch_samples(sim: dict, params: PredictParams = PredictParams()) -> list[di
         return []
     stage = Stage.from_json(json.dumps(sim["stage"]))
     profile = build_profile(stage.course(), stage.checkpoints)
-    forecast = forecast_race(stage.stage_id, sim["groups"], profile, None, params=params)
+    forecast = forecast_race(stage.stage_id, sim["groups"], StageModel.build(profile), params=params)
     preds = {(r["event_time"], r["group_id"]): r for r in forecast.predictions}
     by_tick: dict = {}
     for g in sim["groups"]:

@@ -55,27 +55,24 @@ def passage_times(t: np.ndarray, km: np.ndarray, at_km: np.ndarray, max_bracket_
     return np.where(ok, when, np.nan)
 
 
-def climb_power_wkg(profile: Profile, start_km, summit_km, seconds, model: RiderModel = CLIMB_MODEL) -> np.ndarray:
-    """Average power (W/kg of rider) to ride ``start_km`` -> ``summit_km`` in ``seconds`` at an even speed."""
-    start_km, summit_km, seconds = np.broadcast_arrays(*(np.asarray(a, dtype=float)
-                                                         for a in (start_km, summit_km, seconds)))
-    out = np.full(start_km.shape, np.nan)
-    rho = profile.rho()
-    mid = profile.step_mid_km
-    step_m = np.diff(profile.km) * 1000.0
-    for idx in np.ndindex(start_km.shape):
-        inside = (mid >= start_km[idx]) & (mid <= summit_km[idx])
-        if not inside.any() or not np.isfinite(seconds[idx]) or seconds[idx] <= 0:
-            continue
-        length = step_m[inside].sum()
-        v = length / seconds[idx]
-        theta = np.arctan(profile.gradient[inside])
-        air = v + profile.headwind_ms[inside]
-        force = (model.mass * G * (np.sin(theta) + model.crr * np.cos(theta))
-                 + 0.5 * rho[inside] * model.cda_m2 * air * np.abs(air))
-        work = float(np.sum(force * step_m[inside]))  # J at an even speed
-        out[idx] = work / seconds[idx] / model.drivetrain / model.rider_kg
-    return out
+def climb_power_wkg(profile: Profile, start_km: float, summit_km: float, seconds,
+                    model: RiderModel = CLIMB_MODEL) -> np.ndarray:
+    """Average power (W/kg of rider) to ride ``start_km`` -> ``summit_km`` in each of ``seconds`` at an even
+    speed: one row of the profile's steps per time, no loop over riders."""
+    seconds = np.asarray(seconds, dtype=float)
+    inside = (profile.step_mid_km >= start_km) & (profile.step_mid_km <= summit_km)
+    ok = np.isfinite(seconds) & (seconds > 0)
+    if not inside.any():
+        return np.full(seconds.shape, np.nan)
+    step_m = np.diff(profile.km)[inside] * 1000.0
+    secs = np.where(ok, seconds, 1.0)
+    v = (step_m.sum() / secs)[..., None]  # (..., 1) against the climb's steps
+    theta = np.arctan(profile.gradient[inside])
+    air = v + profile.headwind_ms[inside]
+    force = (model.mass * G * (np.sin(theta) + model.crr * np.cos(theta))
+             + 0.5 * profile.rho()[inside] * model.cda_m2 * air * np.abs(air))
+    work = np.sum(force * step_m, axis=-1)  # J at an even speed
+    return np.where(ok, work / secs / model.drivetrain / model.rider_kg, np.nan)
 
 
 def climb_efforts(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,

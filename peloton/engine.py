@@ -27,7 +27,7 @@ from peloton.groups import GroupTimeline, track_groups
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import RaceParams, RaceState, _group_rows, _riding, estimate_start_times, time_trial_gaps
-from peloton.rows import rider_state_columns
+from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
@@ -128,16 +128,15 @@ class RaceEngine:
         self._remember(fixes, newest)
         self._append_history(m, newest)
         rider_state, groups = self._race_rows(m)
-        if forecast is not None and len(groups):
-            groups.data["headwind_kph"], groups.data["crosswind_kph"] = forecast.profile.wind_kph_columns(
-                groups.data["km_to_finish_head"])
+        if forecast is not None:
+            add_wind(groups, forecast.profile)
         return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast))
 
     def _predict(self, m: Matched, groups: Columns, forecast: StageModel | None) -> Columns:
         if forecast is None:
             return Columns.from_rows("predictions", [])
         if self.predictor is None:
-            self.predictor = Predictor.for_stage(forecast)
+            self.predictor = Predictor(forecast)
         self.predictor.attach(forecast)
         if self.time_trial:
             f = m.fixes

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from peloton.profile import Profile
+from peloton.profile import Profile, build_profile
 
 __all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predictor", "Forecast", "forecast_race",
            "forecast_stage", "time_trial_groups", "timetable", "catch_probability_rule",
@@ -275,6 +275,13 @@ class StageModel:
         model = model or (TIME_TRIAL_MODEL if time_trial else RiderModel())
         return cls(profile, SpeedTables(profile, model), None if time_trial else timetable_rows, time_trial)
 
+    @classmethod
+    def of_stage(cls, stage, course=None) -> "StageModel":
+        """A stage spec's model: its profile (from ``course`` when already built) and its timetable."""
+        course = course if course is not None else stage.course()
+        return cls.build(build_profile(course, stage.checkpoints),
+                         timetable(stage.checkpoints, stage.date, stage.timezone), stage.is_time_trial)
+
 
 class Predictor:
     """Predictions for every group at every tick, from the groups rows of that tick and the ones before.
@@ -283,10 +290,8 @@ class Predictor:
     (:meth:`attach`) where it runs, so a live runner can keep a predictor in state.
     """
 
-    def __init__(self, profile: Profile, timetable_rows: np.ndarray | None = None,
-                 params: PredictParams = PredictParams(), model: RiderModel = RiderModel(),
-                 time_trial: bool = False, stage_model: StageModel | None = None):
-        self.stage_model = stage_model or StageModel(profile, SpeedTables(profile, model), timetable_rows, time_trial)
+    def __init__(self, stage_model: StageModel, params: PredictParams = PredictParams()):
+        self.stage_model = stage_model
         self.events: list[dict] = []  # crosswind_ahead warnings, drained by the caller
         self._rides: dict[int, np.ndarray] = {}  # time trials: bib -> time at every grid km of a finished ride
         self._ride_table: np.ndarray | None = None
@@ -294,10 +299,6 @@ class Predictor:
         self.params = params
         self.history: dict[int, _GroupHistory] = {}
         self._group_of: dict[int, int] = {}  # bib -> group id at the previous tick
-
-    @classmethod
-    def for_stage(cls, stage_model: StageModel, params: PredictParams = PredictParams()) -> "Predictor":
-        return cls(stage_model.profile, params=params, stage_model=stage_model)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -657,13 +658,12 @@ class Forecast:
     events: list  # crosswind_ahead race events
 
 
-def forecast_race(stage_id: str, groups: list[dict], profile: Profile, timetable_rows: np.ndarray | None,
-                  time_trial: bool = False, riders: tuple | None = None,
+def forecast_race(stage_id: str, groups: list[dict], model: StageModel, riders: tuple | None = None,
                   params: PredictParams = PredictParams()) -> Forecast:
     """Predictions over a whole stage: per group (road stage) or per rider (time trial, from ``riders`` =
     (t, bib, km_to_finish, speed_kph) arrays), each tick from that tick and the ones before only."""
-    predictor = Predictor.for_stage(StageModel.build(profile, timetable_rows, time_trial), params)
-    if time_trial:
+    predictor = Predictor(model, params)
+    if model.time_trial:
         groups = time_trial_groups(stage_id, *riders) if riders is not None else []
     rows, events = forecast_stage(groups, predictor)
     return Forecast(rows, events)

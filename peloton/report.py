@@ -10,14 +10,12 @@ works offline. The same page, fed by the live tables, is the live race page
 """
 from __future__ import annotations
 
-import glob
 import json
-import os
 from importlib import resources
 
-import fastavro
 import numpy as np
 
+from peloton.evaluate import read_table
 from peloton.profile import build_profile
 from peloton.stage import Stage
 
@@ -35,10 +33,7 @@ def read_tables(out_dir: str, tables=_TABLES) -> dict:
     """Rows of each table under ``out_dir`` (missing tables are empty), event times in epoch ms."""
     out = {}
     for table in tables:
-        rows = []
-        for path in sorted(glob.glob(os.path.join(out_dir, table, "*.avro"))):
-            with open(path, "rb") as fh:
-                rows.extend(fastavro.reader(fh))
+        rows = read_table(out_dir, table)
         for r in rows:
             for key in ("event_time", "eta_finish", "eta_finish_low", "eta_finish_high", "start_time"):
                 if r.get(key) is not None:

@@ -7,7 +7,7 @@ from peloton.feed import FixBatch
 from peloton.matching import Matched
 from peloton.table import Columns
 
-__all__ = ["rider_state_columns", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
+__all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
            "rejected_dead_letters"]
 
 
@@ -43,6 +43,14 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
         "gap_to_group_ahead_s": nan if race is None else np.round(race.gap_to_group_ahead_s, 2),
         "group_id": gid,  # nullable long: nan = null
     })
+
+
+def add_wind(groups: Columns, profile) -> Columns:
+    """Fill the groups' ``headwind_kph``/``crosswind_kph`` from the wind where each head rides (in place)."""
+    if len(groups):
+        groups.data["headwind_kph"], groups.data["crosswind_kph"] = profile.wind_kph_columns(
+            groups.data["km_to_finish_head"])
+    return groups
 
 
 def tracker_fix_columns(f: FixBatch) -> Columns:

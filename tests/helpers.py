@@ -5,6 +5,7 @@ import numpy as np
 
 from peloton.course import Course
 from peloton.feed import FixBatch
+from peloton.geo import LocalProjection
 
 
 def track_along(course: Course, bib: int, speed_mps: float, dt_s: float, noise_m: float, seed: int,
@@ -32,8 +33,6 @@ def track_along(course: Course, bib: int, speed_mps: float, dt_s: float, noise_m
 
 def line_course(points_xy_m, lat0=45.0, lon0=6.0, anchors=(), finish_km=None) -> Course:
     """A course from points in metres east/north of (lat0, lon0)."""
-    from peloton.geo import LocalProjection
-
     xy = np.asarray(points_xy_m, dtype=float)
     lat, lon = LocalProjection(lat0, lon0).inverse(xy[:, 0], xy[:, 1])
     return Course(lat, lon, None, anchors=list(anchors), finish_km=finish_km)
@@ -58,3 +57,15 @@ def canonical_rows(rows) -> list[tuple]:
         return v
 
     return sorted(tuple(sorted((k, value(v)) for k, v in r.items())) for r in rows)
+
+
+def course_with_elevation(length_m: float, heading_deg: float, elevation, step_m: float = 20.0) -> Course:
+    """A straight course on ``heading_deg`` (clockwise from north) with altitude ``elevation(s)``."""
+    s = np.arange(0.0, length_m + step_m, step_m)
+    h = np.radians(heading_deg)
+    lat, lon = LocalProjection(45.0, 6.0).inverse(s * np.sin(h), s * np.cos(h))
+    return Course(lat, lon, elevation(s), finish_km=length_m / 1000.0)
+
+
+def weather(force, direction, km=0.0, temperature=20.0):
+    return {"km": km, "meteo": {"windForce": force, "windDirection": direction, "temperature": temperature}}

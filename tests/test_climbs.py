@@ -5,7 +5,7 @@ import pytest
 from peloton.climbs import CLIMB_MODEL, climb_efforts, climb_power_wkg, passage_times
 from peloton.predict import G
 from peloton.profile import build_profile
-from tests.test_profile import course_with_elevation
+from tests.helpers import course_with_elevation
 
 T0 = 1_783_422_600.0
 

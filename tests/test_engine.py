@@ -7,8 +7,7 @@ from peloton.engine import RaceEngine, window_index
 from peloton.evaluate import read_table
 from peloton.feed import concat_batches, parse_message
 from peloton.matching import match_fixes
-from peloton.predict import StageModel, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel
 from peloton.recording import iter_messages
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
@@ -84,8 +83,7 @@ def test_the_causal_replay_pipeline_gives_the_engine_rows(tmp_path, slice40, sli
     p = TestPipeline()
     build_replay(p, stage4, str(path), str(tmp_path / "out"), causal=True)
     p.run().wait_until_finish()
-    forecast = StageModel.build(build_profile(stage4_course, stage4.checkpoints),
-                                timetable(stage4.checkpoints, stage4.date, stage4.timezone))
+    forecast = StageModel.of_stage(stage4, stage4_course)
     direct = _engine(stage4, stage4_course).advance(slice_fixes, stage4_course, forecast)
     for table in ("rider_state", "groups", "predictions"):
         assert canonical_rows(read_table(str(tmp_path / "out"), table)) == _rows(getattr(direct, table))

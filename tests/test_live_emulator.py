@@ -20,8 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message
 from peloton.matching import dedupe
-from peloton.predict import StageModel, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
@@ -93,8 +92,7 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
         fixes = concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(compared)],
                                stage4.stage_id)
         fixes.t = fixes.t + shift_s
-        forecast = StageModel.build(build_profile(stage4_course, stage4.checkpoints),
-                                    timetable(stage4.checkpoints, stage4.date, stage4.timezone))
+        forecast = StageModel.of_stage(stage4, stage4_course)
         expected = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(fixes)[0], stage4_course,
                                                                                forecast)
         wanted = set(expected.rider_state.data["event_time"].tolist())

@@ -15,8 +15,7 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.engine import RaceEngine
 from peloton.evaluate import read_table
 from peloton.feed import concat_batches, parse_message
-from peloton.predict import StageModel, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
 from tests.conftest import slice_recording
@@ -81,8 +80,7 @@ def _causal_rows(text, stage, course):
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(text)], stage.stage_id)
     from peloton.matching import dedupe
 
-    forecast = StageModel.build(build_profile(course, stage.checkpoints),
-                                timetable(stage.checkpoints, stage.date, stage.timezone))
+    forecast = StageModel.of_stage(stage, course)
     step = RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course, forecast)
     return step
 

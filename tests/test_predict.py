@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from peloton.predict import (G, POWER_GRID, PredictParams, Predictor, RiderModel, SpeedTables,
+from peloton.predict import (G, POWER_GRID, PredictParams, Predictor, RiderModel, SpeedTables, StageModel,
                              catch_probability_monte_carlo, catch_probability_rule, forecast_race, speed_for_power,
                              timetable, time_trial_groups)
 from peloton.profile import build_profile
-from tests.test_profile import course_with_elevation, weather
+from tests.helpers import course_with_elevation, weather
 
 T0 = 1_783_422_600.0  # 2026-07-07 11:10 UTC
 
@@ -62,7 +62,7 @@ def test_timetable_reads_local_clock_times():
 
 def test_a_group_at_steady_speed_is_predicted_to_arrive_at_that_speed():
     p = flat_profile(50_000, [{"km": 30.0, "place": "Sprint", "types": ["sprint"]}])
-    pred = Predictor(p)
+    pred = Predictor(StageModel.build(p))
     speed_kph = 42.0
     rows = []
     for i in range(0, 301):  # 30 minutes of ticks every 6 s, riding 42 km/h from km 5
@@ -84,7 +84,7 @@ def test_catch_probability_follows_the_gap_and_the_distance_left():
 
     def probability(gap_s, km_done_at_end, kph=42.0, minutes=20):
         """Both groups at the same steady speed, the bunch ``gap_s`` behind the trio, for ``minutes``."""
-        pred = Predictor(p)
+        pred = Predictor(StageModel.build(p))
         for i in range(0, minutes * 10 + 1):
             t = T0 + 6 * i
             km_break = km_done_at_end - kph * (minutes * 60 - 6 * i) / 3600
@@ -115,14 +115,14 @@ def test_a_big_group_is_warned_of_a_crosswind_ahead_once():
     course = course_with_elevation(40_000, 0.0, ele)
     p = build_profile(course, [weather(1, "E", km=0.0), weather(6, "E", km=40.0)])
     assert len(p.crosswinds) == 1 and p.crosswinds[0][0] == pytest.approx(20.0, abs=0.1)
-    pred = Predictor(p)
+    pred = Predictor(StageModel.build(p))
     for i in range(200):
         km = 5.0 + 0.05 * i  # from km 5 to km 15
         pred.update([group_row(T0 + 6 * i, 1, 1, 40.0 - km, size=60)])
     (event,) = pred.events
     assert event["event_type"] == "crosswind_ahead" and event["group_ids"] == [1]
     assert event["km_to_finish"] == pytest.approx(30.0, abs=0.06)  # 10 km before the stretch
-    small = Predictor(p)
+    small = Predictor(StageModel.build(p))
     for i in range(200):
         small.update([group_row(T0 + 6 * i, 1, 1, 35.0 - 0.05 * i, size=3)])
     assert small.events == []  # three riders do not form echelons
@@ -137,7 +137,7 @@ def test_time_trial_riders_are_predicted_from_the_rides_before_them():
     t = np.r_[t_fast, t_slow] + T0
     bib = np.r_[np.full(t_fast.size, 1), np.full(t_slow.size, 2)]
     ktf = 20.0 - np.r_[km_fast, km_slow]
-    forecast = forecast_race("t", [], p, None, time_trial=True, riders=(t, bib, ktf, np.full(t.size, 40.0)))
+    forecast = forecast_race("t", [], StageModel.build(p, time_trial=True), riders=(t, bib, ktf, np.full(t.size, 40.0)))
     last = [r for r in forecast.predictions if r["group_id"] == 2][-1]
     assert last["catch_probability"] is None
     now = last["event_time"] / 1000
@@ -152,7 +152,7 @@ def test_predictions_ride_on_a_real_stage_profile(stage4):
     """Stage 4's course and timetable: a bunch at 20 km to go predicted at a plausible time."""
     profile = build_profile(stage4.course(), stage4.checkpoints)
     tt = timetable(stage4.checkpoints, stage4.date, stage4.timezone)
-    pred = Predictor(profile, tt, PredictParams())
+    pred = Predictor(StageModel.build(profile, tt), PredictParams())
     rows = pred.update([group_row(T0, 1, 1, 20.0, size=100)])
     minutes = (rows[0]["eta_finish"] / 1000 - T0) / 60
     assert 20 < minutes < 40  # 20 km in a finale: 30-60 km/h

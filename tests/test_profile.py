@@ -2,22 +2,9 @@
 import numpy as np
 import pytest
 
-from peloton.course import Course
-from peloton.geo import LocalProjection
 from peloton.profile import (RIDER_HEIGHT_WIND, air_density, beaufort_to_ms, build_profile, compass_to_deg,
                              crosswind_sections, find_climbs)
-
-
-def course_with_elevation(length_m: float, heading_deg: float, elevation, step_m: float = 20.0) -> Course:
-    """A straight course on ``heading_deg`` (clockwise from north) with altitude ``elevation(s)``."""
-    s = np.arange(0.0, length_m + step_m, step_m)
-    h = np.radians(heading_deg)
-    lat, lon = LocalProjection(45.0, 6.0).inverse(s * np.sin(h), s * np.cos(h))
-    return Course(lat, lon, elevation(s), finish_km=length_m / 1000.0)
-
-
-def weather(force, direction, km=0.0, temperature=20.0):
-    return {"km": km, "meteo": {"windForce": force, "windDirection": direction, "temperature": temperature}}
+from tests.helpers import course_with_elevation, weather
 
 
 @pytest.mark.parametrize("text, deg", [("N", 0.0), ("NNE", 22.5), ("E", 90.0), ("SSO", 202.5), ("ONO", 292.5),

@@ -11,8 +11,7 @@ import uuid
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message
 from peloton.matching import dedupe
-from peloton.predict import StageModel, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel
 from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
 from pipelines.pubsub import output_topic
@@ -56,8 +55,7 @@ def test_the_live_page_follows_the_feed_and_says_when_it_stalls(pubsub_emulator,
     text = json.dumps(slice_recording(stage4_recording, 700, 730))
     fixes, _ = dedupe(concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(text)],
                                      stage4.stage_id))
-    forecast = StageModel.build(build_profile(stage4_course, stage4.checkpoints),
-                                timetable(stage4.checkpoints, stage4.date, stage4.timezone))
+    forecast = StageModel.of_stage(stage4, stage4_course)
     engine = RaceEngine(stage4.stage_id, stage4_course.finish_km)
     cut = float(fixes.t.min()) + 90.0
     first = engine.advance(fixes.take(fixes.t < cut), stage4_course, forecast)

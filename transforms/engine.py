@@ -32,8 +32,7 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.engine import EngineParams, RaceEngine, Step, window_index
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
-from peloton.predict import StageModel, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel
 from peloton.race import RaceParams
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
@@ -67,9 +66,7 @@ class _EngineFn(beam.DoFn):
         self.stage = Stage.from_json(self.stage_json)
         self.course = self.stage.course()
         self.course.tree
-        self.forecast = StageModel.build(build_profile(self.course, self.stage.checkpoints),
-                                         timetable(self.stage.checkpoints, self.stage.date, self.stage.timezone),
-                                         self.stage.is_time_trial)
+        self.forecast = StageModel.of_stage(self.stage, self.course)
 
 
 class CausalReplayFn(_EngineFn):

@@ -10,10 +10,9 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from peloton.climbs import climb_efforts
-from peloton.predict import forecast_race, timetable
-from peloton.profile import build_profile
+from peloton.predict import StageModel, forecast_race
 from peloton.race import RaceParams, derive_race_state
-from peloton.rows import rider_state_columns, split_by_time
+from peloton.rows import add_wind, rider_state_columns, split_by_time
 from peloton.stage import Stage
 from peloton.table import Columns
 
@@ -34,8 +33,7 @@ class RaceStateFn(beam.DoFn):
         self.stage = Stage.from_json(self.stage_json)
         course = self.stage.course()
         self.finish_km = course.finish_km
-        self.profile = build_profile(course, self.stage.checkpoints)
-        self.timetable = timetable(self.stage.checkpoints, self.stage.date, self.stage.timezone)
+        self.forecast = StageModel.of_stage(self.stage, course)
 
     def process(self, matched):
         started = time.perf_counter()
@@ -44,13 +42,11 @@ class RaceStateFn(beam.DoFn):
                  time.perf_counter() - started, len(race.groups), len(race.events))
         started = time.perf_counter()
         f, stage_id = matched.fixes, matched.fixes.stage_id
-        if len(race.groups):
-            race.groups.data["headwind_kph"], race.groups.data["crosswind_kph"] = self.profile.wind_kph_columns(
-                race.groups.data["km_to_finish_head"])
-        forecast = forecast_race(stage_id, race.groups.to_rows(), self.profile, self.timetable,
-                                 self.stage.is_time_trial, (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
+        add_wind(race.groups, self.forecast.profile)
+        forecast = forecast_race(stage_id, race.groups.to_rows(), self.forecast,
+                                 (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
         on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
-        efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.profile)
+        efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.forecast.profile)
         events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
         log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
                  time.perf_counter() - started, len(forecast.predictions), len(efforts))
