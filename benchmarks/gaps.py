@@ -12,7 +12,14 @@ so both are scored against the middle of the second (official + 0.5 s).
 
 It also splits our errors by whether the official feed's own position of
 the rider (its kmToFinish) agrees with ours within 25 m: where it does not,
-the official gap inherits the feed's own map-matching error.
+the official gap inherits the feed's own map-matching error; and by how far
+the leader's passage fell from one of his own fixes (nothing to interpolate
+there: what remains is in the reference).
+
+Without any official value, it scores the ways of interpolating a
+trajectory across a hole: in every run of five 6 s ticks of a rider the
+middle three are left out, and each way says when he passed their positions
+(the road clock is learnt from the other riders).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import CASES, naive_positions  # noqa: E402
 from peloton.evaluate import error_stats, evaluate_replay, official_values, read_table  # noqa: E402
+from peloton.gaps import RoadClock, Trajectory  # noqa: E402
 from peloton.recording import read_local  # noqa: E402
 
 
@@ -70,6 +78,70 @@ def split_by_official_position(out_dir: Path, recording: Path) -> dict:
             "official_position_disagrees": error_stats(err[~agree])}
 
 
+def by_distance_from_leader_fix(out_dir: Path, recording: Path) -> list:
+    """Road-stage gap errors by how far (s) the leader's passage fell from one of his own fixes."""
+    rows = read_table(str(out_dir), "rider_state")
+    official = official_values(read_local(str(recording)))
+    t = np.array([r["event_time"].timestamp() for r in rows])
+    bib = np.array([r["bib"] for r in rows])
+    gap = np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows])
+    ref = np.array([(official.get((int(b), int(x))) or {}).get("secToFirstRider") for b, x in zip(bib, t)],
+                   dtype=float)
+    fix_times = {}
+    for b, x, g in zip(bib, t, gap):
+        if g == 0:  # the leader's own fixes (and riders level with him)
+            fix_times.setdefault(int(b), []).append(x)
+    lead_fix = np.sort(np.concatenate([np.asarray(v) for v in fix_times.values()]))
+    passage = t - gap
+    j = np.clip(np.searchsorted(lead_fix, passage), 1, max(lead_fix.size - 1, 1))
+    away = np.minimum(np.abs(lead_fix[j] - passage), np.abs(lead_fix[j - 1] - passage))
+    err = gap - ref - 0.5
+    out = []
+    for lo, hi in ((0, 1), (1, 6), (6, 40)):
+        stats = error_stats(err[(gap > 0) & (away >= lo) & (away < hi)])
+        stats["from_leader_fix_s"] = f"{lo}-{hi}"
+        out.append(stats)
+    return out
+
+
+def left_out_fixes(out_dir: Path) -> dict:
+    """Time errors (s) at left-out fixes of each way of interpolating across a 24 s hole."""
+    rows = [r for r in read_table(str(out_dir), "rider_state") if r["quality"] == "good"]
+    t = np.array([r["event_time"].timestamp() for r in rows])
+    bib = np.array([r["bib"] for r in rows])
+    km = -np.array([r["km_to_finish"] for r in rows], dtype=float)  # increasing along the course
+    kph = np.array([np.nan if r["sensor_speed_kph"] is None else r["sensor_speed_kph"] for r in rows])
+    order = np.lexsort((t, bib))
+    t, bib, km, kph = t[order], bib[order], km[order], kph[order]
+    step = np.r_[False, (bib[1:] == bib[:-1]) & (np.diff(t) == 6.0)]  # 6 s after the previous fix
+    idx = np.arange(t.size)
+    run = idx - np.maximum.accumulate(np.where(step, 0, idx))  # position within a run of 6 s ticks
+    hidden = np.zeros(t.size, dtype=bool)
+    ends = np.flatnonzero(run == 4)  # five ticks in a row: hide the middle three
+    for k in (1, 2, 3):
+        hidden[ends - k] = True
+    moving = np.r_[np.diff(km) > 0.005, False] | np.r_[False, np.diff(km) > 0.005]
+    errors = {"straight line": [], "monotone cubic": [], "road clock": [], "tracker speeds": [],
+              "road clock + tracker speeds": []}
+    for b in np.unique(bib[hidden]):
+        mine = bib == b
+        clock = RoadClock(t, km, bib, ~mine)
+        kept, probe = mine & ~hidden, mine & hidden & moving
+        if kept.sum() < 2 or not probe.any():
+            continue
+        tk, kk, vk = t[kept], np.maximum.accumulate(km[kept]), kph[kept]
+        at = km[probe]
+        uk, first = np.unique(kk, return_index=True)
+        ways = {"straight line": np.interp(at, uk, tk[first]),
+                "monotone cubic": Trajectory(tk, kk).passage_time(at),
+                "road clock": Trajectory(tk, kk, clock).passage_time(at),
+                "tracker speeds": Trajectory(tk, kk, sensor_kph=vk).passage_time(at),
+                "road clock + tracker speeds": Trajectory(tk, kk, clock, vk).passage_time(at)}
+        for name, when in ways.items():
+            errors[name].append(when - t[probe])
+    return {name: error_stats(np.concatenate(e)) for name, e in errors.items()}
+
+
 def itt_by_half_hour(out_dir: Path, recording: Path) -> list:
     """Time-trial gap errors per half hour of event time: the reference is only knowable once its ride was seen."""
     rows = read_table(str(out_dir), "rider_state")
@@ -107,6 +179,8 @@ def main() -> None:
         if course is None:  # road stage: baseline and the split by the feed's own position
             results[name]["baseline"] = error_stats(baseline_gaps(rec, course))
             results[name]["by_official_position"] = split_by_official_position(out, rec)
+            results[name]["by_distance_from_leader_fix"] = by_distance_from_leader_fix(out, rec)
+            results[name]["left_out_fixes"] = left_out_fixes(out)
         else:
             results[name]["by_half_hour"] = itt_by_half_hour(out, rec)
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -125,10 +199,21 @@ def main() -> None:
         for ref, method, s in lines:
             print(f"| {name} | {ref} | {method} | {s['n']:,} | {s['median']:.2f} | {s['p90']:.2f} | "
                   f"{s['p99']:.2f} | {s['max']:.0f} |")
+        for s in r.get("by_distance_from_leader_fix", []):
+            print(f"| {name} | secToFirstRider | peloton, leader's passage {s['from_leader_fix_s']} s from his "
+                  f"fix | {s['n']:,} | {s['median']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['max']:.0f} |")
         for s in r.get("by_half_hour", []):
             if s.get("n"):
                 print(f"| {name} | secToITTLead | peloton, from {s['from_utc']} UTC | {s['n']:,} | "
                       f"{s['median']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['max']:.0f} |")
+
+    for name, r in results.items():
+        if "left_out_fixes" in r:
+            print(f"\n{name}: passage times at left-out fixes (middle three of five 6 s ticks)\n")
+            print("| interpolation | fixes | median s | p90 s | p99 s |")
+            print("|---|---|---|---|---|")
+            for way, s in r["left_out_fixes"].items():
+                print(f"| {way} | {s['n']:,} | {s['median']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from peloton.table import Columns
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
-_HIST = ("bib", "t", "km", "ktf", "speed", "usable")
+_HIST = ("bib", "t", "km", "ktf", "speed", "sensor", "usable")
 #: Trackers stop short of the line: a time-trial ride counts as finished this far before it (as in the standings).
 TRACKER_SHORTFALL_KM = 0.2
 
@@ -159,7 +159,8 @@ class RaceEngine:
 
     def _append_history(self, m: Matched, newest: float) -> None:
         usable = np.isin(m.quality, ("good", "finished", "neutral"))
-        new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph, usable=usable)
+        new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph,
+                   sensor=m.fixes.sensor_kph, usable=usable)
         keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
                 else self.hist["t"] >= newest - self.params.history_s)
         self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
@@ -179,7 +180,8 @@ class RaceEngine:
             return rider_state_columns(m, race), Columns.from_rows("groups", [])
         can_lead = h["ktf"] > self.race_params.at_line_km
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
-                                     km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest)
+                                     km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
+                                     sensor_kph=h["sensor"])
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)

@@ -63,7 +63,7 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
                          standings)
     on_road = m.km_to_finish > params.at_line_km
     gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable, can_lead=on_road, km_to_finish=m.km_to_finish,
-                                   speed_kph=m.speed_kph)
+                                   speed_kph=m.speed_kph, sensor_kph=f.sensor_kph)
     riding = _riding(m)
     timeline = track_groups(f.t, f.bib, m.km, m.speed_kph, riding, params.groups)
     gid = timeline.group_id

@@ -114,3 +114,35 @@ def test_a_breakaway_out_of_coverage_stays_the_reference_but_a_finished_leader_d
     # without the speeds the 12 s hold alone lets the silent leader go
     _, plain = gap_to_leader_s(t, km, bib, np.ones(t.size, bool))
     assert np.all(plain[during & (t > T0 + 640)] == 2)
+
+
+def test_the_trackers_own_speeds_bend_the_trajectory_across_a_hole():
+    # a leader braking steadily from 15 to 5 m/s over a 36 s hole: x = 15 s - s^2 / 7.2
+    s = np.array([0.0, 36.0])
+    x_m = 15.0 * s - s**2 / 7.2
+    kph = (15.0 - s / 3.6) * 3.6
+    probe_s = np.array([9.0, 18.0, 27.0])
+    probe_km = (15.0 * probe_s - probe_s**2 / 7.2) / 1000
+    with_speeds = Trajectory(T0 + s, x_m / 1000, sensor_kph=kph).passage_time(probe_km) - T0
+    without = Trajectory(T0 + s, x_m / 1000).passage_time(probe_km) - T0
+    assert np.allclose(with_speeds, probe_s, atol=0.3)  # a cubic with the true end slopes is exact
+    assert np.all(np.abs(without - probe_s) > 2.0)  # two fixes alone say constant speed
+    # a tracker that reports nonsense speeds cannot make the trajectory run backwards
+    wild = Trajectory(T0 + s, x_m / 1000, sensor_kph=np.array([400.0, -5.0])).passage_time(probe_km)
+    assert np.all(np.diff(wild) > 0) and np.all((wild > T0) & (wild < T0 + 36))
+
+
+def test_a_leader_silent_in_the_finale_is_held_until_he_would_have_crossed_the_line():
+    ticks = np.arange(0.0, 400.0, 6.0)
+    t, km, bib = _stack(_ride(1, 0.0, 19.5, ticks), _ride(2, 60.0, 19.5, ticks))
+    length_km = 5.0  # rider 1 crosses the line at 256 s, rider 2 at 316 s
+    ktf = length_km - km
+    last_fix = (bib == 1) & (t <= T0 + 234)  # rider 1's tracker: last heard 429 m out, 22 s before his line
+    keep = ((bib == 2) | last_fix) & (ktf > 0)
+    t, km, bib, ktf = t[keep], km[keep], bib[keep], ktf[keep]
+    speed = np.full(t.size, 70.2)
+    _, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), km_to_finish=ktf, speed_kph=speed)
+    second = bib == 2
+    held = second & (t > T0 + 246) & (t <= T0 + 270)  # silent but not yet past his line + 18 s
+    assert held.any() and np.all(leader[held] == 1)
+    assert np.all(leader[second & (t > T0 + 280)] == 2)
