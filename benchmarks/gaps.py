@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,42 +65,91 @@ def baseline_gaps(recording: Path, course_file: Path | None) -> np.ndarray:
     return np.maximum(gap, 0.0) - ref - 0.5
 
 
-def split_by_official_position(out_dir: Path, recording: Path) -> dict:
-    rows = read_table(str(out_dir), "rider_state")
-    official = official_values(read_local(str(recording)))
-    key = [(r["bib"], int(r["event_time"].timestamp())) for r in rows]
-    ref_gap = np.array([(official.get(k) or {}).get("secToFirstRider") for k in key], dtype=float)
-    ref_km = np.array([(official.get(k) or {}).get("kmToFinish") for k in key], dtype=float)
-    gap = np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows])
-    km = np.array([r["km_to_finish"] for r in rows], dtype=float)
-    err = gap - ref_gap - 0.5
-    agree = np.abs(km - ref_km) * 1000 <= 25
-    return {"official_position_agrees": error_stats(err[agree]),
-            "official_position_disagrees": error_stats(err[~agree])}
+@dataclass
+class Scored:
+    """A replay's rider rows beside the official values at the same (bib, second)."""
+
+    t: np.ndarray
+    bib: np.ndarray
+    km: np.ndarray  # ours, to the finish
+    gap: np.ndarray  # ours
+    ref: np.ndarray  # secToFirstRider (road) or secToITTLead (time trial)
+    ref_km: np.ndarray  # the feed's kmToFinish
+
+    @classmethod
+    def read(cls, out_dir: Path, recording: Path, field: str = "secToFirstRider") -> "Scored":
+        rows = read_table(str(out_dir), "rider_state")
+        official = official_values(read_local(str(recording)))
+        t = np.array([r["event_time"].timestamp() for r in rows])
+        bib = np.array([r["bib"] for r in rows])
+        looked_up = [official.get((int(b), int(x))) or {} for b, x in zip(bib, t)]
+        return cls(t, bib, np.array([r["km_to_finish"] for r in rows], dtype=float),
+                   np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows]),
+                   np.array([o.get(field) for o in looked_up], dtype=float),
+                   np.array([o.get("kmToFinish") for o in looked_up], dtype=float))
+
+    @property
+    def err(self) -> np.ndarray:
+        return self.gap - self.ref - 0.5
 
 
-def by_distance_from_leader_fix(out_dir: Path, recording: Path) -> list:
-    """Road-stage gap errors by how far (s) the leader's passage fell from one of his own fixes."""
-    rows = read_table(str(out_dir), "rider_state")
-    official = official_values(read_local(str(recording)))
-    t = np.array([r["event_time"].timestamp() for r in rows])
-    bib = np.array([r["bib"] for r in rows])
-    gap = np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows])
-    ref = np.array([(official.get((int(b), int(x))) or {}).get("secToFirstRider") for b, x in zip(bib, t)],
-                   dtype=float)
-    fix_times = {}
-    for b, x, g in zip(bib, t, gap):
-        if g == 0:  # the leader's own fixes (and riders level with him)
-            fix_times.setdefault(int(b), []).append(x)
-    lead_fix = np.sort(np.concatenate([np.asarray(v) for v in fix_times.values()]))
-    passage = t - gap
+def split_by_official_position(s: Scored) -> dict:
+    agree = np.abs(s.km - s.ref_km) * 1000 <= 25
+    return {"official_position_agrees": error_stats(s.err[agree]),
+            "official_position_disagrees": error_stats(s.err[~agree])}
+
+
+def by_distance_from_leader_fix(s: Scored) -> list:
+    """Road-stage gap errors by how far (s) the leader's passage fell from a tick of his."""
+    lead_fix = np.unique(s.t[s.gap == 0])  # ticks with a leader's fix (or a rider level with him)
+    passage = s.t - s.gap
     j = np.clip(np.searchsorted(lead_fix, passage), 1, max(lead_fix.size - 1, 1))
     away = np.minimum(np.abs(lead_fix[j] - passage), np.abs(lead_fix[j - 1] - passage))
-    err = gap - ref - 0.5
     out = []
     for lo, hi in ((0, 1), (1, 6), (6, 40)):
-        stats = error_stats(err[(gap > 0) & (away >= lo) & (away < hi)])
+        stats = error_stats(s.err[(s.gap > 0) & (away >= lo) & (away < hi)])
         stats["from_leader_fix_s"] = f"{lo}-{hi}"
+        out.append(stats)
+    return out
+
+
+def tail_causes(s: Scored, over_s: float = 6.0) -> dict:
+    """Rows erring by more than ``over_s``, by what the official value did there.
+
+    * the feed placed the rider more than 100 m from where we do (its own
+      map-matching: the Montsegur hairpins);
+    * the official value is a one-tick spike: it differs by more than
+      ``over_s`` in the same direction from the rider's official values 6-12 s
+      before and after, which agree with each other within 2 s;
+    * the rest.
+    """
+    order = np.lexsort((s.t, s.bib))
+    same = (s.bib[order][1:] == s.bib[order][:-1]) & (np.diff(s.t[order]) <= 12.0)
+    before, after = np.full(s.t.size, np.nan), np.full(s.t.size, np.nan)
+    after[order[:-1][same]] = s.ref[order[1:][same]]
+    before[order[1:][same]] = s.ref[order[:-1][same]]
+    ref = s.ref
+    with np.errstate(invalid="ignore"):
+        spike = (np.abs(before - after) <= 2) & (((ref - before > over_s) & (ref - after > over_s))
+                                                  | ((ref - before < -over_s) & (ref - after < -over_s)))
+        misplaced = np.abs(s.km - s.ref_km) > 0.1
+        big = np.abs(s.err) > over_s
+    scored = np.isfinite(s.err)
+    return {"rows": int(scored.sum()), f"over_{over_s:g}_s": int((big & scored).sum()),
+            "rider_misplaced_by_the_feed": int((big & misplaced).sum()),
+            "official_one_tick_spike": int((big & spike & ~misplaced).sum()),
+            "rest": int((big & ~spike & ~misplaced & scored).sum())}
+
+
+def itt_by_half_hour(s: Scored) -> list:
+    """Time-trial gap errors per half hour of event time: the reference is only knowable once its ride was seen."""
+    half = np.floor(s.t / 1800) * 1800
+    out = []
+    for h in np.unique(half):
+        sel = half == h
+        stats = error_stats(s.err[sel])
+        stats["official_rows"] = int(np.isfinite(s.ref[sel]).sum())
+        stats["from_utc"] = time.strftime("%H:%M", time.gmtime(h))
         out.append(stats)
     return out
 
@@ -142,26 +192,6 @@ def left_out_fixes(out_dir: Path) -> dict:
     return {name: error_stats(np.concatenate(e)) for name, e in errors.items()}
 
 
-def itt_by_half_hour(out_dir: Path, recording: Path) -> list:
-    """Time-trial gap errors per half hour of event time: the reference is only knowable once its ride was seen."""
-    rows = read_table(str(out_dir), "rider_state")
-    official = official_values(read_local(str(recording)))
-    t = np.array([r["event_time"].timestamp() for r in rows])
-    ref = np.array([(official.get((r["bib"], int(x))) or {}).get("secToITTLead") for r, x in zip(rows, t)],
-                   dtype=float)
-    gap = np.array([np.nan if r["gap_to_leader_s"] is None else r["gap_to_leader_s"] for r in rows])
-    err = gap - ref - 0.5
-    half = np.floor(t / 1800) * 1800
-    out = []
-    for h in np.unique(half):
-        sel = half == h
-        stats = error_stats(err[sel])
-        stats["official_rows"] = int(np.isfinite(ref[sel]).sum())
-        stats["from_utc"] = time.strftime("%H:%M", time.gmtime(h))
-        out.append(stats)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -177,12 +207,14 @@ def main() -> None:
         ours = evaluate_replay(read_local(str(rec)), str(out))
         results[name] = {"peloton": {k: v for k, v in ours.items() if k.endswith("_error_s")}}
         if course is None:  # road stage: baseline and the split by the feed's own position
+            scored = Scored.read(out, rec)
             results[name]["baseline"] = error_stats(baseline_gaps(rec, course))
-            results[name]["by_official_position"] = split_by_official_position(out, rec)
-            results[name]["by_distance_from_leader_fix"] = by_distance_from_leader_fix(out, rec)
+            results[name]["by_official_position"] = split_by_official_position(scored)
+            results[name]["by_distance_from_leader_fix"] = by_distance_from_leader_fix(scored)
+            results[name]["tail_causes"] = tail_causes(scored)
             results[name]["left_out_fixes"] = left_out_fixes(out)
         else:
-            results[name]["by_half_hour"] = itt_by_half_hour(out, rec)
+            results[name]["by_half_hour"] = itt_by_half_hour(Scored.read(out, rec, "secToITTLead"))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gaps.json").write_text(json.dumps(results, indent=2))
     print("| recording | reference | method | rows | median s | p90 s | p99 s | max s |")
@@ -208,6 +240,8 @@ def main() -> None:
                       f"{s['median']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['max']:.0f} |")
 
     for name, r in results.items():
+        if "tail_causes" in r:
+            print(f"\n{name}: rows erring by more than 6 s, by cause: {json.dumps(r['tail_causes'])}")
         if "left_out_fixes" in r:
             print(f"\n{name}: passage times at left-out fixes (middle three of five 6 s ticks)\n")
             print("| interpolation | fixes | median s | p90 s | p99 s |")
