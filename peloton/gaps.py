@@ -26,11 +26,8 @@ __all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap
 LEADER_HOLD_S = 12.0
 #: ... and a leader silent mid-race (short of the line) for up to this long: trackers drop out for minutes.
 SILENT_HOLD_S = 180.0
-#: In the finale trackers fall silent because riders finish (some stop a kilometre out): there a silent
-#: leader is held only until, ridden on at his last speed, he would have crossed the line ...
+#: Not in the finale: trackers there fall silent because riders finished (some stop a kilometre out).
 SILENT_HOLD_MIN_KM_TO_GO = 3.0
-#: ... and this long after (the official feed drops a finished leader about a tick after his line).
-FINISHED_HOLD_S = 18.0
 #: Samples per interval of the dense monotone trajectory.
 _DENSE = 16
 
@@ -168,10 +165,9 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     ``km_to_finish`` and ``speed_kph``, a leader whose tracker falls silent
     stays the reference for up to ``silent_hold_s`` while, ridden on at his
     last speed, he would still be short of the line and ahead of everyone
-    seen; in the last 3 km only until he would have crossed the line (and
-    ``FINISHED_HOLD_S`` more): a breakaway out of coverage for a minute is
-    still ahead, a leader whose tracker stopped at the line has finished.
-    That check walks the ticks (not the fixes).
+    seen, unless he fell silent in the last 3 km: a breakaway out of coverage for a minute is still ahead, a leader
+    whose tracker stopped at the line has finished. That check walks the
+    ticks (not the fixes).
     """
     ticks, inv = np.unique(t, return_inverse=True)
     best_km, best_bib = _windowed_furthest(ticks, inv, km, bib, usable, hold_s)
@@ -190,12 +186,9 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
             j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
             if j >= a:
                 silent = tick - t[idx[j]]
-                ridden_km, to_go_km = mps[j] * silent / 1000.0, km_to_finish[idx[j]]
-                if to_go_km > SILENT_HOLD_MIN_KM_TO_GO:
-                    held = silent <= silent_hold_s and to_go_km - ridden_km > 0
-                else:
-                    held = mps[j] > 0 and silent <= to_go_km * 1000.0 / mps[j] + FINISHED_HOLD_S
-                if held and km[idx[j]] + min(ridden_km, to_go_km) >= best_km[i]:
+                ridden_km = mps[j] * silent / 1000.0
+                if (silent <= silent_hold_s and km_to_finish[idx[j]] > SILENT_HOLD_MIN_KM_TO_GO
+                        and km_to_finish[idx[j]] - ridden_km > 0 and km[idx[j]] + ridden_km >= best_km[i]):
                     leaders[i] = current
                     continue
         current = int(best_bib[i])

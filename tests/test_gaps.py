@@ -131,18 +131,3 @@ def test_the_trackers_own_speeds_bend_the_trajectory_across_a_hole():
     wild = Trajectory(T0 + s, x_m / 1000, sensor_kph=np.array([400.0, -5.0])).passage_time(probe_km)
     assert np.all(np.diff(wild) > 0) and np.all((wild > T0) & (wild < T0 + 36))
 
-
-def test_a_leader_silent_in_the_finale_is_held_until_he_would_have_crossed_the_line():
-    ticks = np.arange(0.0, 400.0, 6.0)
-    t, km, bib = _stack(_ride(1, 0.0, 19.5, ticks), _ride(2, 60.0, 19.5, ticks))
-    length_km = 5.0  # rider 1 crosses the line at 256 s, rider 2 at 316 s
-    ktf = length_km - km
-    last_fix = (bib == 1) & (t <= T0 + 234)  # rider 1's tracker: last heard 429 m out, 22 s before his line
-    keep = ((bib == 2) | last_fix) & (ktf > 0)
-    t, km, bib, ktf = t[keep], km[keep], bib[keep], ktf[keep]
-    speed = np.full(t.size, 70.2)
-    _, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), km_to_finish=ktf, speed_kph=speed)
-    second = bib == 2
-    held = second & (t > T0 + 246) & (t <= T0 + 270)  # silent but not yet past his line + 18 s
-    assert held.any() and np.all(leader[held] == 1)
-    assert np.all(leader[second & (t > T0 + 280)] == 2)
