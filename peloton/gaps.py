@@ -250,7 +250,8 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     ticks, lead_bib = leader_per_tick(t, km, bib, leading, hold_s, km_to_finish, speed_kph)
     leader = lead_bib[np.searchsorted(ticks, t)]
     clock = RoadClock(t, km, bib, usable)
-    for lead in np.unique(leader[leader >= 0]):  # a handful of leaders per stage
+    wanted = leader >= 0 if only is None else (leader >= 0) & only
+    for lead in np.unique(leader[wanted]):  # a handful of leaders per stage, one or two per live window
         mine = (bib == lead) & usable
         traj = Trajectory(t[mine], km[mine], clock, None if sensor_kph is None else sensor_kph[mine])
         sel = leader == lead if only is None else (leader == lead) & only
