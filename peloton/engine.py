@@ -26,13 +26,16 @@ from peloton.gaps import gap_to_leader_s
 from peloton.groups import GroupTimeline, track_groups
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
-from peloton.race import RaceParams, RaceState, _group_rows, _riding, estimate_start_times, time_trial_gaps
+from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_needs, estimate_start_times,
+                          groups_by_tick, time_trial_gaps)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
 _HIST = ("bib", "t", "km", "ktf", "speed", "sensor", "usable")
+#: A group not seen for this long is gone: a change waiting for it to live long enough is dropped.
+GROUP_GONE_S = 60.0
 #: Trackers stop short of the line: a time-trial ride counts as finished this far before it (as in the standings).
 TRACKER_SHORTFALL_KM = 0.2
 
@@ -54,6 +57,7 @@ class Step:
     rejected: list  # (FixBatch, reason, detail), as match_fixes gives them
     stale: FixBatch  # fixes not newer than their rider's last processed one: not processed
     predictions: Columns = None  # when the engine was given a stage model
+    race_events: Columns = None  # group events, once their groups have lived long enough (at their own time)
 
 
 def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
@@ -76,6 +80,7 @@ class RaceEngine:
         self.hist = {k: np.zeros(0, dtype=np.int64 if k == "bib" else (bool if k == "usable" else float))
                      for k in _HIST}
         self.groups: GroupTimeline | None = None
+        self.pending_changes: list = []  # (membership change, groups at its tick) until its groups prove lasting
         self.predictor: Predictor | None = None
         self.known_bib = np.zeros(0, dtype=np.int64)  # sorted
         self.last_t = np.zeros(0)  # per known_bib: the newest processed event time
@@ -97,11 +102,12 @@ class RaceEngine:
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
                     concat_batches([s.stale for s in steps], self.stage_id),
-                    Columns.concat([s.predictions for s in steps]))
+                    Columns.concat([s.predictions for s in steps]), Columns.concat([s.race_events for s in steps]))
 
     def _empty_step(self) -> Step:
         return Step(Columns.from_rows("rider_state", []), Columns.from_rows("groups", []), [],
-                    FixBatch.empty(self.stage_id), Columns.from_rows("predictions", []))
+                    FixBatch.empty(self.stage_id), Columns.from_rows("predictions", []),
+                    Columns.from_rows("race_events", []))
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -127,10 +133,10 @@ class RaceEngine:
         m = matched.take(new)
         self._remember(fixes, newest)
         self._append_history(m, newest)
-        rider_state, groups = self._race_rows(m)
+        rider_state, groups, events = self._race_rows(m)
         if forecast is not None:
             add_wind(groups, forecast.profile)
-        return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast))
+        return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast), events)
 
     def _predict(self, m: Matched, groups: Columns, forecast: StageModel | None) -> Columns:
         if forecast is None:
@@ -165,8 +171,9 @@ class RaceEngine:
                 else self.hist["t"] >= newest - self.params.history_s)
         self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
 
-    def _race_rows(self, m: Matched) -> tuple[Columns, Columns]:
-        """Rider rows and group rows of the newest window (the last len(m) rows of the history)."""
+    def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
+        """Rider rows, group rows and the group events confirmed in the newest window (the last len(m) rows of
+        the history)."""
         h, n = self.hist, len(m)
         newest = np.zeros(h["t"].size, dtype=bool)
         newest[h["t"].size - n:] = True
@@ -177,7 +184,7 @@ class RaceEngine:
             gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts,
                                   line_km=self.finish_km - TRACKER_SHORTFALL_KM)[newest]
             race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
-            return rider_state_columns(m, race), Columns.from_rows("groups", [])
+            return rider_state_columns(m, race), Columns.from_rows("groups", []), Columns.from_rows("race_events", [])
         can_lead = h["ktf"] > self.race_params.at_line_km
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
                                      km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
@@ -185,9 +192,31 @@ class RaceEngine:
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
-        self.groups.changes.clear()  # the engine emits no events (yet): do not let them pile up
         gid = self.groups.group_id
         group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
                                             gparams)
         race = RaceState(gap, gap_ahead, gid, None, None, None)
-        return rider_state_columns(m, race), Columns.from_rows("groups", group_rows)
+        events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
+        return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
+
+    def _group_events(self, group_rows: list[dict], now: float) -> Columns:
+        """The replay's group events, each said once its groups have lived ``min_life_s`` (so, that much late).
+
+        A change whose group is gone (unseen for ``GROUP_GONE_S``) before it lived that long was flicker.
+        """
+        gparams = self.race_params.groups
+        rows_at = groups_by_tick(group_rows)
+        self.pending_changes += [(c, rows_at.get(int(round(c[0] * 1000)), {})) for c in self.groups.changes]
+        self.groups.changes.clear()
+        first, last = self.groups.first_seen, self.groups.last_seen
+        events, waiting = [], []
+        for change, groups_then in self.pending_changes:
+            needs = change_needs(change)
+            if all(last.get(g, -np.inf) - first.get(g, np.inf) >= gparams.min_life_s for g in needs):
+                event = change_event(self.stage_id, change, groups_then, gparams)
+                if event is not None:
+                    events.append(event)
+            elif all(now - last.get(g, -np.inf) <= GROUP_GONE_S for g in needs):
+                waiting.append((change, groups_then))
+        self.pending_changes = waiting
+        return Columns.from_rows("race_events", sorted(events, key=lambda e: (e["event_time"], e["event_type"])))

@@ -14,7 +14,7 @@ from peloton.matching import Matched
 from peloton.table import Columns
 
 __all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
-           "virtual_standings", "trusted_tracks"]
+           "virtual_standings", "trusted_tracks", "change_event", "change_needs", "groups_by_tick"]
 
 
 @dataclass(frozen=True)
@@ -112,37 +112,57 @@ def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
 
 
 def _group_events(stage_id, timeline, group_rows, gparams) -> list[dict]:
-    """split / attack / dropped / bridge / merge events, without flicker."""
+    """split / attack / dropped / bridge / merge events, without flicker (groups that lived long enough)."""
     life = {g: timeline.last_seen[g] - timeline.first_seen[g] for g in timeline.first_seen}
-    where = {(r["event_time"], r["group_id"]): r for r in group_rows}
+    rows_at = groups_by_tick(group_rows)
     events = []
-    for tick, kind, from_id, to_id, members in timeline.changes:
-        ms = int(round(tick * 1000))
-        dest = where.get((ms, to_id))
-        if dest is None:
-            continue
-        if kind == "split":
-            if life.get(to_id, 0) < gparams.min_life_s:
-                continue
-            parent = where.get((ms, from_id))
-            ahead = parent is not None and dest["rank"] < parent["rank"]
-            small = len(members) <= gparams.attack_max_size
-            etype = "attack" if (ahead and small) else ("dropped" if (small and not ahead) else "split")
-        elif kind == "merge":
-            if life.get(from_id, 0) < gparams.min_life_s:
-                continue
-            etype = "merge"
-        else:  # riders moving between two existing groups
-            if life.get(to_id, 0) < gparams.min_life_s or life.get(from_id, 0) < gparams.min_life_s:
-                continue
-            source = where.get((ms, from_id))
-            if source is None:
-                continue
-            etype = "dropped" if dest["rank"] > source["rank"] else "bridge"
-        events.append({"stage_id": stage_id, "event_time": ms, "event_type": etype,
-                       "km_to_finish": dest["km_to_finish_head"], "bibs": sorted(members),
-                       "group_ids": [from_id, to_id], "detail": f"{kind} {from_id}->{to_id}"})
+    for change in timeline.changes:
+        if all(life.get(g, 0) >= gparams.min_life_s for g in change_needs(change)):
+            event = change_event(stage_id, change, rows_at.get(_ms(change[0]), {}), gparams)
+            if event is not None:
+                events.append(event)
     return events
+
+
+def _ms(t: float) -> int:
+    return int(round(t * 1000))
+
+
+def groups_by_tick(group_rows: list[dict]) -> dict:
+    """event_time (ms) -> {group_id: group row}."""
+    out: dict = {}
+    for r in group_rows:
+        out.setdefault(r["event_time"], {})[r["group_id"]] = r
+    return out
+
+
+def change_needs(change: tuple) -> tuple:
+    """The groups that must live ``min_life_s`` for a membership change to be an event, not flicker."""
+    _tick, kind, from_id, to_id, _members = change
+    return {"split": (to_id,), "merge": (from_id,)}.get(kind, (from_id, to_id))
+
+
+def change_event(stage_id: str, change: tuple, groups_then: dict, gparams) -> dict | None:
+    """The race event of one membership change (a track_groups change), given the groups of its tick."""
+    tick, kind, from_id, to_id, members = change
+    dest = groups_then.get(to_id)
+    if dest is None:
+        return None
+    if kind == "split":
+        parent = groups_then.get(from_id)
+        ahead = parent is not None and dest["rank"] < parent["rank"]
+        small = len(members) <= gparams.attack_max_size
+        etype = "attack" if (ahead and small) else ("dropped" if (small and not ahead) else "split")
+    elif kind == "merge":
+        etype = "merge"
+    else:  # riders moving between two existing groups
+        source = groups_then.get(from_id)
+        if source is None:
+            return None
+        etype = "dropped" if dest["rank"] > source["rank"] else "bridge"
+    return {"stage_id": stage_id, "event_time": _ms(tick), "event_type": etype,
+            "km_to_finish": dest["km_to_finish_head"], "bibs": sorted(members),
+            "group_ids": [from_id, to_id], "detail": f"{kind} {from_id}->{to_id}"}
 
 
 def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list[dict]) -> Columns:

@@ -21,14 +21,15 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
     ``causal``: each window from the past only, as the live pipeline does
-    (rider_state, groups, predictions, dead_letter); otherwise with hindsight over the
-    whole stage (all tables, more accurate).
+    (rider_state, groups, predictions, race_events of groups, dead_letter); otherwise with
+    hindsight over the whole stage (all tables, more accurate).
     """
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
     parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
     if causal:
         race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
         tables = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
+                  "race_events": race.race_events,
                   "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)

@@ -27,10 +27,10 @@ __all__ = ["LiveTables", "LivePage", "SERVED_TABLES", "STALL_AFTER_S"]
 
 log = logging.getLogger("peloton")
 
-SERVED_TABLES = ("rider_state", "groups", "predictions")
+SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events")
 STALL_AFTER_S = 30.0
 _KEYS = {"rider_state": ("bib", "event_time"), "groups": ("event_time", "group_id"),
-         "predictions": ("event_time", "group_id")}
+         "predictions": ("event_time", "group_id"), "race_events": ("event_time", "event_type", "detail")}
 
 
 class LiveTables:

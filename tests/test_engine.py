@@ -85,6 +85,29 @@ def test_the_causal_replay_pipeline_gives_the_engine_rows(tmp_path, slice40, sli
     p.run().wait_until_finish()
     forecast = StageModel.of_stage(stage4, stage4_course)
     direct = _engine(stage4, stage4_course).advance(slice_fixes, stage4_course, forecast)
-    for table in ("rider_state", "groups", "predictions"):
+    for table in ("rider_state", "groups", "predictions", "race_events"):
         assert canonical_rows(read_table(str(tmp_path / "out"), table)) == _rows(getattr(direct, table))
     assert len(direct.predictions) == len(direct.groups) > 0
+
+
+def test_live_group_events_are_the_replays_said_once_their_groups_have_lasted(stage4_recording, stage4,
+                                                                               stage4_course):
+    from peloton.race import derive_race_state
+
+    fixes = _fixes(slice_recording(stage4_recording, 320, 415), stage4)  # 11:27-11:46: the first attack, bridges
+    engine = _engine(stage4, stage4_course)
+    said = []  # (end of the window that said it, event), window by window as live
+    win = window_index(fixes.t, engine.params.window_s)
+    for w in np.unique(win):
+        step = engine.advance(fixes.take(np.flatnonzero(win == w)), stage4_course)
+        said += [((w + 1) * engine.params.window_s * 1000, e) for e in step.race_events.to_rows()]
+    hindsight = derive_race_state(match_fixes(fixes, stage4_course)[0], stage4_course.finish_km).events.to_rows()
+    settled = fixes.t.max() * 1000 - 90_000  # near the slice's end hindsight knows no more than live
+    key = lambda e: (e["event_time"], e["event_type"], tuple(e["bibs"]))  # noqa: E731
+    ours = {key(e) for _, e in said if e["event_time"] <= settled}
+    theirs = {key(e) for e in hindsight if e["event_time"] <= settled and e["group_ids"]}
+    assert len(theirs) >= 5 and len(ours & theirs) >= 0.8 * len(theirs) and len(ours - theirs) <= 2
+    assert any(k[1] == "attack" and k[2] == (166,) for k in ours & theirs)  # the stage's first move
+    min_life_ms = engine.race_params.groups.min_life_s * 1000
+    splits = [(at, e) for at, e in said if e["detail"].startswith("split")]
+    assert splits and all(at - e["event_time"] >= min_life_ms for at, e in splits)  # said once the group lasted

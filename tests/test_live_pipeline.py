@@ -44,7 +44,7 @@ def _run(stream, stage, out_dir=None):
     ingest = p | stream | IngestLive(stage.stage_id, params)
     race = ingest["ticks"] | LiveRaceState(stage, LATENESS_S + params.window_s)
     outputs = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-               "provisional": race[f"{PROVISIONAL}_rider_state"],
+               "race_events": race.race_events, "provisional": race[f"{PROVISIONAL}_rider_state"],
                "provisional_predictions": race[f"{PROVISIONAL}_predictions"],
                "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()}
     for name, pcoll in outputs.items():
@@ -100,6 +100,7 @@ def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder
     # every final group row has its prediction, as the causal replay makes it
     assert len(out["predictions"]) == len(out["groups"]) > 0
     assert canonical_rows(out["predictions"]) == canonical_rows(expected.predictions.to_rows())
+    assert canonical_rows(out["race_events"]) == canonical_rows(expected.race_events.to_rows())
     assert 0 < len(out["provisional_predictions"])
     # nothing lost, nothing doubled: rows in = rows out + dead letters (malformed, placeholders) + duplicates
     duplicates = _rows_sent([m for m in plan if m.fault == "duplicate"])

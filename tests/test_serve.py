@@ -35,7 +35,8 @@ def _wait_for(predicate, timeout_s: float = 30.0, every_s: float = 0.5):
 
 def _publish_step(publisher, prefix, step):
     futures = []
-    for table, cols in (("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)):
+    for table, cols in (("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions),
+                        ("race_events", step.race_events)):
         for status in ("provisional", "final"):
             for m in _table_messages(cols, status):
                 futures.append(publisher.publish(output_topic(prefix, table), m.data, **m.attributes))
@@ -82,6 +83,14 @@ def test_the_live_page_follows_the_feed_and_says_when_it_stalls(pubsub_emulator,
         riders_second = dots(browser)
         moved = [b for b in set(riders_first) & set(riders_second) if riders_first[b] != riders_second[b]]
         assert len(moved) > 100  # the riders moved on with the new ticks
+        # the group events the engine confirmed are marked on the gaps chart
+        said = [e for step in (first, second) for e in step.race_events.to_rows()
+                if e["event_type"] in ("split", "merge", "attack", "bridge")]
+        assert said and _wait_for(lambda: len(page.data()["events"]) == len(said))
+        marks = lambda: [t.get_attribute("textContent") for t in  # noqa: E731
+                         browser.find_elements("css selector", "#gaps line title")]
+        assert _wait_for(lambda: sum(any(k in m for k in ("split", "merge", "attack", "bridge")) for m in marks())
+                         == len(said)), marks()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "live-page.png"))
         # nothing more comes: the page says the feed stalled

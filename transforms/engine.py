@@ -70,7 +70,8 @@ class _EngineFn(beam.DoFn):
 
 
 class CausalReplayFn(_EngineFn):
-    """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, dead letters."""
+    """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, predictions,
+    race_events, dead letters."""
 
     def process(self, keyed):
         stage_id, batches = keyed
@@ -107,8 +108,15 @@ def _chunks(order: np.ndarray, cuts: np.ndarray, windows: int):
 
 
 def _emit(step: Step, prefix: str, stamp: bool = True):
-    """Rows of a step, one Columns batch per tick; stamped with their event time unless ``stamp`` is off."""
-    for name, cols in (("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)):
+    """Rows of a step, one Columns batch per tick; stamped with their event time unless ``stamp`` is off.
+
+    Race events are final only: each is said once its groups have lasted, so a
+    provisional one would say nothing sooner.
+    """
+    tables = [("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)]
+    if not prefix:
+        tables.append(("race_events", step.race_events))
+    for name, cols in tables:
         if not len(cols):
             continue
         tag = f"{prefix}_{name}" if prefix else name
@@ -119,8 +127,8 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
 
 
 class CausalRaceState(beam.PTransform):
-    """FixBatches -> {'rider_state', 'groups', 'predictions', 'dead_letter'} as the live pipeline derives them
-    (batch)."""
+    """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'dead_letter'} as the live pipeline
+    derives them (batch)."""
 
     def __init__(self, stage: Stage, race_params: RaceParams = RaceParams(), params: EngineParams = EngineParams()):
         super().__init__()
@@ -132,7 +140,7 @@ class CausalRaceState(beam.PTransform):
                 | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
                 | "GatherStage" >> beam.GroupByKey()
                 | "Engine" >> beam.ParDo(CausalReplayFn(self.stage_json, self.race_params, self.params))
-                .with_outputs("groups", "predictions", DEAD_LETTER, main="rider_state"))
+                .with_outputs("groups", "predictions", "race_events", DEAD_LETTER, main="rider_state"))
 
 
 class LiveRaceStateFn(_EngineFn):
@@ -214,8 +222,8 @@ class LiveRaceStateFn(_EngineFn):
 
 
 class LiveRaceState(beam.PTransform):
-    """(stage_id, FixBatch) panes -> {'rider_state', 'groups', 'predictions' (final), 'provisional_rider_state',
-    'provisional_groups', 'provisional_predictions', 'late', 'dead_letter'}."""
+    """(stage_id, FixBatch) panes -> {'rider_state', 'groups', 'predictions', 'race_events' (final),
+    'provisional_rider_state', 'provisional_groups', 'provisional_predictions', 'late', 'dead_letter'}."""
 
     def __init__(self, stage: Stage, settle_s: float, race_params: RaceParams = RaceParams(),
                  params: EngineParams = EngineParams()):
@@ -231,6 +239,7 @@ class LiveRaceState(beam.PTransform):
                 | "OneStateForTheStage" >> beam.WindowInto(window.GlobalWindows())
                 | "Engine" >> beam.ParDo(LiveRaceStateFn(self.stage_json, self.settle_s, self.race_params,
                                                          self.params))
-                .with_outputs("groups", "predictions", f"{PROVISIONAL}_rider_state", f"{PROVISIONAL}_groups",
+                .with_outputs("groups", "predictions", "race_events", f"{PROVISIONAL}_rider_state",
+                              f"{PROVISIONAL}_groups",
                               f"{PROVISIONAL}_predictions", LATE, DEAD_LETTER, main="rider_state"))
 
