@@ -42,7 +42,7 @@ from peloton.gaps import RoadClock, Trajectory  # noqa: E402
 from peloton.recording import read_local  # noqa: E402
 
 
-def baseline_gaps(recording: Path, course_file: Path | None) -> np.ndarray:
+def baseline_gaps(recording: Path, course_file: Path | None, official: dict) -> np.ndarray:
     """(gap error vs official + 0.5 s) of time-since-the-leader-passed on naive positions."""
     fixes, km, _ktf, _off = naive_positions(recording, course_file)
     t, bib = fixes.t, fixes.bib
@@ -59,7 +59,6 @@ def baseline_gaps(recording: Path, course_file: Path | None) -> np.ndarray:
         lt = np.sort(lt)
         sel = leader == lead
         gap[sel] = t[sel] - np.interp(km[sel], lk, lt)
-    official = official_values(read_local(str(recording)))
     ref = np.array([(official.get((int(b), int(x))) or {}).get("secToFirstRider") for b, x in zip(bib, t)],
                    dtype=float)
     return np.maximum(gap, 0.0) - ref - 0.5
@@ -77,9 +76,9 @@ class Scored:
     ref_km: np.ndarray  # the feed's kmToFinish
 
     @classmethod
-    def read(cls, out_dir: Path, recording: Path, field: str = "secToFirstRider") -> "Scored":
+    def read(cls, out_dir: Path, official: dict, field: str = "secToFirstRider") -> "Scored":
+        """``official``: the recording's :func:`official_values`."""
         rows = read_table(str(out_dir), "rider_state")
-        official = official_values(read_local(str(recording)))
         t = np.array([r["event_time"].timestamp() for r in rows])
         bib = np.array([r["bib"] for r in rows])
         looked_up = [official.get((int(b), int(x))) or {} for b, x in zip(bib, t)]
@@ -204,17 +203,19 @@ def main() -> None:
         if not (args.reuse and (out / "rider_state").exists()):
             cmd = [peloton, "-q", "replay", str(rec), "--out", str(out)] + (["--course", str(course)] if course else [])
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ours = evaluate_replay(read_local(str(rec)), str(out))
+        text = read_local(str(rec))
+        official = official_values(text)
+        ours = evaluate_replay(text, str(out))
         results[name] = {"peloton": {k: v for k, v in ours.items() if k.endswith("_error_s")}}
         if course is None:  # road stage: baseline and the split by the feed's own position
-            scored = Scored.read(out, rec)
-            results[name]["baseline"] = error_stats(baseline_gaps(rec, course))
+            scored = Scored.read(out, official)
+            results[name]["baseline"] = error_stats(baseline_gaps(rec, course, official))
             results[name]["by_official_position"] = split_by_official_position(scored)
             results[name]["by_distance_from_leader_fix"] = by_distance_from_leader_fix(scored)
             results[name]["tail_causes"] = tail_causes(scored)
             results[name]["left_out_fixes"] = left_out_fixes(out)
         else:
-            results[name]["by_half_hour"] = itt_by_half_hour(Scored.read(out, rec, "secToITTLead"))
+            results[name]["by_half_hour"] = itt_by_half_hour(Scored.read(out, official, "secToITTLead"))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "gaps.json").write_text(json.dumps(results, indent=2))
     print("| recording | reference | method | rows | median s | p90 s | p99 s | max s |")

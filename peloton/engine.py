@@ -26,8 +26,8 @@ from peloton.gaps import gap_to_leader_s
 from peloton.groups import GroupTimeline, track_groups
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
-from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_needs, estimate_start_times,
-                          groups_by_tick, time_trial_gaps)
+from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_lasted, change_needs,
+                          estimate_start_times, groups_by_tick, groups_of_change, time_trial_gaps)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
 
@@ -206,17 +206,16 @@ class RaceEngine:
         """
         gparams = self.race_params.groups
         rows_at = groups_by_tick(group_rows)
-        self.pending_changes += [(c, rows_at.get(int(round(c[0] * 1000)), {})) for c in self.groups.changes]
+        self.pending_changes += [(c, groups_of_change(rows_at, c)) for c in self.groups.changes]
         self.groups.changes.clear()
-        first, last = self.groups.first_seen, self.groups.last_seen
+        last_seen = self.groups.last_seen
         events, waiting = [], []
         for change, groups_then in self.pending_changes:
-            needs = change_needs(change)
-            if all(last.get(g, -np.inf) - first.get(g, np.inf) >= gparams.min_life_s for g in needs):
+            if change_lasted(self.groups, change, gparams.min_life_s):
                 event = change_event(self.stage_id, change, groups_then, gparams)
                 if event is not None:
                     events.append(event)
-            elif all(now - last.get(g, -np.inf) <= GROUP_GONE_S for g in needs):
+            elif all(now - last_seen.get(g, -np.inf) <= GROUP_GONE_S for g in change_needs(change)):
                 waiting.append((change, groups_then))
         self.pending_changes = waiting
         return Columns.from_rows("race_events", sorted(events, key=lambda e: (e["event_time"], e["event_type"])))

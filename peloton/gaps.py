@@ -104,7 +104,6 @@ class Trajectory:
         order = np.argsort(t, kind="stable")
         t, km = np.asarray(t, float)[order], np.maximum.accumulate(np.asarray(km, float)[order])
         self.clock = clock
-        self.t_end = float(t[-1]) if t.size else np.nan
         fix_km, first = np.unique(km, return_index=True)
         fix_t = t[first]
         if clock is not None:  # interpolation in road-clock space: keep the fixes themselves
@@ -138,7 +137,7 @@ def _dense_monotone(t: np.ndarray, km: np.ndarray, slopes: np.ndarray) -> tuple[
     every interval (Fritsch-Carlson's sufficient condition for a monotone cubic).
     """
     if t.size < 2:
-        return np.unique(km, return_index=True)[0], t[:1] if t.size else t
+        return km[:1], t[:1]
     h = np.diff(t)
     mean = np.diff(km) / h
     m0 = np.clip(slopes[:-1], 0.0, 3 * mean)[:, None]

@@ -47,6 +47,10 @@ class GroupTimeline:
     prev_gid: np.ndarray = field(default_factory=lambda: np.full(1, -1, dtype=np.int64))  # bib -> last group id
     next_id: int = 1
 
+    def life_s(self, group_id: int) -> float:
+        """How long a group has been seen so far (0 for one never seen)."""
+        return self.last_seen.get(group_id, 0.0) - self.first_seen.get(group_id, 0.0)
+
     def continued(self, n: int) -> "GroupTimeline":
         """The same tracking state, for the next ``n`` fixes (the live engine's next window)."""
         return GroupTimeline(np.full(n, -1, dtype=np.int64), self.changes, self.first_seen, self.last_seen,

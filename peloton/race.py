@@ -14,7 +14,8 @@ from peloton.matching import Matched
 from peloton.table import Columns
 
 __all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
-           "virtual_standings", "trusted_tracks", "change_event", "change_needs", "groups_by_tick"]
+           "virtual_standings", "trusted_tracks", "change_event", "change_lasted", "change_needs", "groups_by_tick",
+           "groups_of_change"]
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,11 @@ def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
 
 def _group_events(stage_id, timeline, group_rows, gparams) -> list[dict]:
     """split / attack / dropped / bridge / merge events, without flicker (groups that lived long enough)."""
-    life = {g: timeline.last_seen[g] - timeline.first_seen[g] for g in timeline.first_seen}
     rows_at = groups_by_tick(group_rows)
     events = []
     for change in timeline.changes:
-        if all(life.get(g, 0) >= gparams.min_life_s for g in change_needs(change)):
-            event = change_event(stage_id, change, rows_at.get(_ms(change[0]), {}), gparams)
+        if change_lasted(timeline, change, gparams.min_life_s):
+            event = change_event(stage_id, change, groups_of_change(rows_at, change), gparams)
             if event is not None:
                 events.append(event)
     return events
@@ -136,10 +136,20 @@ def groups_by_tick(group_rows: list[dict]) -> dict:
     return out
 
 
+def groups_of_change(rows_at: dict, change: tuple) -> dict:
+    """{group_id: group row} of the tick of a membership change, from :func:`groups_by_tick`."""
+    return rows_at.get(_ms(change[0]), {})
+
+
 def change_needs(change: tuple) -> tuple:
     """The groups that must live ``min_life_s`` for a membership change to be an event, not flicker."""
     _tick, kind, from_id, to_id, _members = change
     return {"split": (to_id,), "merge": (from_id,)}.get(kind, (from_id, to_id))
+
+
+def change_lasted(timeline, change: tuple, min_life_s: float) -> bool:
+    """Have the groups of a membership change lived long enough (so far) for it to be an event?"""
+    return all(timeline.life_s(g) >= min_life_s for g in change_needs(change))
 
 
 def change_event(stage_id: str, change: tuple, groups_then: dict, gparams) -> dict | None:
