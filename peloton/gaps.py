@@ -118,7 +118,8 @@ class Trajectory:
             self.by_speed = _dense_monotone(fix_t, fix_km, slopes)
 
     def passage_time(self, km: np.ndarray) -> np.ndarray:
-        """Epoch seconds at which the rider first reached ``km`` (nan beyond its last fix)."""
+        """Epoch seconds at which the rider first reached ``km`` (nan beyond its last fix, and before its first:
+        a point he passed before the data began has no known passage time)."""
         if self.km.size == 0:
             return np.full(np.shape(km), np.nan)
         by_speed = None if self.by_speed is None else np.interp(km, *self.by_speed)
@@ -127,7 +128,8 @@ class Trajectory:
             out = out if by_speed is None else 0.5 * (out + by_speed)
         else:
             out = np.interp(km, self.km, self.t) if by_speed is None else by_speed
-        return np.where(np.asarray(km) > self.km[-1] + 1e-9, np.nan, out)
+        km = np.asarray(km)
+        return np.where((km > self.km[-1] + 1e-9) | (km < self.km[0] - 1e-9), np.nan, out)
 
 
 def _dense_monotone(t: np.ndarray, km: np.ndarray, slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

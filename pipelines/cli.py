@@ -172,24 +172,92 @@ def cmd_live(args, beam_args) -> int:
                id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
              stage.stage_id, subscription, params.allowed_lateness_s + params.window_s, args.early_after_s + 1)
-    result = pipeline.run()
-    if args.duration_s:  # the DirectRunner's wait takes no duration: watch the clock here
-        from apache_beam.runners.runner import PipelineState
+    local = runner in ("DirectRunner", "BundleBasedDirectRunner")
+    if local:
+        _rewind(subscription)
+    return _run_until_stopped(pipeline, stage.stage_id, args.duration_s, local)
 
-        deadline = time.monotonic() + args.duration_s
-        while time.monotonic() < deadline and not PipelineState.is_terminal(result.state):
-            time.sleep(0.5)
-        if not PipelineState.is_terminal(result.state):
+
+#: Longest wait for the drain after a stop: every window and file written, or an error.
+DRAIN_TIMEOUT_S = 120.0
+
+
+def _rewind(subscription: str) -> None:
+    from transforms.read_feed import rewind_subscription
+
+    try:
+        rewound = rewind_subscription(subscription)
+    except Exception as exc:  # Pub/Sub's own error types
+        raise CliError(f"cannot prepare {subscription}: {str(exc).splitlines()[0][:200]}") from None
+    if rewound:
+        log.info("live: %s sought back to its first retained message: the race state is rebuilt from the "
+                 "stage's history; rows already in the archive are not written again", subscription)
+    else:
+        log.warning("live: %s does not keep acknowledged messages: a restart cannot rebuild the race state "
+                    "(create it with 'peloton pubsub init')", subscription)
+
+
+def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) -> int:
+    """Run until SIGINT, SIGTERM or ``duration_s``; then drain: stop reading, write every row, exit 0.
+
+    A second signal stops at once (exit 130).
+    """
+    import signal
+    import threading
+
+    from transforms.read_feed import STOP
+
+    stop = threading.Event()
+    reason = {"why": "duration"}
+
+    def on_signal(signum, _frame):
+        if stop.is_set():
+            print("peloton: stopped without draining", file=sys.stderr)
+            os._exit(130)
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ended, failure = threading.Event(), []
+
+    def wait_for_end(result):
+        try:
+            result.wait_until_finish()  # the local runner updates its state only here
+        except Exception as exc:  # the pipeline failed: said below
+            failure.append(exc)
+        ended.set()
+
+    try:
+        STOP.clear()
+        result = pipeline.run()
+        threading.Thread(target=wait_for_end, args=(result,), daemon=True).start()
+        deadline = time.monotonic() + duration_s if duration_s else None
+        while not stop.is_set() and not ended.is_set():
+            stop.wait(0.5)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        if ended.is_set():
+            if failure:
+                raise CliError(f"the live pipeline failed: {str(failure[0]).splitlines()[0][:300]}")
+            return 0
+        log.warning("live: %s: draining (no more reads; every accepted row is being written)", reason["why"])
+        started = time.monotonic()
+        if not local:
+            result.cancel()  # Dataflow: 'gcloud dataflow jobs drain' drains; the job keeps its own state
+            return 0
+        STOP.set()
+        if not ended.wait(DRAIN_TIMEOUT_S):
             result.cancel()
-    else:
-        result.wait_until_finish()
-    if runner in ("DirectRunner", "BundleBasedDirectRunner"):  # its streaming counters keep the last bundle only
-        print(f"live stage {stage.stage_id}: stopped; the tables hold what came out (rows still waiting for "
-              f"their Avro flush at the stop are not written)")
-    else:
-        counters = _counters(result)
-        print(f"live stage {stage.stage_id}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())))
-    return 0
+            raise CliError(f"the live pipeline did not drain within {DRAIN_TIMEOUT_S:.0f} s")
+        if failure:
+            raise CliError(f"the live pipeline failed while draining: {str(failure[0]).splitlines()[0][:300]}")
+        print(f"live stage {stage_id}: stopped ({reason['why']}); drained in {time.monotonic() - started:.1f} s, "
+              f"every accepted row written")
+        return 0
+    finally:
+        STOP.clear()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_evaluate(args, _beam_args) -> int:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from peloton.publish import ATTR_EVENT_TIME
 from peloton.race import RaceParams
 from peloton.stage import Stage
 from pipelines.pubsub import output_topic
+from transforms.read_feed import ReadFeed
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
 from transforms.live import FeedSecurity, IngestLive, LiveParams
-from transforms.sinks import WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
+from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
 
@@ -30,10 +30,9 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections.
 
     ``id_label``: the attribute the runner deduplicates on (Dataflow honours
-    it; the DirectRunner refuses it, and the graph deduplicates anyway).
+    it; None on the local runner, which reads with :mod:`transforms.read_feed`; the graph deduplicates anyway).
     """
-    messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
-        subscription=subscription, with_attributes=True, timestamp_attribute=ATTR_EVENT_TIME, id_label=id_label)
+    messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=id_label is None, id_label=id_label)
     ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security)
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
                                                                race_params)
@@ -45,6 +44,9 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
         "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
         | "MergeDeadLetters" >> beam.Flatten(),
     }
+    if out_dir:  # what an earlier run of this stage archived is not written again
+        tables = {table: rows | f"DropWritten_{table}" >> beam.ParDo(DropWrittenFn(out_dir, table))
+                  for table, rows in tables.items()}
     if topic_prefix:
         for table, rows in tables.items():
             rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final")

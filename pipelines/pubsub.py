@@ -57,7 +57,11 @@ def cmd_pubsub_init(args, _beam_args) -> int:
             except exceptions.AlreadyExists:
                 print(f"topic {name} exists")
         try:
-            subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=60)
+            # acknowledged messages are kept (7 days): 'peloton live' seeks back to the stage's first message at
+            # every start, to rebuild the race state after a restart or when started mid-race
+            subscriber.create_subscription(request={
+                "name": subscription, "topic": topic, "ack_deadline_seconds": 60, "retain_acked_messages": True,
+                "message_retention_duration": {"seconds": 7 * 86400}})
             print(f"created subscription {subscription}")
         except exceptions.AlreadyExists:
             print(f"subscription {subscription} exists")

@@ -46,6 +46,8 @@ __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectRepla
 
 LATE = "late"
 DEAD_LETTER = "dead_letter"
+#: The latest date every sink holds (BigQuery's TIMESTAMP ends with the year 9999).
+MAX_SINK_MS = 253_402_300_799_999
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
 GROUPING_GRACE_S = 86400.0
 
@@ -111,10 +113,12 @@ class ScreenMessagesFn(beam.DoFn):
 
 
 def _event_time_s(attrs: dict) -> float | None:
+    """The attribute's event time for a dead letter's row: None unless a date every sink can hold."""
     try:
-        return int(attrs[ATTR_EVENT_TIME]) / 1000.0
+        ms = int(attrs[ATTR_EVENT_TIME])
     except (KeyError, TypeError, ValueError):
         return None
+    return ms / 1000.0 if 0 <= ms <= MAX_SINK_MS else None
 
 
 class RejectReplaysFn(beam.DoFn):

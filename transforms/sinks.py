@@ -27,7 +27,7 @@ from peloton.schemas import load_schema
 from peloton.table import Columns
 
 __all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteLiveAvroTable",
-           "WriteTableToBigQuery"]
+           "WriteTableToBigQuery", "DropWrittenFn"]
 
 #: Rows buffered before an Avro block is encoded and written.
 BLOCK_ROWS = 50_000
@@ -179,6 +179,39 @@ class FlushAvroFileFn(beam.DoFn):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
         yield final
+
+
+class DropWrittenFn(beam.DoFn):
+    """Columns -> the rows not yet in the archive ``OUT/<table>``, read when the pipeline starts.
+
+    A (re)started live pipeline re-derives the stage from its history; what an earlier run archived is not
+    written again, to the archive or the other sinks. (A row published to a topic but not yet archived when a
+    run was killed is published again: topics are at least once, keyed like the archive.)
+    """
+
+    def __init__(self, out_dir: str, table: str):
+        self.out_dir, self.table = out_dir, table
+        self.written = None
+
+    def setup(self):
+        from peloton.tables import written_keys
+
+        self.written = written_keys(self.out_dir, self.table)
+
+    def process(self, batch: Columns):
+        if not self.written:
+            yield batch
+            return
+        from peloton.tables import row_key
+
+        fresh = np.array([row_key(self.table, r) not in self.written for r in batch.to_json_rows()], dtype=bool)
+        dropped = int((~fresh).sum())
+        if dropped:
+            beam.metrics.Metrics.counter("peloton", f"already_written.{self.table}").inc(dropped)
+        if fresh.all():
+            yield batch
+        elif fresh.any():
+            yield batch.take(np.flatnonzero(fresh))
 
 
 class WriteLiveAvroTable(beam.PTransform):
