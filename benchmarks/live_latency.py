@@ -51,7 +51,7 @@ def _keys(message):
     return [(int(r["Bib"]), ms) for r in body["data"]["Riders"] if isinstance(r, dict) and r.get("Bib") is not None]
 
 
-def run_one(text: str, stage_file: str, per_fix: bool, speed: float, seconds: float) -> dict:
+def run_one(text: str, stage_file: str, per_fix: bool, speed: float, seconds: float, disorder_s: float = 0.0) -> dict:
     from google.cloud import pubsub_v1
 
     tag = uuid.uuid4().hex[:8]
@@ -64,7 +64,7 @@ def run_one(text: str, stage_file: str, per_fix: bool, speed: float, seconds: fl
     out_sub = f"projects/{PROJECT}/subscriptions/out-{tag}"
     subscriber.create_subscription(name=out_sub, topic=f"{prefix}-rider-state")
     # the stretch: `seconds` of wall time at this speed, from an hour into the stage
-    base = PlanParams(per_fix=per_fix, start_s=3600.0, duration_s=seconds * speed)
+    base = PlanParams(per_fix=per_fix, start_s=3600.0, duration_s=seconds * speed, disorder_s=disorder_s)
     first = int(plan_messages(text, "x", PlanParams(start_s=3600.0, duration_s=60.0))[0].attributes["event_time"])
     shift = 6.0 * round((time.time() + 15.0 - first / 1000) / 6.0)
     plan = plan_messages(text, "x", PlanParams(**{**base.__dict__, "shift_s": shift}))
@@ -109,7 +109,7 @@ def run_one(text: str, stage_file: str, per_fix: bool, speed: float, seconds: fl
         live.wait(timeout=30)
     except subprocess.TimeoutExpired:
         live.kill()
-    result = {"shape": "fix" if per_fix else "tick", "speed": speed, "messages": len(plan),
+    result = {"shape": "fix" if per_fix else "tick", "speed": speed, "disorder_s": disorder_s, "messages": len(plan),
               "msg_per_s": round(len(plan) / seconds, 1), "fixes_sent": expected}
     for status, got in received.items():
         keys = [k for k in got if k in sent]
@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="wall seconds of publishing per run")
     ap.add_argument("--tick-speeds", default="1,10,30")
     ap.add_argument("--fix-speeds", default="1,3,10")
+    ap.add_argument("--disorder-s", default="0", help="comma-separated: each run publishes messages up to S s late")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     started_emulator = False
@@ -150,8 +151,9 @@ def main() -> None:
     try:
         runs = [(False, float(s)) for s in args.tick_speeds.split(",") if s] + \
                [(True, float(s)) for s in args.fix_speeds.split(",") if s]
-        for per_fix, speed in runs:
-            r = run_one(text, str(stage_file), per_fix, speed, args.seconds)
+        disorders = [float(d) for d in args.disorder_s.split(",") if d]
+        for (per_fix, speed), disorder in [(r, d) for d in disorders for r in runs]:
+            r = run_one(text, str(stage_file), per_fix, speed, args.seconds, disorder)
             results.append(r)
             print(json.dumps(r), flush=True)
     finally:

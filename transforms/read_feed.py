@@ -155,15 +155,17 @@ class _ReadState:
         return self.watermark_ms
 
 
-_STATES: dict[str, _ReadState] = {}
+_STATES: dict[tuple, _ReadState] = {}
 _STATES_LOCK = threading.Lock()
 
 
-def _state(subscription: str) -> _ReadState:
+def _state(run, subscription: str) -> _ReadState:
+    """One reader state per pipeline run and subscription (a test may run several pipelines in one process)."""
     with _STATES_LOCK:
-        if subscription not in _STATES:
-            _STATES[subscription] = _ReadState(subscription)
-        return _STATES[subscription]
+        key = (id(run), subscription)
+        if key not in _STATES:
+            _STATES[key] = _ReadState(subscription)
+        return _STATES[key]
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,7 +181,7 @@ def _evaluator_class():
         """One pull per bundle, as the runner's own reader does, without its failure modes (module doc)."""
 
         def finish_bundle(self):
-            state = _state(self._sub_name)
+            state = _state(self._evaluation_context, self._sub_name)
             transform = self._applied_ptransform.transform
             pbegin = PBegin(transform.pipeline)
             if STOP.is_set():  # drain: no more input; the end of time closes every window and flushes every file
