@@ -114,7 +114,7 @@ class _ReadState:
             self._failed(exc)
             return []
         if self.failing_since is not None:
-            log.warning("live: Pub/Sub reachable again after %.0f s; reading %s", time.monotonic() -
+            log.warning("live: Pub/Sub answers again after %.0f s; reading %s", time.monotonic() -
                         self.failing_since, self.subscription)
             self.failing_since, self.backoff = None, BACKOFF_S[0]
         if not received:
@@ -125,7 +125,7 @@ class _ReadState:
         host = os.environ.get("PUBSUB_EMULATOR_HOST") or "pubsub.googleapis.com"
         if self.failing_since is None:
             self.failing_since = time.monotonic()
-        log.warning("live: cannot reach Pub/Sub at %s (%s); retrying in %.0f s", host,
+        log.warning("live: reading from Pub/Sub at %s failed (%s); retrying in %.0f s", host,
                     str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__, self.backoff)
         self.next_try = time.monotonic() + self.backoff
         self.backoff = min(self.backoff * 2, BACKOFF_S[1])
