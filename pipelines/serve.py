@@ -29,6 +29,7 @@ log = logging.getLogger("peloton")
 
 SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events")
 STALL_AFTER_S = 30.0
+STOP_TIMEOUT_S = 1.5  # Ctrl-C ends 'peloton serve' within 2 s, whatever Pub/Sub does
 _KEYS = {"rider_state": ("bib", "event_time"), "groups": ("event_time", "group_id"),
          "predictions": ("event_time", "group_id"), "race_events": ("event_time", "event_type", "detail")}
 
@@ -69,6 +70,8 @@ class LivePage:
         self.course = course_data(stage)
         self._data_cache = (-1, None)
         self._futures, self._subscriptions = [], []
+        self.subscriber = None
+        self._serving: threading.Thread | None = None
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
 
@@ -164,16 +167,44 @@ class LivePage:
 
     def start(self) -> "LivePage":
         self.subscribe()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                         name="live-page-http", daemon=True)
+        self._serving.start()
         return self
 
-    def stop(self) -> None:
-        self.server.shutdown()
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop serving and listening, within ``timeout_s`` whatever Pub/Sub does.
+
+        Cancelling a streaming pull only starts its shutdown (on a daemon thread); deleting the page's
+        subscriptions is a courtesy, made in a daemon thread with short deadlines and not waited for past
+        ``timeout_s``. Returns False when something was still running at the deadline: the caller should
+        then leave without waiting for the client's threads (interpreter shutdown would join them).
+        """
+        deadline = time.monotonic() + timeout_s
         for future in self._futures:
-            future.cancel()
-        for name in self._subscriptions:
-            try:
-                self.subscriber.delete_subscription(subscription=name)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            future.cancel()  # non-blocking
+        if self._serving is not None:
+            self.server.shutdown()  # returns within the 0.2 s poll interval
         self.server.server_close()
+        cleanup = threading.Thread(target=self._delete_subscriptions, args=(max(0.1, timeout_s - 0.5),),
+                                   name="live-page-cleanup", daemon=True)
+        cleanup.start()
+        cleanup.join(max(0.0, deadline - time.monotonic()))
+        return not cleanup.is_alive()
+
+    def _delete_subscriptions(self, budget_s: float) -> None:
+        if self.subscriber is None:
+            return
+        ends = time.monotonic() + budget_s
+        for name in self._subscriptions:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                self.subscriber.delete_subscription(request={"subscription": name}, timeout=left, retry=None)
+            except Exception:  # noqa: BLE001 - best effort on the way out (Pub/Sub may be gone)
+                log.info("live page: subscription %s left behind (Pub/Sub did not answer)", name)
+        try:
+            self.subscriber.close()
+        except Exception:  # noqa: BLE001
+            pass
