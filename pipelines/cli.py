@@ -247,19 +247,9 @@ def _truthy(text) -> bool:
 
 
 def cmd_live(args, beam_args) -> int:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from pipelines.pubsub import (OUTPUT_TABLES, _SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable,
+                                  feed_keyring, feed_keys_text, output_topic)
 
-    from peloton.race import RaceParams
-    from peloton.groups import GroupParams
-    from peloton.auth import Limits
-    from peloton.publish import ATTR_MESSAGE_ID
-    from pipelines.live import build_live
-    from pipelines.pubsub import (_SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable, feed_keyring,
-                                  feed_keys_text, output_topic)
-    from transforms.live import FeedSecurity, LiveParams
-
-    runner = check_beam_args(beam_args)
     subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
     if args.output_topic_prefix:
         _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
@@ -271,6 +261,20 @@ def cmd_live(args, beam_args) -> int:
     if args.allowed_lateness_s < 0 or args.early_after_s < 1 or args.avro_flush_s <= 0:
         raise CliError("--allowed-lateness-s must not be negative, --early-after-s at least 1 and "
                        "--avro-flush-s positive")
+    # unreachable, no credentials, or a missing subscription or topic: one line within seconds, before Beam loads
+    check_pubsub_reachable(subscription, *([output_topic(args.output_topic_prefix, t) for t in OUTPUT_TABLES]
+                                           if args.output_topic_prefix else []))
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from peloton.auth import Limits
+    from peloton.groups import GroupParams
+    from peloton.publish import ATTR_MESSAGE_ID
+    from peloton.race import RaceParams
+    from pipelines.live import build_live
+    from transforms.live import FeedSecurity, LiveParams
+
+    runner = check_beam_args(beam_args)
     stage = resolve_stage(None, None, args.stage)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
@@ -284,10 +288,6 @@ def cmd_live(args, beam_args) -> int:
     if args.authenticate and security.keys_text:
         feed_keyring(args.feed_keys)  # a bad key file fails here, not on a worker
     _check_dataset(args.bigquery_dataset)
-    # unreachable, no credentials, or a missing subscription or topic: one line now, not tracebacks later
-    check_pubsub_reachable(subscription)
-    if args.output_topic_prefix:
-        check_pubsub_reachable(output_topic(args.output_topic_prefix, "rider_state"))
     pipeline = beam.Pipeline(options=options)
     build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
@@ -405,8 +405,8 @@ def cmd_serve(args, _beam_args) -> int:
 
     prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
     stage = Stage.from_json(_read_text(args.stage))
-    for table in SERVED_TABLES:  # unreachable, no credentials, no such topic: one line now
-        check_pubsub_reachable(output_topic(prefix, table))
+    # unreachable, no credentials, no such topic: one line now
+    check_pubsub_reachable(*[output_topic(prefix, table) for table in SERVED_TABLES])
     try:
         page = LivePage(stage, prefix, args.host, args.port)
     except OSError as exc:

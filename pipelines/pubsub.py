@@ -28,7 +28,7 @@ _PROJECT = r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]"
 _TOPIC = re.compile(rf"^projects/{_PROJECT}/topics/[A-Za-z][\w.~+%-]{{2,254}}$")
 _SUBSCRIPTION = re.compile(rf"^projects/{_PROJECT}/subscriptions/[A-Za-z][\w.~+%-]{{2,254}}$")
 #: the whole reachability/credentials probe answers within this (the operator's "within 10 s")
-PROBE_TIMEOUT_S = 6.0
+PROBE_TIMEOUT_S = 4.0
 
 
 class PubSubError(ValueError):
@@ -48,16 +48,17 @@ def pubsub_host() -> str:
     return os.environ.get("PUBSUB_EMULATOR_HOST") or "pubsub.googleapis.com:443"
 
 
-def _probe(path: str, timeout_s: float) -> None:
+def _probe(paths: tuple[str, ...], timeout_s: float) -> None:
     """The body of :func:`check_pubsub_reachable` (run under its deadline)."""
     from google.api_core import exceptions
 
+    deadline = time.monotonic() + timeout_s
     host = pubsub_host()
     emulator = bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
     if emulator:  # a refused or silent port fails here in milliseconds, before any client retries
         name, _, port = host.rpartition(":")
         try:
-            socket.create_connection((name.strip("[]") or "localhost", int(port)), timeout=min(3.0, timeout_s)).close()
+            socket.create_connection((name.strip("[]") or "localhost", int(port)), timeout=timeout_s / 2).close()
         except (OSError, ValueError) as exc:
             raise PubSubError(f"cannot reach Pub/Sub at {host} (PUBSUB_EMULATOR_HOST): "
                               f"{getattr(exc, 'strerror', None) or exc}") from None
@@ -72,22 +73,21 @@ def _probe(path: str, timeout_s: float) -> None:
                               "GOOGLE_APPLICATION_CREDENTIALS / 'gcloud auth application-default login')") from None
     from google.cloud import pubsub_v1
 
-    parts = path.split("/")
-    project = parts[1] if len(parts) > 1 and parts[0] == "projects" else path
+    publisher, subscriber = pubsub_v1.PublisherClient(), None
+    path = paths[0]
     try:
-        if "/topics/" in path:
-            client = pubsub_v1.PublisherClient()
-            client.get_topic(request={"topic": path}, timeout=timeout_s, retry=None)
-        elif "/subscriptions/" in path:
-            client = pubsub_v1.SubscriberClient()
-            try:
-                client.get_subscription(request={"subscription": path}, timeout=timeout_s, retry=None)
-            finally:
-                client.close()
-        else:
-            client = pubsub_v1.PublisherClient()
-            next(iter(client.list_topics(request={"project": f"projects/{project}", "page_size": 1},
-                                         timeout=timeout_s, retry=None)), None)
+        for path in paths:
+            left = max(0.2, deadline - time.monotonic())
+            if "/topics/" in path:
+                publisher.get_topic(request={"topic": path}, timeout=left, retry=None)
+            elif "/subscriptions/" in path:
+                subscriber = subscriber or pubsub_v1.SubscriberClient()
+                subscriber.get_subscription(request={"subscription": path}, timeout=left, retry=None)
+            else:
+                parts = path.split("/")
+                project = parts[1] if len(parts) > 1 and parts[0] == "projects" else path
+                next(iter(publisher.list_topics(request={"project": f"projects/{project}", "page_size": 1},
+                                                timeout=left, retry=None)), None)
     except exceptions.NotFound:
         what = "topic" if "/topics/" in path else "subscription"
         raise PubSubError(f"no {what} {path} at {host} (create it with 'peloton pubsub init')") from None
@@ -97,21 +97,24 @@ def _probe(path: str, timeout_s: float) -> None:
         raise PubSubError(f"Pub/Sub at {host} refused the credentials: {exc.message}") from None
     except exceptions.GoogleAPICallError as exc:
         raise PubSubError(f"Pub/Sub at {host} refused: {exc.message}") from None
+    finally:
+        if subscriber is not None:
+            subscriber.close()
 
 
-def check_pubsub_reachable(path: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Fail fast, in one line, when Pub/Sub cannot serve ``path``: unreachable, no credentials, or missing.
+def check_pubsub_reachable(*paths: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail fast, in one line, when Pub/Sub cannot serve ``paths``: unreachable, no credentials, or missing.
 
-    ``path`` is a project id, a topic or a subscription path; a topic or subscription must exist. Every
+    Each path is a project id, a topic or a subscription path; a topic or subscription must exist. Every
     command that talks to Pub/Sub calls this first: without it the client libraries retry for a minute or
     more and end in tracebacks. Raises :class:`PubSubError`; the whole probe takes at most ``timeout_s``
-    (plus a second).
+    (plus half a second), whatever the network does.
     """
     outcome: list = []
 
     def run():
         try:
-            _probe(path, timeout_s)
+            _probe(paths, timeout_s)
             outcome.append(None)
         except PubSubError as exc:
             outcome.append(exc)
@@ -120,9 +123,9 @@ def check_pubsub_reachable(path: str, timeout_s: float = PROBE_TIMEOUT_S) -> Non
 
     worker = threading.Thread(target=run, name="pubsub-probe", daemon=True)  # a hung resolver cannot hold us
     worker.start()
-    worker.join(timeout_s + 1.0)
+    worker.join(timeout_s + 0.5)
     if not outcome:
-        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: no answer in {timeout_s + 1.0:.0f} s")
+        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: no answer in {timeout_s + 0.5:g} s")
     if outcome[0] is not None:
         raise outcome[0]
 
@@ -206,6 +209,7 @@ def cmd_publish(args, _beam_args) -> int:
     for name in ("start_s", "duration_s", "disorder_s"):
         if not (getattr(args, name) >= 0 and math.isfinite(getattr(args, name))):
             raise PubSubError(f"--{name.replace('_', '-')} must be a number, 0 or more")
+    check_pubsub_reachable(topic)  # before reading a recording that may take seconds
     text = _read_text(args.recording)
     stage = resolve_stage(args.recording, getattr(args, "course", None), None)
     shift = 0.0
@@ -225,7 +229,6 @@ def cmd_publish(args, _beam_args) -> int:
                           f"{args.start_s:g}" if span is not None and args.start_s >= span
                           else f"nothing to publish: no feed ticks in {args.recording} from --start-s "
                                f"{args.start_s:g} for --duration-s {args.duration_s:g}")
-    check_pubsub_reachable(topic)
     if args.shift_to_now:
         event_ms = [int(m.attributes["event_time"]) for m in plain]
         shift = shift_to_now(min(event_ms) / 1000.0, max(event_ms) / 1000.0, args.speed, time.time(),
