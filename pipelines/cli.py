@@ -198,6 +198,8 @@ def cmd_replay(args, beam_args) -> int:
 
     started = time.perf_counter()
     check_beam_args(beam_args)
+    if args.course and args.stage:
+        raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     _check_out_folder(args.out, "--out")
     _check_dataset(args.bigquery_dataset)
     options = PipelineOptions(beam_args + ["--recording", args.recording, "--out", args.out])

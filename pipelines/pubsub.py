@@ -66,6 +66,8 @@ def _probe(paths: tuple[str, ...], timeout_s: float) -> None:
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
 
+        # its "No project ID could be determined" warning is not ours to print: the paths name the project
+        logging.getLogger("google.auth._default").setLevel(logging.ERROR)
         try:
             google.auth.default(scopes=["https://www.googleapis.com/auth/pubsub"])
         except DefaultCredentialsError:

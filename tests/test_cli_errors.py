@@ -97,6 +97,8 @@ BAD_INPUTS = [
     ("replay {rec} --out {new} --bigquery-dataset nodots", "PROJECT:DATASET"),
     ("replay {rec} --out {new} --stage {rec}", "not a stage file"),
     ("replay {stage16} --out {new}", "--course"),
+    ("replay {rec} --out {new} --course {gpx} --stage {stage}", "not both"),
+    ("replay {garbage_gz} --out {new}", "not UTF-8"),
     # live
     ("live --stage {stage} --out {new}", "required: --subscription"),
     ("live --subscription feed --stage {stage} --out {new}", "--subscription must look like"),
