@@ -152,7 +152,7 @@ def resolve_stage(recording: str, course: str | None = None, stage_file: str | N
 
 
 def _check_out_folder(path: str, what: str) -> None:
-    """An output folder: absent (made), or a folder; never a file, never under a missing parent's file."""
+    """An output folder: absent (it is made) or a folder, and not below a file."""
     if "://" in path:
         return
     if os.path.exists(path) and not os.path.isdir(path):

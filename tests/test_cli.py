@@ -2,6 +2,7 @@
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,20 @@ def test_serve_stops_on_ctrl_c_within_2_s_whatever_pubsub_does(pubsub_emulator, 
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert took < 2.0, f"serve took {took:.2f} s to stop after Ctrl-C with Pub/Sub {pubsub}"
     print(f"serve stopped {took:.2f} s after Ctrl-C, Pub/Sub {pubsub}")
+
+
+def test_real_beam_options_pass_and_misspelled_ones_do_not():
+    from pipelines.cli import CliError, check_beam_args
+
+    dataflow = ["--runner=DataflowRunner", "--project=peloton-prod", "--region", "europe-west1", "--temp_location",
+                "gs://bucket/tmp", "--num_workers", "3", "--max_num_workers=5", "--experiments=use_runner_v2",
+                "--save_main_session", "--setup_file", "./setup.py", "--dataflow_service_options=enable_prime",
+                "--streaming", "--enable_streaming_engine", "--job_name", "stage04", "--group-gap-s", "2"]
+    assert check_beam_args(dataflow) == "DataflowRunner"
+    assert check_beam_args(["--direct_num_workers=2", "--direct_running_mode", "multi_threading"]) == "DirectRunner"
+    assert check_beam_args(["--runner", "FlinkRunner", "--flink_master", "localhost:8081"]) == "FlinkRunner"
+    for bad, says in ((["--runer", "DirectRunner"], "did you mean --runner?"), (["--projct=p"], "did you mean --project?"),
+                      (["--runner", "Nope"], "--runner Nope"), (["--num_workers", "many"], "--num_workers"),
+                      (["stray.json"], "unexpected argument")):
+        with pytest.raises(CliError, match=re.escape(says)):
+            check_beam_args(bad)
