@@ -13,7 +13,8 @@ import numpy as np
 
 from peloton.recording import detect_format, iter_messages
 
-__all__ = ["TableError", "NothingToEvaluate", "read_table", "official_values", "evaluate_replay", "format_report", "error_stats",
+__all__ = ["TableError", "NothingToEvaluate",
+           "read_table", "official_values", "evaluate_replay", "format_report", "error_stats",
            "adjusted_rand_index", "group_accuracy"]
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
 
-__all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times", "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
+__all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times",
+           "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
 
 ATTR_EVENT_TIME = "event_time"  # ms since the epoch
 ATTR_STAGE = "stage_id"

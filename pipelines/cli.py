@@ -489,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "dead letters")
     live.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS "
                                           "on the workers)")
-    live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=256 * 1024, help="larger messages are dead letters")
+    live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=256 * 1024,
+                      help="larger messages are dead letters")
     live.add_argument("--future-tolerance-s", type=_number(low=0), default=300.0,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
@@ -532,12 +533,15 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--course", help="course file when the recording has no trace")
     pub.add_argument("--speed", type=_number(low=0), default=10.0, help="times real speed; 0 = as fast as possible")
     pub.add_argument("--per-fix", action="store_true", help="one message per rider fix, not per feed tick")
-    pub.add_argument("--shift-to-now", action="store_true", help="event times moved to the clock: at --speed N the first tick lands "
+    pub.add_argument("--shift-to-now", action="store_true",
+                     help="event times moved to the clock: at --speed N the first tick lands "
                           "D*(1-1/N) before now (D: the duration published), so no tick is ahead of the clock "
                           "when it goes out (now at speed 1)")
-    pub.add_argument("--duplicate-rate", type=_number(low=0, high=1), default=0.0, help="share of messages published twice")
+    pub.add_argument("--duplicate-rate", type=_number(low=0, high=1), default=0.0,
+                     help="share of messages published twice")
     pub.add_argument("--disorder-s", type=_number(low=0), default=0.0, help="publish each message up to S s late")
-    pub.add_argument("--malformed-rate", type=_number(low=0, high=1), default=0.0, help="extra broken messages, as a share")
+    pub.add_argument("--malformed-rate", type=_number(low=0, high=1), default=0.0,
+                     help="extra broken messages, as a share")
     pub.add_argument("--seed", type=_number(int, low=0), default=0, help="seed of the fault draws")
     pub.add_argument("--sign-key-id", help="sign every message with this key (HMAC-SHA256)")
     pub.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS)")
@@ -559,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_number(int, low=0, high=65535), default=8080,
                        help="port to listen on (default 8080; 0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost only)")
-    serve.add_argument("--duration-s", type=_number(above=0), default=None, help="stop after this long (default: Ctrl-C)")
+    serve.add_argument("--duration-s", type=_number(above=0), default=None,
+                       help="stop after this long (default: Ctrl-C)")
     serve.set_defaults(func=cmd_serve)
 
     stage = sub.add_parser("stage", help="stage files")

@@ -5,6 +5,7 @@ emulator (``scripts/pubsub_emulator.sh start``).
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -29,6 +30,8 @@ _TOPIC = re.compile(rf"^projects/{_PROJECT}/topics/[A-Za-z][\w.~+%-]{{2,254}}$")
 _SUBSCRIPTION = re.compile(rf"^projects/{_PROJECT}/subscriptions/[A-Za-z][\w.~+%-]{{2,254}}$")
 #: the whole reachability/credentials probe answers within this (the operator's "within 10 s")
 PROBE_TIMEOUT_S = 4.0
+#: publish gives up (one error line, exit 2) when Pub/Sub has not taken a message for this long
+PUBLISH_GIVE_UP_S = 15.0
 
 
 class PubSubError(ValueError):
@@ -197,6 +200,7 @@ def feed_keyring(source: str | None):
 def cmd_publish(args, _beam_args) -> int:
     """Replay a recording into a topic at N times real speed, with event-time attributes and faults."""
     from google.api_core import exceptions
+    from google.api_core.retry import Retry
     from google.cloud import pubsub_v1
 
     from peloton.publish import PlanParams, plan_messages, shift_to_now
@@ -241,26 +245,32 @@ def cmd_publish(args, _beam_args) -> int:
              "full speed" if args.speed == 0 else f"{args.speed:g}x real time")
     publisher = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.05))
+    # a message Pub/Sub has not taken after this long means it is gone: say so, do not queue for hours
+    give_up = Retry(initial=0.1, maximum=2.0, multiplier=1.5, timeout=PUBLISH_GIVE_UP_S)
     started = time.perf_counter()
-    futures, faults = [], {}
+    pending, faults = collections.deque(), {}
     try:
         for i, message in enumerate(plan):
             if args.speed > 0:
                 wait = message.at_s / args.speed - (time.perf_counter() - started)
                 if wait > 0:
                     time.sleep(wait)
-            futures.append(publisher.publish(topic, message.data, **message.attributes))
+            while pending and pending[0].done():  # a failure surfaces while publishing, not at the end
+                pending.popleft().result()
+            pending.append(publisher.publish(topic, message.data, retry=give_up, timeout=5.0,
+                                             **message.attributes))
             faults[message.fault or "clean"] = faults.get(message.fault or "clean", 0) + 1
             if i and i % 1000 == 0:
                 log.info("published %d of %d messages", i, len(plan))
-        for f in futures:
-            f.result(timeout=60)
+        for f in pending:
+            f.result(timeout=PUBLISH_GIVE_UP_S + 10)
     except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded, exceptions.RetryError) as exc:
         raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: {exc.message}") from None
     except exceptions.GoogleAPICallError as exc:
         raise PubSubError(f"Pub/Sub refused: {exc.message}") from None
     except TimeoutError:
-        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: messages not accepted within 60 s") from None
+        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: messages not accepted within "
+                          f"{PUBLISH_GIVE_UP_S + 10:.0f} s") from None
     wall = time.perf_counter() - started
     print(f"published {len(plan):,} messages of stage {stage.stage_id} to {topic} in {wall:.1f} s")
     for kind, n in sorted(faults.items()):

@@ -250,8 +250,38 @@ def test_real_beam_options_pass_and_misspelled_ones_do_not():
     assert check_beam_args(dataflow) == "DataflowRunner"
     assert check_beam_args(["--direct_num_workers=2", "--direct_running_mode", "multi_threading"]) == "DirectRunner"
     assert check_beam_args(["--runner", "FlinkRunner", "--flink_master", "localhost:8081"]) == "FlinkRunner"
-    for bad, says in ((["--runer", "DirectRunner"], "did you mean --runner?"), (["--projct=p"], "did you mean --project?"),
-                      (["--runner", "Nope"], "--runner Nope"), (["--num_workers", "many"], "--num_workers"),
+    for bad, says in ((["--runer", "DirectRunner"], "did you mean --runner?"),
+                      (["--projct=p"], "did you mean --project?"), (["--runner", "Nope"], "--runner Nope"), (["--num_workers", "many"], "--num_workers"),
                       (["stray.json"], "unexpected argument")):
         with pytest.raises(CliError, match=re.escape(says)):
             check_beam_args(bad)
+
+
+def test_publish_says_so_when_pubsub_goes_away_mid_stream(pubsub_emulator, tmp_path, stage4_recording):
+    import time
+    import uuid
+
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    topic = f"projects/peloton-test/topics/{name}"
+    assert main(["-q", "pubsub", "init", "--topic", topic, "--subscription",
+                 f"projects/peloton-test/subscriptions/{name}"]) == 0
+    rec = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 700, 760))
+    relay = _Relay(pubsub_emulator)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "peloton"), "-q", "publish", str(rec), "--topic", topic,
+                             "--speed", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PUBSUB_EMULATOR_HOST": relay.host})
+    try:
+        time.sleep(6.0)  # publishing through the relay (about 2 minutes of it at 5x)
+        assert proc.poll() is None
+        cut = time.monotonic()
+        relay.fail("cut")
+        proc.wait(timeout=120)
+        took = time.monotonic() - cut
+        err = proc.stderr.read().strip().splitlines()
+    finally:
+        proc.kill()
+        relay.close()
+    assert proc.returncode == 2 and len(err) == 1 and err[0].startswith(f"peloton: error: cannot reach Pub/Sub at "
+                                                                         f"{relay.host}"), err
+    assert took < 30.0, f"publish took {took:.1f} s to notice"
+    print(f"publish said '{err[0]}' {took:.1f} s after Pub/Sub went away")
