@@ -328,7 +328,10 @@ def cmd_evaluate(args, _beam_args) -> int:
     if os.path.exists(truth_file):  # a simulated race: score the groups against its truth
         from peloton.evaluate import group_accuracy, read_table
 
-        truth = json.loads(_read_text(truth_file))
+        try:
+            truth = json.loads(_read_text(truth_file))
+        except ValueError as exc:
+            raise CliError(f"unreadable truth file {truth_file}: {exc}") from None
         report["group_accuracy"] = group_accuracy(truth, read_table(args.dir, "rider_state"))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
@@ -413,27 +416,30 @@ def cmd_serve(args, _beam_args) -> int:
         page = LivePage(stage, prefix, args.host, args.port)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    clean = True
     try:
         page.start()
         print(f"live page of stage {stage.stage_id} ({stage.name}): {page.url}  (Ctrl-C to stop)", flush=True)
         deadline = time.time() + args.duration_s if args.duration_s else None
         while deadline is None or time.time() < deadline:
             time.sleep(0.2)
-    finally:
-        clean = page.stop()
-        if not clean:  # Pub/Sub went away: its client threads would hold the exit for minutes
-            _exit_now(130 if sys.exc_info()[0] is KeyboardInterrupt else 0)
+    except BaseException as exc:
+        if not page.stop():  # Pub/Sub went away: its client threads would hold the exit for minutes
+            _exit_now(exc)
+        raise
+    if not page.stop():
+        _exit_now(None)
     return 0
 
 
-def _exit_now(status: int) -> None:
+def _exit_now(exc: BaseException | None) -> None:
     """Leave at once, past threads that will not stop (interpreter shutdown would wait for them)."""
-    if status == 130:
+    if isinstance(exc, KeyboardInterrupt):
         print("peloton: interrupted", file=sys.stderr)
+    elif exc is not None:
+        print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(status)
+    os._exit(130 if isinstance(exc, KeyboardInterrupt) else 2 if exc is not None else 0)
 
 
 def cmd_stage_export(args, _beam_args) -> int:
