@@ -65,9 +65,15 @@ case "$cmd" in
     exec "$VENV/bin/python" -m pytest tests "$@"
     ;;
   live)
-    setup
     minutes=${1:-3}
+    if ! [[ "$minutes" =~ ^[0-9]+$ ]] || [ "$((10#$minutes))" -lt 1 ]; then
+      echo "run_local.sh: error: MINUTES must be a whole number of minutes, 1 or more (got '$minutes'):" \
+        "./run_local.sh live [MINUTES] [peloton live options]" >&2
+      exit 2
+    fi
+    minutes=$((10#$minutes))
     [ $# -gt 0 ] && shift
+    setup
     recording="$DATA/racecenter-2026/2026-07-07.json.gz"
     out=${OUT:-out/live04}
     rm -rf "$out"

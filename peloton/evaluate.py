@@ -13,15 +13,29 @@ import numpy as np
 
 from peloton.recording import detect_format, iter_messages
 
-__all__ = ["read_table", "official_values", "evaluate_replay", "format_report", "error_stats",
+__all__ = ["TableError", "NothingToEvaluate",
+           "read_table", "official_values", "evaluate_replay", "format_report", "error_stats",
            "adjusted_rand_index", "group_accuracy"]
+
+
+class TableError(ValueError):
+    """A table file that cannot be read (truncated, not Avro)."""
+
+
+class NothingToEvaluate(ValueError):
+    """No rows to score: a missing or empty folder, or another stage's output."""
 
 
 def read_table(out_dir: str, table: str) -> list[dict]:
     rows = []
     for path in sorted(glob.glob(os.path.join(out_dir, table, "*.avro"))):
-        with open(path, "rb") as fh:
-            rows.extend(fastavro.reader(fh))
+        try:
+            with open(path, "rb") as fh:
+                rows.extend(fastavro.reader(fh))
+        except (EOFError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, OSError) as exc:
+            # fastavro's own errors on a cut or foreign file are these (its SchemaParseException is a ValueError)
+            raise TableError(f"cannot read {path}: truncated or not an Avro table ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]})") from None
     return rows
 
 
@@ -68,9 +82,17 @@ def evaluate_replay(recording_text: str, out_dir: str) -> dict:
     behind the leader read 0), so a gap is scored against the middle of the
     second it names (official + 0.5 s); the raw difference is reported too.
     """
+    if not os.path.isdir(out_dir):
+        raise NothingToEvaluate(f"no folder {out_dir}: nothing to evaluate (the --out folder of a replay)")
     rows = read_table(out_dir, "rider_state")
+    if not rows:
+        raise NothingToEvaluate(f"no rider_state rows in {out_dir}: nothing to evaluate (the --out folder "
+                                f"of a replay)")
     dead = read_table(out_dir, "dead_letter")
     official = official_values(recording_text)
+    if not any((r["bib"], _epoch_s(r["event_time"])) in official for r in rows):
+        raise NothingToEvaluate(f"none of the {len(rows):,} rider_state rows in {out_dir} is at a rider and "
+                                f"second of this recording: the output of another stage?")
     bib = np.array([r["bib"] for r in rows], dtype=np.int64)
     t = np.array([r["event_time"].timestamp() if hasattr(r["event_time"], "timestamp") else r["event_time"] / 1000
                   for r in rows])
@@ -153,6 +175,11 @@ def group_accuracy(truth: dict, rows: list[dict]) -> dict:
         return {"ticks": 0}
     return {"ticks": int(scores.size), "median": float(np.median(scores)), "mean": float(scores.mean()),
             "p10": float(np.percentile(scores, 10)), "share_at_least_0_95": float((scores >= 0.95).mean())}
+
+
+def _epoch_s(event_time) -> int:
+    """A row's event time as whole epoch seconds (the official values' key)."""
+    return int(round(event_time.timestamp() if hasattr(event_time, "timestamp") else event_time / 1000))
 
 
 def _get(official: dict, bib: int, ts: float, field: str) -> float:

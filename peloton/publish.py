@@ -18,6 +18,7 @@ Faults, each drawn from a seeded generator so a test can count them:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,8 @@ import numpy as np
 from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
 
-__all__ = ["Message", "PlanParams", "plan_messages", "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
+__all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times",
+           "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
 
 ATTR_EVENT_TIME = "event_time"  # ms since the epoch
 ATTR_STAGE = "stage_id"
@@ -64,6 +66,28 @@ def _tick_messages(text: str):
         except (ValueError, KeyError, TypeError):
             continue  # the recording's own broken ticks are not replayed (the replay counts them)
         yield ts, doc
+
+
+def tick_times(text: str) -> list[float]:
+    """Event times (s) of a recording's feed ticks, in recording order."""
+    return [ts for ts, _doc in _tick_messages(text)]
+
+
+def shift_to_now(first_s: float, last_s: float, speed: float, now_s: float, step_s: float = 6.0) -> float:
+    """The shift (s) that puts event times as close to the wall clock as they can be, and never ahead of it.
+
+    Published at ``speed`` times real time from ``now_s``, the tick of event time ``t`` goes out at
+    ``now_s + (t - first_s) / speed``; shifted by ``shift`` its event time is ``t + shift``. A live pipeline
+    dead-letters event times ahead of the clock (``--future-tolerance-s``), so every tick must satisfy
+    ``t + shift <= now_s + (t - first_s) / speed``: the last one binds, and the first tick lands at
+    ``now_s - D * (1 - 1 / speed)`` for a duration ``D`` (exactly now at speed 1; ``now_s - D`` at speed 0,
+    as fast as possible). The shift is a whole number of ``step_s`` (the live windows then cut the race where
+    the replay's do), rounded down: never ahead.
+    """
+    duration = max(0.0, last_s - first_s)
+    lag = duration if speed <= 0 else duration * max(0.0, 1.0 - 1.0 / speed)
+    shift = now_s - lag - first_s
+    return step_s * math.floor(shift / step_s) if step_s > 0 else shift
 
 
 def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -> list[Message]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -26,6 +27,94 @@ log = logging.getLogger("peloton")
 
 class CliError(Exception):
     """An operator error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the one ``peloton: error:`` line of every other error (no usage block)."""
+
+    def error(self, message):
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        sys.stderr.write(f"peloton: error: {where}{message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def _number(kind=float, low=None, high=None, above=None):
+    """An argparse type: a finite number within bounds (``low``/``high`` inclusive, ``above`` exclusive)."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (low is not None and value < low) or (high is not None and value > high) or (
+                above is not None and value <= above):
+            bounds = (f"between {low} and {high}" if low is not None and high is not None
+                      else f"more than {above}" if above is not None else f"at least {low}" if low is not None
+                      else f"at most {high}")
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _beam_option_flags():
+    """Every flag Beam's own parser knows: the options of all registered ``PipelineOptions`` subclasses.
+
+    ``PipelineOptions.get_all_options`` builds the same parser (and only warns about what it cannot parse);
+    importing a runner's module registers its options, so the runner is resolved first.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    import pipelines.options  # noqa: F401 - registers ReplayOptions
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise CliError(message)
+
+    parser = Parser(allow_abbrev=False, add_help=False)
+    seen = set()
+    for cls in PipelineOptions.__subclasses__():
+        if str(cls) not in seen:  # Beam's own de-duplication of classes defined twice
+            seen.add(str(cls))
+            cls._add_argparse_args(parser)  # noqa: SLF001 - Beam's registry has no public accessor
+    return parser
+
+
+def check_beam_args(beam_args: list[str]) -> str:
+    """Refuse what Beam would only warn about: a misspelled option, a stray word, an unknown runner.
+
+    Returns the runner's name (DirectRunner when none is given).
+    """
+    import difflib
+
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.runner import create_runner
+
+    runner = None
+    try:
+        runner = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner
+    except (CliError, SystemExit):
+        pass  # the full parse below says what is wrong
+    if runner:
+        try:
+            create_runner(runner)  # also imports the runner's module, registering its options
+        except (ValueError, ImportError, AttributeError) as exc:
+            raise CliError(f"--runner {runner}: {' '.join(str(exc).split())}") from None
+    parser = _beam_option_flags()
+    _known, unknown = parser.parse_known_args(list(beam_args))
+    if unknown:
+        flags = [f for action in parser._actions for f in action.option_strings]  # noqa: SLF001
+        word = unknown[0]
+        if word.startswith("-"):
+            near = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise CliError(f"unknown option {word}: neither peloton's nor Beam's{hint}")
+        raise CliError(f"unexpected argument {word!r}")
+    return (runner or "DirectRunner").split(".")[-1]
 
 
 def _read_text(path: str) -> str:
@@ -62,6 +151,28 @@ def resolve_stage(recording: str, course: str | None = None, stage_file: str | N
     return _Stage(stage_id=name.split("_")[0], name=name, route=route)
 
 
+def _check_out_folder(path: str, what: str) -> None:
+    """An output folder: absent (it is made) or a folder, and not below a file."""
+    if "://" in path:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CliError(f"{what} {path} is a file, not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CliError(f"{what} {path}: {parent} is a file, not a folder")
+
+
+def _check_output_file(path: str, what: str) -> None:
+    """A file to write: its folder exists, and it is not itself a folder (checked before the work)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"{what} {path} is a folder: give a file name")
+    if not os.path.isdir(folder):
+        raise CliError(f"{what} {path}: no folder {os.path.dirname(path) or folder}")
+
+
 def _check_dataset(dataset: str | None) -> None:
     if dataset and not re.match(r"^[\w-]+[:.][\w]+$", dataset):
         raise CliError("--bigquery-dataset must look like PROJECT:DATASET")
@@ -86,17 +197,23 @@ def cmd_replay(args, beam_args) -> int:
     from pipelines.replay import build_replay, ensure_table_files
 
     started = time.perf_counter()
+    check_beam_args(beam_args)
+    if args.course and args.stage:
+        raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
+    _check_out_folder(args.out, "--out")
+    _check_dataset(args.bigquery_dataset)
+    options = PipelineOptions(beam_args + ["--recording", args.recording, "--out", args.out])
+    replay = options.view_as(ReplayOptions)
+    if not (replay.group_gap_s > 0 and replay.group_hysteresis_s >= 0) or not math.isfinite(
+            replay.group_gap_s + replay.group_hysteresis_s):
+        raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
     stage = resolve_stage(args.recording, args.course, args.stage)
     course = stage.course()
     log.info("stage %s (%s): course %.1f km of polyline, %d of %d km marks used, finish at km %.2f",
              stage.stage_id, stage.name or "?", course.length_m / 1000, len(course.used_anchors),
              len(stage.anchors), course.finish_km)
-    options = PipelineOptions(beam_args + ["--recording", args.recording, "--out", args.out])
-    replay = options.view_as(ReplayOptions)
     os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
     pipeline = beam.Pipeline(options=options)
-    if replay.group_gap_s <= 0 or replay.group_hysteresis_s < 0:
-        raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
     race_params = RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s,
                                                 hysteresis_s=replay.group_hysteresis_s))
     _check_dataset(args.bigquery_dataset)
@@ -132,26 +249,34 @@ def _truthy(text) -> bool:
 
 
 def cmd_live(args, beam_args) -> int:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    from peloton.race import RaceParams
-    from peloton.groups import GroupParams
-    from peloton.auth import Limits
-    from peloton.publish import ATTR_MESSAGE_ID
-    from pipelines.live import build_live
-    from pipelines.pubsub import _SUBSCRIPTION, _TOPIC, _check, feed_keyring, feed_keys_text
-    from transforms.live import FeedSecurity, LiveParams
+    from pipelines.pubsub import (OUTPUT_TABLES, _SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable,
+                                  feed_keyring, feed_keys_text, output_topic)
 
     subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
     if args.output_topic_prefix:
         _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
+    if args.out:
+        _check_out_folder(args.out, "--out")
     if not (args.out or args.output_topic_prefix or args.bigquery_dataset):
         raise CliError("nothing to write: give --out DIR, --output-topic-prefix projects/P/topics/NAME "
                        "and/or --bigquery-dataset PROJECT:DATASET")
     if args.allowed_lateness_s < 0 or args.early_after_s < 1 or args.avro_flush_s <= 0:
         raise CliError("--allowed-lateness-s must not be negative, --early-after-s at least 1 and "
                        "--avro-flush-s positive")
+    # unreachable, no credentials, or a missing subscription or topic: one line within seconds, before Beam loads
+    check_pubsub_reachable(subscription, *([output_topic(args.output_topic_prefix, t) for t in OUTPUT_TABLES]
+                                           if args.output_topic_prefix else []))
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from peloton.auth import Limits
+    from peloton.groups import GroupParams
+    from peloton.publish import ATTR_MESSAGE_ID
+    from peloton.race import RaceParams
+    from pipelines.live import build_live
+    from transforms.live import FeedSecurity, LiveParams
+
+    runner = check_beam_args(beam_args)
     stage = resolve_stage(None, None, args.stage)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
@@ -165,7 +290,6 @@ def cmd_live(args, beam_args) -> int:
     if args.authenticate and security.keys_text:
         feed_keyring(args.feed_keys)  # a bad key file fails here, not on a worker
     _check_dataset(args.bigquery_dataset)
-    runner = (options.get_all_options().get("runner") or "DirectRunner").split(".")[-1]
     pipeline = beam.Pipeline(options=options)
     build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
@@ -272,7 +396,10 @@ def cmd_evaluate(args, _beam_args) -> int:
     if os.path.exists(truth_file):  # a simulated race: score the groups against its truth
         from peloton.evaluate import group_accuracy, read_table
 
-        truth = json.loads(_read_text(truth_file))
+        try:
+            truth = json.loads(_read_text(truth_file))
+        except ValueError as exc:
+            raise CliError(f"unreadable truth file {truth_file}: {exc}") from None
         report["group_accuracy"] = group_accuracy(truth, read_table(args.dir, "rider_state"))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
@@ -284,13 +411,15 @@ def cmd_simulate(args, _beam_args) -> int:
 
     from peloton.course import Course
     from peloton.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
-    from peloton.stage import read_course_file
+    from peloton.stage import parse_course_text
 
     if args.riders < 2 or args.riders > 5000:
         raise CliError("--riders must be between 2 and 5000")
     if not 0.01 <= args.hz <= 10:
         raise CliError("--hz must be between 0.01 and 10 ticks per second")
-    route = read_course_file(args.course)
+    for path in (args.out, truth_path(args.out)):  # before the minutes of simulation, not after
+        _check_output_file(path, "--out")
+    route = parse_course_text(_read_text(args.course), args.course)  # gzipped or not
     course = Course([p[0] for p in route], [p[1] for p in route],
                     [p[2] if p[2] is not None else float("nan") for p in route])
     caught = None if args.caught == "random" else args.caught == "yes"
@@ -334,6 +463,7 @@ def cmd_report(args, _beam_args) -> int:
         raise CliError(f"no stage file {stage_file}: replay again, or pass --stage FILE ('peloton stage export')")
     stage = Stage.from_json(_read_text(stage_file))
     out = args.out or os.path.join(args.dir, "report.html")
+    _check_output_file(out, "--out")
     started = time.perf_counter()
     counts = write_report(args.dir, stage, out)
     print(f"report of stage {stage.stage_id} ({stage.name}): {counts['riders']} riders, {counts['frames']} moments, "
@@ -343,23 +473,41 @@ def cmd_report(args, _beam_args) -> int:
 
 def cmd_serve(args, _beam_args) -> int:
     from peloton.stage import Stage
-    from pipelines.pubsub import _TOPIC, _check
-    from pipelines.serve import LivePage
+    from pipelines.pubsub import _TOPIC, _check, check_pubsub_reachable, output_topic
+    from pipelines.serve import SERVED_TABLES, LivePage
 
     prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
     stage = Stage.from_json(_read_text(args.stage))
+    # unreachable, no credentials, no such topic: one line now
+    check_pubsub_reachable(*[output_topic(prefix, table) for table in SERVED_TABLES])
     try:
-        page = LivePage(stage, prefix, args.host, args.port).start()
+        page = LivePage(stage, prefix, args.host, args.port)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    print(f"live page of stage {stage.stage_id} ({stage.name}): {page.url}  (Ctrl-C to stop)", flush=True)
     try:
+        page.start()
+        print(f"live page of stage {stage.stage_id} ({stage.name}): {page.url}  (Ctrl-C to stop)", flush=True)
         deadline = time.time() + args.duration_s if args.duration_s else None
         while deadline is None or time.time() < deadline:
-            time.sleep(0.5)
-    finally:
-        page.stop()
+            time.sleep(0.2)
+    except BaseException as exc:
+        if not page.stop():  # Pub/Sub went away: its client threads would hold the exit for minutes
+            _exit_now(exc)
+        raise
+    if not page.stop():
+        _exit_now(None)
     return 0
+
+
+def _exit_now(exc: BaseException | None) -> None:
+    """Leave at once, past threads that will not stop (interpreter shutdown would wait for them)."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("peloton: interrupted", file=sys.stderr)
+    elif exc is not None:
+        print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130 if isinstance(exc, KeyboardInterrupt) else 2 if exc is not None else 0)
 
 
 def cmd_stage_export(args, _beam_args) -> int:
@@ -370,7 +518,7 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="peloton", description="Live race state from rider GPS trackers.")
+    parser = _Parser(prog="peloton", description="Live race state from rider GPS trackers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -398,13 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stage", required=True, help="stage file from 'peloton stage export'")
     live.add_argument("--out", help="folder for windowed Avro files of the final rows, one sub-folder per table")
     live.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: rows go to NAME-<table> topics")
-    live.add_argument("--allowed-lateness-s", type=float, default=300.0,
+    live.add_argument("--allowed-lateness-s", type=_number(low=0), default=300.0,
                       help="data this late is still used (default 300); rows are final this long after their tick")
-    live.add_argument("--early-after-s", type=int, default=1,
+    live.add_argument("--early-after-s", type=_number(int, low=1), default=1,
                       help="provisional rows this many seconds after a tick's first fix arrives (default 1)")
-    live.add_argument("--group-gap-s", type=float, default=1.0, help="gap that starts a new group (s)")
-    live.add_argument("--group-hysteresis-s", type=float, default=0.75, help="hysteresis of the groups (s)")
-    live.add_argument("--avro-flush-s", type=float, default=60.0,
+    live.add_argument("--group-gap-s", type=_number(above=0), default=1.0, help="gap that starts a new group (s)")
+    live.add_argument("--group-hysteresis-s", type=_number(low=0), default=0.75, help="hysteresis of the groups (s)")
+    live.add_argument("--avro-flush-s", type=_number(above=0), default=60.0,
                       help="with --out: write the final rows gathered so far this often (default 60 s)")
     live.add_argument("--bigquery-dataset", help="PROJECT:DATASET: final rows to BigQuery tables (one per table)")
     live.add_argument("--bigquery-method", default="STORAGE_WRITE_API",
@@ -415,11 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "dead letters")
     live.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS "
                                           "on the workers)")
-    live.add_argument("--max-payload-bytes", type=int, default=256 * 1024, help="larger messages are dead letters")
-    live.add_argument("--future-tolerance-s", type=float, default=300.0,
+    live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=256 * 1024,
+                      help="larger messages are dead letters")
+    live.add_argument("--future-tolerance-s", type=_number(low=0), default=300.0,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
-    live.add_argument("--duration-s", type=float, default=0.0,
+    live.add_argument("--duration-s", type=_number(low=0), default=0.0,
                       help="stop after this many seconds (default: run until interrupted)")
     live.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     live.set_defaults(func=cmd_live)
@@ -434,9 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--course", required=True, help="course file (GeoJSON or GPX, with elevation if possible)")
     sim.add_argument("--out", required=True, help="recording to write (*.json or *.json.gz); the truth goes "
                                                   "beside it as *.truth.json(.gz)")
-    sim.add_argument("--riders", type=int, default=176)
-    sim.add_argument("--hz", type=float, default=1 / 6, help="feed ticks per second (default one every 6 s)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--riders", type=_number(int, low=2, high=5000), default=176)
+    sim.add_argument("--hz", type=_number(low=0.01, high=10), default=1 / 6,
+                     help="feed ticks per second (default one every 6 s)")
+    sim.add_argument("--seed", type=_number(int, low=0, high=2**32 - 1), default=0)
     sim.add_argument("--caught", choices=("yes", "no", "random"), default="random",
                      help="whether the breakaway is caught (default: drawn from the seed)")
     sim.set_defaults(func=cmd_simulate)
@@ -455,17 +605,22 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("recording")
     pub.add_argument("--topic", required=True)
     pub.add_argument("--course", help="course file when the recording has no trace")
-    pub.add_argument("--speed", type=float, default=10.0, help="times real speed; 0 = as fast as possible")
+    pub.add_argument("--speed", type=_number(low=0), default=10.0, help="times real speed; 0 = as fast as possible")
     pub.add_argument("--per-fix", action="store_true", help="one message per rider fix, not per feed tick")
-    pub.add_argument("--shift-to-now", action="store_true", help="event times moved so the first tick is now")
-    pub.add_argument("--duplicate-rate", type=float, default=0.0, help="share of messages published twice")
-    pub.add_argument("--disorder-s", type=float, default=0.0, help="publish each message up to S s late")
-    pub.add_argument("--malformed-rate", type=float, default=0.0, help="extra broken messages, as a share")
-    pub.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    pub.add_argument("--shift-to-now", action="store_true",
+                     help="event times moved to the clock: at --speed N the first tick lands "
+                          "D*(1-1/N) before now (D: the duration published), so no tick is ahead of the clock "
+                          "when it goes out (now at speed 1)")
+    pub.add_argument("--duplicate-rate", type=_number(low=0, high=1), default=0.0,
+                     help="share of messages published twice")
+    pub.add_argument("--disorder-s", type=_number(low=0), default=0.0, help="publish each message up to S s late")
+    pub.add_argument("--malformed-rate", type=_number(low=0, high=1), default=0.0,
+                     help="extra broken messages, as a share")
+    pub.add_argument("--seed", type=_number(int, low=0), default=0, help="seed of the fault draws")
     pub.add_argument("--sign-key-id", help="sign every message with this key (HMAC-SHA256)")
     pub.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS)")
-    pub.add_argument("--start-s", type=float, default=0.0, help="start this many seconds into the recording")
-    pub.add_argument("--duration-s", type=float, default=0.0, help="publish this many seconds of it (0: all)")
+    pub.add_argument("--start-s", type=_number(low=0), default=0.0, help="start this many seconds into the recording")
+    pub.add_argument("--duration-s", type=_number(low=0), default=0.0, help="publish this many seconds of it (0: all)")
     pub.set_defaults(func=cmd_publish)
 
     report = sub.add_parser("report", help="one self-contained HTML page of a replay: map, profile, gaps, "
@@ -479,9 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--stage", required=True, help="stage file ('peloton stage export')")
     serve.add_argument("--output-topic-prefix", required=True,
                        help="projects/P/topics/NAME, as given to 'peloton live --output-topic-prefix'")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_number(int, low=0, high=65535), default=8080,
+                       help="port to listen on (default 8080; 0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost only)")
-    serve.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+    serve.add_argument("--duration-s", type=_number(above=0), default=None,
+                       help="stop after this long (default: Ctrl-C)")
     serve.set_defaults(func=cmd_serve)
 
     stage = sub.add_parser("stage", help="stage files")
@@ -493,25 +650,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # "[Errno 21] Is a directory: 'x'" -> "x: Is a directory"
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.command not in ("replay", "live"):
-        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    try:
+        args, beam_args = parser.parse_known_args(argv)
+        if beam_args and args.command not in ("replay", "live"):
+            parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    except SystemExit as done:  # --help, or the parser's one error line: a status, also when called in-process
+        return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    from peloton.evaluate import NothingToEvaluate, TableError
     from peloton.recording import RecordingError
     from peloton.stage import StageError
     from pipelines.pubsub import PubSubError
 
     try:
         return args.func(args, beam_args)
-    except (CliError, RecordingError, StageError, FileNotFoundError, PubSubError) as exc:
-        print(f"peloton: error: {exc}", file=sys.stderr)
+    except (CliError, RecordingError, StageError, OSError, PubSubError, TableError, NothingToEvaluate) as exc:
+        print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("peloton: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: still one line, the trace on request
+        if os.environ.get("PELOTON_TRACEBACK"):
+            raise
+        print(f"peloton: internal error: {type(exc).__name__}: {_one_line(exc)} (PELOTON_TRACEBACK=1 shows "
+              f"where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from peloton.report import course_data, render_report, report_data
 from peloton.stage import Stage
-from pipelines.pubsub import output_topic
+from pipelines.pubsub import PubSubError, output_topic
 
 __all__ = ["LiveTables", "LivePage", "SERVED_TABLES", "STALL_AFTER_S"]
 
@@ -29,6 +29,8 @@ log = logging.getLogger("peloton")
 
 SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events")
 STALL_AFTER_S = 30.0
+STOP_TIMEOUT_S = 1.0  # Ctrl-C ends 'peloton serve' within 2 s, whatever Pub/Sub does
+PAGE_SUBSCRIPTION_TTL_S = 24 * 3600  # Pub/Sub's shortest: a page's subscription left behind (outage) expires
 _KEYS = {"rider_state": ("bib", "event_time"), "groups": ("event_time", "group_id"),
          "predictions": ("event_time", "group_id"), "race_events": ("event_time", "event_type", "detail")}
 
@@ -69,11 +71,14 @@ class LivePage:
         self.course = course_data(stage)
         self._data_cache = (-1, None)
         self._futures, self._subscriptions = [], []
+        self.subscriber = None
+        self._serving: threading.Thread | None = None
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
 
     # -------------------------------------------------------------------- Pub/Sub
     def subscribe(self) -> None:
+        from google.api_core import exceptions
         from google.cloud import pubsub_v1
 
         self.subscriber = pubsub_v1.SubscriberClient()
@@ -82,7 +87,12 @@ class LivePage:
         for table in SERVED_TABLES:
             topic = output_topic(self.topic_prefix, table)
             name = f"projects/{project}/subscriptions/{topic.rsplit('/', 1)[1]}-page-{run}"
-            self.subscriber.create_subscription(name=name, topic=topic)
+            try:
+                self.subscriber.create_subscription(
+                    request={"name": name, "topic": topic,
+                             "expiration_policy": {"ttl": {"seconds": PAGE_SUBSCRIPTION_TTL_S}}}, timeout=10.0)
+            except exceptions.GoogleAPICallError as exc:
+                raise PubSubError(f"cannot subscribe to {topic}: {exc.message}") from None
             self._subscriptions.append(name)
             self._futures.append(self.subscriber.subscribe(name, callback=self._on_message))
         log.info("live page listening to %s-{%s}", self.topic_prefix, ",".join(SERVED_TABLES))
@@ -164,16 +174,36 @@ class LivePage:
 
     def start(self) -> "LivePage":
         self.subscribe()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                         name="live-page-http", daemon=True)
+        self._serving.start()
         return self
 
-    def stop(self) -> None:
-        self.server.shutdown()
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+        """Stop serving and listening, within ``timeout_s`` whatever Pub/Sub does.
+
+        Cancelling a streaming pull only starts its shutdown (on a daemon thread); deleting the page's
+        subscriptions is a courtesy, made in daemon threads with the time left and not waited for past
+        ``timeout_s``. Returns False when something was still running at the deadline: the caller should
+        then leave without waiting for the client's threads (interpreter shutdown would join them).
+        """
+        deadline = time.monotonic() + timeout_s
         for future in self._futures:
-            future.cancel()
-        for name in self._subscriptions:
-            try:
-                self.subscriber.delete_subscription(subscription=name)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            future.cancel()  # non-blocking
+        if self._serving is not None:
+            self.server.shutdown()  # returns within the 0.2 s poll interval
         self.server.server_close()
+        budget = max(0.1, deadline - time.monotonic())
+        cleanups = [threading.Thread(target=self._delete_subscription, args=(name, budget), daemon=True,
+                                     name="live-page-cleanup") for name in self._subscriptions]
+        for thread in cleanups:
+            thread.start()
+        for thread in cleanups:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in cleanups)
+
+    def _delete_subscription(self, name: str, budget_s: float) -> None:
+        try:
+            self.subscriber.delete_subscription(request={"subscription": name}, timeout=budget_s, retry=None)
+        except Exception:  # noqa: BLE001 - best effort on the way out (Pub/Sub may be gone); it expires anyway
+            log.info("live page: subscription %s left behind (it expires after a day unused)", name)

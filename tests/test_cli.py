@@ -1,9 +1,13 @@
 """The command line as an operator uses it: clear errors, a summary, real files."""
 import gzip
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, slice_recording, write_recording
@@ -135,3 +139,149 @@ def test_group_gap_is_configurable(tmp_path, stage4_recording, capsys):
     capsys.readouterr()
     assert main(["replay", str(path), "--out", str(tmp_path / "bad"), "--group-gap-s", "0"]) == 2
     assert "--group-gap-s" in _error_line(capsys)
+
+
+class _Relay:
+    """A TCP relay in front of the real Pub/Sub emulator that fails as a network does: cut (connections reset,
+    new ones refused) or silent (connections accepted, nothing ever answered)."""
+
+    def __init__(self, upstream: str):
+        import socket
+        import threading
+
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.mode = "relay"
+        self.conns = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.mode != "relay":
+                continue  # silent: held open, never answered
+            up = socket.create_connection(self.upstream)
+            self.conns.append(up)
+            for src, dst in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst):
+        import time
+
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            while self.mode == "silent":
+                time.sleep(0.05)  # bytes held for ever
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def fail(self, how: str):
+        self.mode = how
+        if how == "cut":
+            self.listener.close()
+            for c in list(self.conns):
+                c.close()
+
+    def close(self):
+        self.fail("cut")
+
+
+@pytest.mark.parametrize("pubsub", ["up", "cut", "silent"])
+def test_serve_stops_on_ctrl_c_within_2_s_whatever_pubsub_does(pubsub_emulator, stage4, tmp_path, pubsub):
+    import signal
+    import time
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"projects/peloton-test/topics/serve-{tag}"
+    assert main(["-q", "pubsub", "init", "--topic", f"projects/peloton-test/topics/serve-{tag}-in",
+                 "--subscription", f"projects/peloton-test/subscriptions/serve-{tag}-in",
+                 "--output-topic-prefix", prefix]) == 0
+    stage_file = tmp_path / "stage.json"
+    stage_file.write_text(stage4.to_json())
+    relay = _Relay(pubsub_emulator)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "peloton"), "serve", "--stage", str(stage_file),
+                             "--output-topic-prefix", prefix, "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PUBSUB_EMULATOR_HOST": relay.host})
+    try:
+        assert "live page of stage" in proc.stdout.readline()  # serving, its streaming pulls open
+        time.sleep(2.0)
+        if pubsub != "up":
+            relay.fail(pubsub)
+            time.sleep(4.0)  # the client notices (cut) or waits on an answer that never comes (silent)
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        took = time.monotonic() - asked
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        relay.close()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert took < 2.0, f"serve took {took:.2f} s to stop after Ctrl-C with Pub/Sub {pubsub}"
+    print(f"serve stopped {took:.2f} s after Ctrl-C, Pub/Sub {pubsub}")
+
+
+def test_real_beam_options_pass_and_misspelled_ones_do_not():
+    from pipelines.cli import CliError, check_beam_args
+
+    dataflow = ["--runner=DataflowRunner", "--project=peloton-prod", "--region", "europe-west1", "--temp_location",
+                "gs://bucket/tmp", "--num_workers", "3", "--max_num_workers=5", "--experiments=use_runner_v2",
+                "--save_main_session", "--setup_file", "./setup.py", "--dataflow_service_options=enable_prime",
+                "--streaming", "--enable_streaming_engine", "--job_name", "stage04", "--group-gap-s", "2"]
+    assert check_beam_args(dataflow) == "DataflowRunner"
+    assert check_beam_args(["--direct_num_workers=2", "--direct_running_mode", "multi_threading"]) == "DirectRunner"
+    assert check_beam_args(["--runner", "FlinkRunner", "--flink_master", "localhost:8081"]) == "FlinkRunner"
+    for bad, says in ((["--runer", "DirectRunner"], "did you mean --runner?"),
+                      (["--projct=p"], "did you mean --project?"), (["--runner", "Nope"], "--runner Nope"), (["--num_workers", "many"], "--num_workers"),
+                      (["stray.json"], "unexpected argument")):
+        with pytest.raises(CliError, match=re.escape(says)):
+            check_beam_args(bad)
+
+
+def test_publish_says_so_when_pubsub_goes_away_mid_stream(pubsub_emulator, tmp_path, stage4_recording):
+    import time
+    import uuid
+
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    topic = f"projects/peloton-test/topics/{name}"
+    assert main(["-q", "pubsub", "init", "--topic", topic, "--subscription",
+                 f"projects/peloton-test/subscriptions/{name}"]) == 0
+    rec = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 700, 760))
+    relay = _Relay(pubsub_emulator)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "peloton"), "-q", "publish", str(rec), "--topic", topic,
+                             "--speed", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PUBSUB_EMULATOR_HOST": relay.host})
+    try:
+        time.sleep(6.0)  # publishing through the relay (about 2 minutes of it at 5x)
+        assert proc.poll() is None
+        cut = time.monotonic()
+        relay.fail("cut")
+        proc.wait(timeout=120)
+        took = time.monotonic() - cut
+        err = proc.stderr.read().strip().splitlines()
+    finally:
+        proc.kill()
+        relay.close()
+    assert proc.returncode == 2 and len(err) == 1 and err[0].startswith(f"peloton: error: cannot reach Pub/Sub at "
+                                                                         f"{relay.host}"), err
+    assert took < 30.0, f"publish took {took:.1f} s to notice"
+    print(f"publish said '{err[0]}' {took:.1f} s after Pub/Sub went away")

@@ -117,3 +117,48 @@ def test_a_stretch_of_the_recording_starts_at_zero(small):
     inside = (times - times[0] >= 60.0) & (times - times[0] < 120.0)
     assert np.array_equal(part_times, times[inside]) and 0 < len(part) < len(whole)
     assert part[0].at_s == pytest.approx(part_times[0] - times[0] - 60.0) and all(m.at_s < 60.0 for m in part)
+
+
+def test_shift_to_now_never_puts_an_event_time_ahead_of_the_clock():
+    from peloton.publish import shift_to_now
+
+    first, last, now = 1_783_400_000.0, 1_783_400_000.0 + 1800.0, 1_800_000_000.0
+    ticks = np.linspace(first, last, 301)
+    for speed in (0.5, 1.0, 2.0, 10.0, 20.0, 0.0):
+        shift = shift_to_now(first, last, speed, now, step_s=6.0)
+        assert shift % 6.0 == 0.0
+        published = now + ((ticks - first) / speed if speed > 0 else 0.0)  # when each tick goes out
+        ahead = ticks + shift - published
+        assert ahead.max() <= 0.0, speed  # never ahead of the clock ...
+        assert ahead.max() > -6.0, speed  # ... and as close to it as whole 6 s steps allow
+    # the first tick lands D * (1 - 1/N) before now: now at real speed, 27 min early at 10x for 30 min
+    assert now - 6.0 < first + shift_to_now(first, last, 1.0, now) <= now
+    assert first + shift_to_now(first, last, 10.0, now) == pytest.approx(now - 1800 * 0.9, abs=6.0)
+
+
+def test_shift_to_now_at_10x_into_the_emulator_is_never_in_the_future(pubsub_emulator, tmp_path, stage4_recording):
+    """What 'peloton live' checks (--future-tolerance-s): each event time against the clock when it arrives."""
+    from google.cloud import pubsub_v1
+
+    name = f"shift-{uuid.uuid4().hex[:8]}"
+    topic, sub = f"projects/peloton-test/topics/{name}", f"projects/peloton-test/subscriptions/{name}"
+    assert main(["-q", "pubsub", "init", "--topic", topic, "--subscription", sub]) == 0
+    path = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 700, 760))
+    assert main(["-q", "publish", str(path), "--topic", topic, "--speed", "10", "--shift-to-now",
+                 "--duration-s", "90"]) == 0
+    subscriber = pubsub_v1.SubscriberClient()
+    got = []
+    try:
+        while True:
+            resp = subscriber.pull(subscription=sub, max_messages=1000, timeout=10)
+            if not resp.received_messages:
+                break
+            got += [m.message for m in resp.received_messages]
+            subscriber.acknowledge(subscription=sub, ack_ids=[m.ack_id for m in resp.received_messages])
+    finally:
+        subscriber.close()
+    ahead = np.array([int(m.attributes[ATTR_EVENT_TIME]) / 1000 - m.publish_time.timestamp() for m in got])
+    assert len(got) >= 6  # a tick every ~12 s
+    assert ahead.max() <= 0.5  # none ahead of the clock (0.5 s: the emulator's clock vs ours)
+    assert ahead.max() > -6.0 - 3.0  # the last tick close to now (a 6 s step, and a loaded machine)
+    assert ahead.min() < ahead.max() - 60  # the first ones well behind: 90 s of race published in 9 s
