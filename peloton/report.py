@@ -31,6 +31,8 @@ STUCK_AFTER_S = 300.0  # an attack "stuck" if its riders were still clear of the
 # The race's clock: the time zone of where the course starts. A bounding box per country that has hosted a
 # grand tour stage (first match wins; the boxes are rough, which is enough for a start town), else the nautical
 # zone of the longitude. Checked in order, so the small countries come before France's box that contains them.
+# Near a border a box can name the neighbour's zone: between the CET countries that changes the name, not the clock;
+# at the Spanish-Portuguese border it can be an hour out (a start town within ~50 km of it).
 _ZONE_BOXES = (  # (zone, lat_min, lat_max, lon_min, lon_max)
     ("Europe/Monaco", 43.72, 43.76, 7.40, 7.44),
     ("Europe/Andorra", 42.42, 42.66, 1.40, 1.79),
@@ -38,9 +40,11 @@ _ZONE_BOXES = (  # (zone, lat_min, lat_max, lon_min, lon_max)
     ("Europe/Brussels", 49.49, 51.51, 2.54, 6.41),
     ("Europe/Amsterdam", 50.75, 53.56, 3.36, 7.23),
     ("Europe/Zurich", 45.82, 47.81, 5.96, 10.49),
+    ("Europe/Madrid", 41.90, 43.80, -9.30, -1.80),  # the Basque coast and Galicia, west of France
+    ("Europe/Rome", 43.80, 45.90, 7.60, 13.00),  # Piedmont and Liguria, east of the Alps
     ("Europe/Paris", 42.33, 51.09, -4.80, 8.23),
-    ("Europe/Madrid", 36.00, 43.79, -9.30, 3.33),
     ("Europe/Lisbon", 36.96, 42.15, -9.50, -6.19),
+    ("Europe/Madrid", 36.00, 43.79, -9.30, 3.33),
     ("Europe/Rome", 36.62, 47.09, 6.63, 18.52),
     ("Europe/London", 49.90, 58.70, -8.20, 1.77),
     ("Europe/Dublin", 51.42, 55.39, -10.48, -5.99),
