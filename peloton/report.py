@@ -104,7 +104,8 @@ def _frames(rows: list[dict], frame_s: float = FRAME_S) -> dict:
     t = np.array([r["event_time"] for r in usable], dtype=float) / 1000.0
     km = np.array([r["km_from_start"] for r in usable], dtype=float)
     gid = np.array([-1 if r.get("group_id") is None else r["group_id"] for r in usable])
-    times = np.arange(np.floor(t.min() / frame_s) * frame_s, t.max() + frame_s, frame_s)
+    times = np.arange(np.floor(t.min() / frame_s) * frame_s, t.max(), frame_s)
+    times = np.r_[times, t.max()]  # the last moment is where the data ends: "now" on the live page
     bibs = np.unique(bib)
     order = np.lexsort((t, bib))
     bib, t, km, gid = bib[order], t[order], km[order], gid[order]

@@ -1,5 +1,6 @@
 """Driving Debian's headless chromium from the tests (Selenium, through the distribution's chromedriver),
 and the checks a person would make of the race page on a desk (1400x1000) and on a phone (390x844)."""
+import bisect
 import os
 import shutil
 from pathlib import Path
@@ -104,3 +105,17 @@ def screenshot(driver, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     assert driver.save_screenshot(str(path))
     return path
+
+
+NAMES = {"breakaway": "Breakaway", "chase": "Chase", "peloton": "Peloton", "solo": "Solo", "dropped": "Dropped",
+         "gruppetto": "Gruppetto", "group": "Group"}
+
+
+def expected_strip(data: dict, t: int) -> list:
+    """The strip's chips for the moment ``t`` of the page's data: the groups of the last tick at or before it."""
+    ticks = sorted({g["event_time"] for g in data["groups"]})
+    i = bisect.bisect_right(ticks, t) - 1
+    assert i >= 0 and t - ticks[i] <= 120_000
+    rows = sorted((g for g in data["groups"] if g["event_time"] == ticks[i]), key=lambda g: g["rank"])[:10]
+    return [NAMES[g["label"]] + (": " + data["riders"][str(g["bibs"][0])]["name"] if g["label"] == "solo" and g["bibs"]
+                                 else "") + f" · {g['size']}" for g in rows]

@@ -19,12 +19,10 @@ from peloton.report import (ETA_HORIZON_S, _eta_rows, race_timezone, read_tables
 from peloton.stage import Stage
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
-from tests.pages import (DESK, PHONE, chart_axes, dots, errors, open_browser, overlapping_labels, screenshot,
-                         sideways_overflow, small_text, strip_groups)
+from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,
+                         screenshot, sideways_overflow, small_text, strip_groups)
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = {"breakaway": "Breakaway", "chase": "Chase", "peloton": "Peloton", "solo": "Solo", "dropped": "Dropped",
-         "gruppetto": "Gruppetto", "group": "Group"}
 
 
 def _replay_and_report(out: Path, recording, course=None) -> Path:
@@ -59,15 +57,6 @@ def _as_a_person_would(driver, name: str) -> None:
     screenshot(driver, name)
 
 
-def _expected_strip(data: dict, t: int) -> list:
-    ticks = sorted({g["event_time"] for g in data["groups"]})
-    i = bisect.bisect_right(ticks, t) - 1
-    assert i >= 0 and t - ticks[i] <= 120_000
-    rows = sorted((g for g in data["groups"] if g["event_time"] == ticks[i]), key=lambda g: g["rank"])[:10]
-    return [NAMES[g["label"]] + (": " + data["riders"][str(g["bibs"][0])]["name"] if g["label"] == "solo" and g["bibs"]
-                                 else "") + f" · {g['size']}" for g in rows]
-
-
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
 def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_report, stage4_data, size):
     html = stage4_report.read_text(encoding="utf-8")
@@ -89,7 +78,7 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         assert clock.text.startswith(local) and clock.text.endswith("CEST")
         assert clock.get_attribute("title").startswith(time.strftime("%H:%M:%S", time.gmtime(state["t"] / 1000)))
         # the situation strip lists the groups of that moment, and comes before everything else
-        assert strip_groups(driver) == _expected_strip(stage4_data, state["t"])
+        assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
         strip_box = driver.find_element("id", "strip").rect
         for card in ("map-card", "gaps-card", "groups-card"):
             assert driver.find_element("id", card).rect["y"] > strip_box["y"]
@@ -108,7 +97,7 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         driver.execute_script("const s = document.getElementById('time'); s.value = Math.round(s.max * 0.5);"
                               "s.dispatchEvent(new Event('input'));")
         state = driver.execute_script("return window.pelotonState()")
-        assert strip_groups(driver) == _expected_strip(stage4_data, state["t"])
+        assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
         _as_a_person_would(driver, f"report-stage4-midrace-{'desk' if size == DESK else 'phone'}")
     finally:
         driver.quit()
