@@ -70,7 +70,7 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         decisive = stage4_data["decisive"]
         assert decisive["why"] in ("the last split before the finish", "the last catch before the finish")
         frames = stage4_data["frames"]["t"]
-        assert state["t"] == frames[bisect.bisect_right(frames, decisive["event_time"]) - 1]
+        assert state["t"] == frames[bisect.bisect_left(frames, decisive["event_time"])]  # the first moment after it
         assert state["tz"] == "Europe/Paris"
         # the race's local time, UTC on hover
         clock = driver.find_element("id", "clock")
@@ -132,6 +132,7 @@ def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4
     # a rider of the group at the head at the decisive moment
     t = stage4_data["decisive"]["event_time"]
     ticks = sorted({g["event_time"] for g in stage4_data["groups"]})
+    t = stage4_data["frames"]["t"][bisect.bisect_left(stage4_data["frames"]["t"], t)]
     head = next(g for g in stage4_data["groups"] if g["event_time"] == ticks[bisect.bisect_right(ticks, t) - 1]
                 and g["rank"] == 1)
     bib = head["bibs"][0]
@@ -176,6 +177,11 @@ def test_a_time_trial_page_is_built_for_a_time_trial(stage16_report, size):
         for card in ("gaps-card", "catch-card", "eta-card", "groups-card"):
             assert not driver.find_element("id", card).is_displayed()  # no road-race cards
         assert "peloton" not in driver.find_element("id", "map-legend").text
+        # it opens when the last rider home crossed the line: the best time of the day heads the standings
+        finish = read_tables(str(stage16_report.parent), ("virtual_standings",))["virtual_standings"]
+        best = min(s["elapsed_s"] for s in finish if s["km"] == max(f["km"] for f in finish))
+        first = driver.find_elements("css selector", "#standings-table tr")[1].find_elements("tag name", "td")
+        assert first[2].text == f"{int(round(best)) // 60}:{int(round(best)) % 60:02d}"
         tabs = [b.text for b in driver.find_elements("css selector", "#split-tabs button")]
         assert tabs[-1] == "finish" and len(tabs) == 4  # three time checks and the line
         for tab in range(len(tabs)):
