@@ -90,7 +90,15 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         assert all(label for labels in axes.values() for label in labels), axes
         legend = driver.find_element("css selector", "#gaps .u-legend").text
         assert "peloton" in legend and "2nd group" in legend
-        assert driver.find_elements("css selector", "#gaps .evlabel")
+        labels = [e.text for e in driver.find_elements("css selector", "#gaps .evlabel")]
+        assert labels and all(t.split(":")[0] in ("split", "caught", "attack", "crosswind ahead") for t in labels)
+        # no line across missing data: a line has holes where its group is not there (the peloton at the head,
+        # no 4th group), the chart does not bridge them, and no segment spans a pause of the feed (> 150 s)
+        xs, *lines = driver.execute_script("return window.pelotonCharts().gaps.data")
+        assert all(None in line and sum(v is not None for v in line) > 20 for line in lines[:4])
+        assert driver.execute_script("return window.pelotonCharts().gaps.series.slice(1).every(s => s.spanGaps === false)")
+        assert all(xs[i + 1] - xs[i] <= 150 for line in lines for i in range(len(xs) - 1)
+                   if line[i] is not None and line[i + 1] is not None)
         assert len(dots(driver)) > 100
         _as_a_person_would(driver, f"report-stage4-{'desk' if size == DESK else 'phone'}")
         # another moment, other groups: the strip follows
