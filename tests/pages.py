@@ -49,8 +49,16 @@ def dots(driver) -> dict:
 
 
 def sideways_overflow(driver) -> int:
-    """How many pixels the page scrolls sideways (0 when it fits the screen)."""
-    return driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+    """How many pixels the page reaches past the screen's right edge (0 when it fits): what scrolls sideways, and
+    what the page would clip (the situation strip scrolls on its own and is left out)."""
+    return driver.execute_script("""
+      const w = document.documentElement.clientWidth;
+      let worst = document.documentElement.scrollWidth - w;
+      for (const e of document.querySelectorAll('body *')) {
+        if (e.closest('#strip') || !e.getClientRects().length) continue;
+        worst = Math.max(worst, Math.ceil(e.getBoundingClientRect().right - w));
+      }
+      return worst;""")
 
 
 def overlapping_labels(driver) -> list:
