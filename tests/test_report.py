@@ -82,6 +82,9 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         strip_box = driver.find_element("id", "strip").rect
         for card in ("map-card", "gaps-card", "groups-card"):
             assert driver.find_element("id", card).rect["y"] > strip_box["y"]
+        driver.execute_script("window.scrollTo(0, 1500)")  # the strip stays on screen as the page scrolls
+        assert driver.execute_script("return document.getElementById('strip-wrap').getBoundingClientRect().top") == 0
+        driver.execute_script("window.scrollTo(0, 0)")
         driver.find_elements("css selector", "#strip .chip")[0].click()
         assert driver.find_element("id", "who").text.startswith("Breakaway")  # the riders' names on tap
         # charts: labelled axes, a legend, the key events labelled (and the others counted)
