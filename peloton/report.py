@@ -42,6 +42,8 @@ _ZONE_BOXES = (  # (zone, lat_min, lat_max, lon_min, lon_max)
     ("Europe/Zurich", 45.82, 47.81, 5.96, 10.49),
     ("Europe/Madrid", 41.90, 43.80, -9.30, -1.80),  # the Basque coast and Galicia, west of France
     ("Europe/Rome", 43.80, 45.90, 7.60, 13.00),  # Piedmont and Liguria, east of the Alps
+    ("Europe/London", 50.00, 51.09, -6.00, -2.00),  # Devon and Cornwall, north of Brittany
+    ("Europe/London", 50.55, 51.09, -2.00, 1.45),  # the English south coast, north of Normandy and west of Calais
     ("Europe/Paris", 42.33, 51.09, -4.80, 8.23),
     ("Europe/Lisbon", 36.96, 42.15, -9.50, -6.19),
     ("Europe/Madrid", 36.00, 43.79, -9.30, 3.33),

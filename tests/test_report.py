@@ -277,6 +277,9 @@ def test_the_race_clock_follows_the_course():
     assert race_timezone(stage_at(40.42, -3.70)) == "Europe/Madrid"
     assert race_timezone(stage_at(41.15, -8.61)) == "Europe/Lisbon"  # Porto
     assert race_timezone(stage_at(51.50, -0.12)) == "Europe/London"
+    assert race_timezone(stage_at(50.82, -0.14)) == "Europe/London"  # Brighton, inside France's rough box
+    assert race_timezone(stage_at(49.92, 1.08)) == "Europe/Paris"  # Dieppe, across the Channel
+    assert race_timezone(stage_at(50.72, 1.61)) == "Europe/Paris"  # Boulogne
     assert race_timezone(stage_at(55.68, 12.57)) == "Europe/Copenhagen"
     assert race_timezone(stage_at(45.07, 7.69)) == "Europe/Rome"  # Turin, east of France's box edge
     assert race_timezone(stage_at(0.0, -30.0)) == "Etc/GMT+2"  # nowhere in the table: the nautical zone
