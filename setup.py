@@ -7,7 +7,7 @@ setup(
     description="Real-time dataflow pipeline for professional road race tracking",
     python_requires=">=3.10",
     packages=["peloton", "transforms", "pipelines", "schemas"],
-    package_data={"schemas": ["*.avsc"], "peloton": ["report.html"]},
+    package_data={"schemas": ["*.avsc"], "peloton": ["report.html", "vendor/*"]},
     include_package_data=True,
     install_requires=[
         "apache-beam[gcp]>=2.60",  # gcp: Pub/Sub, BigQuery, GCS and Dataflow

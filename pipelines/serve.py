@@ -7,7 +7,8 @@ rows in memory (a final row replaces the provisional one of the same key), and s
 * ``/`` the page (the replay report's, in live mode), ``/data.json`` what it draws now;
 * ``/events`` server-sent events: ``update`` whenever new rows came in (at most once a second).
 
-The page shows when it last heard from the feed and says "feed stalled" after 30 s of silence.
+The page shows the event time of the newest row it has and says "feed stalled" once that is more than
+30 s old (measured from the rows' own times, not from when they arrived: old rows heard now are not live).
 Read-only; it binds to localhost unless told otherwise.
 """
 from __future__ import annotations

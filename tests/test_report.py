@@ -1,66 +1,295 @@
-"""The replay report opened as a person would: headless Chromium (Debian's, through its chromedriver).
+"""The race page opened as a person would: headless Chromium (Debian's, through its chromedriver), on a desk
+(1400x1000) and on a phone (390x844), for the whole of stage 4 and the stage 16 time trial.
 
-Screenshots are kept as artefacts in ``$PELOTON_ARTIFACTS`` (default ``tests/artifacts``).
+Each replay is made once per module (stage 4 takes about 15 s). Screenshots are kept as artefacts in
+``$PELOTON_ARTIFACTS`` (default ``tests/artifacts``).
 """
-import gzip
+import bisect
 import json
+import time
 from pathlib import Path
 
-from pipelines.cli import main
-from tests.conftest import STAGE16, STAGE16_COURSE, slice_recording, write_recording
-from tests.pages import ARTIFACTS, dots as _dots, errors as _errors, move_slider as _move_slider
+import fastavro
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
-def _replay_and_report(tmp_path, name, recording_path, course=None) -> Path:
-    out = tmp_path / name
-    args = ["-q", "replay", str(recording_path), "--out", str(out)] + (["--course", str(course)] if course else [])
+from peloton.report import (ETA_HORIZON_S, _eta_rows, race_timezone, read_tables, render_report, report_data,
+                            stage_result)
+from peloton.stage import Stage
+from pipelines.cli import main
+from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
+from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,
+                         screenshot, sideways_overflow, small_text, strip_groups)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _replay_and_report(out: Path, recording, course=None) -> Path:
+    args = ["-q", "replay", str(recording), "--out", str(out)] + (["--course", str(course)] if course else [])
     assert main(args) == 0
     assert main(["-q", "report", str(out)]) == 0
     return out / "report.html"
 
 
-def test_the_report_of_a_road_stage_shows_the_race_moving(tmp_path, stage4_recording, browser, capsys):
-    path = write_recording(tmp_path / "stage4-slice.json.gz", slice_recording(stage4_recording, 600, 900))
-    report = _replay_and_report(tmp_path, "road", path)
-    html = report.read_text(encoding="utf-8")
-    assert "<script src=" not in html and "https://" not in html.split("const DATA")[0]  # nothing fetched
-    browser.get(report.as_uri())
-    assert "Stage 4" in browser.title
-    assert _errors(browser) == []
-    _move_slider(browser, 0.1)
-    early = _dots(browser)
-    _move_slider(browser, 0.9)
-    late = _dots(browser)
-    assert len(early) > 100 and len(late) > 100
-    moved = [b for b in set(early) & set(late) if early[b] != late[b]]
-    assert len(moved) > 100  # the riders rode on
-    clock = browser.find_element("id", "clock").text
-    assert clock.endswith("UTC") and clock != "--:--:--"
-    groups = browser.find_elements("css selector", "#groups-table tr")
-    assert len(groups) > 2  # a header and the groups at that moment
-    teams = {r["team"] for r in json.loads((report.parent / "stage.json").read_text())["riders"] if r["team"]}
-    table = browser.find_element("id", "groups-table").text
-    assert any(f"({team})" in table for team in teams)  # riders by name and team
-    assert browser.find_elements("css selector", "#gaps polyline")  # the gap chart
-    assert browser.find_elements("css selector", "#eta polyline")  # the predicted finish
-    assert "Col de Bedos" in browser.find_element("id", "climbs-table").text
-    assert _errors(browser) == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "report-road-stage.png"))
+@pytest.fixture(scope="module")
+def stage4_report(tmp_path_factory) -> Path:
+    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage04", STAGE4)
 
 
-def test_the_report_of_a_time_trial_shows_virtual_standings(tmp_path, browser):
-    with gzip.open(STAGE16, "rt", encoding="utf-8") as fh:
-        recording = json.load(fh)
-    path = write_recording(tmp_path / "stage16-slice.json.gz", slice_recording(recording, 900, 1300))
-    report = _replay_and_report(tmp_path, "itt", path, STAGE16_COURSE)
-    browser.get(report.as_uri())
-    assert _errors(browser) == []
-    _move_slider(browser, 1.0)
-    assert browser.find_element("id", "table-title").text == "Virtual standings (time trial)"
-    rows = browser.find_elements("css selector", "#groups-table tr")
-    assert len(rows) > 5
-    assert "no groups" in browser.find_element("id", "gaps").text
-    assert len(_dots(browser)) > 5
-    assert _errors(browser) == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "report-time-trial.png"))
+@pytest.fixture(scope="module")
+def stage16_report(tmp_path_factory) -> Path:
+    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage16", STAGE16, STAGE16_COURSE)
+
+
+@pytest.fixture(scope="module")
+def stage4_data(stage4_report) -> dict:
+    out = stage4_report.parent
+    return report_data(Stage.from_json((out / "stage.json").read_text()), read_tables(str(out)))
+
+
+def _as_a_person_would(driver, name: str) -> None:
+    """What must hold on every page at every size."""
+    assert errors(driver) == []
+    assert sideways_overflow(driver) <= 0, "the page scrolls sideways"
+    assert overlapping_labels(driver) == []
+    assert small_text(driver) == []
+    screenshot(driver, name)
+
+
+@pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
+def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_report, stage4_data, size):
+    html = stage4_report.read_text(encoding="utf-8")
+    assert "<script src=" not in html and "<link rel=\"stylesheet\"" not in html  # nothing fetched: works offline
+    assert len(html) < 2_000_000  # the whole of stage 4, charting library included
+    driver = open_browser(size)
+    try:
+        driver.get(stage4_report.as_uri())
+        assert "Stage 4" in driver.title
+        state = driver.execute_script("return window.pelotonState()")
+        decisive = stage4_data["decisive"]
+        assert decisive["why"] in ("the last split before the finish", "the last catch before the finish")
+        frames = stage4_data["frames"]["t"]
+        assert state["t"] == frames[bisect.bisect_left(frames, decisive["event_time"])]  # the first moment after it
+        assert state["tz"] == "Europe/Paris"
+        # the race's local time, UTC on hover
+        clock = driver.find_element("id", "clock")
+        local = time.strftime("%H:%M:%S", time.gmtime(state["t"] / 1000 + 2 * 3600))  # CEST in July
+        assert clock.text.startswith(local) and clock.text.endswith("CEST")
+        assert clock.get_attribute("title").startswith(time.strftime("%H:%M:%S", time.gmtime(state["t"] / 1000)))
+        # the situation strip lists the groups of that moment, and comes before everything else
+        assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
+        strip_box = driver.find_element("id", "strip").rect
+        for card in ("map-card", "gaps-card", "groups-card"):
+            assert driver.find_element("id", card).rect["y"] > strip_box["y"]
+        driver.execute_script("window.scrollTo(0, 1500)")  # the strip stays on screen as the page scrolls
+        assert driver.execute_script("return document.getElementById('strip-wrap').getBoundingClientRect().top") == 0
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.find_elements("css selector", "#strip .chip")[0].click()
+        assert driver.find_element("id", "who").text.startswith("Breakaway")  # the riders' names on tap
+        # charts: labelled axes, a legend, the key events labelled (and the others counted)
+        axes = chart_axes(driver)
+        assert set(axes) == {"gaps", "eta", "catch", "profile"}
+        assert all(label for labels in axes.values() for label in labels), axes
+        legend = driver.find_element("css selector", "#gaps .u-legend").text
+        assert "peloton" in legend and "2nd group" in legend
+        labels = [e.text for e in driver.find_elements("css selector", "#gaps .evlabel")]
+        assert labels and all(t.split(":")[0] in ("split", "caught", "attack", "crosswind ahead") for t in labels)
+        # no line across missing data: a line has holes where its group is not there (the peloton at the head,
+        # no 4th group), the chart does not bridge them, and no segment spans a pause of the feed (> 150 s)
+        xs, *lines = driver.execute_script("return window.pelotonCharts().gaps.data")
+        assert all(None in line and sum(v is not None for v in line) > 20 for line in lines[:4])
+        assert driver.execute_script("return window.pelotonCharts().gaps.series.slice(1).every(s => s.spanGaps === false)")
+        assert all(xs[i + 1] - xs[i] <= 150 for line in lines for i in range(len(xs) - 1)
+                   if line[i] is not None and line[i + 1] is not None)
+        assert len(dots(driver)) > 100
+        _as_a_person_would(driver, f"report-stage4-{'desk' if size == DESK else 'phone'}")
+        # another moment, other groups: the strip follows
+        driver.execute_script("const s = document.getElementById('time'); s.value = Math.round(s.max * 0.5);"
+                              "s.dispatchEvent(new Event('input'));")
+        state = driver.execute_script("return window.pelotonState()")
+        assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
+        _as_a_person_would(driver, f"report-stage4-midrace-{'desk' if size == DESK else 'phone'}")
+    finally:
+        driver.quit()
+
+
+def test_play_and_the_keys_move_time(stage4_report):
+    driver = open_browser(DESK)
+    try:
+        driver.get(stage4_report.as_uri())
+        driver.execute_script("const s = document.getElementById('time'); s.value = 10; s.dispatchEvent(new Event('input'));")
+        before = driver.execute_script("return window.pelotonState()")["t"]
+        driver.find_element("css selector", "#speed option[value='300']").click()
+        driver.find_element("id", "play").click()
+        time.sleep(2.0)
+        driver.find_element("id", "play").click()  # pause
+        played = driver.execute_script("return window.pelotonState()")["t"]
+        assert played > before + 60_000  # 2 s at 300x: several minutes of race
+        time.sleep(0.6)
+        assert driver.execute_script("return window.pelotonState()")["t"] == played  # paused
+        driver.find_element("tag name", "h1").click()
+        ActionChains(driver).send_keys(Keys.ARROW_RIGHT).perform()
+        assert driver.execute_script("return window.pelotonState()")["t"] == played + 30_000
+        ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.ARROW_LEFT).key_up(Keys.SHIFT).perform()
+        assert driver.execute_script("return window.pelotonState()")["t"] == played + 30_000 - 300_000
+        assert errors(driver) == []
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
+def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4_report, stage4_data, size):
+    # a rider of the group at the head at the decisive moment
+    t = stage4_data["decisive"]["event_time"]
+    ticks = sorted({g["event_time"] for g in stage4_data["groups"]})
+    t = stage4_data["frames"]["t"][bisect.bisect_left(stage4_data["frames"]["t"], t)]
+    head = next(g for g in stage4_data["groups"] if g["event_time"] == ticks[bisect.bisect_right(ticks, t) - 1]
+                and g["rank"] == 1)
+    bib = head["bibs"][0]
+    name = stage4_data["riders"][str(bib)]["name"]
+    driver = open_browser(size)
+    try:
+        driver.get(stage4_report.as_uri())
+        box = driver.find_element("id", "follow")
+        box.send_keys(f"{name} #{bib}\n")
+        assert driver.current_url.split("#", 1)[1] == f"follow={bib}"
+        assert driver.execute_script("return window.pelotonState().followed") == [bib]
+        # the map, the profile, the strip, the gap chart and the table all show him
+        assert driver.find_elements("css selector", f"#map circle.followed[data-bib='{bib}']")
+        assert name in [t.text for t in driver.find_elements("css selector", "#map text.flabel")]
+        assert driver.find_elements("css selector", f"#profile path.followed[data-bib='{bib}']")
+        chips = driver.find_elements("css selector", "#strip .chip.followed")
+        assert len(chips) == 1 and name in chips[0].text
+        assert driver.execute_script("return window.pelotonCharts().gaps.series[5].show") is True
+        assert name in driver.find_element("css selector", "#gaps .u-legend").text
+        assert driver.find_elements("css selector", "#groups-table tr.followed")
+        _as_a_person_would(driver, f"report-follow-{'desk' if size == DESK else 'phone'}")
+        # the link shares it: a fresh page opened on that URL follows him too
+        url = driver.current_url
+        driver.get("about:blank")
+        driver.get(url)
+        assert driver.execute_script("return window.pelotonState().followed") == [bib]
+        # a team
+        driver.execute_script("const f = document.getElementById('follow'); f.value = arguments[0];"
+                              "f.dispatchEvent(new Event('change'));", "team: " + stage4_data["riders"][str(bib)]["team"])
+        team = [int(b) for b, r in stage4_data["riders"].items() if r["team"] == stage4_data["riders"][str(bib)]["team"]]
+        assert sorted(driver.execute_script("return window.pelotonState().followed")) == sorted(team)
+        assert errors(driver) == []
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
+def test_a_time_trial_page_is_built_for_a_time_trial(stage16_report, size):
+    driver = open_browser(size)
+    try:
+        driver.get(stage16_report.as_uri())
+        for card in ("gaps-card", "catch-card", "eta-card", "groups-card"):
+            assert not driver.find_element("id", card).is_displayed()  # no road-race cards
+        assert "peloton" not in driver.find_element("id", "map-legend").text
+        # it opens when the last rider home crossed the line: the best time of the day heads the standings
+        finish = read_tables(str(stage16_report.parent), ("virtual_standings",))["virtual_standings"]
+        best = min(s["elapsed_s"] for s in finish if s["km"] == max(f["km"] for f in finish))
+        first = driver.find_elements("css selector", "#standings-table tr")[1].find_elements("tag name", "td")
+        assert first[2].text == f"{int(round(best)) // 60}:{int(round(best)) % 60:02d}"
+        tabs = [b.text for b in driver.find_elements("css selector", "#split-tabs button")]
+        assert tabs[-1] == "finish" and len(tabs) == 4  # three time checks and the line
+        for tab in range(len(tabs)):
+            driver.find_elements("css selector", "#split-tabs button")[tab].click()
+            rows = driver.find_elements("css selector", "#standings-table tr")[1:]
+            ranks = [int(r.find_elements("tag name", "td")[0].text) for r in rows]
+            times = [r.find_elements("tag name", "td")[2].text for r in rows]
+            assert len(ranks) > 10
+            # a plain rank: 1, 2, 3... (riders on the same time share a place)
+            assert ranks[0] == 1 and all(b == a + 1 or (b == a and times[i] == times[i + 1])
+                                         for i, (a, b) in enumerate(zip(ranks, ranks[1:])))
+        chips = strip_groups(driver)
+        assert chips[:1] == ["Best time"] and "On the course" in chips
+        driver.execute_script("const s = document.getElementById('time'); s.value = Math.round(s.max * 0.6);"
+                              "s.dispatchEvent(new Event('input'));")
+        road = driver.find_elements("css selector", "#road-table tr")[1:]
+        assert len(road) > 3 and all(r.find_elements("tag name", "td")[3].text.startswith("+") for r in road)
+        assert len(dots(driver)) > 5
+        _as_a_person_would(driver, f"report-time-trial-{'desk' if size == DESK else 'phone'}")
+    finally:
+        driver.quit()
+
+
+def _write_results(out_dir: Path, rows: list) -> None:
+    schema = fastavro.parse_schema(json.loads((ROOT / "schemas" / "results.avsc").read_text()))
+    (out_dir / "results").mkdir(parents=True)
+    with open(out_dir / "results" / "results-00000.avro", "wb") as fh:
+        fastavro.writer(fh, schema, rows)
+
+
+def _result_row(bib, status, position, finish_ms, behind, credited, group, detail="line"):
+    return {"stage_id": "2026-07-07", "event_time": finish_ms, "bib": bib, "status": status, "position": position,
+            "finish_time": finish_ms if status == "finished" else None, "elapsed_s": None,
+            "time_behind_winner_s": behind, "credited_time_behind_s": credited, "same_time_group": group,
+            "last_km": None if status == "finished" else 120.5, "detail": detail}
+
+
+def test_the_result_shows_winner_first_ten_and_same_time_groups(stage4_report, stage4_data, tmp_path):
+    """Rows written here with the real schema (the finish work writes the table): what the page makes of them."""
+    bibs = [int(b) for b in stage4_data["riders"]][:14]
+    t0 = stage4_data["frames"]["t"][-1] - 600_000
+    rows = [_result_row(bibs[0], "finished", 1, t0, 0.0, 0.0, 1),
+            _result_row(bibs[1], "finished", 2, t0 + 4_000, 4.0, 4.0, 2),
+            _result_row(bibs[2], "finished", 3, t0 + 4_600, 4.6, 4.0, 2),  # same time as the rider before
+            _result_row(bibs[3], "finished", 4, t0 + 5_100, 5.1, 4.0, 2)]
+    rows += [_result_row(b, "finished", 5 + k, t0 + 60_000 + k * 2_500, 60.0 + k * 2.5, 60.0 + k * 2.5, 5 + k)
+             for k, b in enumerate(bibs[4:13])]
+    rows.append(_result_row(bibs[13], "DNF", None, t0 - 3_600_000, None, None, None, "last seen km 120.5"))
+    _write_results(tmp_path, rows)
+    result = stage_result(read_tables(str(tmp_path), ("results",))["results"])
+    assert [p["position"] for p in result["places"]] == list(range(1, 11))
+    assert [p["same_time"] for p in result["places"][:5]] == [False, False, True, True, False]
+    assert result["finished"] == 13 and result["dnf"] == 1
+    page = tmp_path / "report.html"
+    page.write_text(render_report(dict(stage4_data, result=result)), encoding="utf-8")
+    for size in (DESK, PHONE):
+        driver = open_browser(size)
+        try:
+            driver.get(page.as_uri())
+            assert driver.find_element("id", "result").is_displayed()
+            # opened before the line: the page does not give the result away until asked
+            assert "press End to see the result" in driver.find_element("id", "result").text
+            driver.find_element("tag name", "h1").click()
+            ActionChains(driver).send_keys(Keys.END).perform()
+            assert "Winner: " + stage4_data["riders"][str(bibs[0])]["name"] in driver.find_element("id", "result").text
+            cells = [[c.text for c in r.find_elements("tag name", "td")]
+                     for r in driver.find_elements("css selector", "#result-table tr")[1:]]
+            assert len(cells) == 10
+            assert [c[2] for c in cells[1:5]] == ["+0:04", "s.t.", "s.t.", "+1:00"]
+            assert "1 did not finish" in driver.find_element("id", "result").text
+            _as_a_person_would(driver, f"report-result-{'desk' if size == DESK else 'phone'}")
+        finally:
+            driver.quit()
+
+
+def test_the_race_clock_follows_the_course():
+    def stage_at(lat, lon):
+        return Stage("s", route=[[lat, lon, None], [lat + 0.01, lon, None]])
+
+    assert race_timezone(stage_at(42.96, 1.61)) == "Europe/Paris"  # Foix
+    assert race_timezone(stage_at(43.26, -2.93)) == "Europe/Madrid"  # Bilbao
+    assert race_timezone(stage_at(40.42, -3.70)) == "Europe/Madrid"
+    assert race_timezone(stage_at(41.15, -8.61)) == "Europe/Lisbon"  # Porto
+    assert race_timezone(stage_at(51.50, -0.12)) == "Europe/London"
+    assert race_timezone(stage_at(50.82, -0.14)) == "Europe/London"  # Brighton, inside France's rough box
+    assert race_timezone(stage_at(49.92, 1.08)) == "Europe/Paris"  # Dieppe, across the Channel
+    assert race_timezone(stage_at(50.72, 1.61)) == "Europe/Paris"  # Boulogne
+    assert race_timezone(stage_at(55.68, 12.57)) == "Europe/Copenhagen"
+    assert race_timezone(stage_at(45.07, 7.69)) == "Europe/Rome"  # Turin, east of France's box edge
+    assert race_timezone(stage_at(0.0, -30.0)) == "Etc/GMT+2"  # nowhere in the table: the nautical zone
+
+
+def test_the_predicted_finish_leaves_out_absurd_guesses():
+    t = 1_783_430_000_000
+    preds = [{"rank": 1, "event_time": t + k * 60_000, "eta_finish": t + 3 * 3600_000, "eta_finish_low": t,
+              "eta_finish_high": t + 4 * 3600_000, "km_to_finish": 100.0} for k in range(5)]
+    preds[0]["eta_finish"] = t + int(ETA_HORIZON_S * 1000) + 3_600_000  # a first tick's guess, 9 h ahead
+    preds[1]["eta_finish"] = t  # in the past
+    kept = _eta_rows(preds)
+    assert [p["event_time"] for p in kept] == [t + k * 60_000 for k in range(2, 5)]
