@@ -34,7 +34,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     """
     messages = pipeline | "ReadPubSub" >> beam.io.ReadFromPubSub(
         subscription=subscription, with_attributes=True, timestamp_attribute=ATTR_EVENT_TIME, id_label=id_label)
-    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security)
+    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list())
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
                                                                race_params)
     tables = {
