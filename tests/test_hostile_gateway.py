@@ -1,0 +1,97 @@
+"""A hostile gateway and faulty trackers against the whole live graph (TestStream, authentication on).
+
+Every attack of ``tests/hostile.py`` is mixed into a real stretch of stage 4
+(signed as the feed signs it) and run through IngestLive and the live race
+engine together; the final rows must be the causal replay's of the genuine
+fixes: none lost, none doubled, no forged row, no other rider's value
+changed, and each attack dead-lettered with its reason.
+"""
+import collections
+import json
+
+import pytest
+
+from peloton.publish import PlanParams, plan_messages
+from tests import hostile
+from tests.conftest import slice_recording
+
+SLICE = (700, 730)  # 30 ticks, 3 minutes
+OLD = (550, 554)  # ticks captured 15 minutes earlier
+
+
+def _plan(recording, stage, span):
+    text = json.dumps(slice_recording(recording, *span))
+    return [hostile.signed(m.data, m.attributes, m.at_s, "")
+            for m in plan_messages(text, stage.stage_id, PlanParams())]
+
+
+@pytest.fixture(scope="module")
+def feed(stage4_recording, stage4, stage4_course):
+    plan = _plan(stage4_recording, stage4, SLICE)
+    old = _plan(stage4_recording, stage4, OLD)
+    clock = max(int(m.attributes["event_time"]) for m in plan) / 1000 + 5.0
+    return plan, hostile.attacks(plan, old, stage4_course, stage4.start_list()), clock
+
+
+def _merge(plan, attacks):
+    """All attacks in one feed: the broken trackers' ticks replace the genuine ones, the rest is added."""
+    by_time = {m.attributes["event_time"]: m for m in plan}
+    extra = []
+    for a in attacks:
+        for m in a.messages:
+            if m.fault:
+                extra.append(m)
+            elif m.attributes["event_time"] in by_time and m.data != by_time[m.attributes["event_time"]].data:
+                by_time[m.attributes["event_time"]] = _combine(by_time[m.attributes["event_time"]], m, plan)
+    return sorted(list(by_time.values()) + extra, key=lambda m: m.at_s)
+
+
+def _combine(current, changed, plan):
+    """A tick with both attacks' changes to its rider entries."""
+    original = next(m for m in plan if m.attributes["event_time"] == current.attributes["event_time"])
+    base, cur, new = (json.loads(x.data)["data"]["Riders"] for x in (original, current, changed))
+    orig_by = {r.get("Bib"): r for r in base}
+    cur_by = {r.get("Bib"): r for r in cur}
+    new_by = {r.get("Bib"): r for r in new}
+    riders = []
+    for bib, r in orig_by.items():
+        if bib not in cur_by or bib not in new_by:
+            continue  # removed by one attack
+        riders.append(new_by[bib] if new_by[bib] != r else cur_by[bib])
+    doc = json.loads(current.data)
+    doc["data"]["Riders"] = riders
+    return hostile.signed(json.dumps(doc, separators=(",", ":")).encode(), current.attributes, current.at_s, "")
+
+
+def test_every_attack_at_once_loses_doubles_and_corrupts_nothing(feed, stage4, stage4_course):
+    plan, attacks, clock = feed
+    messages = _merge(plan, attacks)
+    withheld = set().union(*(a.withheld for a in attacks))
+    victims = set().union(*(a.victims for a in attacks))
+    rows, dead = hostile.run_live(messages, stage4, clock)
+    reference, baseline = hostile.reference(plan, stage4, stage4_course, withheld)
+    combined = hostile.Attack("all", "", messages, set(), withheld, victims)
+    outcome = hostile.score(combined, rows, dead, reference, baseline)
+    assert outcome["lost"] == 0 and outcome["doubled"] == 0 and outcome["forged"] == 0, outcome
+    assert outcome["corrupted"] == 0 and outcome["victim_changed"] == 0, outcome
+    wanted = set().union(*(a.reasons for a in attacks))
+    assert wanted <= set(outcome["dead"]), (wanted, outcome["dead"])
+    assert outcome["dead"]["impossible_jump"] == 5  # the teleport, and nothing else
+    assert outcome["dead"]["conflicting_fix"] == 1 and outcome["dead"]["stale"] == 3
+    assert outcome["dead"]["replayed"] == 1 and outcome["dead"]["too_many_riders"] == 1
+    assert outcome["dead"]["unknown_rider"] == 3 and outcome["dead"]["missing_field"] == 3
+    # the fast clock's 5 fixes, the 1 h-ahead fixes (2) and tick (one letter per rider)
+    assert outcome["dead"]["future_time"] >= 5 + 2 + 1
+    assert collections.Counter(d["reason"] for d in dead if d["reason"] == "late") == collections.Counter()
+
+
+@pytest.mark.parametrize("name", ["teleport", "bib_reuse", "relabel_kind"])
+def test_one_attack_alone(feed, stage4, stage4_course, name):
+    """The attacks whose harm depended on the rest of the feed, alone (the engine sees only them)."""
+    plan, attacks, clock = feed
+    attack = next(a for a in attacks if a.name == name)
+    rows, dead = hostile.run_live(attack.messages, stage4, clock)
+    reference, baseline = hostile.reference(plan, stage4, stage4_course, attack.withheld)
+    outcome = hostile.score(attack, rows, dead, reference, baseline)
+    assert outcome["lost"] == outcome["doubled"] == outcome["forged"] == outcome["corrupted"] == 0, outcome
+    assert set(outcome["dead"]) == attack.reasons, outcome
