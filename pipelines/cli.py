@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS "
                                           "on the workers)")
     live.add_argument("--max-payload-bytes", type=int, default=256 * 1024, help="larger messages are dead letters")
-    live.add_argument("--future-tolerance-s", type=float, default=300.0,
+    live.add_argument("--future-tolerance-s", type=float, default=30.0,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
     live.add_argument("--duration-s", type=float, default=0.0,

@@ -89,8 +89,8 @@ def attacks(plan: list, old_plan: list, course, start_list: list) -> list[Attack
     olds = [Message(mid.at_s + 0.1 * i, m.data, dict(m.attributes), "replay") for i, m in enumerate(_ticks(old_plan)[:3])]
     out.append(Attack("replay_old", "3 signed ticks captured 15 min earlier, published again", _with(plan, olds),
                       {"stale"}))
-    # a genuine tick published twice by an attacker within the lateness
-    again = Message(late.at_s + 3.0, late.data, dict(late.attributes), "replay")
+    # a genuine tick published twice by an attacker within the lateness (one no other attack changes)
+    again = Message(ticks[-8].at_s + 3.0, ticks[-8].data, dict(ticks[-8].attributes), "replay")
     out.append(Attack("replay_recent", "a genuine signed tick published again 3 s later", _with(plan, [again]),
                       {"replayed"}))
     # the next genuine tick with its unsigned-before `kind` changed, published first
@@ -153,6 +153,36 @@ def attacks(plan: list, old_plan: list, course, start_list: list) -> list[Attack
                       {"future_time"}, withheld_c, {bib_b}))
     del bib_c
     return out
+
+
+def merge(plan, attacks):
+    """All attacks in one feed: the broken trackers' ticks replace the genuine ones, the rest is added."""
+    by_time = {m.attributes["event_time"]: m for m in plan}
+    extra = []
+    for a in attacks:
+        for m in a.messages:
+            if m.fault:
+                extra.append(m)
+            elif m.attributes["event_time"] in by_time and m.data != by_time[m.attributes["event_time"]].data:
+                by_time[m.attributes["event_time"]] = _combine(by_time[m.attributes["event_time"]], m, plan)
+    return sorted(list(by_time.values()) + extra, key=lambda m: m.at_s)
+
+
+def _combine(current, changed, plan):
+    """A tick with both attacks' changes to its rider entries."""
+    original = next(m for m in plan if m.attributes["event_time"] == current.attributes["event_time"])
+    base, cur, new = (json.loads(x.data)["data"]["Riders"] for x in (original, current, changed))
+    orig_by = {r.get("Bib"): r for r in base}
+    cur_by = {r.get("Bib"): r for r in cur}
+    new_by = {r.get("Bib"): r for r in new}
+    riders = []
+    for bib, r in orig_by.items():
+        if bib not in cur_by or bib not in new_by:
+            continue  # removed by one attack
+        riders.append(new_by[bib] if new_by[bib] != r else cur_by[bib])
+    doc = json.loads(current.data)
+    doc["data"]["Riders"] = riders
+    return signed(json.dumps(doc, separators=(",", ":")).encode(), current.attributes, current.at_s, "")
 
 
 def reference(plan: list, stage, course, withheld: set = frozenset()):

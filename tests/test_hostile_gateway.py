@@ -33,39 +33,9 @@ def feed(stage4_recording, stage4, stage4_course):
     return plan, hostile.attacks(plan, old, stage4_course, stage4.start_list()), clock
 
 
-def _merge(plan, attacks):
-    """All attacks in one feed: the broken trackers' ticks replace the genuine ones, the rest is added."""
-    by_time = {m.attributes["event_time"]: m for m in plan}
-    extra = []
-    for a in attacks:
-        for m in a.messages:
-            if m.fault:
-                extra.append(m)
-            elif m.attributes["event_time"] in by_time and m.data != by_time[m.attributes["event_time"]].data:
-                by_time[m.attributes["event_time"]] = _combine(by_time[m.attributes["event_time"]], m, plan)
-    return sorted(list(by_time.values()) + extra, key=lambda m: m.at_s)
-
-
-def _combine(current, changed, plan):
-    """A tick with both attacks' changes to its rider entries."""
-    original = next(m for m in plan if m.attributes["event_time"] == current.attributes["event_time"])
-    base, cur, new = (json.loads(x.data)["data"]["Riders"] for x in (original, current, changed))
-    orig_by = {r.get("Bib"): r for r in base}
-    cur_by = {r.get("Bib"): r for r in cur}
-    new_by = {r.get("Bib"): r for r in new}
-    riders = []
-    for bib, r in orig_by.items():
-        if bib not in cur_by or bib not in new_by:
-            continue  # removed by one attack
-        riders.append(new_by[bib] if new_by[bib] != r else cur_by[bib])
-    doc = json.loads(current.data)
-    doc["data"]["Riders"] = riders
-    return hostile.signed(json.dumps(doc, separators=(",", ":")).encode(), current.attributes, current.at_s, "")
-
-
 def test_every_attack_at_once_loses_doubles_and_corrupts_nothing(feed, stage4, stage4_course):
     plan, attacks, clock = feed
-    messages = _merge(plan, attacks)
+    messages = hostile.merge(plan, attacks)
     withheld = set().union(*(a.withheld for a in attacks))
     victims = set().union(*(a.victims for a in attacks))
     rows, dead = hostile.run_live(messages, stage4, clock)
