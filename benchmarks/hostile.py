@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from peloton.publish import PlanParams, plan_messages  # noqa: E402
 from peloton.stage import stage_from_recording  # noqa: E402
 from tests import hostile  # noqa: E402
 
-RECORDING = ROOT.parent / "shared" / "data" / "racecenter-2026" / "2026-07-07.json.gz"
+RECORDING = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "racecenter-2026" / "2026-07-07.json.gz"
 
 
 def main() -> None:

@@ -90,7 +90,8 @@ def attacks(plan: list, old_plan: list, course, start_list: list) -> list[Attack
     out.append(Attack("replay_old", "3 signed ticks captured 15 min earlier, published again", _with(plan, olds),
                       {"stale"}))
     # a genuine tick published twice by an attacker within the lateness (one no other attack changes)
-    again = Message(ticks[-8].at_s + 3.0, ticks[-8].data, dict(ticks[-8].attributes), "replay")
+    target = ticks[len(ticks) // 2 - 4]  # before the teleport's ticks
+    again = Message(target.at_s + 3.0, target.data, dict(target.attributes), "replay")
     out.append(Attack("replay_recent", "a genuine signed tick published again 3 s later", _with(plan, [again]),
                       {"replayed"}))
     # the next genuine tick with its unsigned-before `kind` changed, published first

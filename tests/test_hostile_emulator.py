@@ -25,7 +25,7 @@ from transforms.live import FeedSecurity, IngestLive, LiveParams
 
 PROJECT = "peloton-test"
 LATENESS_S = 30.0
-TICKS = 14  # 84 s of feed
+TICKS = 16  # 96 s of feed
 _GOT: dict = {}
 
 

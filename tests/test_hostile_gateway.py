@@ -55,13 +55,13 @@ def test_every_attack_at_once_loses_doubles_and_corrupts_nothing(feed, stage4, s
     assert collections.Counter(d["reason"] for d in dead if d["reason"] == "late") == collections.Counter()
 
 
-@pytest.mark.parametrize("name", ["teleport", "bib_reuse", "relabel_kind"])
-def test_one_attack_alone(feed, stage4, stage4_course, name):
-    """The attacks whose harm depended on the rest of the feed, alone (the engine sees only them)."""
+def test_a_sustained_teleport_alone_changes_no_one_and_the_genuine_fix_after_it_is_kept(feed, stage4,
+                                                                                        stage4_course):
+    """(Every attack alone: ``python benchmarks/hostile.py``, the table in RELIABILITY.md.)"""
     plan, attacks, clock = feed
-    attack = next(a for a in attacks if a.name == name)
+    attack = next(a for a in attacks if a.name == "teleport")
     rows, dead = hostile.run_live(attack.messages, stage4, clock)
     reference, baseline = hostile.reference(plan, stage4, stage4_course, attack.withheld)
     outcome = hostile.score(attack, rows, dead, reference, baseline)
     assert outcome["lost"] == outcome["doubled"] == outcome["forged"] == outcome["corrupted"] == 0, outcome
-    assert set(outcome["dead"]) == attack.reasons, outcome
+    assert outcome["dead"] == {"impossible_jump": 5} and outcome["victim_changed"] == 0, outcome
