@@ -92,3 +92,13 @@ def test_a_key_file_with_rotation_and_bad_key_files():
     for bad in ("a:zz", '{"a": "xyz"}', ""):
         with pytest.raises(ValueError):
             Keyring.from_text(bad)
+
+
+def test_the_signature_covers_every_attribute():
+    from peloton.auth import sign
+
+    attrs = {"event_time": "1783425600000", "kind": "tick", "stage_id": "s4", "key_id": fuzzing.KEY_ID}
+    attrs["signature"] = sign(b"{}", attrs, fuzzing.KEY)
+    assert KEYRING.verify(b"{}", attrs) is None
+    for name, value in (("kind", "fix"), ("stage_id", "s5"), ("event_time", "1783425606000"), ("extra", "1")):
+        assert KEYRING.verify(b"{}", {**attrs, name: value}) == AuthReason.BAD_SIGNATURE
