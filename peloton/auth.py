@@ -1,15 +1,22 @@
 """Feed authentication and input limits: what a public-facing feed must check before it parses.
 
-Each message may carry an HMAC-SHA256 signature over its event time and
-payload (attribute ``signature``, hex) with the id of the key that made it
-(attribute ``key_id``). Several keys can be active at once, so a feed can
+Each message may carry an HMAC-SHA256 signature over all its attributes
+(every one but ``signature`` itself: ``event_time``, ``kind``, ``stage_id``,
+``message_id``, ``key_id`` ...) and its payload (attribute ``signature``,
+hex) with the id of the key that made it (attribute ``key_id``): whatever
+the pipeline acts on is signed, so an attacker cannot re-label a captured
+message (its kind, its time) and keep the signature. The older signatures
+(event time and payload only) are not accepted: they would leave exactly
+that door open, and every sender signs through :func:`sign`. Several keys can be active at once, so a feed can
 rotate: sign with the new key while the old one is still accepted. Keys come
 from a JSON file ``{"key id": "hex secret", ...}`` or the environment
 (``PELOTON_FEED_KEYS="id1:hex,id2:hex"``). Comparison is constant-time.
 
 A replayed message (a signature seen before) is caught by the pipeline,
-which remembers signatures for as long as data may be late
-(:class:`transforms.live.RejectReplaysFn`); here are the stateless checks.
+which remembers the signatures of accepted messages for as long as data may
+be late, and refuses a signed message older than that as ``stale`` whatever
+it remembers (:class:`transforms.live.RejectReplaysFn`), so a restart with
+empty state cannot be fooled; here are the stateless checks.
 """
 from __future__ import annotations
 
@@ -19,8 +26,8 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "admit",
-           "AuthReason"]
+__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "accept", "admit",
+           "AuthReason", "event_time_attribute_s"]
 
 ATTR_SIGNATURE = "signature"
 ATTR_KEY_ID = "key_id"
@@ -34,6 +41,7 @@ class AuthReason:
     UNKNOWN_KEY = "unknown_key"
     BAD_SIGNATURE = "bad_signature"  # tampered, or signed with another key
     REPLAYED = "replayed"
+    STALE = "stale"  # signed, but older than replay protection remembers
     TOO_LARGE = "too_large"
     TOO_MANY_RIDERS = "too_many_riders"
     BAD_ATTRIBUTE = "bad_attribute"
@@ -45,19 +53,26 @@ class Limits:
     """Applied before parsing: a hostile message must not cost more than a real one."""
 
     max_payload_bytes: int = 256 * 1024  # a real tick of 180 riders is ~40 KB
-    max_riders: int = 1000  # a Grand Tour starts with ~180
+    max_riders: int = 1000  # a Grand Tour starts with ~180 (counted once parsed: the payload size bounds the parse)
     max_attributes: int = 16
     max_attribute_chars: int = 256
-    future_tolerance_s: float = 300.0  # event times this far past the clock are impossible
+    future_tolerance_s: float = 30.0  # event times (attribute or payload) this far past the clock are impossible
+    skew_tolerance_s: float = 30.0  # payload time and event_time attribute may differ this much
 
 
-def _message_bytes(event_time: str, payload: bytes) -> bytes:
-    return event_time.encode("utf-8") + b"\n" + payload
+def _message_bytes(payload: bytes, attributes: dict) -> bytes:
+    """What a signature covers: every attribute but the signature (sorted, as JSON), then the payload."""
+    signed = sorted((str(k), str(v)) for k, v in attributes.items() if k != ATTR_SIGNATURE)
+    return b"peloton-v2\n" + json.dumps(signed, separators=(",", ":")).encode("utf-8", "surrogatepass") + \
+        b"\n" + payload
 
 
-def sign(payload: bytes, event_time: str, key: bytes) -> str:
-    """The hex signature of a message: HMAC-SHA256 over its event time attribute and payload."""
-    return hmac.new(key, _message_bytes(event_time, payload), hashlib.sha256).hexdigest()
+def sign(payload: bytes, attributes: dict, key: bytes) -> str:
+    """The hex signature of a message: HMAC-SHA256 over all its attributes (but ``signature``) and payload.
+
+    Set every attribute (``key_id`` included) before signing: a change to any of them breaks the signature.
+    """
+    return hmac.new(key, _message_bytes(payload, attributes), hashlib.sha256).hexdigest()
 
 
 class Keyring:
@@ -93,7 +108,7 @@ class Keyring:
         key = self.keys.get(key_id)
         if key is None:
             return AuthReason.UNKNOWN_KEY
-        expected = sign(payload, attributes.get("event_time", ""), key)
+        expected = sign(payload, attributes, key)
         if not hmac.compare_digest(expected.encode("ascii"), str(signature).encode("utf-8", "replace")):
             return AuthReason.BAD_SIGNATURE
         return None
@@ -111,46 +126,67 @@ def check_limits(payload: bytes, attributes: dict, limits: Limits, now_s: float 
     for name, value in attributes.items():
         if len(str(name)) > limits.max_attribute_chars or len(str(value)) > limits.max_attribute_chars:
             return AuthReason.BAD_ATTRIBUTE, f"attribute {str(name)[:40]!r} longer than {limits.max_attribute_chars}"
-    # a cheap upper bound on the riders of a tick: every rider entry names its bib
-    riders = payload.count(b'"Bib"')
-    if riders > limits.max_riders:
-        return AuthReason.TOO_MANY_RIDERS, f"{riders} rider entries (limit {limits.max_riders})"
+    # (the rider limit counts parsed entries: see peloton.feed.parse_message)
     if "event_time" in attributes:
-        try:
-            event_ms = int(attributes["event_time"])
-        except (TypeError, ValueError):
-            event_ms = 0
-        if not 1e12 <= event_ms < 1e13:  # 2001 to 2286
-            return AuthReason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch"
-        ahead = event_ms / 1000.0 - (now_s if now_s is not None else event_ms / 1000.0)
+        event_s = event_time_attribute_s(attributes)
+        if event_s is None:
+            return AuthReason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch (2001-2286)"
+        ahead = event_s - (now_s if now_s is not None else event_s)
         if ahead > limits.future_tolerance_s:
             return AuthReason.FUTURE_TIME, f"event time {ahead:.0f} s ahead of the clock"
     return None
+
+
+def event_time_attribute_s(attributes: dict) -> float | None:
+    """The ``event_time`` attribute in epoch seconds, or None when absent, unreadable or outside 2001-2286
+    (the feed's years, well inside what BigQuery's TIMESTAMP and Avro's timestamp-millis hold)."""
+    text = attributes.get("event_time")
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 13:
+        return None
+    event_ms = int(text)
+    return event_ms / 1000.0 if 1e12 <= event_ms < 1e13 else None
 
 
 def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | None,
            now_s: float | None) -> tuple[str, str] | None:
     """Limits, then the signature (with a keyring): (reason, detail) of the first check failed, else None."""
     verdict = check_limits(payload, attributes, limits, now_s)
+    if verdict is None and keyring is not None and "event_time" not in attributes:
+        verdict = AuthReason.BAD_ATTRIBUTE, "a signed message needs its event_time (replays are bounded by it)"
     if verdict is None and keyring is not None:
         reason = keyring.verify(payload, attributes)
         verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
     return verdict
 
 
+def accept(stage_id: str, payload: bytes, attributes: dict, limits: Limits, now_s: float | None, start_list=None):
+    """A screened message -> (FixBatch, dead-letter rows): parsing (start list, rider limit), then every fix's
+    time against the clock and the ``event_time`` attribute."""
+    from peloton.feed import check_event_times, parse_message
+
+    kind = attributes.get("kind", "auto")
+    fixes, dead = parse_message(stage_id, kind if kind in ("tick", "fix") else "auto", payload, source="pubsub",
+                                start_list=start_list, max_riders=limits.max_riders)
+    fixes, wrong_time = check_event_times(fixes, event_time_attribute_s(attributes), now_s,
+                                          limits.future_tolerance_s, limits.skew_tolerance_s)
+    return fixes, dead + wrong_time
+
+
 def admit(stage_id: str, payload: bytes, attributes: dict, limits: Limits = Limits(), keyring: Keyring | None = None,
-          now_s: float | None = None):
-    """Limits, signature, then parsing: one message -> (FixBatch, dead-letter rows), never an exception.
+          now_s: float | None = None, start_list=None):
+    """Limits, signature, then parsing and time checks: one message -> (FixBatch, dead-letter rows), never an
+    exception.
 
     The live pipeline runs the same steps as separate Beam steps (replays
-    are caught between the signature and the parsing); this is the whole
-    gate in one call, for the fuzz tests and the reliability figures.
+    are caught after parsing: a message is remembered only once accepted);
+    this is the whole stateless gate in one call, for the fuzz tests and the
+    reliability figures.
     """
-    from peloton.feed import dead_letter, parse_message, FixBatch
+    from peloton.feed import FixBatch, dead_letter
 
     verdict = screen(payload, attributes, limits, keyring, now_s)
     if verdict is not None:
         return FixBatch.empty(stage_id), [dead_letter(stage_id, verdict[0], payload[:20000].decode("utf-8", "replace"),
-                                                      verdict[1], source="pubsub")]
-    kind = attributes.get("kind", "auto")
-    return parse_message(stage_id, kind if kind in ("tick", "fix") else "auto", payload, source="pubsub")
+                                                      verdict[1], t=event_time_attribute_s(attributes),
+                                                      source="pubsub")]
+    return accept(stage_id, payload, attributes, limits, now_s, start_list)

@@ -22,7 +22,8 @@ from peloton.course import Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
 
-__all__ = ["MatchParams", "Matched", "dedupe", "impossible_jumps", "viterbi", "match_fixes", "smoothed_speed_kph"]
+__all__ = ["MatchParams", "Matched", "dedupe", "conflicting_fixes", "inconsistent_fixes", "viterbi", "match_fixes",
+           "smoothed_speed_kph"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class MatchParams:
     speed_half_window_s: float = 15.0  # speed is smoothed over +-15 s of matched track
     pace_half_window_s: float = 90.0  # a rider's pace for the second matching pass
     off_route_m: float = 50.0  # quality flag threshold
+    gps_slack_m: float = 250.0  # a fix may be this much further than max speed allows (GPS noise, both ends)
+    chain_lookback: int = 20  # a fix may link back over this many rejected ones (2 minutes of 6 s ticks)
 
 
 @dataclass
@@ -63,12 +66,25 @@ class Matched:
 
 
 def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
-    """Sort by (bib, t) and keep the first fix of each (bib, t). Returns (fixes, n_removed)."""
-    order = np.lexsort((fixes.t, fixes.bib))
-    sorted_fixes = fixes.take(order)
-    keep = np.ones(len(sorted_fixes), dtype=bool)
-    keep[1:] = (np.diff(sorted_fixes.bib) != 0) | (np.diff(sorted_fixes.t) != 0)
-    return sorted_fixes.take(np.flatnonzero(keep)), int((~keep).sum())
+    """Sort by (bib, t) and drop repeats of a fix (same bib, time and position). Returns (fixes, n_removed).
+
+    Two *different* positions for one bib at one time are not repeats: both
+    stay, for :func:`conflicting_fixes` to tell which agrees with the track.
+    """
+    order = np.lexsort((fixes.t, fixes.bib))  # stable: arrival order within a (bib, t)
+    f = fixes.take(order)
+    n = len(f)
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        same_fix = (np.diff(f.bib) == 0) & (np.diff(f.t) == 0)
+        # a repeat of any earlier position of its (bib, t): compare with the run's first (a run is short)
+        run_start = np.maximum.accumulate(np.where(np.r_[True, ~same_fix], np.arange(n), 0))
+        for back in range(1, 4):  # up to 3 positions per (bib, t) compared; more are conflicts anyway
+            j = np.maximum(np.arange(n) - back, 0)
+            repeat = (np.arange(n) - back >= run_start) & (np.abs(f.lat - f.lat[j]) < 1e-7) & \
+                (np.abs(f.lon - f.lon[j]) < 1e-7)
+            keep &= ~repeat
+    return f.take(np.flatnonzero(keep)), int((~keep).sum())
 
 
 def _track_bounds(bib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,30 +95,82 @@ def _track_bounds(bib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.diff(np.r_[starts, bib.size])
 
 
-def impossible_jumps(fixes: FixBatch, max_speed_mps: float) -> np.ndarray:
-    """Mask of isolated position spikes: too fast to reach and too fast to leave.
+def conflicting_fixes(fixes: FixBatch) -> np.ndarray:
+    """Mask of the fixes that lose a conflict: another position for the same bib and time was kept.
 
-    The neighbours on either side must agree with each other, so a genuine
-    fast stretch (a descent, a ride in the team car) is never flagged.
+    Input sorted by (bib, t), repeats removed (:func:`dedupe`). Of the
+    positions of one (bib, t) the one nearest the rider's neighbouring fix
+    (the previous one, else the next) is kept: a second tracker sending
+    under a stolen bib cannot tell where the rider is, so its fix is the
+    one that does not fit; with no neighbour the first to arrive is kept.
+    """
+    n = len(fixes)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    first_of_key = np.r_[True, (np.diff(fixes.bib) != 0) | (np.diff(fixes.t) != 0)]
+    if first_of_key.all():
+        return np.zeros(n, dtype=bool)
+    key = np.cumsum(first_of_key) - 1
+    key_start = np.flatnonzero(first_of_key)
+    # the neighbouring fix of each key: the first row of the previous key of the same bib, else of the next
+    prev_start = np.r_[-1, key_start[:-1]][key]
+    next_start = np.r_[key_start[1:], -1][key]
+    has_prev = (prev_start >= 0) & (fixes.bib[np.maximum(prev_start, 0)] == fixes.bib)
+    has_next = (next_start >= 0) & (fixes.bib[np.maximum(next_start, 0)] == fixes.bib)
+    ref = np.where(has_prev, prev_start, np.where(has_next, next_start, -1))
+    far = np.where(ref >= 0, haversine_m(fixes.lat, fixes.lon, fixes.lat[np.maximum(ref, 0)],
+                                         fixes.lon[np.maximum(ref, 0)]), 0.0)
+    order = np.lexsort((np.arange(n), far, key))  # per key: nearest first, then first arrived
+    winner = np.zeros(n, dtype=bool)
+    winner[order[np.r_[True, key[order][1:] != key[order][:-1]]]] = True
+    return ~winner
+
+
+def inconsistent_fixes(fixes: FixBatch, params: MatchParams = MatchParams()) -> np.ndarray:
+    """Mask of fixes off their rider's physically consistent track (teleports, spikes, a hijacked tracker).
+
+    Two fixes are consistent when a bike could ride from one to the other:
+    no further apart than ``max_speed_mps`` times the time between them,
+    plus GPS slack. Each fix links to the longest consistent chain ending
+    among its rider's previous ``chain_lookback`` fixes; a fix is kept only
+    if its chain is longer than every chain ending there. A single spike, or
+    a tracker 15 km ahead for 5 fixes, starts a short chain of its own and
+    is rejected; the genuine fix after it links back over it to the long
+    history, and is kept. A position held longer than the lookback is
+    accepted (the history it contradicts is then too old to outvote it).
+    Causal (only earlier fixes decide), so live and replay agree. Input
+    sorted by (bib, t), one fix per (bib, t).
     """
     n = len(fixes)
     bad = np.zeros(n, dtype=bool)
-    if n < 3:
+    if n < 2:
         return bad
     same_prev = np.r_[False, fixes.bib[1:] == fixes.bib[:-1]]
-    same_next = np.r_[same_prev[1:], False]
-    d = haversine_m(fixes.lat[:-1], fixes.lon[:-1], fixes.lat[1:], fixes.lon[1:])
-    dt = np.maximum(np.diff(fixes.t), 1.0)
-    v = d / dt
-    v_in = np.r_[0.0, v]
-    v_out = np.r_[v, 0.0]
-    d_skip = haversine_m(fixes.lat[:-2], fixes.lon[:-2], fixes.lat[2:], fixes.lon[2:])
-    v_skip = np.r_[np.inf, d_skip / np.maximum(fixes.t[2:] - fixes.t[:-2], 1.0), np.inf]
-    fast = 1.5 * max_speed_mps
-    bad = same_prev & same_next & (v_in > fast) & (v_out > fast) & (v_skip <= max_speed_mps)
-    # a spike on a track's last fix: only the way in is known
-    last = same_prev & ~same_next & (v_in > 3 * fast) & (d[np.maximum(np.arange(n) - 1, 0)] > 2000)
-    return bad | last
+    step_m = np.r_[0.0, haversine_m(fixes.lat[:-1], fixes.lon[:-1], fixes.lat[1:], fixes.lon[1:])]
+    step_s = np.r_[0.0, np.diff(fixes.t)]
+    jump = same_prev & (step_m > params.max_speed_mps * step_s + params.gps_slack_m)
+    if not jump.any():
+        return bad
+    sel = np.flatnonzero(np.isin(fixes.bib, np.unique(fixes.bib[jump])))  # only tracks with a jump
+    bib, t, lat, lon = fixes.bib[sel], fixes.t[sel], fixes.lat[sel], fixes.lon[sel]
+    starts, lengths = _track_bounds(bib)
+    score = np.ones(sel.size)
+    kept = np.ones(sel.size, dtype=bool)
+    lags = np.arange(1, params.chain_lookback + 1)
+    riders = np.arange(starts.size)
+    for step in range(1, int(lengths.max())):
+        active = riders[lengths > step]
+        idx = starts[active] + step
+        back = idx[:, None] - lags[None, :]
+        valid = lags[None, :] <= step
+        back = np.where(valid, back, idx[:, None])
+        d = haversine_m(lat[idx][:, None], lon[idx][:, None], lat[back], lon[back])
+        reachable = valid & (d <= params.max_speed_mps * (t[idx][:, None] - t[back]) + params.gps_slack_m)
+        best_before = np.where(valid, score[back], 0.0).max(axis=1)
+        score[idx] = 1.0 + np.where(reachable, score[back], 0.0).max(axis=1)
+        kept[idx] = score[idx] > best_before
+    bad[sel] = ~kept
+    return bad
 
 
 def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
@@ -233,10 +301,16 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
 
     fixes, n_dupes = dedupe(fixes)
     rejected = []
-    jump = impossible_jumps(fixes, params.max_speed_mps)
+    conflict = conflicting_fixes(fixes)
+    if conflict.any():
+        rejected.append((fixes.take(np.flatnonzero(conflict)), Reason.CONFLICTING_FIX,
+                         "another position for this bib at this time fits the rider's track better"))
+        fixes = fixes.take(np.flatnonzero(~conflict))
+    jump = inconsistent_fixes(fixes, params)
     if jump.any():
         rejected.append((fixes.take(np.flatnonzero(jump)), Reason.IMPOSSIBLE_JUMP,
-                         "isolated position spike faster than a bike in and out"))
+                         f"off the rider's consistent track: further than {params.max_speed_mps * 3.6:.0f} km/h "
+                         "allows from his recent fixes"))
         fixes = fixes.take(np.flatnonzero(~jump))
     cands = course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates)
     on = cands.count > 0

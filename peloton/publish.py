@@ -129,7 +129,7 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
     if params.sign_key:
         for m in messages:  # a broken message from the feed is still the feed's: signed too
             m.attributes[ATTR_KEY_ID] = params.sign_key_id
-            m.attributes[ATTR_SIGNATURE] = sign(m.data, m.attributes[ATTR_EVENT_TIME], params.sign_key)
+            m.attributes[ATTR_SIGNATURE] = sign(m.data, m.attributes, params.sign_key)
     return messages
 
 

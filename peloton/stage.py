@@ -44,6 +44,12 @@ class Stage:
         anchors = [Anchor(a["lat"], a["lon"], a["km"], a.get("label", "")) for a in self.anchors]
         return Course(lat, lon, ele, anchors=anchors, finish_km=self.length_km, name=self.name)
 
+    def start_list(self) -> list[int] | None:
+        """The bibs on the start list: any other bib in the feed is a dead letter. None for a stage file
+        without one (written before start lists were kept): then bibs are not checked."""
+        bibs = sorted({r["bib"] for r in self.riders if isinstance(r, dict) and type(r.get("bib")) is int})
+        return bibs or None
+
     @property
     def is_time_trial(self) -> bool:
         return self.stage_type in ("PAS", "EQU", "ITT", "TTT")

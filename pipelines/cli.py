@@ -565,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "on the workers)")
     live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=256 * 1024,
                       help="larger messages are dead letters")
-    live.add_argument("--future-tolerance-s", type=_number(low=0), default=300.0,
+    live.add_argument("--future-tolerance-s", type=_number(low=0), default=30.0,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
     live.add_argument("--duration-s", type=_number(low=0), default=0.0,

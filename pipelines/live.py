@@ -33,7 +33,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     it; None on the local runner, which reads with :mod:`transforms.read_feed`; the graph deduplicates anyway).
     """
     messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=id_label is None, id_label=id_label)
-    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security)
+    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list())
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
                                                                race_params)
     tables = {

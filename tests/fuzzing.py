@@ -34,8 +34,21 @@ def valid_messages(recording: dict, stage_id: str, ticks: int = 40, riders: int 
     return out
 
 
+def start_list(recording: dict) -> list[int]:
+    """The stage's bibs, as the stage file carries them."""
+    return sorted(r["bib"] for r in recording["rest"]["riders"] if isinstance(r, dict) and type(r.get("bib")) is int)
+
+
+def _rider_entries(doc) -> list:
+    """The rider entries of a tick, or the fix itself."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    return data.get("Riders") if isinstance(data, dict) and isinstance(data.get("Riders"), list) else [doc]
+
+
 def _resign(data: bytes, attrs: dict, key_id=KEY_ID, key=KEY) -> dict:
-    return {**attrs, ATTR_KEY_ID: key_id, ATTR_SIGNATURE: sign(data, attrs.get("event_time", ""), key)}
+    signed = {k: v for k, v in attrs.items() if k != ATTR_SIGNATURE}
+    signed[ATTR_KEY_ID] = key_id
+    return {**signed, ATTR_SIGNATURE: sign(data, signed, key)}
 
 
 def _mutate_json(doc, rng: random.Random):
@@ -71,7 +84,32 @@ def mutate(data: bytes, attrs: dict, rng: random.Random) -> tuple[bytes, dict, s
     """One hostile variant of a message: (payload, attributes, what was done)."""
     kind = rng.choice(["flip", "truncate", "garbage", "json", "json_signed", "unsigned", "wrong_key", "bad_signature",
                        "old_key", "huge", "many_riders", "long_attribute", "future", "bad_event_time", "nested",
-                       "not_utf8"])
+                       "not_utf8", "wrong_bib", "unknown_rider", "payload_future", "relabel", "huge_event_time"])
+    if kind in ("wrong_bib", "unknown_rider"):  # a signed message with one rider's bib forged
+        doc = json.loads(data)
+        riders = _rider_entries(doc)
+        entry = riders[rng.randrange(len(riders))]
+        key = "Bib" if "Bib" in entry else "bib"
+        entry[key] = rng.choice([True, False, "12", 12.0, "", None, [12]]) if kind == "wrong_bib" else \
+            rng.choice([999, 5000, 777])
+        new = json.dumps(doc).encode()
+        return new, _resign(new, attrs), kind
+    if kind == "payload_future":  # the payload's clock an hour or more ahead, the attribute now (signed)
+        doc = json.loads(data)
+        ahead = 3600 * rng.randint(1, 48)
+        if isinstance(doc.get("data"), dict):
+            doc["data"]["TimeStamp"] += ahead
+        else:
+            doc["time"] += ahead
+        new = json.dumps(doc).encode()
+        return new, _resign(new, attrs), kind
+    if kind == "relabel":  # a captured message with an attribute the pipeline acts on changed, signature kept
+        name, value = rng.choice([("kind", "fix" if attrs.get("kind") == "tick" else "tick"),
+                                  ("event_time", str(int(attrs["event_time"]) + 6000)), ("stage_id", "other")])
+        return data, {**attrs, name: value}, kind
+    if kind == "huge_event_time":  # beyond any sink's dates, signed
+        new_attrs = {**attrs, "event_time": rng.choice(["9223372036854775", "99999999999999", "253402300800000"])}
+        return data, _resign(data, new_attrs), kind
     if kind == "flip":
         b = bytearray(data)
         for _ in range(rng.randint(1, 8)):
@@ -96,10 +134,10 @@ def mutate(data: bytes, attrs: dict, rng: random.Random) -> tuple[bytes, dict, s
         return data, _resign(data, attrs, OLD_KEY_ID, OLD_KEY), kind
     if kind == "huge":
         return data + b" " * (300 * 1024), attrs, kind
-    if kind == "many_riders":
-        rider = b'{"Bib": 1, "Latitude": 45.0, "Longitude": 6.0},'
-        new = b'{"data": {"TimeStamp": 1783425600, "Riders": [' + rider * 1500 + b'{}]}}'
-        return new, _resign(new, attrs), kind
+    if kind == "many_riders":  # the key spelled plainly or escaped ("\u0042ib" is "Bib" to a JSON parser)
+        rider = b'{"%s": 1, "Latitude": 45.0, "Longitude": 6.0},' % rng.choice([b"Bib", b"\\u0042ib", b"B\\u0069b"])
+        new = b'{"data": {"TimeStamp": %d, "Riders": [' % (int(attrs["event_time"]) // 1000) + rider * 1500 + b'{}]}}'
+        return new, _resign(new, {**attrs, "kind": "tick"}), kind
     if kind == "long_attribute":
         return data, {**attrs, "x" * rng.randint(257, 2000): "1"}, kind
     if kind == "future":

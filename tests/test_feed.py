@@ -85,3 +85,36 @@ def test_flat_csv_chunk():
     assert fixes.bib.tolist() == [1]
     assert sorted(d["reason"] for d in letters) == [Reason.MISSING_FIELD, Reason.PLACEHOLDER_POSITION]
     assert letters[0]["raw"].count(",") == 8
+
+
+def test_bibs_are_json_integers_on_the_start_list_and_the_rider_limit_counts_parsed_entries():
+    riders = [{"Bib": b, "Latitude": 43.0, "Longitude": 2.0} for b in (1, True, "12", 12.0, 7, 999)]
+    fixes, letters = parse_message("s", "tick", _tick(riders), start_list=[1, 7, 12])
+    assert fixes.bib.tolist() == [1, 7]
+    assert sorted(d["reason"] for d in letters) == [Reason.MISSING_FIELD] * 3 + [Reason.UNKNOWN_RIDER]
+    assert len(parse_message("s", "tick", _tick(riders))[0]) == 3  # no start list (an old stage file): not checked
+    escaped = '{"data": {"TimeStamp": 1783425798, "Riders": [%s]}}' % ",".join(
+        ['{"\\u0042ib": %d, "Latitude": 43.0, "Longitude": 2.0}' % i for i in range(1, 1002)])
+    fixes, letters = parse_message("s", "tick", escaped, max_riders=1000)
+    assert len(fixes) == 0 and [d["reason"] for d in letters] == [Reason.TOO_MANY_RIDERS]
+
+
+def test_stage_without_a_start_list_checks_no_bib():
+    from peloton.stage import Stage
+
+    assert Stage("s").start_list() is None
+    assert Stage("s", riders=[{"bib": 3}, {"bib": 1}, {"name": "x"}]).start_list() == [1, 3]
+
+
+def test_fix_times_are_checked_against_the_clock_and_the_attribute_and_dead_letters_keep_sink_dates():
+    from peloton.feed import check_event_times, dead_letter
+
+    fixes, _ = parse_message("s", "tick", _tick([{"Bib": 1, "Latitude": 43.0, "Longitude": 2.0}]))
+    t = float(fixes.t[0])
+    kept, letters = check_event_times(fixes, t, t - 3600, 30.0, 30.0)  # an hour ahead of the clock
+    assert len(kept) == 0 and letters[0]["reason"] == Reason.FUTURE_TIME
+    kept, letters = check_event_times(fixes, t + 120, t, 30.0, 30.0)  # the attribute says 2 minutes later
+    assert len(kept) == 0 and letters[0]["reason"] == Reason.TIME_MISMATCH
+    kept, letters = check_event_times(fixes, None, None, 30.0, 30.0)  # a replay, no attribute: nothing to check
+    assert len(kept) == 1 and not letters
+    assert dead_letter("s", "x", "", t=9223372036854775.0)["event_time"] is None  # beyond BigQuery's years

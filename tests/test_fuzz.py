@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peloton.auth import AuthReason, Keyring, Limits, admit
-from peloton.feed import Reason, parse_message
+from peloton.feed import KNOWN_REASONS, Reason, parse_message
 from tests import fuzzing
 
-KNOWN = {v for k, v in vars(Reason).items() if k.isupper()} | {v for k, v in vars(AuthReason).items() if k.isupper()}
+KNOWN = KNOWN_REASONS | {v for k, v in vars(AuthReason).items() if k.isupper()}
 KEYRING = Keyring.from_text(fuzzing.KEYS_TEXT)
 #: What each kind of mutation must be rejected as, with authentication on.
 EXPECTED = {
@@ -21,12 +21,21 @@ EXPECTED = {
     "long_attribute": {AuthReason.BAD_ATTRIBUTE}, "future": {AuthReason.FUTURE_TIME},
     "bad_event_time": {AuthReason.BAD_ATTRIBUTE, AuthReason.BAD_SIGNATURE}, "nested": {Reason.MALFORMED_JSON},
     "not_utf8": {Reason.MALFORMED_JSON, Reason.BAD_SHAPE, Reason.MISSING_FIELD},
+    "payload_future": {Reason.FUTURE_TIME, Reason.TIME_MISMATCH}, "relabel": {AuthReason.BAD_SIGNATURE},
+    "huge_event_time": {AuthReason.BAD_ATTRIBUTE},
 }
+#: Mutations of one rider entry of a signed message: that entry is a dead letter, the others pass.
+ONE_RIDER = {"wrong_bib": Reason.MISSING_FIELD, "unknown_rider": Reason.UNKNOWN_RIDER}
 
 
 @pytest.fixture(scope="module")
 def valid(stage4_recording):
     return fuzzing.valid_messages(stage4_recording, "s4")
+
+
+@pytest.fixture(scope="module")
+def start_list(stage4_recording):
+    return fuzzing.start_list(stage4_recording)
 
 
 def _fixes(batch):
@@ -44,10 +53,10 @@ def _sane(batch, dead):
     assert np.all(np.abs(batch.lat) <= 90) and np.all(np.abs(batch.lon) <= 180)
 
 
-def test_every_valid_message_passes_whole(valid):
+def test_every_valid_message_passes_whole(valid, start_list):
     assert len(valid) > 400
     for data, attrs in valid:
-        batch, dead = admit("s4", data, attrs, Limits(), KEYRING, _now(attrs))
+        batch, dead = admit("s4", data, attrs, Limits(), KEYRING, _now(attrs), start_list)
         expected, expected_dead = parse_message("s4", attrs["kind"], data)
         assert _fixes(batch) == _fixes(expected) and len(dead) == len(expected_dead)
 
@@ -55,19 +64,26 @@ def test_every_valid_message_passes_whole(valid):
 @settings(max_examples=10_000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(pick=st.integers(min_value=0), seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_mutated_messages_never_crash_the_gate_and_are_all_accounted_for(valid, pick, seed):
+def test_mutated_messages_never_crash_the_gate_and_are_all_accounted_for(valid, start_list, pick, seed):
     data, attrs = valid[pick % len(valid)]
     bad, bad_attrs, kind = fuzzing.mutate(data, attrs, random.Random(seed))
     now = _now(attrs)
     for keyring in (KEYRING, None):  # authentication on, and off
-        batch, dead = admit("s4", bad, bad_attrs, Limits(), keyring, now)
+        batch, dead = admit("s4", bad, bad_attrs, Limits(), keyring, now, start_list)
         _sane(batch, dead)
+        assert np.isin(batch.bib, start_list).all()
+        assert np.all(batch.t <= now + Limits().future_tolerance_s)
         assert len(batch) + len(dead) >= 1  # nothing vanishes
-    batch, dead = admit("s4", bad, bad_attrs, Limits(), KEYRING, now)
+    batch, dead = admit("s4", bad, bad_attrs, Limits(), KEYRING, now, start_list)
+    genuine = _fixes(parse_message("s4", attrs["kind"], data)[0])
     if (bad, bad_attrs) == (data, attrs) or kind == "old_key":  # unchanged, or signed by the other active key
-        assert _fixes(batch) == _fixes(parse_message("s4", attrs["kind"], data)[0])
+        assert _fixes(batch) == genuine
+    elif kind in ONE_RIDER:  # the forged entry is stopped with its reason, every other one passes
+        assert [d["reason"] for d in dead] == [ONE_RIDER[kind]], (kind, dead)
+        assert len(batch) == len(genuine) - 1 and set(_fixes(batch)) <= set(genuine)
     elif kind != "json_signed":  # a signed broken message is parsed; every other mutation is stopped whole
-        assert len(batch) == 0 and len(dead) == 1 and dead[0]["reason"] in EXPECTED[kind], (kind, dead)
+        whole = len(dead) == 1 or kind == "payload_future"  # a tick's time is every rider's: one letter each
+        assert len(batch) == 0 and whole and {d["reason"] for d in dead} <= EXPECTED[kind], (kind, dead)
 
 
 def test_a_key_file_with_rotation_and_bad_key_files():
@@ -76,3 +92,13 @@ def test_a_key_file_with_rotation_and_bad_key_files():
     for bad in ("a:zz", '{"a": "xyz"}', ""):
         with pytest.raises(ValueError):
             Keyring.from_text(bad)
+
+
+def test_the_signature_covers_every_attribute():
+    from peloton.auth import sign
+
+    attrs = {"event_time": "1783425600000", "kind": "tick", "stage_id": "s4", "key_id": fuzzing.KEY_ID}
+    attrs["signature"] = sign(b"{}", attrs, fuzzing.KEY)
+    assert KEYRING.verify(b"{}", attrs) is None
+    for name, value in (("kind", "fix"), ("stage_id", "s5"), ("event_time", "1783425606000"), ("extra", "1")):
+        assert KEYRING.verify(b"{}", {**attrs, name: value}) == AuthReason.BAD_SIGNATURE

@@ -107,7 +107,7 @@ def test_duplicates_are_kept_once_however_they_arrive():
     msg = tick_message(T0, [1, 2, 3])
     stream = (TestStream()
               .add_elements([stamped(msg), stamped(msg)])  # Pub/Sub redelivery
-              .add_elements([stamped(fix_message(2, T0))])  # the same fix again, per-fix this time
+              .add_elements([stamped(fix_message(2, T0, dlat=0.0002))])  # the same fix again, per-fix this time
               .advance_watermark_to(T0 + 10)
               .add_elements([stamped(msg)])  # and once more, late
               .advance_watermark_to_infinity())
@@ -158,8 +158,8 @@ KEYS = '{"k1": "' + "ab" * 32 + '", "k0": "' + "cd" * 32 + '"}'
 
 
 def signed(msg, key_id="k1", key_hex="ab" * 32):
-    attrs = {**msg.attributes, "key_id": key_id,
-             "signature": sign(msg.data, msg.attributes["event_time"], bytes.fromhex(key_hex))}
+    attrs = {**msg.attributes, "key_id": key_id}
+    attrs["signature"] = sign(msg.data, attrs, bytes.fromhex(key_hex))
     return PubsubMessage(msg.data, attrs)
 
 
@@ -175,7 +175,8 @@ def test_with_authentication_only_signed_untampered_unreplayed_messages_reach_th
               .advance_watermark_to(T0 + 10)
               .add_elements([stamped(good)])  # captured and sent again
               .advance_watermark_to_infinity())
-    panes, late, dead = run(stream, security=FeedSecurity(authenticate=True, keys_text=KEYS))
+    panes, late, dead = run(stream, security=FeedSecurity(authenticate=True, keys_text=KEYS,
+                                                                   clock=lambda: T0 + 10))
     assert [f for _, _, fs in panes for f in fs] == [(1, float(T0)), (2, float(T0))]
     assert sorted(r["reason"] for r in dead) == ["bad_signature", "bad_signature", "replayed", "unknown_key",
                                                  "unsigned"]

@@ -3,7 +3,8 @@ import pytest
 
 from peloton.course import Course
 from peloton.feed import FixBatch, concat_batches
-from peloton.matching import MatchParams, dedupe, impossible_jumps, match_fixes, smoothed_speed_kph
+from peloton.matching import (MatchParams, conflicting_fixes, dedupe, inconsistent_fixes, match_fixes,
+                              smoothed_speed_kph)
 from peloton.stage import parse_course_text
 from tests.conftest import COURSES
 from tests.helpers import line_course, track_along
@@ -70,23 +71,51 @@ def test_hairpins_climb():
     assert np.abs(matched.s - s).max() < 60.0
 
 
-def test_dedupe_keeps_one_fix_per_bib_and_time():
-    f = FixBatch("s", np.array([2, 1, 2, 1]), np.array([10.0, 10.0, 10.0, 5.0]), np.array([1.0, 2, 3, 4]),
-                 np.zeros(4), np.zeros(4))
+def test_dedupe_drops_repeats_but_keeps_a_second_position_for_the_conflict_check():
+    f = FixBatch("s", np.array([2, 1, 2, 1, 2]), np.array([10.0, 10.0, 10.0, 5.0, 10.0]),
+                 np.array([1.0, 2, 3, 4, 1.0]), np.zeros(5), np.zeros(5))
     out, removed = dedupe(f)
-    assert removed == 1
-    assert list(zip(out.bib.tolist(), out.t.tolist())) == [(1, 5.0), (1, 10.0), (2, 10.0)]
+    assert removed == 1  # (2, 10) at lat 1 twice
+    assert list(zip(out.bib.tolist(), out.t.tolist(), out.lat.tolist())) == [
+        (1, 5.0, 4.0), (1, 10.0, 2.0), (2, 10.0, 1.0), (2, 10.0, 3.0)]
+
+
+def test_of_two_positions_at_one_time_the_one_on_the_track_is_kept_whichever_came_first():
+    t = np.array([0.0, 6.0, 12.0, 12.0, 18.0])
+    lat = 45.0 + np.array([0, 1, 30, 2, 3]) * 0.0005  # at t=12 a forged position 1.5 km away arrived first
+    f = FixBatch("s", np.ones(5, dtype=np.int64), t, lat, np.full(5, 6.0), np.zeros(5))
+    assert conflicting_fixes(f).tolist() == [False, False, True, False, False]
+    lat2 = lat[[0, 1, 3, 2, 4]]  # the genuine one first
+    f2 = FixBatch("s", np.ones(5, dtype=np.int64), t, lat2, np.full(5, 6.0), np.zeros(5))
+    assert conflicting_fixes(f2).tolist() == [False, False, False, True, False]
+
+
+def _track(lat_steps, dt=6.0):
+    lat = 45.0 + np.asarray(lat_steps, dtype=float) * 0.0005  # ~55 m per step: 33 km/h
+    n = lat.size
+    return FixBatch("s", np.ones(n, dtype=np.int64), np.arange(n) * dt, lat, np.full(n, 6.0), np.zeros(n))
 
 
 def test_isolated_spike_is_an_impossible_jump_but_a_fast_descent_is_not():
-    t = np.arange(6) * 6.0
-    lat = 45.0 + np.array([0, 1, 2, 3, 4, 5]) * 0.0005  # ~55 m per 6 s: 33 km/h
-    lat_spike = lat.copy()
-    lat_spike[3] += 0.05  # 5.5 km away for one fix
-    f = FixBatch("s", np.ones(6, dtype=np.int64), t, lat_spike, np.full(6, 6.0), np.zeros(6))
-    assert impossible_jumps(f, 40.0).tolist() == [False, False, False, True, False, False]
-    fast = FixBatch("s", np.ones(6, dtype=np.int64), t, 45.0 + np.arange(6) * 0.0018, np.full(6, 6.0), np.zeros(6))
-    assert not impossible_jumps(fast, 40.0).any()  # 120 km/h, steady
+    steps = np.arange(6.0)
+    steps[3] += 100  # 5.5 km away for one fix
+    assert inconsistent_fixes(_track(steps)).tolist() == [False, False, False, True, False, False]
+    fast = _track(np.arange(6) * 3.6)  # 120 km/h, steady
+    assert not inconsistent_fixes(fast).any()
+    last = _track(np.r_[np.arange(5.0), 300.0])  # a spike on the newest fix: rejected at once (live)
+    assert inconsistent_fixes(last).tolist() == [False] * 5 + [True]
+
+
+def test_a_sustained_teleport_is_rejected_and_the_genuine_fix_after_it_kept():
+    steps = np.arange(20.0)
+    steps[10:15] += 270  # 15 km ahead for 5 fixes, riding on there
+    bad = inconsistent_fixes(_track(steps))
+    assert bad.tolist() == [False] * 10 + [True] * 5 + [False] * 5
+    # a position held longer than the lookback wins in the end (the tracker really moved)
+    steps = np.arange(70.0)
+    steps[30:] += 270
+    bad = inconsistent_fixes(_track(steps), MatchParams(chain_lookback=20))
+    assert bad[30:50].all() and not bad[50:].any() and not bad[:30].any()
 
 
 def test_off_course_fixes_are_rejected_not_matched():

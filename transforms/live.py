@@ -19,14 +19,21 @@ what is behind the data's own progress, and the race engine
 (:mod:`transforms.engine`) what arrives for a window already final; both
 write it to the ``late`` table with its reason. Pub/Sub delivers at least
 once and the local runner ignores ``id_label``, so :class:`DropDuplicatesFn`
-keeps one fix per (bib, event time) however often it arrives.
+keeps one fix per (bib, event time) however often it arrives; a second,
+different position for the same (bib, event time) is not a duplicate: it
+goes on to the race engine, which keeps the one consistent with the rider's
+track and dead-letters the other as ``conflicting_fix``.
+
+Event time is validated here, whatever the runner stamped a message with:
+:class:`ParsePubsubFn` checks every fix's payload time against the clock and
+the ``event_time`` attribute and stamps each fix with its own time.
 """
 from __future__ import annotations
 
 import json
 import time
 import typing
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -36,9 +43,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, screen
-from peloton.feed import FixBatch, dead_letter, parse_message
-from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
+from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.rows import dead_letter_columns
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
@@ -46,8 +52,10 @@ __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectRepla
 
 LATE = "late"
 DEAD_LETTER = "dead_letter"
-#: The latest date every sink holds (BigQuery's TIMESTAMP ends with the year 9999).
-MAX_SINK_MS = 253_402_300_799_999
+
+ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
+#: A fix repeated with this many different positions already seen is a dead letter at once (bounded state).
+MAX_POSITIONS_PER_FIX = 3
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
 GROUPING_GRACE_S = 86400.0
 
@@ -71,12 +79,24 @@ class LiveParams(NamedTuple):
 
 
 class FeedSecurity(NamedTuple):
-    """What the gate checks before parsing (see RELIABILITY.md)."""
+    """What the gate checks (see RELIABILITY.md)."""
 
     limits: Limits = Limits()
     authenticate: bool = False  # signatures required; a repeated signature is a replay
     keys_text: str | None = None  # JSON or id:hex,...; None: the workers' PELOTON_FEED_KEYS
     check_clock: bool = True  # event times ahead of the wall clock are impossible live
+    # with authentication, a signed message whose event time is older than this behind the clock is ``stale``
+    # whatever the replay cache holds (so a restart with empty state cannot be fooled). None: the allowed
+    # lateness. A warm-start catch-up that re-reads retained history relaxes it explicitly (math.inf: off).
+    stale_after_s: float | None = None
+    clock: Callable[[], float] | None = None  # the wall clock (None: time.time); tests pass a fixed one
+    start_list: tuple | None = None  # the stage's bibs; others are ``unknown_rider`` (None: not checked)
+
+
+def _now(security_clock, check_clock: bool) -> float | None:
+    if not check_clock:
+        return None
+    return float(security_clock()) if security_clock is not None else time.time()
 
 
 class ScreenMessagesFn(beam.DoFn):
@@ -87,9 +107,10 @@ class ScreenMessagesFn(beam.DoFn):
     """
 
     def __init__(self, stage_id: str, limits: Limits = Limits(), keys_text: str | None = None,
-                 require_signature: bool = False, check_clock: bool = True):
+                 require_signature: bool = False, check_clock: bool = True, clock=None):
         self.stage_id, self.limits = stage_id, limits
         self.keys_text, self.require_signature, self.check_clock = keys_text, require_signature, check_clock
+        self.clock = clock
         self.keyring = None
 
     def setup(self):
@@ -101,7 +122,7 @@ class ScreenMessagesFn(beam.DoFn):
     def process(self, message):
         data = getattr(message, "data", message)
         attrs = dict(getattr(message, "attributes", None) or {})
-        verdict = screen(data, attrs, self.limits, self.keyring, time.time() if self.check_clock else None)
+        verdict = screen(data, attrs, self.limits, self.keyring, _now(self.clock, self.check_clock))
         if verdict is None:
             yield message
             return
@@ -109,46 +130,65 @@ class ScreenMessagesFn(beam.DoFn):
         beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc()
         raw = data[:20000].decode("utf-8", errors="replace")
         yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-            self.stage_id, reason, raw, detail, t=_event_time_s(attrs), source="pubsub")]))
+            self.stage_id, reason, raw, detail, t=event_time_attribute_s(attrs), source="pubsub")]))
 
 
-def _event_time_s(attrs: dict) -> float | None:
-    """The attribute's event time for a dead letter's row: None unless a date every sink can hold."""
-    try:
-        ms = int(attrs[ATTR_EVENT_TIME])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return ms / 1000.0 if 0 <= ms <= MAX_SINK_MS else None
+class Accepted(NamedTuple):
+    """A signed message once parsed, on its way to replay protection: nothing of it is out yet."""
+
+    fixes: tuple  # Fix
+    dead: list  # dead-letter rows of its bad entries
+    event_time_s: float | None  # its event_time attribute
+    raw: str  # the start of the payload, for a ``replayed`` or ``stale`` dead letter
 
 
 class RejectReplaysFn(beam.DoFn):
-    """(signature, message) -> the first message with each signature; a repeat is a ``replayed`` dead letter.
+    """(signature, Accepted) -> its fixes and dead letters, once per signature; else one ``replayed`` or
+    ``stale`` dead letter for the whole message.
 
-    A signature covers the payload and its event time, so a repeat is either
+    A signature covers the payload and every attribute, so a repeat is either
     Pub/Sub delivering twice or someone replaying a captured message: with
-    authentication on, both are set aside. Signatures are forgotten once the
-    message could no longer be late.
+    authentication on, both are set aside. Only a message that was verified
+    and parsed reaches this step, so a forged or broken copy published first
+    cannot make the genuine message look replayed. Signatures are remembered
+    while the message could still be late; beyond that (``stale_after_s``
+    behind the clock) a signed message is refused as ``stale`` whatever the
+    state holds, so replaying old messages after a restart gains nothing.
     """
 
     SEEN = ReadModifyWriteStateSpec("seen", beam.coders.BooleanCoder())
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
-    def __init__(self, stage_id: str, allowed_lateness_s: float):
+    def __init__(self, stage_id: str, allowed_lateness_s: float, stale_after_s: float | None = None,
+                 check_clock: bool = True, clock=None):
         self.stage_id, self.allowed_lateness_s = stage_id, allowed_lateness_s
+        self.stale_after_s = allowed_lateness_s if stale_after_s is None else stale_after_s
+        self.check_clock, self.clock = check_clock, clock
 
     def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE),
                 ts=beam.DoFn.TimestampParam):
         _signature, message = keyed
+        now = _now(self.clock, self.check_clock)
+        age = None if now is None or message.event_time_s is None else now - message.event_time_s
+        if age is not None and age > self.stale_after_s:
+            yield self._refused(AuthReason.STALE, message, f"signed {age:.0f} s before the clock: older than "
+                                                            f"replay protection remembers ({self.stale_after_s:.0f} s)")
+            return
         if seen.read():
-            beam.metrics.Metrics.counter("peloton", f"dead_letter.{AuthReason.REPLAYED}").inc()
-            attrs = dict(message.attributes or {})
-            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-                self.stage_id, AuthReason.REPLAYED, message.data[:20000].decode("utf-8", errors="replace"),
-                "a message with this signature was seen before", t=_event_time_s(attrs), source="pubsub")]))
+            yield self._refused(AuthReason.REPLAYED, message, "a message with this signature was accepted before")
             return
         seen.write(True)
-        expire.set(ts + Duration(seconds=self.allowed_lateness_s + GROUPING_GRACE_S))
-        yield message
+        expire.set(ts + Duration(seconds=max(self.allowed_lateness_s, min(self.stale_after_s, 7 * 86400.0))
+                                 + GROUPING_GRACE_S))
+        if message.dead:
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(message.dead))
+        for fix in message.fixes:
+            yield window.TimestampedValue(fix, fix.t)
+
+    def _refused(self, reason: str, message: Accepted, detail: str):
+        beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc()
+        return pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
+            self.stage_id, reason, message.raw, detail, t=message.event_time_s, source="pubsub")]))
 
     @on_timer(EXPIRE)
     def forget(self, seen=beam.DoFn.StateParam(SEEN)):
@@ -156,26 +196,40 @@ class RejectReplaysFn(beam.DoFn):
 
 
 class ParsePubsubFn(beam.DoFn):
-    """PubsubMessage (or raw bytes) -> Fix elements stamped with their event time; dead letters tagged."""
+    """PubsubMessage (or raw bytes) -> Fix elements stamped with their own event time; dead letters tagged.
 
-    def __init__(self, stage_id: str):
-        self.stage_id = stage_id
+    Parsing checks the start list and the rider limit; then every fix's time
+    is checked against the clock and the ``event_time`` attribute, so no fix
+    dated in the future or disagreeing with its attribute reaches the engine.
+    With ``keyed`` (authentication on) a message that yields fixes comes out
+    whole as ``(signature, Accepted)`` for :class:`RejectReplaysFn`.
+    """
+
+    def __init__(self, stage_id: str, limits: Limits = Limits(), start_list=None, check_clock: bool = True,
+                 clock=None, keyed: bool = False):
+        self.stage_id, self.limits = stage_id, limits
+        self.start_list = None if start_list is None else tuple(int(b) for b in start_list)
+        self.check_clock, self.clock, self.keyed = check_clock, clock, keyed
 
     def process(self, message):
         data = getattr(message, "data", message)
         attrs = getattr(message, "attributes", None) or {}
-        kind = attrs.get(ATTR_KIND, "auto")
-        fixes, dead = parse_message(self.stage_id, kind if kind in ("tick", "fix") else "auto", data, source="pubsub")
+        fixes, dead = accept(self.stage_id, data, attrs, self.limits, _now(self.clock, self.check_clock),
+                             self.start_list)
         counter = beam.metrics.Metrics.counter
         counter("peloton", "messages_read").inc()
         counter("peloton", "rows_in").inc(len(fixes) + len(dead))
+        for d in dead:
+            counter("peloton", f"dead_letter.{d['reason']}").inc()
+        out = [Fix(self.stage_id, int(fixes.bib[i]), float(fixes.t[i]), float(fixes.lat[i]), float(fixes.lon[i]),
+                   float(fixes.sensor_kph[i])) for i in range(len(fixes))]
+        if self.keyed and out:  # nothing of it is out until replay protection has seen it
+            yield pvalue.TaggedOutput(ACCEPTED, (attrs[ATTR_SIGNATURE], Accepted(
+                tuple(out), dead, event_time_attribute_s(attrs), data[:20000].decode("utf-8", errors="replace"))))
+            return
         if dead:
-            for d in dead:
-                counter("peloton", f"dead_letter.{d['reason']}").inc()
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
-        for i in range(len(fixes)):
-            fix = Fix(self.stage_id, int(fixes.bib[i]), float(fixes.t[i]), float(fixes.lat[i]), float(fixes.lon[i]),
-                      float(fixes.sensor_kph[i]))
+        for fix in out:
             yield window.TimestampedValue(fix, fix.t)
 
 
@@ -228,13 +282,19 @@ class SplitLateFn(beam.DoFn):
 
 
 class DropDuplicatesFn(beam.DoFn):
-    """("bib@t_ms", Fix) -> the first Fix of each key; repeats are counted and dropped.
+    """("bib@t_ms", Fix) -> the first Fix of each key and of each other position; repeats are dropped.
 
-    The key's state is cleared by an event-time timer once the fix can no
-    longer be late, so state does not grow with the stage.
+    A repeat at the same position is a duplicate (counted, dropped). A
+    different position for the same bib and time is a conflict: it is not
+    dropped silently but passed on, and the race engine keeps the fix that
+    agrees with the rider's track and dead-letters the other as
+    ``conflicting_fix`` (here nothing says which one is genuine: the first
+    to arrive may be the forgery). Beyond ``MAX_POSITIONS_PER_FIX`` positions
+    a fix is a ``conflicting_fix`` dead letter at once. The key's state is
+    cleared by an event-time timer once the fix can no longer be late.
     """
 
-    SEEN = ReadModifyWriteStateSpec("seen", beam.coders.BooleanCoder())
+    SEEN = ReadModifyWriteStateSpec("positions", beam.coders.PickleCoder())
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
     def __init__(self, allowed_lateness_s: float):
@@ -242,11 +302,20 @@ class DropDuplicatesFn(beam.DoFn):
 
     def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE)):
         _key, fix = keyed
-        if seen.read():
+        positions = seen.read() or ()
+        if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
             beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()
             return
-        seen.write(True)
-        expire.set(Timestamp.of(fix.t + self.allowed_lateness_s + 60.0))
+        if len(positions) >= MAX_POSITIONS_PER_FIX:
+            beam.metrics.Metrics.counter("peloton", f"dead_letter.{Reason.CONFLICTING_FIX}").inc()
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
+                fix.stage_id, Reason.CONFLICTING_FIX, json.dumps(fix._asdict()),
+                f"{len(positions) + 1} different positions for bib {fix.bib} at one time", bib=fix.bib, t=fix.t,
+                source="live")]))
+            return
+        if not positions:
+            expire.set(Timestamp.of(fix.t + self.allowed_lateness_s + 60.0))
+        seen.write(positions + ((fix.lat, fix.lon),))
         yield window.TimestampedValue(fix, fix.t)
 
     @on_timer(EXPIRE)
@@ -266,36 +335,45 @@ def _to_batch(keyed) -> tuple:
 class IngestLive(beam.PTransform):
     """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns}."""
 
-    def __init__(self, stage_id: str, params: LiveParams = LiveParams(), security: FeedSecurity = FeedSecurity()):
+    def __init__(self, stage_id: str, params: LiveParams = LiveParams(), security: FeedSecurity = FeedSecurity(),
+                 start_list=None):
+        """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``."""
         super().__init__()
         self.stage_id = stage_id
+        if start_list is not None:
+            security = security._replace(start_list=tuple(int(b) for b in start_list))
         self.params = params
         self.security = security
 
     def expand(self, messages):
         p, sec = self.params, self.security
         screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
-            self.stage_id, sec.limits, sec.keys_text, sec.authenticate, sec.check_clock)).with_outputs(
+            self.stage_id, sec.limits, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
             DEAD_LETTER, main="passed")
-        passed, dead = screened.passed, [screened[DEAD_LETTER]]
+        parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
+            self.stage_id, sec.limits, sec.start_list, sec.check_clock, sec.clock, keyed=sec.authenticate)
+        ).with_outputs(DEAD_LETTER, ACCEPTED, main="fixes")
+        dead = [screened[DEAD_LETTER], parsed[DEAD_LETTER]]
+        fixes = parsed.fixes
         if sec.authenticate:
-            fresh = (passed
-                     | "KeyBySignature" >> beam.Map(lambda m: (m.attributes[ATTR_SIGNATURE], m))
-                     .with_output_types(tuple[str, typing.Any])
-                     | "RejectReplays" >> beam.ParDo(RejectReplaysFn(self.stage_id, p.allowed_lateness_s))
+            fresh = (parsed[ACCEPTED]
+                     | "KeyBySignature" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, typing.Any])
+                     | "RejectReplays" >> beam.ParDo(RejectReplaysFn(
+                         self.stage_id, p.allowed_lateness_s, sec.stale_after_s, sec.check_clock, sec.clock))
                      .with_outputs(DEAD_LETTER, main="fresh"))
-            passed = fresh.fresh
+            fixes = (fixes, fresh.fresh) | "AllFixes" >> beam.Flatten()
             dead.append(fresh[DEAD_LETTER])
-        parsed = passed | "Parse" >> beam.ParDo(ParsePubsubFn(self.stage_id)).with_outputs(DEAD_LETTER, main="fixes")
-        dead.append(parsed[DEAD_LETTER])
-        checked = (parsed.fixes
+        checked = (fixes
                    | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f)).with_output_types(tuple[str, Fix])
                    | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
                    .with_outputs(LATE, main="on_time"))
-        ticks = (checked.on_time
-                 | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{int(round(f.t * 1000))}", f))
-                 .with_output_types(tuple[str, Fix])
-                 | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s))
+        unique = (checked.on_time
+                  | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{int(round(f.t * 1000))}", f))
+                  .with_output_types(tuple[str, Fix])
+                  | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s))
+                  .with_outputs(DEAD_LETTER, main="fixes"))
+        dead.append(unique[DEAD_LETTER])
+        ticks = (unique.fixes
                  | "TickWindows" >> beam.WindowInto(
                      window.FixedWindows(p.window_s),
                      # early: a picture within a second or two of the tick; on time: when the watermark

@@ -71,11 +71,11 @@ def subscriber_client():
 
 
 def _event_time_ms(attributes) -> int | None:
-    """The ``event_time`` attribute when it is plain integer milliseconds, else None (the gate says why)."""
-    text = (attributes or {}).get("event_time")
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 15:
-        return None
-    return int(text)
+    """The ``event_time`` attribute in ms when the gate would read it, else None (the gate says why)."""
+    from peloton.auth import event_time_attribute_s
+
+    seconds = event_time_attribute_s(dict(attributes or {}))
+    return None if seconds is None else int(round(seconds * 1000))
 
 
 class _ReadState:
