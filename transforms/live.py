@@ -140,6 +140,7 @@ class Accepted(NamedTuple):
     dead: list  # dead-letter rows of its bad entries
     event_time_s: float | None  # its event_time attribute
     raw: str  # the start of the payload, for a ``replayed`` or ``stale`` dead letter
+    published_s: float | None = None  # when Pub/Sub received it (set by the service, not the publisher)
 
 
 class RejectReplaysFn(beam.DoFn):
@@ -168,10 +169,12 @@ class RejectReplaysFn(beam.DoFn):
     def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE),
                 ts=beam.DoFn.TimestampParam):
         _signature, message = keyed
-        now = _now(self.clock, self.check_clock)
+        # age at publication when Pub/Sub says when that was: a restart re-reads the stage's history (sought
+        # back), published in its time, while a replayed capture is published now
+        now = message.published_s if message.published_s is not None else _now(self.clock, self.check_clock)
         age = None if now is None or message.event_time_s is None else now - message.event_time_s
         if age is not None and age > self.stale_after_s:
-            yield self._refused(AuthReason.STALE, message, f"signed {age:.0f} s before the clock: older than "
+            yield self._refused(AuthReason.STALE, message, f"signed {age:.0f} s before it was published: older than "
                                                             f"replay protection remembers ({self.stale_after_s:.0f} s)")
             return
         if seen.read():
@@ -224,8 +227,10 @@ class ParsePubsubFn(beam.DoFn):
         out = [Fix(self.stage_id, int(fixes.bib[i]), float(fixes.t[i]), float(fixes.lat[i]), float(fixes.lon[i]),
                    float(fixes.sensor_kph[i])) for i in range(len(fixes))]
         if self.keyed and out:  # nothing of it is out until replay protection has seen it
+            published = getattr(message, "publish_time", None)
             yield pvalue.TaggedOutput(ACCEPTED, (attrs[ATTR_SIGNATURE], Accepted(
-                tuple(out), dead, event_time_attribute_s(attrs), data[:20000].decode("utf-8", errors="replace"))))
+                tuple(out), dead, event_time_attribute_s(attrs), data[:20000].decode("utf-8", errors="replace"),
+                published.timestamp() if published is not None else None)))
             return
         if dead:
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
