@@ -183,6 +183,24 @@ def test_with_authentication_only_signed_untampered_unreplayed_messages_reach_th
     assert not late
 
 
+def test_a_signed_message_is_stale_by_its_age_when_published_not_when_read():
+    """A restart re-reads the stage's history (sought back): published in its time, it is not stale; the same
+    capture published an hour later is."""
+    import datetime
+
+    def published(msg, t):
+        msg.publish_time = datetime.datetime.fromtimestamp(t, tz=datetime.timezone.utc)
+        return msg
+
+    history = published(signed(fix_message(1, T0)), T0 + 2)
+    replayed = published(signed(fix_message(2, T0)), T0 + 3600)
+    stream = (TestStream().add_elements([stamped(history), stamped(replayed)]).advance_watermark_to_infinity())
+    panes, _late, dead = run(stream, security=FeedSecurity(authenticate=True, keys_text=KEYS,
+                                                           clock=lambda: T0 + 3700))
+    assert [f for _, _, fs in panes for f in fs] == [(1, float(T0))]
+    assert [r["reason"] for r in dead] == ["stale"]
+
+
 def test_limits_apply_before_parsing_even_without_authentication():
     huge = PubsubMessage(b" " * 300_000, {"event_time": str(T0 * 1000)})
     future = fix_message(1, 4_000_000_000)  # 2096
