@@ -138,6 +138,7 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     stop_until = {}
     stops = []
     finished = np.zeros(n, dtype=bool)
+    first_finisher = None  # the head of the race at the line: everyone's reference from then on
 
     feed_dt = 1.0 / params.hz
     ticks, snap_s, snap_v, snap_group, snap_gap = [], [], [], [], []
@@ -238,13 +239,15 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
         v = v_new
         s = np.where(finished, s, s + v)
         newly = (~finished) & (s >= length)
+        if first_finisher is None and newly.any():
+            first_finisher = int(np.flatnonzero(newly)[np.argmax(s[newly])])  # furthest past it: crossed first
         s[newly] = length
         finished |= newly
         history[step] = s
         # ------------------------------------------------------------ feed ticks
         if t >= next_tick:
             next_tick += feed_dt
-            group, gap_leader = _truth_at(history[: step + 1], s, v, finished)
+            group, gap_leader = _truth_at(history[: step + 1], s, v, finished, first_finisher)
             ticks.append(t0 + t)
             snap_s.append(s.copy())
             snap_v.append(v * 3.6)
@@ -258,8 +261,13 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
                          None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from)
 
 
-def _truth_at(history: np.ndarray, s, v, finished):
-    """True groups (1 s rule on time-at-position gaps) and true gaps to the first rider on the road."""
+def _truth_at(history: np.ndarray, s, v, finished, first_finisher: int | None = None):
+    """True groups (1 s rule on time-at-position gaps) and true gaps to the first rider on the road.
+
+    The first rider on the road is the furthest one, finished or not: once
+    the head of the race has crossed the line (``first_finisher``), everyone
+    still racing is measured against him (riders at the line have no gap).
+    """
     n = s.size
     group = np.full(n, -1, dtype=np.int64)
     gap = np.full(n, np.nan)
@@ -287,7 +295,8 @@ def _truth_at(history: np.ndarray, s, v, finished):
     label = np.cumsum(behind_gap >= GROUP_GAP_S)
     group[order] = label
     # time since the first rider on the road passed each rider's position
-    lead = np.maximum.accumulate(history[:, order[0]].astype(float))
+    head = order[0] if first_finisher is None else first_finisher
+    lead = np.maximum.accumulate(history[:, head].astype(float))
     now = history.shape[0] - 1
     gap[order] = np.maximum(now - np.interp(s[order], lead, np.arange(lead.size, dtype=float)), 0.0)
     return group, gap
