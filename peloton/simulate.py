@@ -83,6 +83,7 @@ class SimulatedRace:
     stops: list  # (bib, epoch s, seconds stopped)
     wind_kph: float
     wind_from_deg: float
+    finish_t: np.ndarray = None  # epoch s each rider crossed the line (nan: did not), to the fraction of a second
 
 
 def _course_profile(course: Course, wind_kph: float, wind_from_deg: float, step: float = 10.0):
@@ -139,6 +140,7 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     stops = []
     finished = np.zeros(n, dtype=bool)
     first_finisher = None  # the head of the race at the line: everyone's reference from then on
+    finish_t = np.full(n, np.nan)
 
     feed_dt = 1.0 / params.hz
     ticks, snap_s, snap_v, snap_group, snap_gap = [], [], [], [], []
@@ -237,10 +239,12 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
             if i in stop_until and t < stop_until[i]:
                 v_new[i] = 0.0
         v = v_new
+        s_before = s
         s = np.where(finished, s, s + v)
         newly = (~finished) & (s >= length)
+        finish_t[newly] = t0 + t - 1.0 + (length - s_before[newly]) / np.maximum(v[newly], 1e-9)
         if first_finisher is None and newly.any():
-            first_finisher = int(np.flatnonzero(newly)[np.argmax(s[newly])])  # furthest past it: crossed first
+            first_finisher = int(np.flatnonzero(newly)[np.argmin(finish_t[newly])])
         s[newly] = length
         finished |= newly
         history[step] = s
@@ -258,7 +262,8 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     caught_epoch = None if (caught_at is None or not len(break_idx)) else t0 + caught_at
     return SimulatedRace(course, params, np.array(ticks), bibs, np.array(snap_s), np.array(snap_v),
                          np.array(snap_group), np.array(snap_gap), sorted(int(b) for b in bibs[list(break_idx)]),
-                         None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from)
+                         None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from,
+                         finish_t)
 
 
 def _truth_at(history: np.ndarray, s, v, finished, first_finisher: int | None = None):
@@ -409,6 +414,7 @@ def truth_document(race: SimulatedRace) -> dict:
         "wind_kph": round(race.wind_kph, 1),
         "wind_from_deg": round(race.wind_from_deg, 1),
         "group_gap_s": GROUP_GAP_S,
+        "finish": {str(int(b)): round(float(f), 3) for b, f in zip(race.bibs, race.finish_t) if np.isfinite(f)},
     }
 
 
