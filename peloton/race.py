@@ -11,7 +11,7 @@ import numpy as np
 from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s
 from peloton.groups import GroupParams, label_groups, track_groups
 from peloton.matching import Matched
-from peloton.results import stage_results, stop_runs
+from peloton.results import line_crossings, stage_results, stop_runs
 from peloton.table import Columns
 
 __all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
@@ -211,21 +211,13 @@ def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list
                                                           params.stopped_min_s))):  # one per stop
             events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
                                        f"stationary for {f.t[b] - f.t[a]:.0f} s"))
-        # finished: first fix past the line, or a last fix just short of it (trackers stop there)
-        last = np.r_[~same_prev[1:], True]
-        crossed = (m.km_to_finish <= 0) & ~(np.r_[False, m.km_to_finish[:-1] <= 0] & same_prev)
-        near_end = last & (m.km_to_finish <= params.finish_tolerance_km)
-        done = set()
-        for i in np.flatnonzero(crossed | near_end).tolist():
-            if f.bib[i] in done:
-                continue
-            done.add(int(f.bib[i]))
-            t_cross = f.t[i]
-            v = m.speed_kph[i]
-            if m.km_to_finish[i] > 0 and np.isfinite(v) and v > 5:
-                t_cross += m.km_to_finish[i] / v * 3600.0
-            events.append(_rider_event(stage_id, "finished", t_cross, 0.0, f.bib[i], "crossed the line"
-                                       if m.km_to_finish[i] <= 0 else "last fix just before the line"))
+        # finished: when he crossed the line, as the results table has it
+        usable = np.isin(m.quality, ("good", "finished", "neutral"))
+        c = line_crossings(f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, params.at_line_km,
+                           params.finish_tolerance_km)
+        for rider, crossed, seen in zip(c.bib.tolist(), c.crossed_t.tolist(), c.seen_at_line.tolist()):
+            events.append(_rider_event(stage_id, "finished", crossed, 0.0, rider,
+                                       "crossed the line" if seen else "last fix just before the line"))
     events.sort(key=lambda e: (e["event_time"], e["event_type"]))
     return Columns.from_rows("race_events", events)
 
