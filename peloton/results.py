@@ -32,6 +32,8 @@ FINALE_KM = 3.0
 RESULT_SETTLE_S = 60.0
 #: His group at a stop: the one he was in this long before his first stationary fix (speeds are smoothed).
 STOP_LOOKBACK_S = 12.0
+#: A rider's last speed before the line: over his last this many intervals (within a minute).
+SPEED_FIXES = 2
 #: Stage type codes (``rest.stages``) on which the organiser applies the 3 s rule.
 FLAT_STAGE_TYPES = ("PLN",)
 
@@ -60,9 +62,10 @@ def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.nd
 
     A rider has crossed once a fix of his is at the line (within
     ``at_line_km``): on the straight line through that fix and his previous
-    one. A rider whose last fix is short of the line by at most
-    ``tolerance_km``, riding (over 5 km/h), crossed at his last speed (that
-    of his last interval where the smoothed speed is unknown). Live,
+    one, or at his last speed from that previous one if sooner. A rider whose
+    last fix is short of the line by at most ``tolerance_km``, riding (over
+    5 km/h), crossed at his last speed. His last speed is that of his last
+    interval (within a minute), else the smoothed ``speed_kph``. Live,
     that last fix may just be his newest: the caller decides when silence
     makes it a finish (:data:`RESULT_SETTLE_S`).
     """
@@ -70,11 +73,21 @@ def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.nd
     idx = idx[np.lexsort((t[idx], bib[idx]))]
     b, tt, ktf, kk = bib[idx], t[idx], km_to_finish[idx], km[idx]
     new_rider = np.r_[True, b[1:] != b[:-1]] if b.size else np.zeros(0, bool)
-    # his speed, or where it is unknown (a smoothed speed is, at the end of a track) his last interval's
-    dt = np.r_[np.inf, np.diff(tt)]
-    interval_kph = np.where(~new_rider & (dt <= 60.0), -np.r_[0.0, np.diff(ktf)] / np.maximum(dt, 1e-9) * 3600, 0.0)
-    v = np.asarray(speed_kph, float)[idx]
-    v = np.where(np.isfinite(v), v, interval_kph)
+    # his speed: over his last interval (the latest; a smoothed speed is unknown at the end of a track, and
+    # past the line it mixes in the riders slowing down), else the smoothed one
+    back = np.maximum(np.arange(b.size) - SPEED_FIXES, 0)  # over his last few fixes: GPS noise averages out
+    same = (b[back] == b) & (np.arange(b.size) > back)
+    back = np.where(same, back, np.arange(b.size))
+    while True:  # not across a silence: step forward until the span is within a minute
+        far = (tt - tt[back] > 60.0) & (back < np.arange(b.size))
+        if not far.any():
+            break
+        back = np.where(far, back + 1, back)
+    dt = tt - tt[back]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        interval_kph = np.where(dt > 0, (ktf[back] - ktf) / dt * 3600, np.nan)
+    smoothed = np.asarray(speed_kph, float)[idx]
+    v = np.where(interval_kph > 5.0, interval_kph, np.where(smoothed > 5.0, smoothed, np.nan))
     at_line = ktf <= at_line_km
     # riders seen at the line: their first fix there and the one before it
     at = np.flatnonzero(at_line & ~(np.r_[False, at_line[:-1]] & ~new_rider))
@@ -82,11 +95,14 @@ def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.nd
     prev = np.where(new_rider[at], at, at - 1)
     span = np.maximum(ktf[prev] - ktf[at], 1e-9)
     share = np.maximum(np.where(prev == at, 1.0, ktf[prev] / span), 0.0)  # > 1: that fix was just short of it
-    cross_at = np.minimum(tt[prev] + (tt[at] - tt[prev]) * share, tt[at] + 10.0)
+    cross_line = np.minimum(tt[prev] + (tt[at] - tt[prev]) * share, tt[at] + 10.0)
+    # ... or at his speed from the fix before, if sooner: a rider who slowed down past the line (or whose
+    # tracker came back there) makes the straight line late
+    cross_at = np.fmin(cross_line, np.where(prev == at, np.nan, tt[prev] + ktf[prev] / v[prev] * 3600.0))
     # riders last seen riding just short of the line
     last = np.flatnonzero(np.r_[b[1:] != b[:-1], True]) if b.size else np.zeros(0, np.int64)
     short = last[~np.isin(b[last], b[at]) & (ktf[last] <= tolerance_km) & (v[last] > 5.0)]
-    cross_short = tt[short] + ktf[short] / np.maximum(v[short], 5.0) * 3600.0
+    cross_short = tt[short] + ktf[short] / v[short] * 3600.0
     ref = np.r_[prev, short].astype(np.int64)
     return Crossings(b[ref], tt[ref], np.r_[cross_at, cross_short], kk[ref] + ktf[ref],
                      np.r_[np.ones(at.size, bool), np.zeros(short.size, bool)],

@@ -106,8 +106,10 @@ def test_a_tracker_that_stops_short_of_the_line_finishes_at_his_last_speed():
     c = line_crossings(t[keep], km[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - km[keep],
                        np.full(keep.sum(), np.nan), at_line_km=0.05)
     assert abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.01
-    # stopped 500 m out (speed 0): not a finish
-    c = line_crossings(t[keep], km[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - km[keep],
+    # standing 500 m out when his tracker stops: not a finish
+    standing = np.minimum(km, LINE_KM - 0.5)
+    keep = km < LINE_KM - 0.3
+    c = line_crossings(t[keep], standing[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - standing[keep],
                        np.zeros(keep.sum()), at_line_km=0.05)
     assert c.bib.size == 0
 
@@ -120,3 +122,11 @@ def test_time_trial_ranks_elapsed_time_from_each_start():
     assert [rows[b]["position"] for b in (13, 12, 11)] == [1, 2, 3]
     assert rows[11]["time_behind_winner_s"] == 80.0 and rows[12]["credited_time_behind_s"] == 40.0
     assert rows[14]["position"] is None and rows[14]["elapsed_s"] is None and "start" in rows[14]["detail"]
+
+
+def test_a_rider_who_stops_at_the_line_is_timed_at_his_speed_not_on_the_straight_line_to_his_next_fix():
+    ticks = np.arange(0.0, 1700.0, 6.0) + 3.0  # fixes 2.3 s before and 3.7 s after the true crossing (1666.7 s)
+    bib, t, km, speed = _ride(8, 0.0, 12.0, ticks)
+    km = np.minimum(km, LINE_KM)  # he stands at the line: his fixes past it read 0 km to go
+    c = line_crossings(t, km, bib, np.ones(t.size, bool), LINE_KM - km, speed, at_line_km=0.05)
+    assert c.seen_at_line[0] and abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.05
