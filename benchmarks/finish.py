@@ -40,7 +40,8 @@ from peloton.recording import read_local  # noqa: E402
 from peloton.results import Crossings, line_crossings, rank_results  # noqa: E402
 from peloton.simulate import truth_path  # noqa: E402
 
-STAGE4 = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "racecenter-2026" / "2026-07-07.json.gz"
+DATA = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data"))
+STAGE4 = DATA / "racecenter-2026" / "2026-07-07.json.gz"
 TOP = 20
 
 
@@ -193,9 +194,9 @@ def main() -> None:
         for r in sims:
             print(f"| {r['course']} | {r['seed']} | {_fmt(r['gap_all'])} | {_fmt(r['gap_after_first_finish'])} "
                   f"({r['gap_after_first_finish'].get('n', 0):,} rows) | {_fmt(r['gap_last_10_km'])} |")
-        print("\n| course | seed | finishers (truth / ours) | top 20 right | winner | crossing error median / p90 / max s "
-              "| credited error median / p90 / max s | credited within 0.5 s / 1 s | same-time group (its riders) right "
-              "| groups (truth / ours) |")
+        print("\n| course | seed | finishers (truth / ours) | top 20 right | winner "
+              "| crossing error median / p90 / max s | credited error median / p90 / max s "
+              "| credited within 0.5 s / 1 s | same-time group (its riders) right | groups (truth / ours) |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in sims:
             x = r["results"]
