@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from peloton.groups import GroupParams, track_groups  # noqa: E402
 from peloton.recording import read_local  # noqa: E402
 from peloton.simulate import truth_path  # noqa: E402
 
-COURSES = ROOT.parent / "shared" / "data" / "courses-tdf-2022-2024"
+COURSES = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "courses-tdf-2022-2024"
 CASES = {
     "2022-03 Vejle > Sonderborg (flat, 182 km)": COURSES / "2022" / "03" / "trace_2022_3.geojson",
     "2023-05 Pau > Laruns (mountains, 163 km)": COURSES / "2023" / "05" / "trace_2023_5.geojson",

@@ -20,6 +20,7 @@ CLUSTERING = {
     "virtual_standings": ["stage_id", "bib"],
     "predictions": ["stage_id", "group_id"],
     "climb_efforts": ["stage_id", "climb", "bib"],
+    "results": ["stage_id", "bib"],
     "dead_letter": ["stage_id", "reason"],
     "tracker_fix": ["stage_id", "bib"],
 }

@@ -27,13 +27,15 @@ from peloton.groups import GroupTimeline, track_groups
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_lasted, change_needs,
-                          estimate_start_times, groups_by_tick, groups_of_change, time_trial_gaps)
+                          estimate_start_times, groups_by_tick, groups_of_change, time_trial_gaps, trusted_tracks)
+from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
+                             rank_results)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
-_HIST = ("bib", "t", "km", "ktf", "speed", "sensor", "usable")
+_HIST = ("bib", "t", "km", "ktf", "speed", "sensor", "usable", "gid")
 #: A group not seen for this long is gone: a change waiting for it to live long enough is dropped.
 GROUP_GONE_S = 60.0
 #: Trackers stop short of the line: a time-trial ride counts as finished this far before it (as in the standings).
@@ -58,6 +60,7 @@ class Step:
     stale: FixBatch  # fixes not newer than their rider's last processed one: not processed
     predictions: Columns = None  # when the engine was given a stage model
     race_events: Columns = None  # group events, once their groups have lived long enough (at their own time)
+    results: Columns = None  # result rows, final (a rider's once his crossing has settled; the rest at the end)
 
 
 def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
@@ -69,15 +72,16 @@ class RaceEngine:
 
     def __init__(self, stage_id: str, finish_km: float, time_trial: bool = False,
                  match_params: MatchParams = MatchParams(), race_params: RaceParams = RaceParams(),
-                 params: EngineParams = EngineParams()):
+                 params: EngineParams = EngineParams(), same_time_gap_s: float = 1.0):
         self.stage_id = stage_id
+        self.same_time_gap_s = same_time_gap_s
         self.finish_km = finish_km
         self.time_trial = time_trial
         self.match_params = replace(match_params, speed_half_window_s=params.speed_lookback_s)  # trailing at the end
         self.race_params = race_params
         self.params = params
         self.context = FixBatch.empty(stage_id)
-        self.hist = {k: np.zeros(0, dtype=np.int64 if k == "bib" else (bool if k == "usable" else float))
+        self.hist = {k: np.zeros(0, dtype=np.int64 if k in ("bib", "gid") else (bool if k == "usable" else float))
                      for k in _HIST}
         self.groups: GroupTimeline | None = None
         self.pending_changes: list = []  # (membership change, groups at its tick) until its groups prove lasting
@@ -85,6 +89,12 @@ class RaceEngine:
         self.known_bib = np.zeros(0, dtype=np.int64)  # sorted
         self.last_t = np.zeros(0)  # per known_bib: the newest processed event time
         self.newest_t = -np.inf
+        # the result: crossings known for good, riders who stopped in the finale, where each rider was last seen
+        self.crossed: dict = {}  # bib -> (last fix t, crossed t, line km, seen at the line, km short)
+        self.stops: dict = {}  # bib -> (stop t, bibs of his group)
+        self.last_seen: dict = {}  # bib -> (t, km)
+        self.results_sent: set = set()
+        self.over = False
 
     def advance(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
         """Process ``fixes`` window by window (any order within; windows ascending).
@@ -102,12 +112,37 @@ class RaceEngine:
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
                     concat_batches([s.stale for s in steps], self.stage_id),
-                    Columns.concat([s.predictions for s in steps]), Columns.concat([s.race_events for s in steps]))
+                    Columns.concat([s.predictions for s in steps]), Columns.concat([s.race_events for s in steps]),
+                    Columns.concat([s.results for s in steps]))
 
     def _empty_step(self) -> Step:
         return Step(Columns.from_rows("rider_state", []), Columns.from_rows("groups", []), [],
                     FixBatch.empty(self.stage_id), Columns.from_rows("predictions", []),
-                    Columns.from_rows("race_events", []))
+                    Columns.from_rows("race_events", []), Columns.from_rows("results", []))
+
+    def finish(self) -> Step:
+        """The stage is over (the end of the input): every result row not yet said, DNF rows included.
+
+        A tracker that stopped short of the line counts as a finish at its
+        rider's last speed without waiting for the silence to settle.
+        """
+        step = self._empty_step()
+        if self.over:
+            return step
+        self.over = True
+        h = self.hist
+        c = line_crossings(h["t"], h["km"], h["bib"], h["usable"], h["ktf"], h["speed"],
+                           self.race_params.at_line_km)
+        self._remember_crossings(c, np.inf)
+        starts = ranked = None
+        if self.time_trial:
+            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
+            ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], self.race_params).tolist())
+        rows = rank_results(self.stage_id, self._crossings(), self.same_time_gap_s, self.stops, self.last_seen,
+                            starts, ranked)
+        step.results = Columns.from_rows("results", [r for r in rows if r["bib"] not in self.results_sent])
+        self.results_sent |= {r["bib"] for r in rows}
+        return step
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -136,7 +171,8 @@ class RaceEngine:
         rider_state, groups, events = self._race_rows(m)
         if forecast is not None:
             add_wind(groups, forecast.profile)
-        return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast), events)
+        return Step(rider_state, groups, rejected, stale, self._predict(m, groups, forecast), events,
+                    self._results(m))
 
     def _predict(self, m: Matched, groups: Columns, forecast: StageModel | None) -> Columns:
         if forecast is None:
@@ -166,7 +202,7 @@ class RaceEngine:
     def _append_history(self, m: Matched, newest: float) -> None:
         usable = np.isin(m.quality, ("good", "finished", "neutral"))
         new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph,
-                   sensor=m.fixes.sensor_kph, usable=usable)
+                   sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64))
         keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
                 else self.hist["t"] >= newest - self.params.history_s)
         self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
@@ -188,16 +224,62 @@ class RaceEngine:
         can_lead = h["ktf"] > self.race_params.at_line_km
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
                                      km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
-                                     sensor_kph=h["sensor"])
+                                     sensor_kph=h["sensor"], at_line_km=self.race_params.at_line_km)
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
         gid = self.groups.group_id
+        h["gid"][newest] = gid
         group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
                                             gparams)
         race = RaceState(gap, gap_ahead, gid, None, None, None)
         events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
         return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
+
+    def _results(self, m: Matched) -> Columns:
+        """Result rows that became final with this window (road stages: a rider's once his crossing settled).
+
+        Only the finale is looked at (fixes in the last few km), so the rest
+        of the stage costs nothing. Time trials rank by elapsed time, which
+        the riders still on the course can change: their rows come at the end
+        (:meth:`finish`).
+        """
+        f, ra = m.fixes, self.race_params
+        racing = np.isin(m.quality, ("good", "neutral")) & (m.km_to_finish > ra.at_line_km) & (m.km >= 0)
+        self.last_seen.update(last_seen(f.t, m.km, f.bib, racing))
+        if self.time_trial or self.over:
+            return Columns.from_rows("results", [])
+        h = self.hist
+        near = h["ktf"] <= FINALE_KM + 1.0
+        if not near[h["t"].size - len(m):].any() and not self.crossed:
+            return Columns.from_rows("results", [])
+        t, bib, ktf, usable = h["t"][near], h["bib"][near], h["ktf"][near], h["usable"][near]
+        c = line_crossings(t, h["km"][near], bib, usable, ktf, h["speed"][near], ra.at_line_km)
+        self._remember_crossings(c, self.newest_t)
+        stops = finale_stops(t, bib, ktf, h["speed"][near], usable & (ktf > 0), h["gid"][near], ra.stopped_kph,
+                             ra.stopped_min_s)
+        for rider, stop in stops.items():
+            self.stops.setdefault(rider, stop)
+        settled = {b for b, known in self.crossed.items() if known[1] <= self.newest_t - RESULT_SETTLE_S}
+        if not settled - self.results_sent:
+            return Columns.from_rows("results", [])
+        rows = rank_results(self.stage_id, self._crossings(), self.same_time_gap_s, self.stops)
+        rows = [r for r in rows if r["bib"] in settled and r["bib"] not in self.results_sent]
+        self.results_sent |= {r["bib"] for r in rows}
+        return Columns.from_rows("results", rows)
+
+    def _remember_crossings(self, c: Crossings, now: float) -> None:
+        """Keep crossings for good: seen at the line, or a tracker silent short of it for ``RESULT_SETTLE_S``."""
+        for i in np.flatnonzero(c.seen_at_line | (now - c.last_fix_t >= RESULT_SETTLE_S)).tolist():
+            self.crossed.setdefault(int(c.bib[i]), (float(c.last_fix_t[i]), float(c.crossed_t[i]),
+                                                    float(c.line_km[i]), bool(c.seen_at_line[i]),
+                                                    float(c.short_km[i])))
+
+    def _crossings(self) -> Crossings:
+        bibs = sorted(self.crossed)
+        cols = list(zip(*(self.crossed[b] for b in bibs))) if bibs else [[]] * 5
+        return Crossings(np.array(bibs, dtype=np.int64), np.array(cols[0], float), np.array(cols[1], float),
+                         np.array(cols[2], float), np.array(cols[3], bool), np.array(cols[4], float))
 
     def _group_events(self, group_rows: list[dict], now: float) -> Columns:
         """The replay's group events, each said once its groups have lived ``min_life_s`` (so, that much late).

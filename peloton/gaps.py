@@ -16,9 +16,14 @@ distance over time does the interpolation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes"]
+from peloton.results import FINISH_TOLERANCE_KM, line_crossings
+
+__all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes",
+           "FirstFinisher", "first_finisher"]
 
 #: A leader whose tracker falls silent stays the reference for this long (s):
 #: a short dropout must not make everyone's gap collapse to the next rider
@@ -226,12 +231,39 @@ def _windowed_furthest(ticks, inv, km, bib, mask, hold_s):
     return best_km[winner], best_bib[winner]
 
 
+@dataclass(frozen=True)
+class FirstFinisher:
+    """The head of the race at the line: he stays everyone's reference once he has finished."""
+
+    bib: int
+    last_fix_t: float  # his last fix short of the line (epoch s)
+    crossed_t: float  # when he crossed the line (epoch s)
+    line_km: float  # the line, in km from the start
+
+
+def first_finisher(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray, km_to_finish: np.ndarray,
+                   speed_kph: np.ndarray, at_line_km: float,
+                   tolerance_km: float = FINISH_TOLERANCE_KM) -> FirstFinisher | None:
+    """The rider who crossed the line first among these fixes (:func:`peloton.results.line_crossings`), or None.
+
+    Live, the newest fix of a rider riding into the last ``tolerance_km``
+    makes him a candidate with a crossing still to come; the earliest
+    crossing wins, as with hindsight.
+    """
+    c = line_crossings(t, km, bib, usable, km_to_finish, speed_kph, at_line_km, tolerance_km)
+    if c.bib.size == 0:
+        return None
+    k = int(np.argmin(c.crossed_t))
+    return FirstFinisher(int(c.bib[k]), float(c.last_fix_t[k]), float(c.crossed_t[k]), float(c.line_km[k]))
+
+
 def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
                     hold_s: float = LEADER_HOLD_S, can_lead: np.ndarray | None = None,
                     km_to_finish: np.ndarray | None = None,
                     speed_kph: np.ndarray | None = None,
                     only: np.ndarray | None = None,
-                    sensor_kph: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    sensor_kph: np.ndarray | None = None,
+                    at_line_km: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the first rider on the road passed each fix's position.
 
     Returns (gap, leader bib per fix). Only ``usable`` fixes shape the
@@ -242,6 +274,13 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     (a mask) just those fixes: the live engine wants the newest window's.
     ``sensor_kph`` (the trackers' own speeds) sharpens the leaders'
     trajectories between fixes (:class:`Trajectory`).
+
+    With ``at_line_km`` (and ``km_to_finish``, ``speed_kph``), the head of
+    the race stays the reference after he has finished: from his crossing
+    (from his last fix short of the line if he led there) every rider is
+    measured against the first rider to finish (:func:`first_finisher`), whose
+    trajectory ends at the line, and fixes at the line (finished riders) have
+    no gap: they are no longer racing.
     """
     gap = np.full(t.size, np.nan)
     leader = np.full(t.size, -1, dtype=np.int64)
@@ -249,14 +288,28 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
         return gap, leader
     leading = usable if can_lead is None else usable & can_lead
     ticks, lead_bib = leader_per_tick(t, km, bib, leading, hold_s, km_to_finish, speed_kph)
+    first = None
+    if at_line_km is not None and km_to_finish is not None and speed_kph is not None:
+        first = first_finisher(t, km, bib, usable, km_to_finish, speed_kph, at_line_km)
+    if first is not None:
+        led_there = lead_bib[min(np.searchsorted(ticks, first.last_fix_t), ticks.size - 1)] == first.bib
+        lead_bib = np.where(ticks >= (first.last_fix_t if led_there else first.crossed_t), first.bib, lead_bib)
     leader = lead_bib[np.searchsorted(ticks, t)]
     clock = RoadClock(t, km, bib, usable)
     wanted = leader >= 0 if only is None else (leader >= 0) & only
     for lead in np.unique(leader[wanted]):  # a handful of leaders per stage, one or two per live window
         mine = (bib == lead) & usable
-        traj = Trajectory(t[mine], km[mine], clock, None if sensor_kph is None else sensor_kph[mine])
+        lead_t, lead_km = t[mine], km[mine]
+        lead_kph = None if sensor_kph is None else sensor_kph[mine]
+        if first is not None and lead == first.bib:  # his trajectory ends at the line, when he crossed it
+            before = lead_t < first.crossed_t
+            lead_t, lead_km = np.r_[lead_t[before], first.crossed_t], np.r_[lead_km[before], first.line_km]
+            lead_kph = None if lead_kph is None else np.r_[lead_kph[before], np.nan]
+        traj = Trajectory(lead_t, lead_km, clock, lead_kph)
         sel = leader == lead if only is None else (leader == lead) & only
         gap[sel] = t[sel] - traj.passage_time(km[sel])
+    if first is not None:
+        gap[km_to_finish <= at_line_km] = np.nan
     return np.where(gap < 0, 0.0, gap), leader
 
 

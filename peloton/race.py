@@ -11,6 +11,7 @@ import numpy as np
 from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s
 from peloton.groups import GroupParams, label_groups, track_groups
 from peloton.matching import Matched
+from peloton.results import line_crossings, stage_results, stop_runs
 from peloton.table import Columns
 
 __all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
@@ -40,6 +41,7 @@ class RaceState:
     groups: Columns
     events: Columns
     standings: Columns  # time trials: virtual standings at every km
+    results: Columns | None = None  # the stage result (the replay; the live engine makes its own as riders finish)
 
 
 def _riding(m: Matched) -> np.ndarray:
@@ -48,7 +50,9 @@ def _riding(m: Matched) -> np.ndarray:
 
 
 def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
-                      params: RaceParams = RaceParams()) -> RaceState:
+                      params: RaceParams = RaceParams(), same_time_gap_s: float = 1.0) -> RaceState:
+    """Gaps, groups, events and the result of a whole stage. ``same_time_gap_s``: the time rule's gap (3 s on
+    flat stages, :func:`peloton.results.same_time_gap_s`)."""
     f = m.fixes
     n = len(f)
     usable = np.isin(m.quality, ("good", "finished", "neutral"))
@@ -60,11 +64,12 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
         events = _rider_events(m, finish_km, params, [])
         standings = Columns.from_rows("virtual_standings", virtual_standings(
             f.stage_id, f.bib, f.t, m.km, usable, finish_km, params, starts, trusted))
-        return RaceState(gap, empty, np.full(n, -1, dtype=np.int64), Columns.from_rows("groups", []), events,
-                         standings)
+        no_group = np.full(n, -1, dtype=np.int64)
+        results = _results(m, usable, no_group, params, same_time_gap_s, starts, set(trusted.tolist()))
+        return RaceState(gap, empty, no_group, Columns.from_rows("groups", []), events, standings, results)
     on_road = m.km_to_finish > params.at_line_km
     gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable, can_lead=on_road, km_to_finish=m.km_to_finish,
-                                   speed_kph=m.speed_kph, sensor_kph=f.sensor_kph)
+                                   speed_kph=m.speed_kph, sensor_kph=f.sensor_kph, at_line_km=params.at_line_km)
     riding = _riding(m)
     timeline = track_groups(f.t, f.bib, m.km, m.speed_kph, riding, params.groups)
     gid = timeline.group_id
@@ -72,7 +77,16 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
                                         params.groups)
     events = _rider_events(m, finish_km, params, _group_events(f.stage_id, timeline, group_rows, params.groups))
     return RaceState(gap, gap_ahead, gid, Columns.from_rows("groups", group_rows), events,
-                     Columns.from_rows("virtual_standings", []))
+                     Columns.from_rows("virtual_standings", []), _results(m, usable, gid, params, same_time_gap_s))
+
+
+def _results(m: Matched, usable, gid, params: RaceParams, gap_s: float, starts=None, ranked=None) -> Columns:
+    f = m.fixes
+    on_course = np.isin(m.quality, ("good", "off_route"))
+    return Columns.from_rows("results", stage_results(
+        f.stage_id, f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, on_course, gid,
+        at_line_km=params.at_line_km, stopped_kph=params.stopped_kph, stopped_min_s=params.stopped_min_s,
+        gap_s=gap_s, starts=starts, ranked=ranked))
 
 
 def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
@@ -193,28 +207,17 @@ def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list
                                            f"silent for {dt[i]:.0f} s"))
         # stopped: slow on the course for long enough (first fix of each stop)
         on_course = np.isin(m.quality, ("good", "off_route"))
-        slow = on_course & (np.nan_to_num(m.speed_kph, nan=99.0) < params.stopped_kph)
-        run_start = slow & ~(np.r_[False, slow[:-1]] & same_prev)
-        run_end = slow & ~(np.r_[slow[1:], False] & np.r_[same_prev[1:], False])
-        for a, b in zip(np.flatnonzero(run_start).tolist(), np.flatnonzero(run_end).tolist()):  # one per stop
-            if f.t[b] - f.t[a] >= params.stopped_min_s:
-                events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
-                                           f"stationary for {f.t[b] - f.t[a]:.0f} s"))
-        # finished: first fix past the line, or a last fix just short of it (trackers stop there)
-        last = np.r_[~same_prev[1:], True]
-        crossed = (m.km_to_finish <= 0) & ~(np.r_[False, m.km_to_finish[:-1] <= 0] & same_prev)
-        near_end = last & (m.km_to_finish <= params.finish_tolerance_km)
-        done = set()
-        for i in np.flatnonzero(crossed | near_end).tolist():
-            if f.bib[i] in done:
-                continue
-            done.add(int(f.bib[i]))
-            t_cross = f.t[i]
-            v = m.speed_kph[i]
-            if m.km_to_finish[i] > 0 and np.isfinite(v) and v > 5:
-                t_cross += m.km_to_finish[i] / v * 3600.0
-            events.append(_rider_event(stage_id, "finished", t_cross, 0.0, f.bib[i], "crossed the line"
-                                       if m.km_to_finish[i] <= 0 else "last fix just before the line"))
+        for a, b in zip(*(x.tolist() for x in stop_runs(f.bib, f.t, m.speed_kph, on_course, params.stopped_kph,
+                                                          params.stopped_min_s))):  # one per stop
+            events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
+                                       f"stationary for {f.t[b] - f.t[a]:.0f} s"))
+        # finished: when he crossed the line, as the results table has it
+        usable = np.isin(m.quality, ("good", "finished", "neutral"))
+        c = line_crossings(f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, params.at_line_km,
+                           params.finish_tolerance_km)
+        for rider, crossed, seen in zip(c.bib.tolist(), c.crossed_t.tolist(), c.seen_at_line.tolist()):
+            events.append(_rider_event(stage_id, "finished", crossed, 0.0, rider,
+                                       "crossed the line" if seen else "last fix just before the line"))
     events.sort(key=lambda e: (e["event_time"], e["event_type"]))
     return Columns.from_rows("race_events", events)
 

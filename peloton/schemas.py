@@ -9,8 +9,8 @@ import fastavro
 
 __all__ = ["TABLES", "load_schema", "parsed_schema"]
 
-TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "dead_letter",
-          "tracker_fix")
+TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "results",
+          "dead_letter", "tracker_fix")
 
 
 @lru_cache(maxsize=None)

@@ -83,6 +83,7 @@ class SimulatedRace:
     stops: list  # (bib, epoch s, seconds stopped)
     wind_kph: float
     wind_from_deg: float
+    finish_t: np.ndarray = None  # epoch s each rider crossed the line (nan: did not), to the fraction of a second
 
 
 def _course_profile(course: Course, wind_kph: float, wind_from_deg: float, step: float = 10.0):
@@ -138,6 +139,8 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     stop_until = {}
     stops = []
     finished = np.zeros(n, dtype=bool)
+    first_finisher = None  # the head of the race at the line: everyone's reference from then on
+    finish_t = np.full(n, np.nan)
 
     feed_dt = 1.0 / params.hz
     ticks, snap_s, snap_v, snap_group, snap_gap = [], [], [], [], []
@@ -236,15 +239,19 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
             if i in stop_until and t < stop_until[i]:
                 v_new[i] = 0.0
         v = v_new
+        s_before = s
         s = np.where(finished, s, s + v)
         newly = (~finished) & (s >= length)
+        finish_t[newly] = t0 + t - 1.0 + (length - s_before[newly]) / np.maximum(v[newly], 1e-9)
+        if first_finisher is None and newly.any():
+            first_finisher = int(np.flatnonzero(newly)[np.argmin(finish_t[newly])])
         s[newly] = length
         finished |= newly
         history[step] = s
         # ------------------------------------------------------------ feed ticks
         if t >= next_tick:
             next_tick += feed_dt
-            group, gap_leader = _truth_at(history[: step + 1], s, v, finished)
+            group, gap_leader = _truth_at(history[: step + 1], s, v, finished, first_finisher)
             ticks.append(t0 + t)
             snap_s.append(s.copy())
             snap_v.append(v * 3.6)
@@ -255,11 +262,17 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     caught_epoch = None if (caught_at is None or not len(break_idx)) else t0 + caught_at
     return SimulatedRace(course, params, np.array(ticks), bibs, np.array(snap_s), np.array(snap_v),
                          np.array(snap_group), np.array(snap_gap), sorted(int(b) for b in bibs[list(break_idx)]),
-                         None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from)
+                         None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from,
+                         finish_t)
 
 
-def _truth_at(history: np.ndarray, s, v, finished):
-    """True groups (1 s rule on time-at-position gaps) and true gaps to the first rider on the road."""
+def _truth_at(history: np.ndarray, s, v, finished, first_finisher: int | None = None):
+    """True groups (1 s rule on time-at-position gaps) and true gaps to the first rider on the road.
+
+    The first rider on the road is the furthest one, finished or not: once
+    the head of the race has crossed the line (``first_finisher``), everyone
+    still racing is measured against him (riders at the line have no gap).
+    """
     n = s.size
     group = np.full(n, -1, dtype=np.int64)
     gap = np.full(n, np.nan)
@@ -287,7 +300,8 @@ def _truth_at(history: np.ndarray, s, v, finished):
     label = np.cumsum(behind_gap >= GROUP_GAP_S)
     group[order] = label
     # time since the first rider on the road passed each rider's position
-    lead = np.maximum.accumulate(history[:, order[0]].astype(float))
+    head = order[0] if first_finisher is None else first_finisher
+    lead = np.maximum.accumulate(history[:, head].astype(float))
     now = history.shape[0] - 1
     gap[order] = np.maximum(now - np.interp(s[order], lead, np.arange(lead.size, dtype=float)), 0.0)
     return group, gap
@@ -400,6 +414,7 @@ def truth_document(race: SimulatedRace) -> dict:
         "wind_kph": round(race.wind_kph, 1),
         "wind_from_deg": round(race.wind_from_deg, 1),
         "group_gap_s": GROUP_GAP_S,
+        "finish": {str(int(b)): round(float(f), 3) for b, f in zip(race.bibs, race.finish_t) if np.isfinite(f)},
     }
 
 

@@ -19,7 +19,7 @@ from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQ
 __all__ = ["build_live", "LIVE_TABLES"]
 
 #: What the live pipeline writes (late data is a dead letter with reason "late").
-LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "dead_letter")
+LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "dead_letter")
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
@@ -41,6 +41,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
         "groups": race.groups,
         "predictions": race.predictions,
         "race_events": race.race_events,
+        "results": race.results,
         "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
         | "MergeDeadLetters" >> beam.Flatten(),
     }

@@ -21,7 +21,7 @@ log = logging.getLogger("peloton")
 
 #: Tables the live pipeline writes to topics (one topic each; late data is a dead letter with reason "late").
 OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts",
-                 "dead_letter")
+                 "results", "dead_letter")
 #: --shift-to-now moves event times by a whole number of these (the live pipeline's window).
 SHIFT_STEP_S = 6.0
 #: a Google Cloud project id as Beam's Pub/Sub IO accepts it (6-63 characters, domain-scoped ids with ':')

@@ -21,7 +21,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
     ``causal``: each window from the past only, as the live pipeline does
-    (rider_state, groups, predictions, race_events of groups, dead_letter); otherwise with
+    (rider_state, groups, predictions, race_events of groups, results, dead_letter); otherwise with
     hindsight over the whole stage (all tables, more accurate).
     """
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
@@ -29,7 +29,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     if causal:
         race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
         tables = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-                  "race_events": race.race_events,
+                  "race_events": race.race_events, "results": race.results,
                   "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
@@ -41,6 +41,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
             "virtual_standings": race.virtual_standings,
             "predictions": race.predictions,
             "climb_efforts": race.climb_efforts,
+            "results": race.results,
             "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
         }
     if write_fixes:

@@ -1,7 +1,8 @@
 """Time-at-position gaps on tracks whose passage times are known by construction."""
 import numpy as np
 
-from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s, leader_per_tick, pchip_slopes
+from peloton.gaps import (Trajectory, first_finisher, gap_to_leader_s, gap_to_rider_ahead_s, leader_per_tick,
+                          pchip_slopes)
 
 T0 = 1.78e9
 
@@ -114,6 +115,49 @@ def test_a_breakaway_out_of_coverage_stays_the_reference_but_a_finished_leader_d
     # without the speeds the 12 s hold alone lets the silent leader go
     _, plain = gap_to_leader_s(t, km, bib, np.ones(t.size, bool))
     assert np.all(plain[during & (t > T0 + 640)] == 2)
+
+
+def _finale(length_km=25.0, winner_tracker_stops_km=0.4):
+    """A breakaway (bib 1) 120 s ahead of bib 2 and 300 s ahead of bib 3, all at 12 m/s; bib 1's tracker stops
+    ``winner_tracker_stops_km`` before the line (0: he is seen past it), the others are seen past it for 20 s."""
+    ticks = np.arange(0.0, 2600.0, 6.0)
+    t, km, bib = _stack(_ride(1, 0.0, 12.0, ticks), _ride(2, 120.0, 12.0, ticks), _ride(3, 300.0, 12.0, ticks))
+    ktf = length_km - km
+    crossed = T0 + np.array([0.0, 120.0, 300.0])[bib - 1] + length_km * 1000 / 12.0
+    keep = t <= crossed + 20  # trackers leave the feed 20 s after the line
+    keep &= ~((bib == 1) & (ktf < winner_tracker_stops_km) & (winner_tracker_stops_km > 0))
+    return t[keep], km[keep], bib[keep], ktf[keep], np.full(keep.sum(), 43.2)
+
+
+def test_the_head_of_the_race_stays_the_reference_after_he_has_finished():
+    t, km, bib, ktf, speed = _finale()
+    first = first_finisher(t, km, bib, np.ones(t.size, bool), ktf, speed, at_line_km=0.05)
+    assert first.bib == 1 and abs(first.crossed_t - (T0 + 25000 / 12.0)) < 0.5  # at his last speed
+    gap, leader = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), km_to_finish=ktf, speed_kph=speed,
+                                  at_line_km=0.05)
+    racing = ktf > 0.05
+    after = t > first.crossed_t
+    assert np.all(leader[after] == 1)
+    assert np.allclose(gap[racing & after & (bib == 2)], 120.0, atol=0.5)  # not 0: he is second on the road
+    assert np.allclose(gap[racing & after & (bib == 3)], 300.0, atol=0.5)
+    # where the winner's tracker had stopped (the last 400 m) his trajectory runs on to the line
+    assert np.allclose(gap[racing & (bib == 3) & (ktf < 0.4)], 300.0, atol=0.5)
+    assert np.all(np.isnan(gap[~racing]))  # riders at the line are no longer racing: no gap
+    # before anyone finished, nothing changes
+    old, _ = gap_to_leader_s(t, km, bib, np.ones(t.size, bool), km_to_finish=ktf, speed_kph=speed)
+    early = t < first.crossed_t - 30
+    assert np.array_equal(gap[early], old[early], equal_nan=True)
+    assert np.all(old[racing & after & (bib == 2)] < 1.0)  # the old rule: the next on the road leads
+
+
+def test_the_first_finisher_is_the_earliest_crossing_seen_at_the_line():
+    t, km, bib, ktf, speed = _finale(winner_tracker_stops_km=0.0)
+    first = first_finisher(t, km, bib, np.ones(t.size, bool), ktf, speed, at_line_km=0.05)
+    assert first.bib == 1 and abs(first.crossed_t - (T0 + 25000 / 12.0)) < 0.5  # between his fixes
+    # live, before anyone reached the last 600 m, nobody has finished
+    early = t < T0 + 2000
+    assert first_finisher(t[early], km[early], bib[early], np.ones(early.sum(), bool), ktf[early], speed[early],
+                          at_line_km=0.05) is None
 
 
 def test_the_trackers_own_speeds_bend_the_trajectory_across_a_hole():

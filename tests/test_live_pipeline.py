@@ -18,6 +18,7 @@ from peloton.feed import concat_batches, parse_message
 from peloton.predict import StageModel
 from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
+from peloton.table import Columns
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
@@ -44,7 +45,8 @@ def _run(stream, stage, out_dir=None):
     ingest = p | stream | IngestLive(stage.stage_id, params)
     race = ingest["ticks"] | LiveRaceState(stage, LATENESS_S + params.window_s)
     outputs = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-               "race_events": race.race_events, "provisional": race[f"{PROVISIONAL}_rider_state"],
+               "race_events": race.race_events, "results": race.results,
+               "provisional": race[f"{PROVISIONAL}_rider_state"],
                "provisional_predictions": race[f"{PROVISIONAL}_predictions"],
                "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()}
     for name, pcoll in outputs.items():
@@ -81,7 +83,9 @@ def _causal_rows(text, stage, course):
     from peloton.matching import dedupe
 
     forecast = StageModel.of_stage(stage, course)
-    step = RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course, forecast)
+    engine = RaceEngine(stage.stage_id, course.finish_km)
+    step = engine.advance(dedupe(fixes)[0], course, forecast)
+    step.results = Columns.concat([step.results, engine.finish().results])  # the end of the input
     return step
 
 
@@ -147,3 +151,24 @@ def test_a_fix_for_a_window_already_final_is_set_aside_by_the_engine(slice_text,
     n_late = len(json.loads(held_back.data)["data"]["Riders"])
     assert len(late) == n_late and all("already final" in d["detail"] for d in late)
     assert _rows_sent(plan) == len(out["rider_state"]) + len(out["dead"])
+
+
+def test_live_results_equal_the_causal_replay_on_the_finish(stage4_recording, stage4, stage4_course):
+    """Stage 4's finish (15:37-15:43): the winners' trackers stop 420-470 m short of the line, the second group's
+    60-130 m short; a rider's row is final a minute after his crossing, the rest (DNF) when the input ends."""
+    text = json.dumps(slice_recording(stage4_recording, 1560, 1590))
+    plan = plan_messages(text, stage4.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0, seed=7))
+    first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage4)
+    expected = _causal_rows(text, stage4, stage4_course).results.to_rows()
+    assert canonical_rows(out["results"]) == canonical_rows(expected)
+    finished = sorted((r for r in out["results"] if r["status"] == "finished"), key=lambda r: r["position"])
+    assert len(finished) >= 10 and [r["position"] for r in finished] == list(range(1, len(finished) + 1))
+    assert finished[0]["time_behind_winner_s"] == 0 and finished[0]["credited_time_behind_s"] == 0
+    # the second group crossed about 2 min 37 s after the winner, its riders within a second of each other
+    second = [r for r in finished if 150 < r["time_behind_winner_s"] < 165]
+    assert len(second) >= 5 and len({r["credited_time_behind_s"] for r in second}) == 1
+    assert all(r["finish_time"] is not None for r in finished)
+    dnf = [r for r in out["results"] if r["status"] == "DNF"]
+    assert dnf and all(r["last_km"] is not None and r["position"] is None for r in dnf)
+    assert len({r["bib"] for r in out["results"]}) == len(out["results"])  # one row per rider

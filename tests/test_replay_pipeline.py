@@ -132,3 +132,27 @@ def test_race_state_composites_stamp_rows_with_event_time(stage4, slice_ticks):
                       | f"Stamp_{name}" >> beam.Map(lambda cols, ts=beam.DoFn.TimestampParam:
                                                     bool(np.all(cols.data["event_time"] == round(float(ts) * 1000)))))
             assert_that(stamps | f"Distinct_{name}" >> beam.Distinct(), equal_to([True]), label=f"Check_{name}")
+
+
+def test_replay_writes_the_result_and_keeps_the_winner_as_the_reference_after_the_line(tmp_path, stage4_recording,
+                                                                                     stage4):
+    finish = slice_recording(stage4_recording, 1560, 1590)  # 15:37-15:43: the winners and the second group finish
+    out, _ = _replay(tmp_path, "finish", finish, stage4)
+    results = read_table(str(out), "results")
+    assert len({r["bib"] for r in results}) == len(results)
+    finished = sorted((r for r in results if r["status"] == "finished"), key=lambda r: r["position"])
+    assert len(finished) >= 10 and finished[0]["time_behind_winner_s"] == 0
+    winner_crossed = finished[0]["finish_time"].timestamp()
+    assert all(r["finish_time"].timestamp() >= winner_crossed for r in finished)
+    # credited times never exceed measured ones, and a same-time group names its first rider's place
+    for r in finished:
+        assert r["credited_time_behind_s"] <= r["time_behind_winner_s"] + 1e-9
+        head = finished[r["same_time_group"] - 1]
+        assert head["credited_time_behind_s"] == r["credited_time_behind_s"]
+    # after the winner crossed, the riders still racing are measured against him, not against the next on the road
+    rows = read_table(str(out), "rider_state")
+    later = [r for r in rows if r["event_time"].timestamp() > winner_crossed + 30 and r["km_to_finish"] > 1.0
+             and r["gap_to_leader_s"] is not None]
+    assert later and min(r["gap_to_leader_s"] for r in later) > 60
+    at_line = [r for r in rows if r["km_to_finish"] <= 0.05]
+    assert all(r["gap_to_leader_s"] is None for r in at_line)

@@ -142,3 +142,27 @@ def test_replayed_simulation_finds_the_true_groups(tmp_path):
             and set(e["bibs"]) & set(race.breakaway)
             and abs(e["event_time"].timestamp() - race.attack_at) < 120]
     assert went, [(e["event_type"], e["bibs"]) for e in events[:20]]
+
+
+def test_the_truth_keeps_the_winner_as_the_reference_after_he_finishes_and_says_when_each_rider_crossed():
+    course = line_course([[0, 0], [30000, 0]])
+    race = simulate_race(course, SimParams(riders=30, seed=3, breakaway_size=3, caught=False, stops=0,
+                                           wind_kph=0.0))
+    assert np.all(np.isfinite(race.finish_t))  # everyone crossed the line
+    brk = np.isin(race.bibs, race.breakaway)
+    winner = int(np.argmin(race.finish_t))
+    assert brk[winner] and race.finish_t[~brk].min() - race.finish_t[winner] > 20
+    # the true crossing lies between the last tick short of the line and the first at it
+    ticks_at_line = race.tick_t[race.true_s[:, winner] >= course.length_m - 1e-6]
+    assert race.tick_t[0] < ticks_at_line[0] - 6 <= race.finish_t[winner] <= ticks_at_line[0]
+    # once the winner has crossed, the riders still racing read the time since he passed their point
+    after = race.tick_t > race.finish_t[winner] + 1
+    racing = after[:, None] & (race.true_s < course.length_m - 1e-6) & ~brk[None, :]
+    gaps = race.gap_to_leader_s[racing]
+    assert gaps.size and np.all(gaps > 20)
+    # just before a rider crosses, his gap is about his time behind the winner at the line
+    for i in np.flatnonzero(~brk)[:5].tolist():
+        last = np.flatnonzero(racing[:, i])[-1]
+        assert abs(race.gap_to_leader_s[last, i] - (race.finish_t[i] - race.finish_t[winner])) < 2.0
+    truth = truth_document(race)
+    assert set(truth["finish"]) == {str(b) for b in race.bibs.tolist()}

@@ -26,7 +26,7 @@ from apache_beam import pvalue
 from apache_beam.coders import FloatCoder, PickleCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from peloton.engine import EngineParams, RaceEngine, Step, window_index
@@ -34,6 +34,7 @@ from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
 from peloton.predict import StageModel
 from peloton.race import RaceParams
+from peloton.results import same_time_gap_s
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
 
@@ -47,7 +48,8 @@ PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_
 
 
 def _new_engine(stage: Stage, course, race_params: RaceParams, params: EngineParams) -> RaceEngine:
-    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial, MatchParams(), race_params, params)
+    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial, MatchParams(), race_params, params,
+                      same_time_gap_s(stage.stage_type))
 
 
 def _rejected_rows(stage_id: str, step: Step) -> list[dict]:
@@ -71,7 +73,7 @@ class _EngineFn(beam.DoFn):
 
 class CausalReplayFn(_EngineFn):
     """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, predictions,
-    race_events, dead letters."""
+    race_events, results, dead letters. The end of the input is the end of the stage."""
 
     def process(self, keyed):
         stage_id, batches = keyed
@@ -92,6 +94,7 @@ class CausalReplayFn(_EngineFn):
             dead = _rejected_rows(stage_id, step)
             if dead:
                 yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
+        yield from _emit(engine.finish(), "")
 
 
 def _clock(t: float) -> str:
@@ -110,14 +113,14 @@ def _chunks(order: np.ndarray, cuts: np.ndarray, windows: int):
 def _emit(step: Step, prefix: str, stamp: bool = True):
     """Rows of a step, one Columns batch per tick; stamped with their event time unless ``stamp`` is off.
 
-    Race events are final only: each is said once its groups have lasted, so a
-    provisional one would say nothing sooner.
+    Race events and results are final only: each event is said once its groups have lasted, so a
+    provisional one would say nothing sooner; a result row once its rider's crossing has settled.
     """
     tables = [("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)]
     if not prefix:
-        tables.append(("race_events", step.race_events))
+        tables += [("race_events", step.race_events), ("results", step.results)]
     for name, cols in tables:
-        if not len(cols):
+        if cols is None or not len(cols):
             continue
         tag = f"{prefix}_{name}" if prefix else name
         for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
@@ -127,8 +130,8 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
 
 
 class CausalRaceState(beam.PTransform):
-    """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'dead_letter'} as the live pipeline
-    derives them (batch)."""
+    """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'results', 'dead_letter'} as the live
+    pipeline derives them (batch)."""
 
     def __init__(self, stage: Stage, race_params: RaceParams = RaceParams(), params: EngineParams = EngineParams()):
         super().__init__()
@@ -140,7 +143,7 @@ class CausalRaceState(beam.PTransform):
                 | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
                 | "GatherStage" >> beam.GroupByKey()
                 | "Engine" >> beam.ParDo(CausalReplayFn(self.stage_json, self.race_params, self.params))
-                .with_outputs("groups", "predictions", "race_events", DEAD_LETTER, main="rider_state"))
+                .with_outputs("groups", "predictions", "race_events", "results", DEAD_LETTER, main="rider_state"))
 
 
 class LiveRaceStateFn(_EngineFn):
@@ -154,6 +157,7 @@ class LiveRaceStateFn(_EngineFn):
     FAST_ENGINE = ReadModifyWriteStateSpec("fast_engine", PickleCoder())
     SETTLED = ReadModifyWriteStateSpec("settled_until", FloatCoder())
     SETTLE = TimerSpec("settle", TimeDomain.WATERMARK)
+    END = TimerSpec("end_of_stage", TimeDomain.WATERMARK)  # the input is over (drained, or a test stream's end)
 
     def __init__(self, stage_json: str, settle_s: float, race_params: RaceParams = RaceParams(),
                  params: EngineParams = EngineParams()):
@@ -161,8 +165,10 @@ class LiveRaceStateFn(_EngineFn):
         self.settle_s = settle_s
 
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING), fast=beam.DoFn.StateParam(FAST_ENGINE),
-                settled=beam.DoFn.StateParam(SETTLED), settle=beam.DoFn.TimerParam(SETTLE)):
+                settled=beam.DoFn.StateParam(SETTLED), settle=beam.DoFn.TimerParam(SETTLE),
+                end=beam.DoFn.TimerParam(END)):
         stage_id, batch = keyed
+        end.set(GlobalWindow().max_timestamp())
         until = settled.read()
         until = -math.inf if until is None else until
         late = batch.t < until
@@ -208,8 +214,25 @@ class LiveRaceStateFn(_EngineFn):
         if not ready.any():
             return
         engine = final.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
-        step = engine.advance(fixes.take(np.flatnonzero(ready)), self.course, self.forecast)
+        yield from self._advance_final(engine, fixes.take(np.flatnonzero(ready)))
         final.write(engine)
+
+    @on_timer(END)
+    def end_of_stage(self, pending=beam.DoFn.StateParam(PENDING), final=beam.DoFn.StateParam(FINAL_ENGINE),
+                     settled=beam.DoFn.StateParam(SETTLED)):
+        """The input is over: settle what is pending, then the stage's last results (DNF rows included)."""
+        fixes = concat_batches(list(pending.read()), self.stage.stage_id)
+        pending.clear()
+        settled.write(math.inf)
+        engine = final.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
+        if len(fixes):
+            yield from self._advance_final(engine, fixes)
+        yield from _emit(engine.finish(), "", stamp=False)
+        final.write(engine)
+
+    def _advance_final(self, engine: RaceEngine, fixes: FixBatch):
+        """Final rows of settled fixes, in event-time order of windows."""
+        step = engine.advance(fixes, self.course, self.forecast)
         counter = beam.metrics.Metrics.counter
         counter("peloton", "fixes_matched").inc(len(step.rider_state))
         counter("peloton", "duplicates_removed").inc(len(step.stale))  # a repeat that escaped the dedup window
@@ -222,7 +245,7 @@ class LiveRaceStateFn(_EngineFn):
 
 
 class LiveRaceState(beam.PTransform):
-    """(stage_id, FixBatch) panes -> {'rider_state', 'groups', 'predictions', 'race_events' (final),
+    """(stage_id, FixBatch) panes -> {'rider_state', 'groups', 'predictions', 'race_events', 'results' (final),
     'provisional_rider_state', 'provisional_groups', 'provisional_predictions', 'late', 'dead_letter'}."""
 
     def __init__(self, stage: Stage, settle_s: float, race_params: RaceParams = RaceParams(),
@@ -239,7 +262,7 @@ class LiveRaceState(beam.PTransform):
                 | "OneStateForTheStage" >> beam.WindowInto(window.GlobalWindows())
                 | "Engine" >> beam.ParDo(LiveRaceStateFn(self.stage_json, self.settle_s, self.race_params,
                                                          self.params))
-                .with_outputs("groups", "predictions", "race_events", f"{PROVISIONAL}_rider_state",
+                .with_outputs("groups", "predictions", "race_events", "results", f"{PROVISIONAL}_rider_state",
                               f"{PROVISIONAL}_groups",
                               f"{PROVISIONAL}_predictions", LATE, DEAD_LETTER, main="rider_state"))
 

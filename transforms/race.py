@@ -12,6 +12,7 @@ from apache_beam.transforms.window import TimestampedValue
 from peloton.climbs import climb_efforts
 from peloton.predict import StageModel, forecast_race
 from peloton.race import RaceParams, derive_race_state
+from peloton.results import same_time_gap_s
 from peloton.rows import add_wind, rider_state_columns, split_by_time
 from peloton.stage import Stage
 from peloton.table import Columns
@@ -22,8 +23,8 @@ log = logging.getLogger("peloton")
 
 
 class RaceStateFn(beam.DoFn):
-    """Matched stage -> rider_state, groups, race_events, predictions and climb_efforts Columns, stamped with
-    event time."""
+    """Matched stage -> rider_state, groups, race_events, predictions, climb_efforts and results Columns, stamped
+    with event time."""
 
     def __init__(self, stage_json: str, params: RaceParams = RaceParams()):
         self.stage_json = stage_json
@@ -37,7 +38,8 @@ class RaceStateFn(beam.DoFn):
 
     def process(self, matched):
         started = time.perf_counter()
-        race = derive_race_state(matched, self.finish_km, self.stage.is_time_trial, self.params)
+        race = derive_race_state(matched, self.finish_km, self.stage.is_time_trial, self.params,
+                                 same_time_gap_s(self.stage.stage_type))
         log.info("race state of stage %s in %.1f s: %d group rows, %d events", matched.fixes.stage_id,
                  time.perf_counter() - started, len(race.groups), len(race.events))
         started = time.perf_counter()
@@ -60,7 +62,8 @@ class RaceStateFn(beam.DoFn):
         for name, cols in (("groups", race.groups), ("race_events", events),
                            ("virtual_standings", race.standings),
                            ("predictions", Columns.from_rows("predictions", forecast.predictions)),
-                           ("climb_efforts", Columns.from_rows("climb_efforts", efforts))):
+                           ("climb_efforts", Columns.from_rows("climb_efforts", efforts)),
+                           ("results", race.results)):
             if len(cols):
                 for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
                     yield pvalue.TaggedOutput(name, TimestampedValue(cols.take(idx), t))
@@ -68,7 +71,7 @@ class RaceStateFn(beam.DoFn):
 
 class DeriveRaceState(beam.PTransform):
     """Matched stages -> {'rider_state', 'groups', 'race_events', 'virtual_standings', 'predictions',
-    'climb_efforts'}: Columns per tick."""
+    'climb_efforts', 'results'}: Columns per tick."""
 
     def __init__(self, stage: Stage, params: RaceParams = RaceParams()):
         super().__init__()
@@ -77,4 +80,5 @@ class DeriveRaceState(beam.PTransform):
 
     def expand(self, matched):
         return matched | "RaceState" >> beam.ParDo(RaceStateFn(self.stage_json, self.params)).with_outputs(
-            "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", main="rider_state")
+            "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "results",
+            main="rider_state")

@@ -1,0 +1,132 @@
+"""The stage result kernel on finishes whose crossings are known by construction."""
+import numpy as np
+
+from peloton.results import Crossings, line_crossings, rank_results, same_time_gap_s, stage_results
+
+T0 = 1.78e9
+LINE_KM = 20.0
+
+
+def _crossings(bibs, times):
+    n = len(bibs)
+    return Crossings(np.array(bibs), T0 + np.array(times, float) - 5, T0 + np.array(times, float),
+                     np.full(n, LINE_KM), np.ones(n, bool), np.zeros(n))
+
+
+def _by_bib(rows):
+    return {r["bib"]: r for r in rows}
+
+
+# consecutive wheels 0.6 s apart, then a 1.3 s gap, then 0.6 s, then 6.9 s
+SPRINT = ([1, 2, 3, 4, 5, 6], [0.0, 0.6, 1.2, 2.5, 3.1, 10.0])
+
+
+def test_one_second_rule_groups_riders_with_no_gap_of_a_second_between_consecutive_wheels():
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0))
+    assert [rows[b]["position"] for b in SPRINT[0]] == [1, 2, 3, 4, 5, 6]
+    assert [rows[b]["time_behind_winner_s"] for b in SPRINT[0]] == [0.0, 0.6, 1.2, 2.5, 3.1, 10.0]
+    # the chain: rider 3 is 1.2 s behind the winner but never 1 s behind the wheel ahead
+    assert [rows[b]["credited_time_behind_s"] for b in SPRINT[0]] == [0.0, 0.0, 0.0, 2.5, 2.5, 10.0]
+    assert [rows[b]["same_time_group"] for b in SPRINT[0]] == [1, 1, 1, 4, 4, 6]
+    assert all(rows[b]["status"] == "finished" for b in SPRINT[0])
+
+
+def test_three_second_rule_on_flat_stages():
+    assert same_time_gap_s("PLN") == 3.0 and same_time_gap_s("VAL") == 1.0 and same_time_gap_s("HMG") == 1.0
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=same_time_gap_s("PLN")))
+    assert [rows[b]["credited_time_behind_s"] for b in SPRINT[0]] == [0.0, 0.0, 0.0, 0.0, 0.0, 10.0]
+    assert [rows[b]["time_behind_winner_s"] for b in SPRINT[0]] == [0.0, 0.6, 1.2, 2.5, 3.1, 10.0]
+
+
+def test_a_rider_who_stops_in_the_last_3_km_gets_the_time_of_his_group():
+    stops = {6: (T0 - 100, np.array([4, 5]))}  # rider 6 was with 4 and 5 when he stopped
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0, stops=stops))
+    assert rows[6]["credited_time_behind_s"] == 2.5 and rows[6]["same_time_group"] == 4
+    assert rows[6]["time_behind_winner_s"] == 10.0 and rows[6]["position"] == 6  # his place is where he crossed
+    assert "stopped" in rows[6]["detail"]
+
+
+def _ride(bib, start_s, mps, ticks, stop=None):
+    """Fixes of a rider leaving km 0 at ``start_s`` at ``mps``; ``stop`` = (from_s, for_s) stands still."""
+    moving = np.maximum(ticks - start_s, 0.0)
+    if stop is not None:
+        a, d = stop
+        moving = moving - np.clip(ticks - a, 0, d)
+    km = moving * mps / 1000.0
+    speed = np.full(ticks.size, mps * 3.6)
+    if stop is not None:
+        speed[(ticks >= stop[0]) & (ticks < stop[0] + stop[1])] = 0.0
+    return np.full(ticks.size, bib), T0 + ticks, km, speed
+
+
+def test_results_from_fixes_crossings_between_fixes_stop_in_the_finale_and_dnf():
+    ticks = np.arange(0.0, 2200.0, 6.0)
+    rides = [_ride(1, 0.0, 12.0, ticks), _ride(2, 0.4, 12.0, ticks), _ride(3, 20.0, 12.0, ticks),
+             _ride(4, 20.5, 12.0, ticks, stop=(1500.0, 60.0)),  # stops 2.3 km out, in the group of 3
+             _ride(5, 0.0, 12.0, ticks[ticks < 900])]  # last seen at km 10.7
+    bib, t, km, speed = (np.concatenate(x) for x in zip(*rides))
+    ktf = LINE_KM - km
+    keep = ktf > -0.3  # trackers leave soon after the line
+    bib, t, km, speed, ktf = bib[keep], t[keep], km[keep], speed[keep], ktf[keep]
+    # true groups: riders within 1 s of each other share one (4 leaves his when he stops)
+    group = np.where(np.isin(bib, [1, 2, 5]), 0, 1)
+    group[(bib == 4) & (t >= T0 + 1500)] = 2
+    usable = np.ones(t.size, bool)
+    rows = _by_bib(stage_results("s", t, km, bib, usable, ktf, speed, usable, group, at_line_km=0.05,
+                                 stopped_kph=3.0, stopped_min_s=30.0, gap_s=1.0))
+    crossed = {1: 20000 / 12.0, 2: 0.4 + 20000 / 12.0, 3: 20.0 + 20000 / 12.0, 4: 80.5 + 20000 / 12.0}
+    for b, at in crossed.items():  # interpolated between the fixes either side of the line (ms)
+        assert abs(rows[b]["finish_time"] / 1000 - (T0 + at)) < 0.01
+    assert [rows[b]["position"] for b in (1, 2, 3, 4)] == [1, 2, 3, 4]
+    assert rows[2]["credited_time_behind_s"] == 0.0 and abs(rows[3]["credited_time_behind_s"] - 20.0) < 0.01
+    assert abs(rows[4]["time_behind_winner_s"] - 80.5) < 0.01
+    assert abs(rows[4]["credited_time_behind_s"] - 20.0) < 0.01 and rows[4]["same_time_group"] == 3
+    assert rows[5]["status"] == "DNF" and rows[5]["position"] is None and rows[5]["finish_time"] is None
+    assert abs(rows[5]["last_km"] - 894 * 12.0 / 1000) < 0.01
+    # the same stop 5 km out is raced time lost: no credit
+    rides[3] = _ride(4, 20.5, 12.0, ticks, stop=(1250.0, 60.0))
+    bib, t, km, speed = (np.concatenate(x) for x in zip(*rides))
+    ktf = LINE_KM - km
+    group = np.where(np.isin(bib, [1, 2, 5]), 0, 1)
+    usable = np.ones(t.size, bool)
+    rows = _by_bib(stage_results("s", t, km, bib, usable, ktf, speed, usable, group, at_line_km=0.05,
+                                 stopped_kph=3.0, stopped_min_s=30.0, gap_s=1.0))
+    assert abs(rows[4]["credited_time_behind_s"] - 80.5) < 0.01
+
+
+def test_a_tracker_that_stops_short_of_the_line_finishes_at_his_last_speed():
+    ticks = np.arange(0.0, 1700.0, 6.0)
+    bib, t, km, speed = _ride(7, 0.0, 12.0, ticks)
+    keep = km < LINE_KM - 0.3
+    c = line_crossings(t[keep], km[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - km[keep], speed[keep],
+                       at_line_km=0.05)
+    assert c.bib.tolist() == [7] and not c.seen_at_line[0]
+    assert abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.01
+    # unknown smoothed speed (the end of a track): his last interval's
+    c = line_crossings(t[keep], km[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - km[keep],
+                       np.full(keep.sum(), np.nan), at_line_km=0.05)
+    assert abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.01
+    # standing 500 m out when his tracker stops: not a finish
+    standing = np.minimum(km, LINE_KM - 0.5)
+    keep = km < LINE_KM - 0.3
+    c = line_crossings(t[keep], standing[keep], bib[keep], np.ones(keep.sum(), bool), LINE_KM - standing[keep],
+                       np.zeros(keep.sum()), at_line_km=0.05)
+    assert c.bib.size == 0
+
+
+def test_time_trial_ranks_elapsed_time_from_each_start():
+    c = _crossings([11, 12, 13, 14], [1000.0, 1050.0, 1100.0, 1200.0])
+    starts = {11: T0 + 0.0, 12: T0 + 90.0, 13: T0 + 180.0}  # 14's start is not in the data
+    rows = _by_bib(rank_results("s", c, gap_s=1.0, starts=starts))
+    assert {b: rows[b]["elapsed_s"] for b in (11, 12, 13)} == {11: 1000.0, 12: 960.0, 13: 920.0}
+    assert [rows[b]["position"] for b in (13, 12, 11)] == [1, 2, 3]
+    assert rows[11]["time_behind_winner_s"] == 80.0 and rows[12]["credited_time_behind_s"] == 40.0
+    assert rows[14]["position"] is None and rows[14]["elapsed_s"] is None and "start" in rows[14]["detail"]
+
+
+def test_a_rider_who_stops_at_the_line_is_timed_at_his_speed_not_on_the_straight_line_to_his_next_fix():
+    ticks = np.arange(0.0, 1700.0, 6.0) + 3.0  # fixes 2.3 s before and 3.7 s after the true crossing (1666.7 s)
+    bib, t, km, speed = _ride(8, 0.0, 12.0, ticks)
+    km = np.minimum(km, LINE_KM)  # he stands at the line: his fixes past it read 0 km to go
+    c = line_crossings(t, km, bib, np.ones(t.size, bool), LINE_KM - km, speed, at_line_km=0.05)
+    assert c.seen_at_line[0] and abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.05
