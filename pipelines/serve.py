@@ -22,18 +22,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from peloton.report import course_data, render_report, report_data
 from peloton.stage import Stage
+from peloton.tables import row_key
 from pipelines.pubsub import PubSubError, output_topic
 
 __all__ = ["LiveTables", "LivePage", "SERVED_TABLES", "STALL_AFTER_S"]
 
 log = logging.getLogger("peloton")
 
-SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events")
+SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events", "results")
 STALL_AFTER_S = 30.0
 STOP_TIMEOUT_S = 1.0  # Ctrl-C ends 'peloton serve' within 2 s, whatever Pub/Sub does
 PAGE_SUBSCRIPTION_TTL_S = 24 * 3600  # Pub/Sub's shortest: a page's subscription left behind (outage) expires
-_KEYS = {"rider_state": ("bib", "event_time"), "groups": ("event_time", "group_id"),
-         "predictions": ("event_time", "group_id"), "race_events": ("event_time", "event_type", "detail")}
 
 
 class LiveTables:
@@ -48,7 +47,7 @@ class LiveTables:
     def add(self, table: str, row: dict, status: str) -> None:
         if table not in self.rows:
             return
-        key = tuple(row.get(k) for k in _KEYS[table])
+        key = row_key(table, row)
         with self.lock:
             held = self.rows[table].get(key)
             if held is None or status == "final" or held[0] != "final":
