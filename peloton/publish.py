@@ -88,8 +88,7 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
                     fix["kph"] = r["kph"]
                 originals.append((ts - first_ts - params.start_s, shifted, "fix", fix))
         else:
-            tick = {"bind": doc.get("bind", "telemetryCompetitor"), "data": {**doc["data"], "TimeStamp": shifted}}
-            originals.append((ts - first_ts - params.start_s, shifted, "tick", tick))
+            originals.append((ts - first_ts - params.start_s, shifted, "tick", _tick_body(doc, params.shift_s)))
     messages = []
     for i, (offset, event_ts, kind, body) in enumerate(originals):
         data, attrs = _encode(body, event_ts, stage_id, kind, f"{stage_id}-{i}")
@@ -107,6 +106,12 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
         for m in messages:  # a broken message from the feed is still the feed's: signed too
             sign_message(m.data, m.attributes, params.sign_key_id, params.sign_key)
     return messages
+
+
+def _tick_body(doc: dict, shift_s: float = 0.0) -> dict:
+    """The published form of a feed tick: its bind and data, the time moved by ``shift_s`` (if any)."""
+    data = {**doc["data"], "TimeStamp": doc["data"]["TimeStamp"] + shift_s} if shift_s else doc["data"]
+    return {"bind": doc.get("bind", "telemetryCompetitor"), "data": data}
 
 
 def _encode(body: dict, event_ts: float, stage_id: str, kind: str, message_id: str) -> tuple[bytes, dict]:
@@ -134,8 +139,7 @@ def tick_message(doc: dict, stage_id: str) -> tuple[bytes, dict]:
     ts = float(doc["data"]["TimeStamp"])
     if not math.isfinite(ts):
         raise ValueError(f"TimeStamp {ts} is not a time")
-    body = {"bind": doc.get("bind", "telemetryCompetitor"), "data": doc["data"]}
-    data, attrs = _encode(body, ts, stage_id, "tick", "")
+    data, attrs = _encode(_tick_body(doc), ts, stage_id, "tick", "")
     attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{int(round(ts * 1000))}-{hashlib.sha256(data).hexdigest()[:16]}"
     return data, attrs
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
+from peloton.recording import RecordingError
+
 __all__ = ["RaceCenterError", "SSEEvent", "SSEParser", "Dechunker", "StreamClosed", "open_event_stream",
            "get_json", "fetch_rest", "ResilientStream", "race_center_base", "trace_base_for", "TELEMETRY_PREFIX", "classify_update",
            "Faults", "RaceCenterServer", "ASO_TRACE_BASE", "race_date"]
@@ -54,8 +56,8 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 PARIS = ZoneInfo("Europe/Paris")
 
 
-class RaceCenterError(ValueError):
-    """A Race Center URL, answer or recording that cannot be used."""
+class RaceCenterError(RecordingError):
+    """A Race Center URL or answer that cannot be used (a kind of unreadable feed: one error line, exit 2)."""
 
 
 class StreamClosed(ConnectionError):
@@ -368,8 +370,8 @@ def open_event_stream(base: str, last_event_id: str | None = None, idle_timeout_
                       connect_timeout_s: float = 15.0):
     """Connect to ``base/live-stream``; return ``(parser, events)``.
 
-    ``events`` yields :class:`SSEEvent` as they arrive (and None for bytes
-    that completed no event: a heartbeat) and ends with
+    ``events`` yields :class:`SSEEvent` as they arrive (and None, a heartbeat,
+    for bytes that completed no event and for each silent second) and ends with
     :class:`StreamClosed` when the connection ends, or ``socket.timeout`` when
     the stream is silent (not even a keep-alive) for ``idle_timeout_s``: a
     stalled stream. ``parser.last_event_id`` is what to resume from.
@@ -378,17 +380,32 @@ def open_event_stream(base: str, last_event_id: str | None = None, idle_timeout_
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     sock, response_headers, first = _request(base.rstrip("/") + "/live-stream", headers, connect_timeout_s)
-    sock.settimeout(idle_timeout_s)
+    sock.settimeout(min(1.0, idle_timeout_s))  # wake every second: the caller can stop, and see a stall
     parser = SSEParser(last_event_id)
+    dechunk = Dechunker() if "chunked" in response_headers.get("transfer-encoding", "").lower() else None
 
     def events():
+        data, heard = first, time.monotonic()
         try:
-            for body in _body_chunks(sock, response_headers, first):
-                got = parser.feed(body)
-                yield from got
-                if not got:
-                    yield None  # a heartbeat: the stream is alive (keep-alive comment, part of an event)
-            raise StreamClosed("the server closed the stream")
+            while True:
+                if data:
+                    heard = time.monotonic()
+                    got = parser.feed(dechunk.feed(data) if dechunk else data)
+                    yield from got
+                    if not got:
+                        yield None  # a heartbeat: the stream is alive (a keep-alive, part of an event)
+                    if dechunk is not None and dechunk.done:
+                        raise StreamClosed("the server ended the stream")
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    if time.monotonic() - heard >= idle_timeout_s:
+                        raise
+                    data = None
+                    yield None
+                    continue
+                if not data:
+                    raise StreamClosed("the server closed the stream")
         finally:
             sock.close()
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
 from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
-                                fetch_rest, race_center_base, race_date)
+                                fetch_rest, race_center_base, race_date, trace_base_for)
 
 __all__ = ["Bridge", "BridgeStats", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch", "cmd_record"]
 
@@ -37,12 +37,6 @@ log = logging.getLogger("peloton")
 
 #: Message ids remembered to catch a tick resent after a reconnection (a stage is ~3,000 ticks).
 SEEN_IDS = 50_000
-
-
-def _cli_error(exc: Exception):
-    from pipelines.cli import CliError
-
-    return CliError(str(exc))
 
 
 @dataclass
@@ -209,12 +203,9 @@ def cmd_bridge(args, _beam_args) -> int:
     from pipelines.pubsub import _TOPIC, PubSubError, _check, feed_keyring
 
     topic = _check(args.topic, _TOPIC, "--topic")
-    try:
-        base = race_center_base(args.source)
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
+    base = race_center_base(args.source)
     if args.buffer < 1 or args.idle_timeout_s <= 0:
-        raise _cli_error(ValueError("--buffer must be at least 1 and --idle-timeout-s positive"))
+        raise RaceCenterError("--buffer must be at least 1 and --idle-timeout-s positive")
     sign_key = b""
     if args.sign_key_id:
         keyring = feed_keyring(args.feed_keys)
@@ -240,8 +231,6 @@ def cmd_bridge(args, _beam_args) -> int:
     deadline = started + args.duration_s if args.duration_s else None
     try:
         stats = bridge.run(until=(lambda: time.time() >= deadline) if deadline else None)
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
     finally:
         publisher.stop()
     print(f"bridged {base}/live-stream to {topic} for {time.time() - started:.1f} s")
@@ -266,9 +255,9 @@ def _parse_faults(args) -> Faults:
         stalls = tuple((int(a), float(b)) for a, b in (x.split(":") for x in args.stall_at.split(",") if x.strip())) \
             if args.stall_at else ()
     except ValueError:
-        raise _cli_error(ValueError("--drop-at takes event numbers (10,20); --stall-at EVENT:SECONDS (30:90)")) from None
+        raise RaceCenterError("--drop-at takes event numbers (10,20); --stall-at EVENT:SECONDS (30:90)") from None
     if args.malformed_every < 0 or args.other_every < 0:
-        raise _cli_error(ValueError("--malformed-every and --other-every must not be negative"))
+        raise RaceCenterError("--malformed-every and --other-every must not be negative")
     return Faults(drop_at=drops, stall_at=stalls, malformed_every=args.malformed_every,
                   other_every=args.other_every, chunk_quirks=args.chunk_quirks, seed=args.seed)
 
@@ -289,20 +278,18 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
 
     text = _read_text(args.recording)
     if detect_format(text) != "recording":
-        raise _cli_error(ValueError(f"{args.recording} is not a Race Center recording (JSON with events)"))
+        raise RaceCenterError(f"{args.recording} is not a Race Center recording (JSON with events)")
     recording = load_recording(text)
     if args.start_s < 0 or args.duration_s < 0:
-        raise _cli_error(ValueError("--start-s and --duration-s must not be negative"))
+        raise RaceCenterError("--start-s and --duration-s must not be negative")
     recording = window_events(recording, args.start_s, args.duration_s)
     faults = _parse_faults(args)
     try:
         server = RaceCenterServer(recording, args.host, args.port, speed=args.speed, faults=faults,
                                   keepalive_s=args.keepalive_s, shift_to_now=args.shift_to_now,
                                   max_gap_s=args.max_gap_s).start()
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
     except OSError as exc:
-        raise _cli_error(OSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")) from None
+        raise RaceCenterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     total = server.due[-1] if server.due else 0.0
     print(f"race center stand-in of {server.date or 'the recording'} (stage {server.stage_number}): {server.url}  "
           f"{len(server.events):,} events over {total / 60:.1f} min at "
@@ -335,7 +322,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _check_date(date: str) -> str:
     if not _DATE.match(date or ""):
-        raise _cli_error(ValueError(f"--date must be YYYY-MM-DD: got {date!r}"))
+        raise RaceCenterError(f"--date must be YYYY-MM-DD: got {date!r}")
     return date
 
 
@@ -345,12 +332,13 @@ def cmd_stage_fetch(args, _beam_args) -> int:
     from pipelines.cli import _read_text
 
     date = _check_date(args.date)
-    try:
-        base = race_center_base(args.source)
-        rest = fetch_rest(base, date, args.trace_base, log=lambda m: log.warning("stage fetch: %s", m))
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
+    base = race_center_base(args.source)
+    rest = fetch_rest(base, date, args.trace_base, log=lambda m: log.warning("stage fetch: %s", m))
     route = parse_course_text(_read_text(args.course), args.course) if args.course else None
+    if route is None and not (rest.get("trace") or {}).get("routePoints"):
+        number = rest["stages"][date].get("stage")
+        raise RaceCenterError(f"no trace of stage {number} at {args.trace_base or trace_base_for(base)} (a time "
+                              f"trial has none): pass --course FILE")
     stage = stage_from_recording({"meta": {"date": date, "year": int(date[:4])}, "rest": rest}, route=route)
     stage.course()  # fail here, not on a worker, if the course is unusable
     sys.stdout.write(stage.to_json() + "\n")
@@ -368,17 +356,11 @@ def _write_recording(path: str, recording: dict) -> None:
 def cmd_record(args, _beam_args) -> int:
     """Record the stream and the REST snapshot in the shipped recordings' format (rewritten every minute)."""
     date = _check_date(args.date) if args.date else datetime.datetime.now(PARIS).date().isoformat()
-    try:
-        base = race_center_base(args.source)
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
+    base = race_center_base(args.source)
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise _cli_error(ValueError(f"no folder for {args.out}"))
+        raise RaceCenterError(f"no folder for {args.out}")
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    try:
-        rest = fetch_rest(base, date, args.trace_base, log=lambda m: say(f"record: {m}"))
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
+    rest = fetch_rest(base, date, args.trace_base, log=lambda m: say(f"record: {m}"))
     recording = {"version": 1, "meta": {"date": date, "year": int(date[:4]), "source": base}, "rest": rest,
                  "events": []}
     events = recording["events"]
@@ -410,8 +392,6 @@ def cmd_record(args, _beam_args) -> int:
                 break
     except KeyboardInterrupt:
         pass
-    except RaceCenterError as exc:
-        raise _cli_error(exc) from None
     recording["meta"]["recordedAt"] = _iso_now()
     _write_recording(args.out, recording)
     print(f"recorded {len(events):,} events ({ticks:,} telemetry ticks) of {date} in {time.time() - started:.1f} s "
