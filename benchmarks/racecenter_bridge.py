@@ -103,7 +103,7 @@ def throughput(recording: dict, ticks: int) -> dict:
             "mb_per_s": round(mb / wall, 2), "reader_only_ticks_per_s": round(n / read_s, 1)}
 
 
-def latency(recording: dict, seconds: float, first: int = 700) -> dict:
+def latency(recording: dict, seconds: float, first: int = 700, lead_s: float = 0.0) -> dict:
     from google.cloud import pubsub_v1
 
     tag = uuid.uuid4().hex[:8]
@@ -114,8 +114,10 @@ def latency(recording: dict, seconds: float, first: int = 700) -> dict:
     subscriber = pubsub_v1.SubscriberClient()
     out_sub = f"projects/{PROJECT}/subscriptions/out-{tag}"
     subscriber.create_subscription(name=out_sub, topic=f"{prefix}-rider-state")
+    feed_copy = f"projects/{PROJECT}/subscriptions/copy-{tag}"  # when the bridge's messages reached Pub/Sub
+    subscriber.create_subscription(name=feed_copy, topic=topic)
     part = {**recording, "events": recording["events"][first:first + 400]}
-    server = RaceCenterServer(part, port=0, speed=1.0, shift_to_now=True).start()
+    server = RaceCenterServer(part, port=0, speed=1.0, shift_to_now=True, shift_lead_s=lead_s).start()
     stage_file = ROOT / "bench-results" / f"stage-{tag}.json"
     stage_file.parent.mkdir(exist_ok=True)
     with open(stage_file, "w") as fh:
@@ -130,6 +132,7 @@ def latency(recording: dict, seconds: float, first: int = 700) -> dict:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_row: dict = {}
     rows = []
+    published: dict = {}
     deadline = time.time() + seconds
     try:
         while time.time() < deadline + 20:
@@ -143,6 +146,11 @@ def latency(recording: dict, seconds: float, first: int = 700) -> dict:
                 at = r.message.publish_time.timestamp()
                 first_row[row["event_time"]] = min(first_row.get(row["event_time"], at), at)
                 rows.append((row["event_time"], at))
+            response = subscriber.pull(subscription=feed_copy, max_messages=100, timeout=1)
+            if response.received_messages:
+                subscriber.acknowledge(subscription=feed_copy, ack_ids=[r.ack_id for r in response.received_messages])
+            for r in response.received_messages:
+                published.setdefault(int(r.message.attributes["event_time"]), r.message.publish_time.timestamp())
             if time.time() >= deadline:
                 bridge.terminate()
     finally:
@@ -160,8 +168,13 @@ def latency(recording: dict, seconds: float, first: int = 700) -> dict:
         if kind == "tick":
             sent[int(round(doc["data"]["TimeStamp"] * 1000))] = at
     per_tick = np.array([first_row[t] - sent[t] for t in sorted(sent) if t in first_row])
+    bridge_s = np.array([published[t] - sent[t] for t in sorted(sent) if t in published])
+    event_vs_sent = np.array([t / 1000.0 - sent[t] for t in sorted(sent)])
     per_row = np.array([at - sent[t] for t, at in rows if t in sent])
-    return {"ticks_sent": len(sent), "ticks_with_rows": int(per_tick.size),
+    return {"lead_s": lead_s, "event_time_minus_send_p50_s": round(float(np.median(event_vs_sent)), 2),
+            "ticks_sent": len(sent), "ticks_with_rows": int(per_tick.size),
+            "bridge_send_to_pubsub_p50_s": round(float(np.median(bridge_s)), 3),
+            "bridge_send_to_pubsub_max_s": round(float(bridge_s.max()), 3),
             "first_row_p50_s": round(float(np.median(per_tick)), 2),
             "first_row_p90_s": round(float(np.percentile(per_tick, 90)), 2),
             "first_row_max_s": round(float(per_tick.max()), 2),
@@ -175,6 +188,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs (the median is quoted)")
     ap.add_argument("--latency-seconds", type=float, default=180.0, help="wall seconds of the real-speed run (0: "
                                                                          "skip)")
+    ap.add_argument("--lead-s", default="0", help="latency runs: tick times this far ahead of the send, comma-"
+                                                  "separated (0: the first tick's time is its send time)")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     started_emulator = False
@@ -187,15 +203,19 @@ def main() -> None:
         recording = json.load(fh)
     results = {}
     try:
-        runs = [throughput(recording, args.ticks) for _ in range(args.repeat)]
-        for r in runs:
-            print(json.dumps({"throughput": r}), flush=True)
-        results["throughput"] = runs
-        results["throughput_median_ticks_per_s"] = float(np.median([r["ticks_per_s"] for r in runs]))
-        results["reader_only_median_ticks_per_s"] = float(np.median([r["reader_only_ticks_per_s"] for r in runs]))
+        if not args.skip_throughput:
+            runs = [throughput(recording, args.ticks) for _ in range(args.repeat)]
+            for r in runs:
+                print(json.dumps({"throughput": r}), flush=True)
+            results["throughput"] = runs
+            results["throughput_median_ticks_per_s"] = float(np.median([r["ticks_per_s"] for r in runs]))
+            results["reader_only_median_ticks_per_s"] = float(np.median([r["reader_only_ticks_per_s"]
+                                                                         for r in runs]))
         if args.latency_seconds:
-            results["latency"] = latency(recording, args.latency_seconds)
-            print(json.dumps({"latency": results["latency"]}), flush=True)
+            results["latency"] = [latency(recording, args.latency_seconds, lead_s=float(lead))
+                                  for lead in args.lead_s.split(",")]
+            for r in results["latency"]:
+                print(json.dumps({"latency": r}), flush=True)
     finally:
         if started_emulator:
             subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], capture_output=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import random
 import socket
 import ssl
@@ -493,7 +494,7 @@ def classify_update(data: str) -> tuple[str, object]:
     if not isinstance(body, dict) or not isinstance(body.get("Riders"), list):
         return "malformed", "telemetry without Riders"
     ts = body.get("TimeStamp")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts != ts or ts <= 0:
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0:
         return "malformed", "telemetry without a TimeStamp"
     return "tick", doc
 
@@ -587,13 +588,14 @@ class RaceCenterServer:
     ``sum(dt[:i+1]) / speed`` seconds later (``max_gap_s`` caps each wait). A
     client without ``Last-Event-ID`` joins live (the next event due); with it,
     it first gets every event it missed. ``shift_to_now`` moves the ticks'
-    ``TimeStamp`` by whole 6 s steps so that the first one is "now" when the
-    clock starts (a live pipeline then takes it as live data).
+    ``TimeStamp`` by whole 6 s steps so that the first one is "now" (plus
+    ``shift_lead_s``) when the clock starts (a live pipeline then takes it as
+    live data).
     """
 
     def __init__(self, recording: dict, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0,
                  faults: Faults = Faults(), keepalive_s: float = 15.0, shift_to_now: bool = False,
-                 max_gap_s: float = 0.0):
+                 max_gap_s: float = 0.0, shift_lead_s: float = 0.0):
         if speed < 0:
             raise RaceCenterError("--speed must be 0 (as fast as possible) or more")
         self.recording = recording
@@ -609,7 +611,7 @@ class RaceCenterServer:
         self.speed = speed
         self.faults = faults
         self.keepalive_s = keepalive_s
-        self.shift_to_now = shift_to_now
+        self.shift_to_now, self.shift_lead_s = shift_to_now, shift_lead_s
         self.shift_s = 0.0
         due, total = [], 0.0
         for e in self.events:
@@ -671,7 +673,8 @@ class RaceCenterServer:
                 for e in self.events:
                     kind, doc = classify_update(e.get("data") if isinstance(e.get("data"), str) else "")
                     if kind == "tick":
-                        self.shift_s = 6.0 * round((self.t0 - float(doc["data"]["TimeStamp"])) / 6.0)
+                        lag = self.t0 + self.shift_lead_s - float(doc["data"]["TimeStamp"])
+                        self.shift_s = 6.0 * round(lag / 6.0)
                         break
             return True
 

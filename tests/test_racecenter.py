@@ -10,6 +10,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -107,6 +108,8 @@ def test_classify_update_sorts_ticks_other_binds_and_broken_events():
     assert classify_update(tick[:40])[0] == "malformed"
     no_time = json.dumps({"bind": "telemetryCompetitor-2026", "data": {"Riders": []}})
     assert classify_update(no_time) == ("malformed", "telemetry without a TimeStamp")
+    forever = '{"bind": "telemetryCompetitor-2026", "data": {"TimeStamp": Infinity, "Riders": []}}'
+    assert classify_update(forever) == ("malformed", "telemetry without a TimeStamp")
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +305,42 @@ def test_record_then_replay_gives_the_tables_of_the_original(slice30, tmp_path, 
     for t in ("rider_state", "groups"):
         assert canonical_rows(tables["recorded"][t]) == canonical_rows(tables["original"][t])
     assert len(tables["original"]["rider_state"]) > 1000
+
+
+def test_bridge_drops_the_oldest_ticks_when_pub_sub_stalls_and_says_so(slice30):
+    """Pub/Sub stalled: its futures stay pending until the whole stretch is read (a stand-in for a slow
+    service; the emulator cannot be made slow on demand). The bounded buffer keeps the newest ticks."""
+    from concurrent.futures import Future
+
+    from pipelines.bridge import Bridge
+
+    pending, notes = [], []
+
+    def stalled_publish(data, **attrs):
+        future = Future()
+        pending.append((future, attrs["event_time"]))
+        return future
+
+    server = _serve(slice30, speed=300)  # a tick every 20 ms
+    bridge = Bridge(ResilientStream(server.url), stalled_publish, buffer_max=5, max_in_flight=2, progress_s=0,
+                    say=notes.append)
+    runner = threading.Thread(target=bridge.run, kwargs={"until": lambda: bridge.stats.ticks == 30})
+    runner.start()
+    try:
+        deadline = time.time() + 30
+        while bridge.stats.ticks < 30 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        # the reader went on while nothing was acknowledged: 2 in flight, 5 held, the rest dropped, oldest first
+        assert bridge.stats.ticks == 30 and len(pending) == 2 and bridge.stats.dropped == 23
+        assert any("dropping the oldest" in n for n in notes)
+        while runner.is_alive() and time.time() < deadline:  # Pub/Sub recovers: the held ticks are flushed
+            for future, _ in list(pending):
+                if not future.done():
+                    future.set_result("id")
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert not runner.is_alive() and bridge.stats.published == 7
+    times = sorted(int(json.loads(e["data"])["data"]["TimeStamp"]) * 1000 for e in slice30["events"])
+    assert sorted(int(t) for _, t in pending) == times[:2] + times[-5:]
