@@ -179,7 +179,8 @@ def latency(recording: dict, seconds: float, first: int = 700, lead_s: float = 0
             "first_row_p90_s": round(float(np.percentile(per_tick, 90)), 2),
             "first_row_max_s": round(float(per_tick.max()), 2),
             "all_rows_p50_s": round(float(np.median(per_row)), 2),
-            "all_rows_p99_s": round(float(np.percentile(per_row, 99)), 2)}
+            "all_rows_p99_s": round(float(np.percentile(per_row, 99)), 2),
+            "first_row_per_tick_s": [round(float(x), 2) for x in per_tick]}
 
 
 def main() -> None:

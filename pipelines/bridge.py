@@ -295,7 +295,7 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
     try:
         server = RaceCenterServer(recording, args.host, args.port, speed=args.speed, faults=faults,
                                   keepalive_s=args.keepalive_s, shift_to_now=args.shift_to_now,
-                                  max_gap_s=args.max_gap_s).start()
+                                  max_gap_s=args.max_gap_s, shift_lead_s=args.lead_s).start()
     except OSError as exc:
         raise RaceCenterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     total = server.due[-1] if server.due else 0.0

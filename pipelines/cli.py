@@ -447,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc_serve.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost only)")
     rc_serve.add_argument("--shift-to-now", action="store_true",
                           help="move tick times by whole 6 s steps so the first tick is now (for a live pipeline)")
+    rc_serve.add_argument("--lead-s", type=float, default=0.0,
+                          help="with --shift-to-now: the first tick's time this far after now (the local runner "
+                               "gives provisional rows only for ticks ahead of its clock)")
     rc_serve.add_argument("--start-s", type=float, default=0.0, help="start this many seconds into the recording")
     rc_serve.add_argument("--duration-s", type=float, default=0.0, help="serve this many seconds of it (0: all)")
     rc_serve.add_argument("--max-gap-s", type=float, default=0.0,
