@@ -45,8 +45,8 @@ from zoneinfo import ZoneInfo
 from peloton.recording import RecordingError
 
 __all__ = ["RaceCenterError", "SSEEvent", "SSEParser", "Dechunker", "StreamClosed", "open_event_stream",
-           "get_json", "fetch_rest", "ResilientStream", "race_center_base", "trace_base_for", "TELEMETRY_PREFIX", "classify_update",
-           "Faults", "RaceCenterServer", "ASO_TRACE_BASE", "race_date"]
+           "get_json", "fetch_rest", "ResilientStream", "race_center_base", "trace_base_for", "TELEMETRY_PREFIX",
+           "classify_update", "Faults", "RaceCenterServer", "ASO_TRACE_BASE", "race_date"]
 
 TELEMETRY_PREFIX = "telemetryCompetitor"
 #: ASO's public asset bucket, where the real stages' ``trace.json`` live (may rotate per season).

@@ -31,7 +31,8 @@ from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick
 from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
                                 fetch_rest, race_center_base, race_date, trace_base_for)
 
-__all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch", "cmd_record"]
+__all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch",
+           "cmd_record", "window_events"]
 
 log = logging.getLogger("peloton")
 
@@ -51,6 +52,7 @@ class BridgeStats:
     failed: int = 0  # publish attempts Pub/Sub refused (retried)
     lag_s: float | None = None  # wall clock minus event time of the last tick acknowledged
     last_ack_at: float = 0.0  # wall clock of the last acknowledgement
+    last_tick_at: float = 0.0  # wall clock of the last tick read
     first_dropped: str = ""
     last_dropped: str = ""
 
@@ -105,6 +107,7 @@ class Bridge:
             self.stats.malformed[what] += 1
             return
         self.stats.ticks += 1
+        self.stats.last_tick_at = time.time()
         ts = float(what["data"]["TimeStamp"])
         data, attrs = tick_message(what, self.stage_id or race_date(ts))
         message_id = attrs[ATTR_MESSAGE_ID]
@@ -179,7 +182,9 @@ class Bridge:
     def progress_line(self, rate: float) -> str:
         s = self.stats
         lag = f"{s.lag_s:.1f} s" if s.lag_s is not None else "-"
-        return (f"bridge: {s.published:,} ticks published ({rate:.2f}/s), lag {lag}, buffer {len(self._buffer)}, "
+        last = f"{time.time() - s.last_tick_at:.0f} s ago" if s.last_tick_at else "none yet"
+        return (f"bridge: {s.published:,} ticks published ({rate:.2f}/s), lag {lag}, last tick {last}, "
+                f"buffer {len(self._buffer)}, "
                 f"reconnects {self.stream.reconnects}, duplicates {s.duplicates}, "
                 f"malformed {sum(s.malformed.values())}, other binds {sum(s.other_binds.values())}, "
                 f"dropped {s.dropped}")
