@@ -17,6 +17,7 @@ Faults, each drawn from a seeded generator so a test can count them:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
 
-__all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times",
+__all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times", "tick_message", "sign_message",
            "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
 
 ATTR_EVENT_TIME = "event_time"  # ms since the epoch
@@ -109,13 +110,10 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
                     fix["kph"] = r["kph"]
                 originals.append((ts - first_ts - params.start_s, shifted, "fix", fix))
         else:
-            tick = {"bind": doc.get("bind", "telemetryCompetitor"), "data": {**doc["data"], "TimeStamp": shifted}}
-            originals.append((ts - first_ts - params.start_s, shifted, "tick", tick))
+            originals.append((ts - first_ts - params.start_s, shifted, "tick", _tick_body(doc, params.shift_s)))
     messages = []
     for i, (offset, event_ts, kind, body) in enumerate(originals):
-        attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,
-                 ATTR_MESSAGE_ID: f"{stage_id}-{i}"}
-        data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        data, attrs = _encode(body, event_ts, stage_id, kind, f"{stage_id}-{i}")
         delay = float(rng.uniform(0, params.disorder_s)) if params.disorder_s > 0 else 0.0
         messages.append(Message(offset + delay, data, attrs))
         if params.duplicate_rate > 0 and rng.random() < params.duplicate_rate:
@@ -128,9 +126,44 @@ def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -
     messages.sort(key=lambda m: m.at_s)
     if params.sign_key:
         for m in messages:  # a broken message from the feed is still the feed's: signed too
-            m.attributes[ATTR_KEY_ID] = params.sign_key_id
-            m.attributes[ATTR_SIGNATURE] = sign(m.data, m.attributes, params.sign_key)
+            sign_message(m.data, m.attributes, params.sign_key_id, params.sign_key)
     return messages
+
+
+def _tick_body(doc: dict, shift_s: float = 0.0) -> dict:
+    """The published form of a feed tick: its bind and data, the time moved by ``shift_s`` (if any)."""
+    data = {**doc["data"], "TimeStamp": doc["data"]["TimeStamp"] + shift_s} if shift_s else doc["data"]
+    return {"bind": doc.get("bind", "telemetryCompetitor"), "data": data}
+
+
+def _encode(body: dict, event_ts: float, stage_id: str, kind: str, message_id: str) -> tuple[bytes, dict]:
+    """The payload and attributes of one message (one rule for the replayed and the bridged feed)."""
+    attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,
+             ATTR_MESSAGE_ID: message_id}
+    return json.dumps(body, separators=(",", ":")).encode("utf-8"), attrs
+
+
+def sign_message(data: bytes, attributes: dict, key_id: str, key: bytes) -> dict:
+    """Add the key id and the HMAC signature (over the payload and every attribute) to ``attributes``."""
+    attributes[ATTR_KEY_ID] = key_id
+    attributes[ATTR_SIGNATURE] = sign(data, attributes, key)
+    return attributes
+
+
+def tick_message(doc: dict, stage_id: str) -> tuple[bytes, dict]:
+    """One feed tick as it is published: ``(payload, attributes)``, event time from its ``TimeStamp``.
+
+    The message id is the tick's time and a digest of its payload, so the same
+    tick seen twice (a stream that resends after a reconnection) gets the same
+    id, and two ticks of one second that differ do not. Raises ``KeyError``,
+    ``TypeError`` or ``ValueError`` for a tick without a usable ``TimeStamp``.
+    """
+    ts = float(doc["data"]["TimeStamp"])
+    if not math.isfinite(ts):
+        raise ValueError(f"TimeStamp {ts} is not a time")
+    data, attrs = _encode(_tick_body(doc), ts, stage_id, "tick", "")
+    attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{int(round(ts * 1000))}-{hashlib.sha256(data).hexdigest()[:16]}"
+    return data, attrs
 
 
 def _malformed(data: bytes, rng: np.random.Generator) -> bytes:
