@@ -273,7 +273,7 @@ def test_bridge_publishes_signed_ticks_as_publish_does(pubsub_emulator, slice30,
         assert m.data == twin.data  # the very payload 'peloton publish' sends
         assert {k: m.attributes[k] for k in ("stage_id", "kind")} == {"stage_id": "2026-07-07", "kind": "tick"}
         assert m.attributes[ATTR_KEY_ID] == "k1"
-        assert m.attributes[ATTR_SIGNATURE] == sign(m.data, m.attributes["event_time"], bytes(32))
+        assert m.attributes[ATTR_SIGNATURE] == sign(m.data, dict(m.attributes), bytes(32))  # over every attribute
 
 
 def test_record_then_replay_gives_the_tables_of_the_original(slice30, tmp_path, capsys):
