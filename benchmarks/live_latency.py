@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.publish import PlanParams, plan_messages  # noqa: E402
+from peloton.publish import PlanParams, plan_messages, shift_to_now  # noqa: E402
 
 RECORDING = ROOT.parent / "shared" / "data" / "racecenter-2026" / "2026-07-07.json.gz"
 PROJECT = "peloton-bench"
@@ -65,8 +65,11 @@ def run_one(text: str, stage_file: str, per_fix: bool, speed: float, seconds: fl
     subscriber.create_subscription(name=out_sub, topic=f"{prefix}-rider-state")
     # the stretch: `seconds` of wall time at this speed, from an hour into the stage
     base = PlanParams(per_fix=per_fix, start_s=3600.0, duration_s=seconds * speed, disorder_s=disorder_s)
-    first = int(plan_messages(text, "x", PlanParams(start_s=3600.0, duration_s=60.0))[0].attributes["event_time"])
-    shift = 6.0 * round((time.time() + 15.0 - first / 1000) / 6.0)
+    unshifted = plan_messages(text, "x", base)
+    times = [int(m.attributes["event_time"]) / 1000 for m in unshifted]
+    # as 'peloton publish --shift-to-now' does: event times never ahead of the clock when published (the gate
+    # refuses those); the publisher starts 12 s from now
+    shift = shift_to_now(min(times), max(times), speed, time.time() + 12.0)
     plan = plan_messages(text, "x", PlanParams(**{**base.__dict__, "shift_s": shift}))
     live = subprocess.Popen(peloton + ["live", "--subscription", sub, "--stage", stage_file, "--output-topic-prefix",
                                        prefix, "--allowed-lateness-s", str(LATENESS_S),
