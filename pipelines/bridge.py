@@ -214,18 +214,13 @@ def _sigterm_as_interrupt() -> None:
 def cmd_bridge(args, _beam_args) -> int:
     from google.api_core import exceptions
 
-    from pipelines.pubsub import _TOPIC, PubSubError, _check, feed_keyring
+    from pipelines.pubsub import _TOPIC, PubSubError, _check, signing_key
 
     topic = _check(args.topic, _TOPIC, "--topic")
     base = race_center_base(args.source)
     if args.buffer < 1 or args.idle_timeout_s <= 0:
         raise RaceCenterError("--buffer must be at least 1 and --idle-timeout-s positive")
-    sign_key = b""
-    if args.sign_key_id:
-        keyring = feed_keyring(args.feed_keys)
-        if args.sign_key_id not in keyring.keys:
-            raise PubSubError(f"--sign-key-id {args.sign_key_id!r} is not among the feed keys")
-        sign_key = keyring.keys[args.sign_key_id]
+    sign_key = signing_key(args.sign_key_id, args.feed_keys)
     publisher = make_publisher()
     try:
         publisher.get_topic(topic=topic, timeout=30)

@@ -201,6 +201,16 @@ def feed_keyring(source: str | None):
     return keyring
 
 
+def signing_key(key_id: str | None, source: str | None) -> bytes:
+    """The secret that ``--sign-key-id`` names among the feed keys; empty when messages go unsigned."""
+    if not key_id:
+        return b""
+    keyring = feed_keyring(source)
+    if key_id not in keyring.keys:
+        raise PubSubError(f"--sign-key-id {key_id!r} is not among the feed keys")
+    return keyring.keys[key_id]
+
+
 def cmd_publish(args, _beam_args) -> int:
     """Replay a recording into a topic at N times real speed, with event-time attributes and faults."""
     from google.api_core import exceptions
@@ -223,12 +233,7 @@ def cmd_publish(args, _beam_args) -> int:
     text = _read_text(args.recording)
     stage = resolve_stage(args.recording, getattr(args, "course", None), None)
     shift = 0.0
-    sign_key = b""
-    if args.sign_key_id:
-        keyring = feed_keyring(args.feed_keys)
-        if args.sign_key_id not in keyring.keys:
-            raise PubSubError(f"--sign-key-id {args.sign_key_id!r} is not among the feed keys")
-        sign_key = keyring.keys[args.sign_key_id]
+    sign_key = signing_key(args.sign_key_id, args.feed_keys)
     plan_params = PlanParams(per_fix=args.per_fix, duplicate_rate=args.duplicate_rate, disorder_s=args.disorder_s,
                              malformed_rate=args.malformed_rate, seed=args.seed, start_s=args.start_s,
                              duration_s=args.duration_s, sign_key_id=args.sign_key_id or "", sign_key=sign_key)
