@@ -32,7 +32,8 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     ``id_label``: the attribute the runner deduplicates on (Dataflow honours
     it; None on the local runner, which reads with :mod:`transforms.read_feed`; the graph deduplicates anyway).
     """
-    messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=id_label is None, id_label=id_label)
+    local = id_label is None  # the local runner: our own Pub/Sub read and publish steps
+    messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label)
     ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list())
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
                                                                race_params)
@@ -50,10 +51,11 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
                   for table, rows in tables.items()}
     if topic_prefix:
         for table, rows in tables.items():
-            rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final")
+            rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final", local)
         for table in ("rider_state", "groups", "predictions"):
             (race[f"{PROVISIONAL}_{table}"]
-             | f"PublishProvisional_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL))
+             | f"PublishProvisional_{table}"
+             >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL, local))
     if out_dir:
         for table, rows in tables.items():
             rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir, avro_flush_s)

@@ -32,11 +32,11 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.engine import EngineParams, RaceEngine, Step, window_index
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
-from peloton.predict import StageModel
 from peloton.race import RaceParams
 from peloton.results import same_time_gap_s
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
+from transforms.worker_cache import stage_model
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
 
@@ -65,10 +65,7 @@ class _EngineFn(beam.DoFn):
         self.stage_json, self.race_params, self.params = stage_json, race_params, params
 
     def setup(self):
-        self.stage = Stage.from_json(self.stage_json)
-        self.course = self.stage.course()
-        self.course.tree
-        self.forecast = StageModel.of_stage(self.stage, self.course)
+        self.stage, self.course, self.forecast = stage_model(self.stage_json)
 
 
 class CausalReplayFn(_EngineFn):

@@ -12,6 +12,7 @@ from peloton.matching import MatchParams, match_fixes
 from peloton.rows import dead_letter_columns, rejected_dead_letters
 from peloton.stage import Stage
 from transforms.parse import DEAD_LETTER
+from transforms.worker_cache import stage_model
 
 __all__ = ["MatchStageFn", "MatchToCourse"]
 
@@ -27,8 +28,7 @@ class MatchStageFn(beam.DoFn):
         self.course = None
 
     def setup(self):
-        self.course = Stage.from_json(self.stage_json).course()
-        self.course.tree  # build the spatial index once per worker
+        _stage, self.course, _model = stage_model(self.stage_json)
 
     def process(self, keyed):
         stage_id, batches = keyed

@@ -10,12 +10,13 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from peloton.climbs import climb_efforts
-from peloton.predict import StageModel, forecast_race
+from peloton.predict import forecast_race
 from peloton.race import RaceParams, derive_race_state
 from peloton.results import same_time_gap_s
 from peloton.rows import add_wind, rider_state_columns, split_by_time
 from peloton.stage import Stage
 from peloton.table import Columns
+from transforms.worker_cache import stage_model
 
 __all__ = ["RaceStateFn", "DeriveRaceState"]
 
@@ -31,10 +32,8 @@ class RaceStateFn(beam.DoFn):
         self.params = params
 
     def setup(self):
-        self.stage = Stage.from_json(self.stage_json)
-        course = self.stage.course()
+        self.stage, course, self.forecast = stage_model(self.stage_json)
         self.finish_km = course.finish_km
-        self.forecast = StageModel.of_stage(self.stage, course)
 
     def process(self, matched):
         started = time.perf_counter()

@@ -25,8 +25,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from peloton.avro_columns import container_block, container_header, encode_records
 from peloton.schemas import load_schema
 from peloton.table import Columns
+from transforms.worker_cache import once_per_pipeline, pipeline_token, publisher_client
 
-__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "WriteLiveAvroTable",
+__all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "PublishRowsFn", "WriteLiveAvroTable",
            "WriteTableToBigQuery", "DropWrittenFn"]
 
 #: Rows buffered before an Avro block is encoded and written.
@@ -108,15 +109,45 @@ class WriteTableToPubSub(beam.PTransform):
     ``final`` (what the archives keep; equals the causal replay).
     """
 
-    def __init__(self, topic: str, status: str):
+    def __init__(self, topic: str, status: str, local: bool = False):
+        """``local``: publish from our own step (the local runner), not the runner's Pub/Sub sink (Dataflow's)."""
         super().__init__()
-        self.topic, self.status = topic, status
+        self.topic, self.status, self.local = topic, status, local
 
     def expand(self, batches):
         status = self.status
+        if self.local:
+            return batches | "Publish" >> beam.ParDo(PublishRowsFn(self.topic, status))
         return (batches
                 | "ToMessages" >> beam.FlatMap(_table_messages, status)
                 | "Publish" >> beam.io.WriteToPubSub(self.topic, with_attributes=True))
+
+
+class PublishRowsFn(beam.DoFn):
+    """Columns -> its rows published on ``topic``; the bundle ends when Pub/Sub has them all.
+
+    The local runner's own Pub/Sub sink makes a publisher client for every
+    bundle, and every step of the live graph sees a bundle per pane and per
+    timer (most of them empty): one client per process here, and nothing to do
+    for an empty bundle.
+    """
+
+    def __init__(self, topic: str, status: str):
+        self.topic, self.status = topic, status
+        self.pending = []
+
+    def start_bundle(self):
+        self.pending = []
+
+    def process(self, batch: Columns):
+        client = publisher_client()
+        for message in _table_messages(batch, self.status):
+            self.pending.append(client.publish(self.topic, message.data, **message.attributes))
+
+    def finish_bundle(self):
+        for future in self.pending:
+            future.result()
+        self.pending = []
 
 
 class FlushAvroFileFn(beam.DoFn):
@@ -191,12 +222,14 @@ class DropWrittenFn(beam.DoFn):
 
     def __init__(self, out_dir: str, table: str):
         self.out_dir, self.table = out_dir, table
+        self.token = pipeline_token()  # the archive as it was when this pipeline started, read once
         self.written = None
 
     def setup(self):
         from peloton.tables import written_keys
 
-        self.written = written_keys(self.out_dir, self.table)
+        self.written = once_per_pipeline(self.token, f"written:{self.table}",
+                                         lambda: written_keys(self.out_dir, self.table))
 
     def process(self, batch: Columns):
         if not self.written:
