@@ -553,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--allowed-lateness-s", type=_number(low=0), default=300.0,
                       help="data this late is still used (default 300); rows are final this long after their tick")
     live.add_argument("--early-after-s", type=_number(int, low=1), default=1,
-                      help="provisional rows this many seconds after a tick's first fix arrives (default 1)")
+                      help="provisional rows this many seconds after a window's first fix arrives, or as soon as 50 fixes "
+                           "are in (default 1)")
     live.add_argument("--group-gap-s", type=_number(above=0), default=1.0, help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=_number(low=0), default=0.75, help="hysteresis of the groups (s)")
     live.add_argument("--avro-flush-s", type=_number(above=0), default=60.0,

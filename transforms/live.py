@@ -5,8 +5,9 @@ publisher sets, or the fix's own time), never from arrival. Windows and
 triggers are chosen for live graphics:
 
 * fixed windows of one feed tick (6 s): one window is one picture of the race;
-* an early firing a second (processing time) after data arrives, so a
-  graphic updates within a couple of seconds of a tick; the on-time firing
+* an early firing as soon as a tick's worth of fixes is in (a tick message
+  carries the whole field), else a second (processing time) after data
+  arrives, so a graphic updates within a second or two; the on-time firing
   when the watermark passes the window; a late firing for every late fix
   within the allowed lateness (default 5 minutes);
 * panes are discarding: each firing carries only what is new, and
@@ -73,7 +74,8 @@ class Fix(NamedTuple):
 
 class LiveParams(NamedTuple):
     window_s: float = 6.0  # one feed tick
-    early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds)
+    early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds) ...
+    early_after_fixes: int = 50  # ... or as soon as this many fixes are in (a tick message: at once)
     allowed_lateness_s: float = 300.0
     # how finely SplitLateFn follows the watermark: each step is a timer and a bundle through every later
     # step of the graph (at 1 s, most of the local runner's CPU at 10x); a fix is late at most this much later
@@ -289,7 +291,7 @@ class SplitLateFn(beam.DoFn):
 
 
 class DropDuplicatesFn(beam.DoFn):
-    """("bib@t_ms", Fix) -> the first Fix of each key and of each other position; repeats are dropped.
+    """("stage@window", Fix) -> the first Fix of each (bib, event time) and of each other position; repeats dropped.
 
     A repeat at the same position is a duplicate (counted, dropped). A
     different position for the same bib and time is a conflict: it is not
@@ -297,19 +299,29 @@ class DropDuplicatesFn(beam.DoFn):
     agrees with the rider's track and dead-letters the other as
     ``conflicting_fix`` (here nothing says which one is genuine: the first
     to arrive may be the forgery). Beyond ``MAX_POSITIONS_PER_FIX`` positions
-    a fix is a ``conflicting_fix`` dead letter at once. The key's state is
-    cleared by an event-time timer once the fix can no longer be late.
+    a fix is a ``conflicting_fix`` dead letter at once.
+
+    Keyed by stage and tick window (:func:`dedupe_key`), not by fix: the local
+    runner keeps a state and a timer per key and finds due timers by scanning
+    every key, and a tick is one key, not 180. A key's state is cleared by an
+    event-time timer once its window can no longer be late.
     """
 
-    SEEN = ReadModifyWriteStateSpec("positions", beam.coders.PickleCoder())
+    SEEN = ReadModifyWriteStateSpec("positions", beam.coders.PickleCoder())  # {(bib, t ms): ((lat, lon), ...)}
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
-    def __init__(self, allowed_lateness_s: float):
-        self.allowed_lateness_s = allowed_lateness_s
+    def __init__(self, allowed_lateness_s: float, window_s: float):
+        self.allowed_lateness_s, self.window_s = allowed_lateness_s, window_s
 
     def process(self, keyed, seen=beam.DoFn.StateParam(SEEN), expire=beam.DoFn.TimerParam(EXPIRE)):
         _key, fix = keyed
-        positions = seen.read() or ()
+        positions_seen = seen.read()
+        if positions_seen is None:
+            positions_seen = {}
+            window_end = (np.floor(fix.t / self.window_s) + 1) * self.window_s
+            expire.set(Timestamp.of(window_end + self.allowed_lateness_s + 60.0))
+        fix_key = (fix.bib, int(round(fix.t * 1000)))
+        positions = positions_seen.get(fix_key, ())
         if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
             beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()
             return
@@ -320,14 +332,18 @@ class DropDuplicatesFn(beam.DoFn):
                 f"{len(positions) + 1} different positions for bib {fix.bib} at one time", bib=fix.bib, t=fix.t,
                 source="live")]))
             return
-        if not positions:
-            expire.set(Timestamp.of(fix.t + self.allowed_lateness_s + 60.0))
-        seen.write(positions + ((fix.lat, fix.lon),))
+        positions_seen[fix_key] = positions + ((fix.lat, fix.lon),)
+        seen.write(positions_seen)
         yield window.TimestampedValue(fix, fix.t)
 
     @on_timer(EXPIRE)
     def forget(self, seen=beam.DoFn.StateParam(SEEN)):
         seen.clear()
+
+
+def dedupe_key(fix: Fix, window_s: float) -> str:
+    """The key :class:`DropDuplicatesFn` keeps a fix's repeats under: its stage and tick window."""
+    return f"{fix.stage_id}@{int(np.floor(fix.t / window_s))}"
 
 
 def _to_batch(keyed) -> tuple:
@@ -375,9 +391,9 @@ class IngestLive(beam.PTransform):
                    | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
                    .with_outputs(LATE, main="on_time"))
         unique = (checked.on_time
-                  | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{int(round(f.t * 1000))}", f))
+                  | "KeyByWindow" >> beam.Map(lambda f: (dedupe_key(f, p.window_s), f))
                   .with_output_types(tuple[str, Fix])
-                  | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s))
+                  | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s, p.window_s))
                   .with_outputs(DEAD_LETTER, main="fixes"))
         dead.append(unique[DEAD_LETTER])
         ticks = (unique.fixes
@@ -385,8 +401,10 @@ class IngestLive(beam.PTransform):
                      window.FixedWindows(p.window_s),
                      # early: a picture within a second or two of the tick; on time: when the watermark
                      # passes; late: every late fix within the allowed lateness, as it comes
-                     trigger=trigger.AfterWatermark(early=trigger.AfterProcessingTime(max(1, round(p.early_after_s))),
-                                                    late=trigger.AfterCount(1)),
+                     trigger=trigger.AfterWatermark(
+                         early=trigger.AfterAny(trigger.AfterCount(p.early_after_fixes),
+                                                trigger.AfterProcessingTime(max(1, round(p.early_after_s)))),
+                         late=trigger.AfterCount(1)),
                      accumulation_mode=trigger.AccumulationMode.DISCARDING,
                      # the grouping would drop data beyond its lateness silently: give it a day, and let
                      # SplitLateFn and the race engine (which sees the real watermark) set late data aside
