@@ -748,6 +748,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args, beam_args)
+    except BrokenPipeError:  # the reader went away (`| head`): as quiet as a process stopped by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (CliError, RecordingError, StageError, OSError, PubSubError, TableError, NothingToEvaluate) as exc:
         print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
