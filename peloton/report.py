@@ -19,12 +19,13 @@ import numpy as np
 from peloton.evaluate import read_table
 from peloton.profile import build_profile
 from peloton.stage import Stage
+from peloton.tables import drawn
 
 __all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S",
            "race_timezone", "decisive_moment", "stage_result", "attack_stuck", "ETA_HORIZON_S"]
 
 FRAME_S = 30.0  # the slider's step
-_TABLES = ("rider_state", "groups", "race_events", "predictions", "climb_efforts", "virtual_standings", "results")
+_TABLES = drawn()  # what the page draws, from the registry
 ETA_HORIZON_S = 8 * 3600.0  # a predicted finish further ahead than this (or in the past) is a first-tick artefact
 STUCK_AFTER_S = 300.0  # an attack "stuck" if its riders were still clear of the group they left this long after
 

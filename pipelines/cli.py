@@ -522,6 +522,8 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from peloton.tables import CAUSAL, written_by
+
     parser = _Parser(prog="peloton", description="Live race state from rider GPS trackers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -538,8 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("FILE_LOADS", "STORAGE_WRITE_API", "STREAMING_INSERTS"),
                         help="BigQuery write method (default: load jobs, the batch way)")
     replay.add_argument("--causal", action="store_true",
-                        help="derive each window from the past only, as 'peloton live' does (rider_state, "
-                             "groups, dead_letter): the rows the live pipeline gives for this recording")
+                        help="derive each window from the past only, as 'peloton live' does ("
+                             f"{', '.join(written_by(CAUSAL))}): the rows the live pipeline gives for this "
+                             "recording")
     replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)

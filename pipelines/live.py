@@ -10,16 +10,17 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
+from peloton.tables import DEAD_LETTER, LIVE, written_by
 from pipelines.pubsub import output_topic
 from transforms.read_feed import ReadFeed
-from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
+from transforms.engine import LATE, PROVISIONAL, LiveRaceState
 from transforms.live import FeedSecurity, IngestLive, LiveParams
 from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
 
-#: What the live pipeline writes (late data is a dead letter with reason "late").
-LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "dead_letter")
+#: What the live pipeline writes, from the registry (late data is a dead letter with reason "late").
+LIVE_TABLES = written_by(LIVE)
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,

@@ -14,14 +14,16 @@ import socket
 import threading
 import time
 
+from peloton.tables import LIVE, table_of, written_by
+
 __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
            "check_pubsub_reachable", "pubsub_host", "PROBE_TIMEOUT_S"]
 
 log = logging.getLogger("peloton")
 
-#: Tables the live pipeline writes to topics (one topic each; late data is a dead letter with reason "late").
-OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts",
-                 "results", "dead_letter")
+#: Tables the live pipeline writes to topics, from the registry (one topic each; late data is a dead letter
+#: with reason "late").
+OUTPUT_TABLES = written_by(LIVE)
 #: --shift-to-now moves event times by a whole number of these (the live pipeline's window).
 SHIFT_STEP_S = 6.0
 #: a Google Cloud project id as Beam's Pub/Sub IO accepts it (6-63 characters, domain-scoped ids with ':')
@@ -136,7 +138,7 @@ def check_pubsub_reachable(*paths: str, timeout_s: float = PROBE_TIMEOUT_S) -> N
 
 
 def output_topic(prefix: str, table: str) -> str:
-    return f"{prefix}-{table.replace('_', '-')}"
+    return table_of(table).topic(prefix)
 
 
 def cmd_pubsub_init(args, _beam_args) -> int:

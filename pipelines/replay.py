@@ -5,9 +5,10 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
+from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY, written_by
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
-from transforms.parse import DEAD_LETTER, ParseMessages
+from transforms.parse import ParseMessages
 from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
 from transforms.sinks import WriteAvroTable, WriteTableToBigQuery
@@ -34,16 +35,9 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
         race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
-        tables = {
-            "rider_state": race.rider_state,
-            "groups": race.groups,
-            "race_events": race.race_events,
-            "virtual_standings": race.virtual_standings,
-            "predictions": race.predictions,
-            "climb_efforts": race.climb_efforts,
-            "results": race.results,
-            "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
-        }
+        rejected = matched[DEAD_LETTER]
+    tables = {table: race[table] for table in written_by(CAUSAL if causal else REPLAY) if table != DEAD_LETTER}
+    tables[DEAD_LETTER] = (parsed[DEAD_LETTER], rejected) | "MergeDeadLetters" >> beam.Flatten()
     if write_fixes:
         from peloton.rows import tracker_fix_columns
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)

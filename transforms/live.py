@@ -51,7 +51,7 @@ __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectRepla
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
 LATE = "late"
-DEAD_LETTER = "dead_letter"
+from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
 #: A fix repeated with this many different positions already seen is a dead letter at once (bounded state).

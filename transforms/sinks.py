@@ -95,7 +95,7 @@ def _table_messages(columns: Columns, status: str):
     from apache_beam.io.gcp.pubsub import PubsubMessage
 
     for row in columns.to_json_rows():
-        event_time = row.get("event_time")
+        event_time = row.get("event_time")  # ms, as the attribute carries it
         attrs = {"stage_id": str(row.get("stage_id", "")), "table": columns.table, "status": status,
                  "event_time": "" if event_time is None else str(event_time)}
         yield PubsubMessage(json.dumps(row, separators=(",", ":")).encode("utf-8"), attrs)
