@@ -278,14 +278,15 @@ def cmd_live(args, beam_args) -> int:
     from peloton.publish import ATTR_MESSAGE_ID
     from peloton.race import RaceParams
     from pipelines.live import build_live
-    from transforms.live import FeedSecurity, LiveParams
+    from peloton.windowing import Windowing
+    from transforms.live import FeedSecurity
 
     runner = check_beam_args(beam_args)
     stage = resolve_stage(None, None, args.stage)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
-    params = LiveParams(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
+    params = Windowing(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
     race_params = RaceParams(groups=GroupParams(threshold_s=args.group_gap_s, hysteresis_s=args.group_hysteresis_s))
     security = FeedSecurity(
         limits=Limits(max_payload_bytes=args.max_payload_bytes,
@@ -299,7 +300,7 @@ def cmd_live(args, beam_args) -> int:
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
                id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
-             stage.stage_id, subscription, params.allowed_lateness_s + params.window_s, args.early_after_s + 1)
+             stage.stage_id, subscription, params.settle_s, params.early_after_s + 1)
     local = runner in ("DirectRunner", "BundleBasedDirectRunner")
     if local:
         _rewind(subscription)
@@ -523,6 +524,7 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from peloton.tables import CAUSAL, written_by
+    from peloton.windowing import WINDOWING
 
     parser = _Parser(prog="peloton", description="Live race state from rider GPS trackers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
@@ -553,10 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stage", required=True, help="stage file from 'peloton stage export'")
     live.add_argument("--out", help="folder for windowed Avro files of the final rows, one sub-folder per table")
     live.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: rows go to NAME-<table> topics")
-    live.add_argument("--allowed-lateness-s", type=_number(low=0), default=300.0,
-                      help="data this late is still used (default 300); rows are final this long after their tick")
-    live.add_argument("--early-after-s", type=_number(int, low=1), default=1,
-                      help="provisional rows this many seconds after a tick's first fix arrives (default 1)")
+    live.add_argument("--allowed-lateness-s", type=_number(low=0), default=WINDOWING.allowed_lateness_s,
+                      help=f"data this late is still used (default {WINDOWING.allowed_lateness_s:g}); rows are "
+                           "final this long after their tick")
+    live.add_argument("--early-after-s", type=_number(int, low=1), default=WINDOWING.early_after_s,
+                      help=f"provisional rows this many seconds after a tick's first fix arrives (default "
+                           f"{WINDOWING.early_after_s})")
     live.add_argument("--group-gap-s", type=_number(above=0), default=1.0, help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=_number(low=0), default=0.75, help="hysteresis of the groups (s)")
     live.add_argument("--avro-flush-s", type=_number(above=0), default=60.0,

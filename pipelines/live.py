@@ -11,10 +11,11 @@ import apache_beam as beam
 from peloton.race import RaceParams
 from peloton.stage import Stage
 from peloton.tables import DEAD_LETTER, LIVE, written_by
+from peloton.windowing import WINDOWING, Windowing
 from pipelines.pubsub import output_topic
 from transforms.read_feed import ReadFeed
 from transforms.engine import LATE, PROVISIONAL, LiveRaceState
-from transforms.live import FeedSecurity, IngestLive, LiveParams
+from transforms.live import FeedSecurity, IngestLive
 from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
@@ -24,7 +25,7 @@ LIVE_TABLES = written_by(LIVE)
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
-               topic_prefix: str | None = None, params: LiveParams = LiveParams(),
+               topic_prefix: str | None = None, params: Windowing = WINDOWING,
                race_params: RaceParams = RaceParams(), security: FeedSecurity = FeedSecurity(),
                bigquery_dataset: str | None = None, bigquery_method: str = "STORAGE_WRITE_API",
                id_label: str | None = None, avro_flush_s: float = 60.0) -> dict:
@@ -35,17 +36,11 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     """
     messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=id_label is None, id_label=id_label)
     ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list())
-    race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
-                                                               race_params)
-    tables = {
-        "rider_state": race.rider_state,
-        "groups": race.groups,
-        "predictions": race.predictions,
-        "race_events": race.race_events,
-        "results": race.results,
-        "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
-        | "MergeDeadLetters" >> beam.Flatten(),
-    }
+    race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.settle_s, race_params,
+                                                               params.engine_params())
+    tables = {table: race[table] for table in LIVE_TABLES if table != DEAD_LETTER}
+    tables[DEAD_LETTER] = ((ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
+                           | "MergeDeadLetters" >> beam.Flatten())
     if out_dir:  # what an earlier run of this stage archived is not written again
         tables = {table: rows | f"DropWritten_{table}" >> beam.ParDo(DropWrittenFn(out_dir, table))
                   for table, rows in tables.items()}

@@ -15,6 +15,7 @@ import threading
 import time
 
 from peloton.tables import LIVE, table_of, written_by
+from peloton.windowing import WINDOWING
 
 __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
            "check_pubsub_reachable", "pubsub_host", "PROBE_TIMEOUT_S"]
@@ -24,8 +25,6 @@ log = logging.getLogger("peloton")
 #: Tables the live pipeline writes to topics, from the registry (one topic each; late data is a dead letter
 #: with reason "late").
 OUTPUT_TABLES = written_by(LIVE)
-#: --shift-to-now moves event times by a whole number of these (the live pipeline's window).
-SHIFT_STEP_S = 6.0
 #: a Google Cloud project id as Beam's Pub/Sub IO accepts it (6-63 characters, domain-scoped ids with ':')
 _PROJECT = r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]"
 _TOPIC = re.compile(rf"^projects/{_PROJECT}/topics/[A-Za-z][\w.~+%-]{{2,254}}$")
@@ -249,7 +248,7 @@ def cmd_publish(args, _beam_args) -> int:
     if args.shift_to_now:
         event_ms = [int(m.attributes["event_time"]) for m in plain]
         shift = shift_to_now(min(event_ms) / 1000.0, max(event_ms) / 1000.0, args.speed, time.time(),
-                             step_s=SHIFT_STEP_S)
+                             step_s=WINDOWING.window_s)  # whole windows of the live pipeline
         plan_params = PlanParams(**{**plan_params.__dict__, "shift_s": shift})
     plan = plan_messages(text, stage.stage_id, plan_params)
     log.info("publishing %d messages of stage %s to %s at %s", len(plan), stage.stage_id, topic,

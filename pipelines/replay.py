@@ -6,6 +6,7 @@ import apache_beam as beam
 from peloton.race import RaceParams
 from peloton.stage import Stage
 from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY, written_by
+from peloton.windowing import WINDOWING, Windowing
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
 from transforms.parse import ParseMessages
@@ -18,7 +19,8 @@ __all__ = ["build_replay", "ensure_table_files"]
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
                  write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False,
-                 bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS") -> dict:
+                 bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS",
+                 windowing: Windowing = WINDOWING) -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
     ``causal``: each window from the past only, as the live pipeline does
@@ -28,10 +30,8 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     messages = pipeline | "ReadArchive" >> ReadArchive(recording)
     parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
     if causal:
-        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
-        tables = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-                  "race_events": race.race_events, "results": race.results,
-                  "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
+        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, windowing.engine_params())
+        rejected = race[DEAD_LETTER]
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
         race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)

@@ -46,6 +46,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.rows import dead_letter_columns
+from peloton.windowing import Windowing
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
@@ -71,11 +72,7 @@ class Fix(NamedTuple):
     kph: float  # nan when absent
 
 
-class LiveParams(NamedTuple):
-    window_s: float = 6.0  # one feed tick
-    early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds)
-    allowed_lateness_s: float = 300.0
-    watermark_step_s: float = 1.0  # how finely SplitLateFn follows the watermark
+LiveParams = Windowing  # the ingest's windows, early firing and lateness: the one windowing spec
 
 
 class FeedSecurity(NamedTuple):
