@@ -281,10 +281,9 @@ def window_events(recording: dict, start_s: float, duration_s: float) -> dict:
 
 
 def cmd_racecenter_serve(args, _beam_args) -> int:
-    from peloton.recording import detect_format, load_recording
-    from pipelines.cli import _read_text
+    from peloton.recording import detect_format, load_recording, read_text
 
-    text = _read_text(args.recording)
+    text = read_text(args.recording)
     if detect_format(text) != "recording":
         raise RaceCenterError(f"{args.recording} is not a Race Center recording (JSON with events)")
     recording = load_recording(text)
@@ -336,13 +335,13 @@ def _check_date(date: str) -> str:
 
 def cmd_stage_fetch(args, _beam_args) -> int:
     """The stage file from the REST API, built by the same code as ``stage export`` builds it from a recording."""
+    from peloton.recording import read_text
     from peloton.stage import parse_course_text, stage_from_recording
-    from pipelines.cli import _read_text
 
     date = _check_date(args.date)
     base = race_center_base(args.source)
     rest = fetch_rest(base, date, args.trace_base, log=lambda m: log.warning("stage fetch: %s", m))
-    route = parse_course_text(_read_text(args.course), args.course) if args.course else None
+    route = parse_course_text(read_text(args.course), args.course) if args.course else None
     if route is None and not (rest.get("trace") or {}).get("routePoints"):
         number = rest["stages"][date].get("stage")
         raise RaceCenterError(f"no trace of stage {number} at {args.trace_base or trace_base_for(base)} (a time "

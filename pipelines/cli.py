@@ -24,7 +24,7 @@ import re
 import sys
 import time
 
-__all__ = ["main", "resolve_stage"]
+__all__ = ["main"]
 
 log = logging.getLogger("peloton")
 
@@ -121,40 +121,6 @@ def check_beam_args(beam_args: list[str]) -> str:
     return (runner or "DirectRunner").split(".")[-1]
 
 
-def _read_text(path: str) -> str:
-    from peloton.recording import RecordingError, decode_bytes, read_local
-
-    if "://" not in path:
-        return read_local(path)
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.io.filesystem import CompressionTypes
-
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            return decode_bytes(fh.read())
-    except Exception as exc:  # any filesystem's own error type
-        raise RecordingError(f"cannot read {path}: {exc}") from None
-
-
-def resolve_stage(recording: str, course: str | None = None, stage_file: str | None = None):
-    """The stage spec for a replay: from --stage, else the recording (+ --course)."""
-    from peloton.recording import detect_format, load_recording
-    from peloton.stage import Stage, parse_course_text, stage_from_recording
-
-    if stage_file:
-        return Stage.from_json(_read_text(stage_file))
-    text = _read_text(recording)
-    route = parse_course_text(_read_text(course), course) if course else None
-    if detect_format(text) == "recording":
-        return stage_from_recording(load_recording(text), route=route)
-    if route is None:
-        raise CliError(f"{recording} is a flat CSV without a course: pass --course FILE or --stage FILE")
-    from peloton.stage import Stage as _Stage
-
-    name = os.path.basename(recording).split(".")[0]
-    return _Stage(stage_id=name.split("_")[0], name=name, route=route)
-
-
 def _check_out_folder(path: str, what: str) -> None:
     """An output folder: absent (it is made) or a folder, and not below a file."""
     if "://" in path:
@@ -197,6 +163,7 @@ def cmd_replay(args, beam_args) -> int:
 
     from peloton.groups import GroupParams
     from peloton.race import RaceParams
+    from peloton.stage import resolve_stage
     from pipelines.options import ReplayOptions
     from pipelines.replay import build_replay, ensure_table_files
 
@@ -253,6 +220,7 @@ def _truthy(text) -> bool:
 
 
 def cmd_live(args, beam_args) -> int:
+    from peloton.stage import resolve_stage
     from pipelines.pubsub import (OUTPUT_TABLES, _SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable,
                                   feed_keyring, feed_keys_text, output_topic)
 
@@ -393,8 +361,9 @@ def cmd_evaluate(args, _beam_args) -> int:
     import json
 
     from peloton.evaluate import evaluate_replay, format_report
+    from peloton.recording import read_text
 
-    report = evaluate_replay(_read_text(args.recording), args.dir)
+    report = evaluate_replay(read_text(args.recording), args.dir)
     from peloton.simulate import truth_path
 
     truth_file = truth_path(args.recording)
@@ -402,7 +371,7 @@ def cmd_evaluate(args, _beam_args) -> int:
         from peloton.evaluate import group_accuracy, read_table
 
         try:
-            truth = json.loads(_read_text(truth_file))
+            truth = json.loads(read_text(truth_file))
         except ValueError as exc:
             raise CliError(f"unreadable truth file {truth_file}: {exc}") from None
         report["group_accuracy"] = group_accuracy(truth, read_table(args.dir, "rider_state"))
@@ -415,6 +384,7 @@ def cmd_simulate(args, _beam_args) -> int:
     import json
 
     from peloton.course import Course
+    from peloton.recording import read_text
     from peloton.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
     from peloton.stage import parse_course_text
 
@@ -424,7 +394,7 @@ def cmd_simulate(args, _beam_args) -> int:
         raise CliError("--hz must be between 0.01 and 10 ticks per second")
     for path in (args.out, truth_path(args.out)):  # before the minutes of simulation, not after
         _check_output_file(path, "--out")
-    route = parse_course_text(_read_text(args.course), args.course)  # gzipped or not
+    route = parse_course_text(read_text(args.course), args.course)  # gzipped or not
     course = Course([p[0] for p in route], [p[1] for p in route],
                     [p[2] if p[2] is not None else float("nan") for p in route])
     caught = None if args.caught == "random" else args.caught == "yes"
@@ -458,6 +428,7 @@ def _write_stage_file(out_dir: str, stage) -> None:
 
 
 def cmd_report(args, _beam_args) -> int:
+    from peloton.recording import read_text
     from peloton.report import write_report
     from peloton.stage import Stage
 
@@ -466,7 +437,7 @@ def cmd_report(args, _beam_args) -> int:
         raise CliError(f"{args.dir} is not a folder of tables (run 'peloton replay --out {args.dir}' first)")
     if not os.path.exists(stage_file):
         raise CliError(f"no stage file {stage_file}: replay again, or pass --stage FILE ('peloton stage export')")
-    stage = Stage.from_json(_read_text(stage_file))
+    stage = Stage.from_json(read_text(stage_file))
     out = args.out or os.path.join(args.dir, "report.html")
     _check_output_file(out, "--out")
     started = time.perf_counter()
@@ -477,12 +448,13 @@ def cmd_report(args, _beam_args) -> int:
 
 
 def cmd_serve(args, _beam_args) -> int:
+    from peloton.recording import read_text
     from peloton.stage import Stage
     from pipelines.pubsub import _TOPIC, _check, check_pubsub_reachable, output_topic
     from pipelines.serve import SERVED_TABLES, LivePage
 
     prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
-    stage = Stage.from_json(_read_text(args.stage))
+    stage = Stage.from_json(read_text(args.stage))
     # unreachable, no credentials, no such topic: one line now
     check_pubsub_reachable(*[output_topic(prefix, table) for table in SERVED_TABLES])
     try:
@@ -516,6 +488,8 @@ def _exit_now(exc: BaseException | None) -> None:
 
 
 def cmd_stage_export(args, _beam_args) -> int:
+    from peloton.stage import resolve_stage
+
     stage = resolve_stage(args.recording, args.course, None)
     stage.course()  # fail here, not on a worker, if the course is unusable
     sys.stdout.write(stage.to_json() + "\n")

@@ -219,7 +219,8 @@ def cmd_publish(args, _beam_args) -> int:
     from google.cloud import pubsub_v1
 
     from peloton.publish import PlanParams, plan_messages, shift_to_now
-    from pipelines.cli import _read_text, resolve_stage
+    from peloton.recording import read_text
+    from peloton.stage import resolve_stage
 
     topic = _check(args.topic, _TOPIC, "--topic")
     if not (args.speed >= 0 and math.isfinite(args.speed)):
@@ -231,7 +232,7 @@ def cmd_publish(args, _beam_args) -> int:
         if not (getattr(args, name) >= 0 and math.isfinite(getattr(args, name))):
             raise PubSubError(f"--{name.replace('_', '-')} must be a number, 0 or more")
     check_pubsub_reachable(topic)  # before reading a recording that may take seconds
-    text = _read_text(args.recording)
+    text = read_text(args.recording)
     stage = resolve_stage(args.recording, getattr(args, "course", None), None)
     shift = 0.0
     sign_key = signing_key(args.sign_key_id, args.feed_keys)
