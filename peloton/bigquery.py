@@ -8,6 +8,7 @@ group.
 """
 from __future__ import annotations
 
+from peloton.eventtime import seconds
 from peloton.schemas import load_schema
 from peloton.tables import TABLES, table_of
 
@@ -69,7 +70,7 @@ def _seconds(row: dict, fields: list[dict]) -> dict:
         if value is None:
             continue
         if field["type"] == "TIMESTAMP":
-            out[field["name"]] = value / 1000.0
+            out[field["name"]] = seconds(value)
         elif field["type"] == "RECORD":
             out[field["name"]] = ([_seconds(v, field["fields"]) for v in value] if field["mode"] == "REPEATED"
                                   else _seconds(value, field["fields"]))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from peloton import eventtime
 from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
 from peloton.windowing import WINDOWING, Windowing
@@ -31,7 +32,7 @@ from peloton.windowing import WINDOWING, Windowing
 __all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times", "tick_message", "sign_message",
            "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
 
-ATTR_EVENT_TIME = "event_time"  # ms since the epoch
+ATTR_EVENT_TIME = eventtime.ATTRIBUTE  # ms since the epoch
 ATTR_STAGE = "stage_id"
 ATTR_KIND = "kind"  # tick | fix | unknown
 ATTR_MESSAGE_ID = "message_id"  # stable per original message: the same on a duplicate (id_label)
@@ -140,7 +141,7 @@ def _tick_body(doc: dict, shift_s: float = 0.0) -> dict:
 
 def _encode(body: dict, event_ts: float, stage_id: str, kind: str, message_id: str) -> tuple[bytes, dict]:
     """The payload and attributes of one message (one rule for the replayed and the bridged feed)."""
-    attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,
+    attrs = {ATTR_EVENT_TIME: eventtime.attribute(event_ts), ATTR_STAGE: stage_id, ATTR_KIND: kind,
              ATTR_MESSAGE_ID: message_id}
     return json.dumps(body, separators=(",", ":")).encode("utf-8"), attrs
 
@@ -164,7 +165,7 @@ def tick_message(doc: dict, stage_id: str) -> tuple[bytes, dict]:
     if not math.isfinite(ts):
         raise ValueError(f"TimeStamp {ts} is not a time")
     data, attrs = _encode(_tick_body(doc), ts, stage_id, "tick", "")
-    attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{int(round(ts * 1000))}-{hashlib.sha256(data).hexdigest()[:16]}"
+    attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{eventtime.ms(ts)}-{hashlib.sha256(data).hexdigest()[:16]}"
     return data, attrs
 
 

@@ -15,7 +15,7 @@ import glob
 import os
 from dataclasses import dataclass
 
-__all__ = ["ROW_KEYS", "row_key", "written_keys"]
+from peloton.eventtime import row_ms
 
 __all__ = ["Table", "TABLES", "REPLAY", "CAUSAL", "LIVE", "EVERY_PIPELINE", "HINDSIGHT_ONLY", "table_of",
            "table_names", "written_by", "drawn", "DEAD_LETTER", "ROW_KEYS", "row_key", "written_keys"]
@@ -95,7 +95,7 @@ ROW_KEYS = {t.name: t.key for t in TABLES}
 
 def _plain(value):
     if isinstance(value, dt.datetime):
-        return int(round(value.timestamp() * 1000))
+        return row_ms(value)
     if isinstance(value, list):
         return tuple(value)
     return value

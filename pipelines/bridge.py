@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from peloton.eventtime import seconds
 from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
 from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
                                 fetch_rest, race_center_base, race_date, trace_base_for)
@@ -123,7 +124,7 @@ class Bridge:
             if len(self._buffer) >= self.buffer_max:
                 _, old = self._buffer.popleft()
                 self.stats.dropped += 1
-                when = _clock(int(old[ATTR_EVENT_TIME]) / 1000.0)
+                when = _clock(seconds(int(old[ATTR_EVENT_TIME])))
                 self.stats.first_dropped = self.stats.first_dropped or when
                 self.stats.last_dropped = when
                 if time.time() - self._last_drop_note > 10.0:
@@ -169,7 +170,7 @@ class Bridge:
             if error is None:
                 self.stats.published += 1
                 self.stats.last_ack_at = time.time()
-                self.stats.lag_s = self.stats.last_ack_at - int(item[1][ATTR_EVENT_TIME]) / 1000.0
+                self.stats.lag_s = self.stats.last_ack_at - seconds(int(item[1][ATTR_EVENT_TIME]))
             else:
                 self.stats.failed += 1
                 if self.stats.failed in (1, 10, 100) or self.stats.failed % 1000 == 0:

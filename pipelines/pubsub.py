@@ -218,6 +218,7 @@ def cmd_publish(args, _beam_args) -> int:
     from google.api_core.retry import Retry
     from google.cloud import pubsub_v1
 
+    from peloton.eventtime import ATTRIBUTE, seconds
     from peloton.publish import PlanParams, plan_messages, shift_to_now
     from peloton.recording import read_text
     from peloton.stage import resolve_stage
@@ -247,8 +248,8 @@ def cmd_publish(args, _beam_args) -> int:
                           else f"nothing to publish: no feed ticks in {args.recording} from --start-s "
                                f"{args.start_s:g} for --duration-s {args.duration_s:g}")
     if args.shift_to_now:
-        event_ms = [int(m.attributes["event_time"]) for m in plain]
-        shift = shift_to_now(min(event_ms) / 1000.0, max(event_ms) / 1000.0, args.speed, time.time(),
+        event_s = [seconds(int(m.attributes[ATTRIBUTE])) for m in plain]
+        shift = shift_to_now(min(event_s), max(event_s), args.speed, time.time(),
                              step_s=WINDOWING.window_s)  # whole windows of the live pipeline
         plan_params = PlanParams(**{**plan_params.__dict__, "shift_s": shift})
     plan = plan_messages(text, stage.stage_id, plan_params)

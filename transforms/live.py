@@ -43,6 +43,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from peloton import eventtime
 from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.rows import dead_letter_columns
@@ -370,7 +371,7 @@ class IngestLive(beam.PTransform):
                    | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
                    .with_outputs(LATE, main="on_time"))
         unique = (checked.on_time
-                  | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{int(round(f.t * 1000))}", f))
+                  | "KeyByFix" >> beam.Map(lambda f: (f"{f.bib}@{eventtime.ms(f.t)}", f))
                   .with_output_types(tuple[str, Fix])
                   | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s))
                   .with_outputs(DEAD_LETTER, main="fixes"))
