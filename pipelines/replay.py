@@ -5,8 +5,10 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
-from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY, written_by
+from peloton.rows import tracker_fix_columns
+from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY
 from peloton.windowing import WINDOWING, Windowing
+from pipelines.graph import race_tables, write_tables
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
 from transforms.parse import ParseMessages
@@ -23,12 +25,15 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
                  windowing: Windowing = WINDOWING) -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
-    ``causal``: each window from the past only, as the live pipeline does
-    (rider_state, groups, predictions, race_events of groups, results, dead_letter); otherwise with
-    hindsight over the whole stage (all tables, more accurate).
+    ``causal``: each window from the past only, as the live pipeline does (the tables the registry says the
+    causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
+    more accurate).
     """
-    messages = pipeline | "ReadArchive" >> ReadArchive(recording)
-    parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
+    # source: the archive, cut into feed ticks
+    parsed = (pipeline
+              | "ReadArchive" >> ReadArchive(recording)
+              | "ParseMessages" >> ParseMessages(stage.stage_id))
+    # race state: window by window from the past only, or with hindsight over the whole stage
     if causal:
         race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, windowing.engine_params())
         rejected = race[DEAD_LETTER]
@@ -36,15 +41,13 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
         race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
         rejected = matched[DEAD_LETTER]
-    tables = {table: race[table] for table in written_by(CAUSAL if causal else REPLAY) if table != DEAD_LETTER}
-    tables[DEAD_LETTER] = (parsed[DEAD_LETTER], rejected) | "MergeDeadLetters" >> beam.Flatten()
+    tables = race_tables(race, CAUSAL if causal else REPLAY, (parsed[DEAD_LETTER], rejected))
     if write_fixes:
-        from peloton.rows import tracker_fix_columns
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)
-    for table, rows in tables.items():
-        rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
-        if bigquery_dataset:
-            rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
+    # sinks: Avro files, and BigQuery load jobs
+    write_tables(tables, [("Write", lambda table: WriteAvroTable(table, out_dir))] + (
+        [("BigQuery", lambda table: WriteTableToBigQuery(table, bigquery_dataset, bigquery_method))]
+        if bigquery_dataset else []))
     return tables
 
 
