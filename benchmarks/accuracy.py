@@ -25,7 +25,7 @@ from peloton.evaluate import error_stats, evaluate_replay, official_values  # no
 from peloton.feed import concat_batches, parse_message  # noqa: E402
 from peloton.matching import dedupe  # noqa: E402
 from peloton.recording import iter_messages, read_local  # noqa: E402
-from pipelines.cli import resolve_stage  # noqa: E402
+from peloton.stage import resolve_stage  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "racecenter-2026"
 CASES = {

@@ -23,7 +23,7 @@ from peloton.predict import StageModel, forecast_race  # noqa: E402
 from peloton.matching import match_fixes  # noqa: E402
 from peloton.race import derive_race_state  # noqa: E402
 from peloton.recording import iter_messages, read_local  # noqa: E402
-from pipelines.cli import resolve_stage  # noqa: E402
+from peloton.stage import resolve_stage  # noqa: E402
 
 
 def main() -> None:

@@ -144,7 +144,7 @@ def main() -> None:
                               capture_output=True, text=True).stdout.strip()
         os.environ["PUBSUB_EMULATOR_HOST"] = host
         started_emulator = True
-    from pipelines.cli import resolve_stage
+    from peloton.stage import resolve_stage
 
     text = __import__("peloton.recording", fromlist=["read_local"]).read_local(str(RECORDING))
     stage_file = ROOT / "bench-results" / "stage04.json"

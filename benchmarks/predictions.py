@@ -324,7 +324,7 @@ def main() -> None:
     ap.add_argument("--skip-sim", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
-    from pipelines.cli import resolve_stage
+    from peloton.stage import resolve_stage
 
     road_out = replay(ROAD, None, out / "predictions-stage04", args.reuse)
     itt_out = replay(ITT[0], ITT[1], out / "predictions-stage16", args.reuse)

@@ -140,11 +140,9 @@ def check_limits(payload: bytes, attributes: dict, limits: Limits, now_s: float 
 def event_time_attribute_s(attributes: dict) -> float | None:
     """The ``event_time`` attribute in epoch seconds, or None when absent, unreadable or outside 2001-2286
     (the feed's years, well inside what BigQuery's TIMESTAMP and Avro's timestamp-millis hold)."""
-    text = attributes.get("event_time")
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 13:
-        return None
-    event_ms = int(text)
-    return event_ms / 1000.0 if 1e12 <= event_ms < 1e13 else None
+    from peloton.eventtime import from_attribute
+
+    return from_attribute(attributes)
 
 
 def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | None,

@@ -8,22 +8,14 @@ group.
 """
 from __future__ import annotations
 
-from peloton.schemas import TABLES, load_schema
+from peloton.eventtime import seconds
+from peloton.schemas import load_schema
+from peloton.tables import TABLES, table_of
 
 __all__ = ["table_schema", "table_spec", "CLUSTERING", "bigquery_row"]
 
-#: Clustering columns per table (stage first: one pipeline per stage, readers ask for a stage).
-CLUSTERING = {
-    "rider_state": ["stage_id", "bib"],
-    "groups": ["stage_id", "group_id"],
-    "race_events": ["stage_id", "event_type"],
-    "virtual_standings": ["stage_id", "bib"],
-    "predictions": ["stage_id", "group_id"],
-    "climb_efforts": ["stage_id", "climb", "bib"],
-    "results": ["stage_id", "bib"],
-    "dead_letter": ["stage_id", "reason"],
-    "tracker_fix": ["stage_id", "bib"],
-}
+#: Clustering columns per table, from the registry (stage first: one pipeline per stage, readers ask for a stage).
+CLUSTERING = {t.name: list(t.clustering) for t in TABLES}
 
 _PRIMITIVE = {"string": "STRING", "int": "INTEGER", "long": "INTEGER", "float": "FLOAT", "double": "FLOAT",
               "boolean": "BOOLEAN", "bytes": "BYTES"}
@@ -60,11 +52,10 @@ def table_schema(table: str) -> dict:
 
 def table_spec(table: str) -> dict:
     """What BigQuery needs to create the table: schema, day partitions on event time, clustering."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}")
+    clustering = list(table_of(table).clustering)  # an unknown table is a ValueError
     return {"schema": table_schema(table),
             "timePartitioning": {"type": "DAY", "field": "event_time"},
-            "clustering": {"fields": CLUSTERING[table]}}
+            "clustering": {"fields": clustering}}
 
 
 def bigquery_row(row: dict, table: str) -> dict:
@@ -79,7 +70,7 @@ def _seconds(row: dict, fields: list[dict]) -> dict:
         if value is None:
             continue
         if field["type"] == "TIMESTAMP":
-            out[field["name"]] = value / 1000.0
+            out[field["name"]] = seconds(value)
         elif field["type"] == "RECORD":
             out[field["name"]] = ([_seconds(v, field["fields"]) for v in value] if field["mode"] == "REPEATED"
                                   else _seconds(value, field["fields"]))

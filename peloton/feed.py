@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peloton import eventtime
+
 __all__ = ["FixBatch", "Reason", "PLACEHOLDER_LAT", "PLACEHOLDER_LON", "parse_message", "check_event_times",
            "dead_letter", "concat_batches", "in_sink_range", "KNOWN_REASONS"]
 
@@ -96,7 +98,7 @@ def dead_letter(stage_id: str, reason: str, raw: str, detail: str = "", bib=None
     """One dead-letter row (schema ``dead_letter``)."""
     return {
         "stage_id": stage_id,
-        "event_time": None if t is None or not in_sink_range(t) else int(round(t * 1000)),
+        "event_time": None if t is None or not in_sink_range(t) else eventtime.ms(t),
         "bib": None if bib is None else int(bib),
         "reason": reason,
         "detail": detail[:500],

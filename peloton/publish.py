@@ -24,13 +24,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from peloton import eventtime
 from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
 from peloton.recording import iter_messages
+from peloton.windowing import WINDOWING, Windowing
 
 __all__ = ["Message", "PlanParams", "plan_messages", "shift_to_now", "tick_times", "tick_message", "sign_message",
            "ATTR_EVENT_TIME", "ATTR_STAGE", "ATTR_KIND", "ATTR_MESSAGE_ID"]
 
-ATTR_EVENT_TIME = "event_time"  # ms since the epoch
+ATTR_EVENT_TIME = eventtime.ATTRIBUTE  # ms since the epoch
 ATTR_STAGE = "stage_id"
 ATTR_KIND = "kind"  # tick | fix | unknown
 ATTR_MESSAGE_ID = "message_id"  # stable per original message: the same on a duplicate (id_label)
@@ -74,7 +76,8 @@ def tick_times(text: str) -> list[float]:
     return [ts for ts, _doc in _tick_messages(text)]
 
 
-def shift_to_now(first_s: float, last_s: float, speed: float, now_s: float, step_s: float = 6.0) -> float:
+def shift_to_now(first_s: float, last_s: float, speed: float, now_s: float,
+                 step_s: float = WINDOWING.window_s) -> float:
     """The shift (s) that puts event times as close to the wall clock as they can be, and never ahead of it.
 
     Published at ``speed`` times real time from ``now_s``, the tick of event time ``t`` goes out at
@@ -82,13 +85,13 @@ def shift_to_now(first_s: float, last_s: float, speed: float, now_s: float, step
     dead-letters event times ahead of the clock (``--future-tolerance-s``), so every tick must satisfy
     ``t + shift <= now_s + (t - first_s) / speed``: the last one binds, and the first tick lands at
     ``now_s - D * (1 - 1 / speed)`` for a duration ``D`` (exactly now at speed 1; ``now_s - D`` at speed 0,
-    as fast as possible). The shift is a whole number of ``step_s`` (the live windows then cut the race where
-    the replay's do), rounded down: never ahead.
+    as fast as possible). The shift is a whole number of ``step_s``, the windowing spec's window (the live
+    windows then cut the race where the replay's do), rounded down: never ahead.
     """
     duration = max(0.0, last_s - first_s)
     lag = duration if speed <= 0 else duration * max(0.0, 1.0 - 1.0 / speed)
     shift = now_s - lag - first_s
-    return step_s * math.floor(shift / step_s) if step_s > 0 else shift
+    return Windowing(window_s=step_s).whole_windows(shift)
 
 
 def plan_messages(text: str, stage_id: str, params: PlanParams = PlanParams()) -> list[Message]:
@@ -138,7 +141,7 @@ def _tick_body(doc: dict, shift_s: float = 0.0) -> dict:
 
 def _encode(body: dict, event_ts: float, stage_id: str, kind: str, message_id: str) -> tuple[bytes, dict]:
     """The payload and attributes of one message (one rule for the replayed and the bridged feed)."""
-    attrs = {ATTR_EVENT_TIME: str(int(round(event_ts * 1000))), ATTR_STAGE: stage_id, ATTR_KIND: kind,
+    attrs = {ATTR_EVENT_TIME: eventtime.attribute(event_ts), ATTR_STAGE: stage_id, ATTR_KIND: kind,
              ATTR_MESSAGE_ID: message_id}
     return json.dumps(body, separators=(",", ":")).encode("utf-8"), attrs
 
@@ -162,7 +165,7 @@ def tick_message(doc: dict, stage_id: str) -> tuple[bytes, dict]:
     if not math.isfinite(ts):
         raise ValueError(f"TimeStamp {ts} is not a time")
     data, attrs = _encode(_tick_body(doc), ts, stage_id, "tick", "")
-    attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{int(round(ts * 1000))}-{hashlib.sha256(data).hexdigest()[:16]}"
+    attrs[ATTR_MESSAGE_ID] = f"{stage_id}-{eventtime.ms(ts)}-{hashlib.sha256(data).hexdigest()[:16]}"
     return data, attrs
 
 

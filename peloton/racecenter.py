@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 from peloton.recording import RecordingError
+from peloton.windowing import WINDOWING
 
 __all__ = ["RaceCenterError", "SSEEvent", "SSEParser", "Dechunker", "StreamClosed", "open_event_stream",
            "get_json", "fetch_rest", "ResilientStream", "race_center_base", "trace_base_for", "TELEMETRY_PREFIX",
@@ -674,7 +675,7 @@ class RaceCenterServer:
                     kind, doc = classify_update(e.get("data") if isinstance(e.get("data"), str) else "")
                     if kind == "tick":
                         lag = self.t0 + self.shift_lead_s - float(doc["data"]["TimeStamp"])
-                        self.shift_s = 6.0 * round(lag / 6.0)
+                        self.shift_s = WINDOWING.nearest_windows(lag)  # the live windows cut where the replay's do
                         break
             return True
 

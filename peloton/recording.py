@@ -9,8 +9,8 @@ import gzip
 import json
 import os
 
-__all__ = ["RecordingError", "detect_format", "decode_bytes", "load_recording", "iter_messages",
-           "CSV_CHUNK_ROWS"]
+__all__ = ["RecordingError", "detect_format", "decode_bytes", "load_recording", "iter_messages", "read_local",
+           "read_text", "CSV_CHUNK_ROWS"]
 
 #: Rows per message when a flat CSV is replayed (one message per chunk).
 CSV_CHUNK_ROWS = 5000
@@ -79,3 +79,17 @@ def read_local(path: str) -> str:
             return decode_bytes(fh.read())
     except OSError as exc:
         raise RecordingError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_text(path: str) -> str:
+    """A recording, course or stage file as text: a local path, or a URL of any Beam filesystem (``gs://``)."""
+    if "://" not in path:
+        return read_local(path)
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            return decode_bytes(fh.read())
+    except Exception as exc:  # any filesystem's own error type
+        raise RecordingError(f"cannot read {path}: {exc}") from None

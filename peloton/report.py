@@ -17,14 +17,16 @@ from importlib import resources
 import numpy as np
 
 from peloton.evaluate import read_table
+from peloton.eventtime import row_ms
 from peloton.profile import build_profile
 from peloton.stage import Stage
+from peloton.tables import drawn
 
 __all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S",
            "race_timezone", "decisive_moment", "stage_result", "attack_stuck", "ETA_HORIZON_S"]
 
 FRAME_S = 30.0  # the slider's step
-_TABLES = ("rider_state", "groups", "race_events", "predictions", "climb_efforts", "virtual_standings", "results")
+_TABLES = drawn()  # what the page draws, from the registry
 ETA_HORIZON_S = 8 * 3600.0  # a predicted finish further ahead than this (or in the past) is a first-tick artefact
 STUCK_AFTER_S = 300.0  # an attack "stuck" if its riders were still clear of the group they left this long after
 
@@ -58,10 +60,6 @@ _ZONE_BOXES = (  # (zone, lat_min, lat_max, lon_min, lon_max)
 )
 
 
-def _ms(v) -> int:
-    return int(round(v.timestamp() * 1000)) if hasattr(v, "timestamp") else int(v)
-
-
 def read_tables(out_dir: str, tables=_TABLES) -> dict:
     """Rows of each table under ``out_dir`` (missing tables are empty), event times in epoch ms."""
     out = {}
@@ -70,7 +68,7 @@ def read_tables(out_dir: str, tables=_TABLES) -> dict:
         for r in rows:
             for key in ("event_time", "eta_finish", "eta_finish_low", "eta_finish_high", "start_time"):
                 if r.get(key) is not None:
-                    r[key] = _ms(r[key])
+                    r[key] = row_ms(r[key])
         out[table] = rows
     return out
 
@@ -238,7 +236,7 @@ def stage_result(rows: list[dict], limit: int = 10) -> dict | None:
         same = i > 0 and group is not None and group == finished[i - 1].get("same_time_group")
         places.append({"position": r["position"], "bib": r["bib"], "behind_s": behind, "same_time": bool(same),
                        "same_time_group": group, "elapsed_s": r.get("elapsed_s"),
-                       "finish_time": _ms(r["finish_time"]) if r.get("finish_time") is not None else None})
+                       "finish_time": row_ms(r["finish_time"]) if r.get("finish_time") is not None else None})
     return {"places": places, "finished": len(finished),
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
             "final": True}

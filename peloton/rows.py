@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from peloton import eventtime
 from peloton.feed import FixBatch
 from peloton.matching import Matched
 from peloton.table import Columns
 
 __all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
            "rejected_dead_letters"]
-
-
-def _millis(t: np.ndarray) -> np.ndarray:
-    return np.round(t * 1000.0).astype(np.int64)
 
 
 def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
@@ -28,7 +25,7 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
     return Columns("rider_state", {
         "stage_id": np.full(n, f.stage_id, dtype=object),
         "bib": f.bib.astype(np.int64),
-        "event_time": _millis(f.t),
+        "event_time": eventtime.ms_array(f.t),
         "lat": f.lat,
         "lon": f.lon,
         "km_from_start": np.round(m.km, 5),
@@ -56,7 +53,7 @@ def add_wind(groups: Columns, profile) -> Columns:
 def tracker_fix_columns(f: FixBatch) -> Columns:
     return Columns("tracker_fix", {
         "stage_id": np.full(len(f), f.stage_id, dtype=object), "bib": f.bib.astype(np.int64),
-        "event_time": _millis(f.t), "lat": f.lat, "lon": f.lon, "sensor_speed_kph": f.sensor_kph})
+        "event_time": eventtime.ms_array(f.t), "lat": f.lat, "lon": f.lon, "sensor_speed_kph": f.sensor_kph})
 
 
 def fix_json(batch: FixBatch, i: int) -> str:

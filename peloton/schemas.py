@@ -7,10 +7,12 @@ from importlib import resources
 
 import fastavro
 
+from peloton.tables import table_names
+
 __all__ = ["TABLES", "load_schema", "parsed_schema"]
 
-TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "results",
-          "dead_letter", "tracker_fix")
+#: Every table's name (the registry, :mod:`peloton.tables`, says who writes it).
+TABLES = table_names()
 
 
 @lru_cache(maxsize=None)

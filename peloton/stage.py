@@ -201,3 +201,21 @@ def read_course_file(path: str) -> list[list[float]]:
     except OSError as exc:
         raise StageError(f"cannot read course file {path}: {exc.strerror}") from None
     return parse_course_text(text, path)
+
+
+def resolve_stage(recording: str | None, course: str | None = None, stage_file: str | None = None) -> Stage:
+    """The stage spec of a replay or a publish: from ``stage_file``, else the recording (and ``course``)."""
+    import os
+
+    from peloton.recording import detect_format, load_recording, read_text
+
+    if stage_file:
+        return Stage.from_json(read_text(stage_file))
+    text = read_text(recording)
+    route = parse_course_text(read_text(course), course) if course else None
+    if detect_format(text) == "recording":
+        return stage_from_recording(load_recording(text), route=route)
+    if route is None:
+        raise StageError(f"{recording} is a flat CSV without a course: pass --course FILE or --stage FILE")
+    name = os.path.basename(recording).split(".")[0]
+    return Stage(stage_id=name.split("_")[0], name=name, route=route)

@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from peloton.eventtime import seconds
 from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
 from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
                                 fetch_rest, race_center_base, race_date, trace_base_for)
@@ -123,7 +124,7 @@ class Bridge:
             if len(self._buffer) >= self.buffer_max:
                 _, old = self._buffer.popleft()
                 self.stats.dropped += 1
-                when = _clock(int(old[ATTR_EVENT_TIME]) / 1000.0)
+                when = _clock(seconds(int(old[ATTR_EVENT_TIME])))
                 self.stats.first_dropped = self.stats.first_dropped or when
                 self.stats.last_dropped = when
                 if time.time() - self._last_drop_note > 10.0:
@@ -169,7 +170,7 @@ class Bridge:
             if error is None:
                 self.stats.published += 1
                 self.stats.last_ack_at = time.time()
-                self.stats.lag_s = self.stats.last_ack_at - int(item[1][ATTR_EVENT_TIME]) / 1000.0
+                self.stats.lag_s = self.stats.last_ack_at - seconds(int(item[1][ATTR_EVENT_TIME]))
             else:
                 self.stats.failed += 1
                 if self.stats.failed in (1, 10, 100) or self.stats.failed % 1000 == 0:
@@ -281,10 +282,9 @@ def window_events(recording: dict, start_s: float, duration_s: float) -> dict:
 
 
 def cmd_racecenter_serve(args, _beam_args) -> int:
-    from peloton.recording import detect_format, load_recording
-    from pipelines.cli import _read_text
+    from peloton.recording import detect_format, load_recording, read_text
 
-    text = _read_text(args.recording)
+    text = read_text(args.recording)
     if detect_format(text) != "recording":
         raise RaceCenterError(f"{args.recording} is not a Race Center recording (JSON with events)")
     recording = load_recording(text)
@@ -336,13 +336,13 @@ def _check_date(date: str) -> str:
 
 def cmd_stage_fetch(args, _beam_args) -> int:
     """The stage file from the REST API, built by the same code as ``stage export`` builds it from a recording."""
+    from peloton.recording import read_text
     from peloton.stage import parse_course_text, stage_from_recording
-    from pipelines.cli import _read_text
 
     date = _check_date(args.date)
     base = race_center_base(args.source)
     rest = fetch_rest(base, date, args.trace_base, log=lambda m: log.warning("stage fetch: %s", m))
-    route = parse_course_text(_read_text(args.course), args.course) if args.course else None
+    route = parse_course_text(read_text(args.course), args.course) if args.course else None
     if route is None and not (rest.get("trace") or {}).get("routePoints"):
         number = rest["stages"][date].get("stage")
         raise RaceCenterError(f"no trace of stage {number} at {args.trace_base or trace_base_for(base)} (a time "

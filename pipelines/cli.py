@@ -24,7 +24,7 @@ import re
 import sys
 import time
 
-__all__ = ["main", "resolve_stage"]
+__all__ = ["main"]
 
 log = logging.getLogger("peloton")
 
@@ -121,40 +121,6 @@ def check_beam_args(beam_args: list[str]) -> str:
     return (runner or "DirectRunner").split(".")[-1]
 
 
-def _read_text(path: str) -> str:
-    from peloton.recording import RecordingError, decode_bytes, read_local
-
-    if "://" not in path:
-        return read_local(path)
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.io.filesystem import CompressionTypes
-
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            return decode_bytes(fh.read())
-    except Exception as exc:  # any filesystem's own error type
-        raise RecordingError(f"cannot read {path}: {exc}") from None
-
-
-def resolve_stage(recording: str, course: str | None = None, stage_file: str | None = None):
-    """The stage spec for a replay: from --stage, else the recording (+ --course)."""
-    from peloton.recording import detect_format, load_recording
-    from peloton.stage import Stage, parse_course_text, stage_from_recording
-
-    if stage_file:
-        return Stage.from_json(_read_text(stage_file))
-    text = _read_text(recording)
-    route = parse_course_text(_read_text(course), course) if course else None
-    if detect_format(text) == "recording":
-        return stage_from_recording(load_recording(text), route=route)
-    if route is None:
-        raise CliError(f"{recording} is a flat CSV without a course: pass --course FILE or --stage FILE")
-    from peloton.stage import Stage as _Stage
-
-    name = os.path.basename(recording).split(".")[0]
-    return _Stage(stage_id=name.split("_")[0], name=name, route=route)
-
-
 def _check_out_folder(path: str, what: str) -> None:
     """An output folder: absent (it is made) or a folder, and not below a file."""
     if "://" in path:
@@ -197,6 +163,7 @@ def cmd_replay(args, beam_args) -> int:
 
     from peloton.groups import GroupParams
     from peloton.race import RaceParams
+    from peloton.stage import resolve_stage
     from pipelines.options import ReplayOptions
     from pipelines.replay import build_replay, ensure_table_files
 
@@ -253,6 +220,7 @@ def _truthy(text) -> bool:
 
 
 def cmd_live(args, beam_args) -> int:
+    from peloton.stage import resolve_stage
     from pipelines.pubsub import (OUTPUT_TABLES, _SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable,
                                   feed_keyring, feed_keys_text, output_topic)
 
@@ -278,14 +246,15 @@ def cmd_live(args, beam_args) -> int:
     from peloton.publish import ATTR_MESSAGE_ID
     from peloton.race import RaceParams
     from pipelines.live import build_live
-    from transforms.live import FeedSecurity, LiveParams
+    from peloton.windowing import Windowing
+    from transforms.live import FeedSecurity
 
     runner = check_beam_args(beam_args)
     stage = resolve_stage(None, None, args.stage)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
-    params = LiveParams(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
+    params = Windowing(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
     race_params = RaceParams(groups=GroupParams(threshold_s=args.group_gap_s, hysteresis_s=args.group_hysteresis_s))
     security = FeedSecurity(
         limits=Limits(max_payload_bytes=args.max_payload_bytes,
@@ -299,7 +268,7 @@ def cmd_live(args, beam_args) -> int:
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
                id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
-             stage.stage_id, subscription, params.allowed_lateness_s + params.window_s, args.early_after_s + 1)
+             stage.stage_id, subscription, params.settle_s, params.early_after_s + 1)
     local = runner in ("DirectRunner", "BundleBasedDirectRunner")
     if local:
         _rewind(subscription)
@@ -392,8 +361,9 @@ def cmd_evaluate(args, _beam_args) -> int:
     import json
 
     from peloton.evaluate import evaluate_replay, format_report
+    from peloton.recording import read_text
 
-    report = evaluate_replay(_read_text(args.recording), args.dir)
+    report = evaluate_replay(read_text(args.recording), args.dir)
     from peloton.simulate import truth_path
 
     truth_file = truth_path(args.recording)
@@ -401,7 +371,7 @@ def cmd_evaluate(args, _beam_args) -> int:
         from peloton.evaluate import group_accuracy, read_table
 
         try:
-            truth = json.loads(_read_text(truth_file))
+            truth = json.loads(read_text(truth_file))
         except ValueError as exc:
             raise CliError(f"unreadable truth file {truth_file}: {exc}") from None
         report["group_accuracy"] = group_accuracy(truth, read_table(args.dir, "rider_state"))
@@ -414,6 +384,7 @@ def cmd_simulate(args, _beam_args) -> int:
     import json
 
     from peloton.course import Course
+    from peloton.recording import read_text
     from peloton.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
     from peloton.stage import parse_course_text
 
@@ -423,7 +394,7 @@ def cmd_simulate(args, _beam_args) -> int:
         raise CliError("--hz must be between 0.01 and 10 ticks per second")
     for path in (args.out, truth_path(args.out)):  # before the minutes of simulation, not after
         _check_output_file(path, "--out")
-    route = parse_course_text(_read_text(args.course), args.course)  # gzipped or not
+    route = parse_course_text(read_text(args.course), args.course)  # gzipped or not
     course = Course([p[0] for p in route], [p[1] for p in route],
                     [p[2] if p[2] is not None else float("nan") for p in route])
     caught = None if args.caught == "random" else args.caught == "yes"
@@ -457,6 +428,7 @@ def _write_stage_file(out_dir: str, stage) -> None:
 
 
 def cmd_report(args, _beam_args) -> int:
+    from peloton.recording import read_text
     from peloton.report import write_report
     from peloton.stage import Stage
 
@@ -465,7 +437,7 @@ def cmd_report(args, _beam_args) -> int:
         raise CliError(f"{args.dir} is not a folder of tables (run 'peloton replay --out {args.dir}' first)")
     if not os.path.exists(stage_file):
         raise CliError(f"no stage file {stage_file}: replay again, or pass --stage FILE ('peloton stage export')")
-    stage = Stage.from_json(_read_text(stage_file))
+    stage = Stage.from_json(read_text(stage_file))
     out = args.out or os.path.join(args.dir, "report.html")
     _check_output_file(out, "--out")
     started = time.perf_counter()
@@ -476,12 +448,13 @@ def cmd_report(args, _beam_args) -> int:
 
 
 def cmd_serve(args, _beam_args) -> int:
+    from peloton.recording import read_text
     from peloton.stage import Stage
     from pipelines.pubsub import _TOPIC, _check, check_pubsub_reachable, output_topic
     from pipelines.serve import SERVED_TABLES, LivePage
 
     prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
-    stage = Stage.from_json(_read_text(args.stage))
+    stage = Stage.from_json(read_text(args.stage))
     # unreachable, no credentials, no such topic: one line now
     check_pubsub_reachable(*[output_topic(prefix, table) for table in SERVED_TABLES])
     try:
@@ -515,6 +488,8 @@ def _exit_now(exc: BaseException | None) -> None:
 
 
 def cmd_stage_export(args, _beam_args) -> int:
+    from peloton.stage import resolve_stage
+
     stage = resolve_stage(args.recording, args.course, None)
     stage.course()  # fail here, not on a worker, if the course is unusable
     sys.stdout.write(stage.to_json() + "\n")
@@ -522,6 +497,9 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from peloton.tables import CAUSAL, written_by
+    from peloton.windowing import WINDOWING
+
     parser = _Parser(prog="peloton", description="Live race state from rider GPS trackers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -538,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("FILE_LOADS", "STORAGE_WRITE_API", "STREAMING_INSERTS"),
                         help="BigQuery write method (default: load jobs, the batch way)")
     replay.add_argument("--causal", action="store_true",
-                        help="derive each window from the past only, as 'peloton live' does (rider_state, "
-                             "groups, dead_letter): the rows the live pipeline gives for this recording")
+                        help="derive each window from the past only, as 'peloton live' does ("
+                             f"{', '.join(written_by(CAUSAL))}): the rows the live pipeline gives for this "
+                             "recording")
     replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
@@ -550,11 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stage", required=True, help="stage file from 'peloton stage export'")
     live.add_argument("--out", help="folder for windowed Avro files of the final rows, one sub-folder per table")
     live.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: rows go to NAME-<table> topics")
-    live.add_argument("--allowed-lateness-s", type=_number(low=0), default=300.0,
-                      help="data this late is still used (default 300); rows are final this long after their tick")
-    live.add_argument("--early-after-s", type=_number(int, low=1), default=1,
-                      help="provisional rows this many seconds after a window's first fix arrives, or as soon as 50 fixes "
-                           "are in (default 1)")
+    live.add_argument("--allowed-lateness-s", type=_number(low=0), default=WINDOWING.allowed_lateness_s,
+                      help=f"data this late is still used (default {WINDOWING.allowed_lateness_s:g}); rows are "
+                           "final this long after their tick")
+    live.add_argument("--early-after-s", type=_number(int, low=1), default=WINDOWING.early_after_s,
+                      help=f"provisional rows this many seconds after a window's first fix arrives, or as soon as "
+                           f"{WINDOWING.early_after_fixes} fixes are in (default {WINDOWING.early_after_s})")
     live.add_argument("--group-gap-s", type=_number(above=0), default=1.0, help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=_number(low=0), default=0.75, help="hysteresis of the groups (s)")
     live.add_argument("--avro-flush-s", type=_number(above=0), default=60.0,

@@ -10,20 +10,25 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
+from peloton.tables import DEAD_LETTER, LIVE, written_by
+from peloton.windowing import WINDOWING, Windowing
+from pipelines.graph import per_table, race_tables, write_tables
 from pipelines.pubsub import output_topic
 from transforms.read_feed import ReadFeed
-from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
-from transforms.live import FeedSecurity, IngestLive, LiveParams
+from transforms.engine import LATE, PROVISIONAL, LiveRaceState
+from transforms.live import FeedSecurity, IngestLive
 from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
 
-#: What the live pipeline writes (late data is a dead letter with reason "late").
-LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "dead_letter")
+#: What the live pipeline writes, from the registry (late data is a dead letter with reason "late").
+LIVE_TABLES = written_by(LIVE)
+#: What it publishes provisionally too, a second after each tick (the race engine's provisional outputs).
+PROVISIONAL_TABLES = ("rider_state", "groups", "predictions")
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
-               topic_prefix: str | None = None, params: LiveParams = LiveParams(),
+               topic_prefix: str | None = None, params: Windowing = WINDOWING,
                race_params: RaceParams = RaceParams(), security: FeedSecurity = FeedSecurity(),
                bigquery_dataset: str | None = None, bigquery_method: str = "STORAGE_WRITE_API",
                id_label: str | None = None, avro_flush_s: float = 60.0) -> dict:
@@ -32,34 +37,27 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     ``id_label``: the attribute the runner deduplicates on (Dataflow honours
     it; None on the local runner, which reads with :mod:`transforms.read_feed`; the graph deduplicates anyway).
     """
+    # source: the subscription, cut into tick windows (late data and duplicates set aside)
     local = id_label is None  # the local runner: our own Pub/Sub read and publish steps
-    messages = pipeline | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label)
-    ingest = messages | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list())
-    race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.allowed_lateness_s + params.window_s,
-                                                               race_params)
-    tables = {
-        "rider_state": race.rider_state,
-        "groups": race.groups,
-        "predictions": race.predictions,
-        "race_events": race.race_events,
-        "results": race.results,
-        "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
-        | "MergeDeadLetters" >> beam.Flatten(),
-    }
+    ingest = (pipeline
+              | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label)
+              | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list()))
+    # race state: provisional rows at once, final rows once a window has settled
+    race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.settle_s, race_params,
+                                                               params.engine_params())
+    tables = race_tables(race, LIVE, (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]))
     if out_dir:  # what an earlier run of this stage archived is not written again
-        tables = {table: rows | f"DropWritten_{table}" >> beam.ParDo(DropWrittenFn(out_dir, table))
-                  for table, rows in tables.items()}
+        tables = per_table(tables, "DropWritten", lambda table: beam.ParDo(DropWrittenFn(out_dir, table)))
+    # sinks: final rows to topics, windowed Avro files and BigQuery; provisional rows to topics only
+    sinks = []
     if topic_prefix:
-        for table, rows in tables.items():
-            rows | f"Publish_{table}" >> WriteTableToPubSub(output_topic(topic_prefix, table), "final", local)
-        for table in ("rider_state", "groups", "predictions"):
-            (race[f"{PROVISIONAL}_{table}"]
-             | f"PublishProvisional_{table}"
-             >> WriteTableToPubSub(output_topic(topic_prefix, table), PROVISIONAL, local))
+        sinks.append(("Publish", lambda table: WriteTableToPubSub(output_topic(topic_prefix, table), "final", local)))
+        provisional = {table: race[f"{PROVISIONAL}_{table}"] for table in PROVISIONAL_TABLES}
+        write_tables(provisional, [("PublishProvisional", lambda table: WriteTableToPubSub(
+            output_topic(topic_prefix, table), PROVISIONAL, local))])
     if out_dir:
-        for table, rows in tables.items():
-            rows | f"Write_{table}" >> WriteLiveAvroTable(table, out_dir, avro_flush_s)
+        sinks.append(("Write", lambda table: WriteLiveAvroTable(table, out_dir, avro_flush_s)))
     if bigquery_dataset:
-        for table, rows in tables.items():
-            rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
+        sinks.append(("BigQuery", lambda table: WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)))
+    write_tables(tables, sinks)
     return tables

@@ -14,16 +14,17 @@ import socket
 import threading
 import time
 
+from peloton.tables import LIVE, table_of, written_by
+from peloton.windowing import WINDOWING
+
 __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
            "check_pubsub_reachable", "pubsub_host", "PROBE_TIMEOUT_S"]
 
 log = logging.getLogger("peloton")
 
-#: Tables the live pipeline writes to topics (one topic each; late data is a dead letter with reason "late").
-OUTPUT_TABLES = ("rider_state", "groups", "race_events", "virtual_standings", "predictions", "climb_efforts",
-                 "results", "dead_letter")
-#: --shift-to-now moves event times by a whole number of these (the live pipeline's window).
-SHIFT_STEP_S = 6.0
+#: Tables the live pipeline writes to topics, from the registry (one topic each; late data is a dead letter
+#: with reason "late").
+OUTPUT_TABLES = written_by(LIVE)
 #: a Google Cloud project id as Beam's Pub/Sub IO accepts it (6-63 characters, domain-scoped ids with ':')
 _PROJECT = r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]"
 _TOPIC = re.compile(rf"^projects/{_PROJECT}/topics/[A-Za-z][\w.~+%-]{{2,254}}$")
@@ -136,7 +137,7 @@ def check_pubsub_reachable(*paths: str, timeout_s: float = PROBE_TIMEOUT_S) -> N
 
 
 def output_topic(prefix: str, table: str) -> str:
-    return f"{prefix}-{table.replace('_', '-')}"
+    return table_of(table).topic(prefix)
 
 
 def cmd_pubsub_init(args, _beam_args) -> int:
@@ -217,8 +218,10 @@ def cmd_publish(args, _beam_args) -> int:
     from google.api_core.retry import Retry
     from google.cloud import pubsub_v1
 
+    from peloton.eventtime import ATTRIBUTE, seconds
     from peloton.publish import PlanParams, plan_messages, shift_to_now
-    from pipelines.cli import _read_text, resolve_stage
+    from peloton.recording import read_text
+    from peloton.stage import resolve_stage
 
     topic = _check(args.topic, _TOPIC, "--topic")
     if not (args.speed >= 0 and math.isfinite(args.speed)):
@@ -230,7 +233,7 @@ def cmd_publish(args, _beam_args) -> int:
         if not (getattr(args, name) >= 0 and math.isfinite(getattr(args, name))):
             raise PubSubError(f"--{name.replace('_', '-')} must be a number, 0 or more")
     check_pubsub_reachable(topic)  # before reading a recording that may take seconds
-    text = _read_text(args.recording)
+    text = read_text(args.recording)
     stage = resolve_stage(args.recording, getattr(args, "course", None), None)
     shift = 0.0
     sign_key = signing_key(args.sign_key_id, args.feed_keys)
@@ -245,9 +248,9 @@ def cmd_publish(args, _beam_args) -> int:
                           else f"nothing to publish: no feed ticks in {args.recording} from --start-s "
                                f"{args.start_s:g} for --duration-s {args.duration_s:g}")
     if args.shift_to_now:
-        event_ms = [int(m.attributes["event_time"]) for m in plain]
-        shift = shift_to_now(min(event_ms) / 1000.0, max(event_ms) / 1000.0, args.speed, time.time(),
-                             step_s=SHIFT_STEP_S)
+        event_s = [seconds(int(m.attributes[ATTRIBUTE])) for m in plain]
+        shift = shift_to_now(min(event_s), max(event_s), args.speed, time.time(),
+                             step_s=WINDOWING.window_s)  # whole windows of the live pipeline
         plan_params = PlanParams(**{**plan_params.__dict__, "shift_s": shift})
     plan = plan_messages(text, stage.stage_id, plan_params)
     log.info("publishing %d messages of stage %s to %s at %s", len(plan), stage.stage_id, topic,

@@ -5,9 +5,13 @@ import apache_beam as beam
 
 from peloton.race import RaceParams
 from peloton.stage import Stage
+from peloton.rows import tracker_fix_columns
+from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY
+from peloton.windowing import WINDOWING, Windowing
+from pipelines.graph import race_tables, write_tables
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
-from transforms.parse import DEAD_LETTER, ParseMessages
+from transforms.parse import ParseMessages
 from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
 from transforms.sinks import WriteAvroTable, WriteTableToBigQuery
@@ -17,40 +21,33 @@ __all__ = ["build_replay", "ensure_table_files"]
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
                  write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False,
-                 bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS") -> dict:
+                 bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS",
+                 windowing: Windowing = WINDOWING) -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
-    ``causal``: each window from the past only, as the live pipeline does
-    (rider_state, groups, predictions, race_events of groups, results, dead_letter); otherwise with
-    hindsight over the whole stage (all tables, more accurate).
+    ``causal``: each window from the past only, as the live pipeline does (the tables the registry says the
+    causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
+    more accurate).
     """
-    messages = pipeline | "ReadArchive" >> ReadArchive(recording)
-    parsed = messages | "ParseMessages" >> ParseMessages(stage.stage_id)
+    # source: the archive, cut into feed ticks
+    parsed = (pipeline
+              | "ReadArchive" >> ReadArchive(recording)
+              | "ParseMessages" >> ParseMessages(stage.stage_id))
+    # race state: window by window from the past only, or with hindsight over the whole stage
     if causal:
-        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
-        tables = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-                  "race_events": race.race_events, "results": race.results,
-                  "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
+        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, windowing.engine_params())
+        rejected = race[DEAD_LETTER]
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
         race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
-        tables = {
-            "rider_state": race.rider_state,
-            "groups": race.groups,
-            "race_events": race.race_events,
-            "virtual_standings": race.virtual_standings,
-            "predictions": race.predictions,
-            "climb_efforts": race.climb_efforts,
-            "results": race.results,
-            "dead_letter": (parsed[DEAD_LETTER], matched[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten(),
-        }
+        rejected = matched[DEAD_LETTER]
+    tables = race_tables(race, CAUSAL if causal else REPLAY, (parsed[DEAD_LETTER], rejected))
     if write_fixes:
-        from peloton.rows import tracker_fix_columns
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)
-    for table, rows in tables.items():
-        rows | f"Write_{table}" >> WriteAvroTable(table, out_dir)
-        if bigquery_dataset:
-            rows | f"BigQuery_{table}" >> WriteTableToBigQuery(table, bigquery_dataset, bigquery_method)
+    # sinks: Avro files, and BigQuery load jobs
+    write_tables(tables, [("Write", lambda table: WriteAvroTable(table, out_dir))] + (
+        [("BigQuery", lambda table: WriteTableToBigQuery(table, bigquery_dataset, bigquery_method))]
+        if bigquery_dataset else []))
     return tables
 
 

@@ -22,14 +22,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from peloton.report import course_data, render_report, report_data
 from peloton.stage import Stage
-from peloton.tables import row_key
+from peloton.tables import LIVE, drawn, row_key
 from pipelines.pubsub import PubSubError, output_topic
 
 __all__ = ["LiveTables", "LivePage", "SERVED_TABLES", "STALL_AFTER_S"]
 
 log = logging.getLogger("peloton")
 
-SERVED_TABLES = ("rider_state", "groups", "predictions", "race_events", "results")
+SERVED_TABLES = drawn(LIVE)  # what the page draws, of what the live pipeline publishes (the registry)
 STALL_AFTER_S = 30.0
 STOP_TIMEOUT_S = 1.0  # Ctrl-C ends 'peloton serve' within 2 s, whatever Pub/Sub does
 PAGE_SUBSCRIPTION_TTL_S = 24 * 3600  # Pub/Sub's shortest: a page's subscription left behind (outage) expires

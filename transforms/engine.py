@@ -42,7 +42,7 @@ __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL",
 
 log = logging.getLogger("peloton")
 
-DEAD_LETTER = "dead_letter"
+from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 LATE = "late"
 PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups, provisional_predictions
 

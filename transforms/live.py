@@ -44,15 +44,17 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from peloton import eventtime
 from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.rows import dead_letter_columns
+from peloton.windowing import Windowing
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
 LATE = "late"
-DEAD_LETTER = "dead_letter"
+from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
 #: A fix repeated with this many different positions already seen is a dead letter at once (bounded state).
@@ -72,14 +74,7 @@ class Fix(NamedTuple):
     kph: float  # nan when absent
 
 
-class LiveParams(NamedTuple):
-    window_s: float = 6.0  # one feed tick
-    early_after_s: int = 1  # processing-time seconds after the first element of a pane (whole seconds) ...
-    early_after_fixes: int = 50  # ... or as soon as this many fixes are in (a tick message: at once)
-    allowed_lateness_s: float = 300.0
-    # how finely SplitLateFn follows the watermark: each step is a timer and a bundle through every later
-    # step of the graph (at 1 s, most of the local runner's CPU at 10x); a fix is late at most this much later
-    watermark_step_s: float = 6.0
+LiveParams = Windowing  # the ingest's windows, early firing and lateness: the one windowing spec
 
 
 class FeedSecurity(NamedTuple):
@@ -320,7 +315,7 @@ class DropDuplicatesFn(beam.DoFn):
             positions_seen = {}
             window_end = (np.floor(fix.t / self.window_s) + 1) * self.window_s
             expire.set(Timestamp.of(window_end + self.allowed_lateness_s + 60.0))
-        fix_key = (fix.bib, int(round(fix.t * 1000)))
+        fix_key = (fix.bib, eventtime.ms(fix.t))
         positions = positions_seen.get(fix_key, ())
         if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
             beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()

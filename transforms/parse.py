@@ -9,10 +9,9 @@ from apache_beam.transforms.window import TimestampedValue
 
 from peloton.feed import parse_message
 from peloton.rows import dead_letter_columns, split_by_time
+from peloton.tables import DEAD_LETTER  # the tag of rejected rows is their table
 
 __all__ = ["ParseMessagesFn", "ParseMessages", "DEAD_LETTER"]
-
-DEAD_LETTER = "dead_letter"
 
 
 class ParseMessagesFn(beam.DoFn):

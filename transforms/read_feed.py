@@ -35,6 +35,8 @@ import time
 
 import apache_beam as beam
 
+from peloton import eventtime
+
 __all__ = ["ReadFeed", "STOP", "PULL_WAIT_S", "subscriber_client", "rewind_subscription"]
 
 log = logging.getLogger("peloton")
@@ -72,10 +74,8 @@ def subscriber_client():
 
 def _event_time_ms(attributes) -> int | None:
     """The ``event_time`` attribute in ms when the gate would read it, else None (the gate says why)."""
-    from peloton.auth import event_time_attribute_s
-
-    seconds = event_time_attribute_s(dict(attributes or {}))
-    return None if seconds is None else int(round(seconds * 1000))
+    seconds = eventtime.from_attribute(dict(attributes or {}))
+    return None if seconds is None else eventtime.ms(seconds)
 
 
 class _ReadState:
@@ -196,12 +196,12 @@ def _evaluator_class():
                 for rm, ms in zip(received, event_ms):
                     message = PubsubMessage._from_message(rm.message)
                     if ms is not None:
-                        stamp = Timestamp(micros=ms * 1000)
+                        stamp = eventtime.beam_timestamp(ms)
                     else:
                         stamp = Timestamp.from_utc_datetime(rm.message.publish_time)
                     bundle.output(GlobalWindows.windowed_value(message, timestamp=stamp))
                 bundles.append(bundle)
-            watermark = MIN_TIMESTAMP if watermark_ms is None else Timestamp(micros=watermark_ms * 1000)
+            watermark = MIN_TIMESTAMP if watermark_ms is None else eventtime.beam_timestamp(watermark_ms)
             return TransformResult(self, bundles, [self._evaluation_context.create_bundle(pbegin)], None,
                                    {None: watermark})
 

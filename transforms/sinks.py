@@ -22,6 +22,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from peloton import eventtime
 from peloton.avro_columns import container_block, container_header, encode_records
 from peloton.schemas import load_schema
 from peloton.table import Columns
@@ -96,9 +97,9 @@ def _table_messages(columns: Columns, status: str):
     from apache_beam.io.gcp.pubsub import PubsubMessage
 
     for row in columns.to_json_rows():
-        event_time = row.get("event_time")
+        event_time = row.get("event_time")  # ms, as the attribute carries it
         attrs = {"stage_id": str(row.get("stage_id", "")), "table": columns.table, "status": status,
-                 "event_time": "" if event_time is None else str(event_time)}
+                 eventtime.ATTRIBUTE: "" if event_time is None else str(event_time)}
         yield PubsubMessage(json.dumps(row, separators=(",", ":")).encode("utf-8"), attrs)
 
 

@@ -1,0 +1,51 @@
+"""The windowing spec: how event time is cut into windows and when a window's rows are final.
+
+One spec for every stage that depends on it: the live ingest (tick windows, early firing, allowed
+lateness), the race engine (its windows, and the settle time after which a window is final), and the
+publishers' ``--shift-to-now`` (event times move by whole windows, so the live windows cut the race where
+the replay's do). A change of tick length is made here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+__all__ = ["Windowing", "WINDOWING"]
+
+
+@dataclass(frozen=True)
+class Windowing:
+    #: one feed tick: the windows the race is cut into (s)
+    window_s: float = 6.0
+    #: provisional rows this many processing-time seconds after a pane's first fix (whole seconds, at least 1) ...
+    early_after_s: int = 1
+    #: ... or as soon as this many fixes are in (a tick message carries the whole field: at once)
+    early_after_fixes: int = 50
+    #: fixes this late behind the watermark are still used; later ones are dead letters (s)
+    allowed_lateness_s: float = 300.0
+    #: how finely the late-data split follows the watermark (s): each step is a timer and a bundle through every
+    #: later step of the graph (at 1 s, most of the local runner's CPU at 10x); a fix is late at most this much later
+    watermark_step_s: float = 6.0
+
+    @property
+    def settle_s(self) -> float:
+        """A window's rows are final this long after its end: every fix that may still come has come."""
+        return self.allowed_lateness_s + self.window_s
+
+    def engine_params(self, params=None):
+        """The race engine's parameters (``peloton.engine.EngineParams``) on these windows."""
+        from peloton.engine import EngineParams
+
+        return replace(params or EngineParams(), window_s=self.window_s)
+
+    def whole_windows(self, shift_s: float) -> float:
+        """``shift_s`` rounded down to a whole number of windows (never ahead of the clock)."""
+        return self.window_s * math.floor(shift_s / self.window_s) if self.window_s > 0 else shift_s
+
+    def nearest_windows(self, shift_s: float) -> float:
+        """``shift_s`` rounded to the nearest whole number of windows."""
+        return self.window_s * round(shift_s / self.window_s) if self.window_s > 0 else shift_s
+
+
+#: The spec every command uses unless told otherwise.
+WINDOWING = Windowing()
