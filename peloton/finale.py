@@ -1,0 +1,170 @@
+"""The finale: how a group rides its last kilometres, for the arrival times there.
+
+Pure numpy. Far from the line a group's power is its pace over 20 minutes,
+pulled towards the timetable (peloton.predict). In the finale both mislead:
+the timetable is one average speed for the whole stage, and 20 minutes back
+the group was on another road (a climb before the descent to the line), often
+another group. So, once a group has fewer than ``window_km`` to go:
+
+* **the group's own last minutes**: its power is what it rode over its last
+  ``recent_s`` seconds (the spread of its 2-minute pieces is the
+  uncertainty), not the timetable's;
+* **descents** are raced, not braked: the speed cap is ``descent_kph``
+  (the road model's 75 km/h is a whole stage's average descender);
+* **the last 3 km**: a group does not slow below the pace it holds now on a
+  flat or falling run-in (lead-outs and attacks, then the sprint), so the
+  last ``run_in_km`` on a flat road are ridden at least at the group's
+  recent speed;
+* **a group caught before the line finishes with the group that caught
+  it**: no group is predicted to finish after a group behind it.
+
+The finale's prediction takes over from the stage's gradually, from
+``window_km`` to ``full_km`` to go, so the ETA does not jump.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FinaleParams", "FinaleModel", "recent_rides", "first_to_line", "blend_weight"]
+
+
+@dataclass(frozen=True)
+class FinaleParams:
+    window_km: float = 30.0  # the finale starts here ...
+    full_km: float = 15.0  # ... and is the whole prediction from here on
+    recent_s: float = 600.0  # the group's own last minutes
+    piece_s: float = 120.0  # its pace in pieces of this: their spread is the power's uncertainty
+    min_recent_s: float = 180.0  # less history than this: the stage's prediction
+    power_sigma_floor: float = 0.2  # W/kg
+    descent_kph: float = 90.0
+    run_in_km: float = 3.0
+    run_in_max_gradient: float = 0.02
+    run_in_floor: bool = True  # the run-in no slower than the group's recent speed
+    caught_finish_together: bool = True  # no group finishes after a group behind it
+
+
+def blend_weight(km_to_go, params: FinaleParams = FinaleParams()) -> np.ndarray:
+    """Share of the finale's prediction: 0 before the window, 1 from ``full_km`` to go."""
+    span = max(params.window_km - params.full_km, 1e-9)
+    return np.clip((params.window_km - np.asarray(km_to_go, dtype=float)) / span, 0.0, 1.0)
+
+
+def recent_rides(t, km, now: float, params: FinaleParams = FinaleParams()) -> tuple | None:
+    """(km_from, km_to, seconds) of the group's last minutes and of their pieces; None when too short."""
+    t, km = np.asarray(t, dtype=float), np.asarray(km, dtype=float)
+    keep = t >= now - params.recent_s
+    t, km = t[keep], km[keep]
+    if t.size < 2 or t[-1] - t[0] < params.min_recent_s or km[-1] - km[0] < 0.2:
+        return None
+    count = int(np.floor((t[-1] - t[0]) / params.piece_s + 1e-6))
+    edges = t[-1] - params.piece_s * np.arange(count, -1, -1)  # pieces end now
+    if edges.size >= 2:
+        k = np.interp(edges, t, km)
+        pieces = [(k[i], k[i + 1], edges[i + 1] - edges[i]) for i in range(edges.size - 1) if k[i + 1] - k[i] > 0.05]
+    else:
+        pieces = []
+    return (km[0], km[-1], t[-1] - t[0]), pieces, km[-1] - km[0], t[-1] - t[0]
+
+
+def first_to_line(eta: np.ndarray) -> np.ndarray:
+    """Groups in road order (head first), arrival times (n, ...): none later than a group behind it."""
+    eta = np.asarray(eta, dtype=float)
+    return np.minimum.accumulate(eta[::-1], axis=0)[::-1] if eta.shape[0] else eta
+
+
+class FinaleModel:
+    """The finale's speed tables (descents raced) for one stage; built once, used for every group."""
+
+    def __init__(self, profile, rider_model, params: FinaleParams = FinaleParams()):
+        from dataclasses import replace
+
+        from peloton.predict import SpeedTables
+
+        self.profile = profile
+        self.params = params
+        self.tables = SpeedTables(profile, replace(rider_model, max_kph=params.descent_kph))
+        grid = profile.km
+        flat = profile.gradient <= params.run_in_max_gradient  # per step of the grid
+        self._run_in_start = profile.finish_km - params.run_in_km
+        # length of the flat (or falling) road in the run-in from each grid km to the line
+        step = np.diff(grid)
+        in_run = np.clip(np.minimum(grid[1:], profile.finish_km) - np.maximum(grid[:-1], self._run_in_start), 0.0,
+                         None)
+        flat_m = np.where(flat, np.minimum(in_run, step), 0.0)
+        self._flat_to_finish = np.r_[np.cumsum(flat_m[::-1])[::-1], 0.0]
+
+    def flat_run_in_km(self, km) -> np.ndarray:
+        """Kilometres of flat road in the run-in between ``km`` and the line."""
+        grid = self.profile.km
+        km = np.clip(np.asarray(km, dtype=float), grid[0], grid[-1])
+        return np.interp(km, grid, self._flat_to_finish)
+
+    def remaining_s(self, state: list, km: np.ndarray, size: np.ndarray, now: float,
+                    base: np.ndarray, sigma_stage: np.ndarray) -> np.ndarray:
+        """Seconds to the line (n, 3: central, late, early) for groups in the finale, ``base`` elsewhere.
+
+        ``state`` rows carry the group's history (``.t``, ``.km``) at index 1; ``base`` is the stage's
+        prediction (n, 3) and ``sigma_stage`` its power spread.
+        """
+        p = self.params
+        out = np.array(base, dtype=float, copy=True)
+        weight = blend_weight(self.profile.finish_km - km, p)
+        todo = np.flatnonzero(weight > 0)
+        if not todo.size:
+            return out
+        queries, owners = [], []
+        recent_speed = np.full(km.size, np.nan)
+        for k in todo.tolist():
+            h = state[k][1]
+            rides = recent_rides(h.t, h.km, now, p)
+            if rides is None:
+                weight[k] = 0.0
+                continue
+            whole, pieces, dist_km, secs = rides
+            recent_speed[k] = dist_km / secs  # km/s
+            for ride in [whole] + pieces:
+                queries.append(ride)
+                owners.append(k)
+        if not queries:
+            return out
+        q = np.array(queries)
+        owners = np.array(owners)
+        powers = self.tables.powers_for(q[:, 0], q[:, 1], q[:, 2], size[owners])
+        first = np.r_[True, owners[1:] != owners[:-1]]
+        ks = owners[first]
+        power = powers[first]
+        sigma = np.full(ks.size, p.power_sigma_floor)
+        for i, k in enumerate(ks.tolist()):
+            mine = powers[(owners == k) & ~first]
+            if mine.size >= 2:
+                sigma[i] = max(float(np.std(mine)), p.power_sigma_floor)
+        from peloton.predict import Z80
+
+        grid_powers = np.stack([power, power - Z80 * sigma, power + Z80 * sigma], axis=1)
+        here = self.tables.remaining_s(grid_powers, km[ks][:, None], size[ks][:, None])  # (m, 3)
+        # the run-in: no slower than the group's recent speed over its flat kilometres
+        flat_km = self.flat_run_in_km(km[ks])
+        speed = recent_speed[ks]
+        at_recent = flat_km / np.maximum(speed, 1e-3)
+        flat_physics = self._flat_physics_s(grid_powers, km[ks], size[ks])
+        if p.run_in_floor:
+            here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
+        w = weight[ks][:, None]
+        out[ks] = (1 - w) * base[ks] + w * here
+        return out
+
+    def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Seconds the tables give for the flat kilometres of the run-in still ahead (n, 3)."""
+        grid = self.profile.km
+        start = np.maximum(km, self._run_in_start)
+        flat = self.profile.gradient <= self.params.run_in_max_gradient
+        total = np.zeros(powers.shape)
+        # the run-in is a few dozen grid steps: sum the flat ones' times
+        steps = np.flatnonzero((grid[:-1] < self.profile.finish_km) & (grid[1:] > self._run_in_start) & flat)
+        for s in steps.tolist():
+            a = np.clip(start, grid[s], grid[s + 1])
+            seg = self.tables.elapsed_s(powers, a[:, None], np.full(powers.shape, grid[s + 1]), size[:, None])
+            total += seg
+        return total
