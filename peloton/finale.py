@@ -41,6 +41,8 @@ class FinaleParams:
     descent_kph: float = 90.0
     run_in_km: float = 3.0
     run_in_max_gradient: float = 0.02
+    descent_gradient: float = 0.02  # pieces falling more than this do not set the power
+    timing_s: float = 3.0  # how well a piece's time is known (ticks, the group's head changing)
     run_in_floor: bool = True  # the run-in no slower than the group's recent speed
     caught_finish_together: bool = True  # no group finishes after a group behind it
 
@@ -124,22 +126,38 @@ class FinaleModel:
                 continue
             whole, pieces, dist_km, secs = rides
             recent_speed[k] = dist_km / secs  # km/s
-            for ride in [whole] + pieces:
+            for ride in pieces:
                 queries.append(ride)
                 owners.append(k)
         if not queries:
             return out
         q = np.array(queries)
         owners = np.array(owners)
-        powers = self.tables.powers_for(q[:, 0], q[:, 1], q[:, 2], size[owners])
-        first = np.r_[True, owners[1:] != owners[:-1]]
-        ks = owners[first]
-        power = powers[first]
-        sigma = np.full(ks.size, p.power_sigma_floor)
+        sizes = size[owners]
+        powers = self.tables.powers_for(q[:, 0], q[:, 1], q[:, 2], sizes)
+        # how much each piece says of the power: a descent is ridden at nearly the same speed at any power
+        d = 0.1
+        sens = (self.tables.elapsed_s(powers - d, q[:, 0], q[:, 1], sizes)
+                - self.tables.elapsed_s(powers + d, q[:, 0], q[:, 1], sizes)) / (2 * d)  # s per W/kg
+        precision = 1.0 / (p.timing_s / np.maximum(sens, 1e-3)) ** 2
+        # and descents say nothing of it: riders coast and brake there, whatever their legs could do
+        drop = self.profile.altitude_at(q[:, 1]) - self.profile.altitude_at(q[:, 0])
+        descending = drop < -p.descent_gradient * 1000.0 * np.maximum(q[:, 1] - q[:, 0], 1e-3)
+        precision = np.where(descending & self.profile.has_elevation, 0.0, precision)
+        ks = np.unique(owners)
+        power = np.zeros(ks.size)
+        sigma = np.zeros(ks.size)
         for i, k in enumerate(ks.tolist()):
-            mine = powers[(owners == k) & ~first]
-            if mine.size >= 2:
-                sigma[i] = max(float(np.std(mine)), p.power_sigma_floor)
+            mine = owners == k
+            w_k, p_k = precision[mine], powers[mine]
+            w_recent = float(np.sum(w_k))
+            recent = float(np.sum(w_k * p_k) / w_recent) if w_recent > 0 else 0.0
+            spread = (float(np.sqrt(np.sum(w_k * (p_k - recent) ** 2) / w_recent))
+                      if p_k.size >= 2 and w_recent > 0 else 0.0)
+            # the stage's power is the prior: it takes over where the last minutes say little (a descent)
+            w_stage = 1.0 / max(float(sigma_stage[k]), p.power_sigma_floor) ** 2
+            power[i] = (recent * w_recent + float(state[k][4]) * w_stage) / (w_recent + w_stage)
+            sigma[i] = float(np.hypot(max(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage)))
         from peloton.predict import Z80
 
         grid_powers = np.stack([power, power - Z80 * sigma, power + Z80 * sigma], axis=1)

@@ -122,3 +122,26 @@ def test_the_head_of_the_race_is_not_predicted_after_a_faster_chase():
     assert on[2]["eta_finish"] / 1000 - now == pytest.approx(13.5 / 45 * 3600, rel=0.03)  # the chase: 18 min
     assert on[1]["eta_finish"] == on[2]["eta_finish"]  # caught: he finishes with the chase
     assert on[1]["eta_finish_high"] <= on[2]["eta_finish_high"]
+
+
+def test_a_braked_descent_does_not_set_the_power_for_the_flat_after_it():
+    """20 km flat at 40 km/h, then 10 km down at 5 % braked to 50 km/h, 5 km flat to go: the descent's
+    minutes would say the group rides at a fraction of its power; they are left out of its fit."""
+    ele = lambda s: np.where(s < 20_000, 600.0, np.where(s < 30_000, 600.0 - 0.05 * (s - 20_000), 100.0))  # noqa
+    profile = build_profile(course_with_elevation(35_000, 0.0, ele))
+
+    def eta_s(finale_params):
+        pred = Predictor(StageModel.build(profile), PredictParams(finale_params=finale_params))
+        rows, t = [], T0
+        for km, kph in ((np.arange(0.0, 20.0, 40.0 * 6 / 3600), 40.0), (np.arange(20.0, 30.0, 50.0 * 6 / 3600), 50.0)):
+            for x in km.tolist():
+                rows = pred.update([group_row(t, 1, 1, 35.0 - x, size=20, speed=kph)])
+                t += 6
+        (row,) = rows
+        return row["km_to_finish"], row["eta_finish"] / 1000 - (t - 6)
+
+    left, kept = eta_s(FinaleParams())
+    _left, braked = eta_s(FinaleParams(descent_gradient=1.0))  # every piece sets the power
+    assert left == pytest.approx(5.0, abs=0.15)
+    assert kept < braked - 20  # the braked descent no longer slows the flat ahead
+    assert kept < left / 30.0 * 3600  # faster than 30 km/h on the flat
