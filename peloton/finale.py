@@ -15,6 +15,8 @@ another group. So, once a group has fewer than ``window_km`` to go:
   flat or falling run-in (lead-outs and attacks, then the sprint), so the
   last ``run_in_km`` on a flat road are ridden at least at the group's
   recent speed;
+* **the interval**: at least ``pace_spread`` of the time to go either way
+  (the last minutes' pace swings with attacks, lead-outs and the sprint);
 * **a group caught before the line finishes with the group that caught
   it**: no group is predicted to finish after a group behind it.
 
@@ -41,6 +43,7 @@ class FinaleParams:
     descent_kph: float = 90.0
     run_in_km: float = 3.0
     run_in_max_gradient: float = 0.02
+    pace_spread: float = 0.12  # the 80 % interval is at least this share of the time to go either way
     descent_gradient: float = 0.02  # pieces falling more than this do not set the power
     timing_s: float = 3.0  # how well a piece's time is known (ticks, the group's head changing)
     run_in_floor: bool = True  # the run-in no slower than the group's recent speed
@@ -70,10 +73,15 @@ def recent_rides(t, km, now: float, params: FinaleParams = FinaleParams()) -> tu
     return (km[0], km[-1], t[-1] - t[0]), pieces, km[-1] - km[0], t[-1] - t[0]
 
 
-def first_to_line(eta: np.ndarray) -> np.ndarray:
-    """Groups in road order (head first), arrival times (n, ...): none later than a group behind it."""
+def first_to_line(eta: np.ndarray, can_catch: np.ndarray | None = None) -> np.ndarray:
+    """Groups in road order (head first), arrival times (n, ...): none later than a group behind it that
+    ``can_catch`` (in the finale: further out, a chase's pace is tactics, and the catch probability's call)."""
     eta = np.asarray(eta, dtype=float)
-    return np.minimum.accumulate(eta[::-1], axis=0)[::-1] if eta.shape[0] else eta
+    if not eta.shape[0]:
+        return eta
+    can = np.ones(eta.shape[0], dtype=bool) if can_catch is None else np.asarray(can_catch, dtype=bool)
+    chasers = np.where(can.reshape((-1,) + (1,) * (eta.ndim - 1)), eta, np.inf)
+    return np.minimum(eta, np.minimum.accumulate(chasers[::-1], axis=0)[::-1])
 
 
 class FinaleModel:
@@ -170,7 +178,12 @@ class FinaleModel:
         if p.run_in_floor:
             here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
         w = weight[ks][:, None]
-        out[ks] = (1 - w) * base[ks] + w * here
+        blended = (1 - w) * base[ks] + w * here
+        # tactics: attacks, lead-outs and the sprint swing the last minutes' pace by a tenth either way
+        half = p.pace_spread * w[:, 0] * blended[:, 0]
+        blended[:, 1] = np.maximum(blended[:, 1], blended[:, 0] + half)
+        blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
+        out[ks] = blended
         return out
 
     def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:

@@ -470,7 +470,8 @@ class Predictor:
             finale_params = self.params.finale_params
             to_line = self.stage_model.finale(finale_params).remaining_s(state, km, size, now, here[:, :3], sigma)
             if finale_params.caught_finish_together:
-                to_line = first_to_line(now + to_line) - now  # state is in road order
+                in_finale = finish - km <= finale_params.window_km
+                to_line = first_to_line(now + to_line, in_finale) - now  # state is in road order
         if self.time_trial:
             self._learn_rides(state)
             ridden, known = self._eta_from_rides(state, km, now, np.r_[finish, cp_km])

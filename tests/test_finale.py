@@ -42,6 +42,8 @@ def test_a_caught_group_finishes_with_the_group_that_caught_it():
     out = first_to_line(eta)
     assert out[0].tolist() == [990.0, 1050.0]  # the chase arrives first: it has caught the head
     assert out[1].tolist() == [990.0, 1050.0] and out[2].tolist() == [1200.0, 1300.0]
+    # a chase that cannot catch yet (out of the finale) leaves the groups ahead alone
+    assert first_to_line(eta, np.array([True, False, True]))[0].tolist() == [1000.0, 1100.0]
     rising = np.array([[1.0], [2.0], [3.0]])
     assert first_to_line(rising).tolist() == rising.tolist()
 
@@ -97,6 +99,9 @@ def test_a_group_in_the_finale_is_predicted_from_its_own_last_minutes():
     _far, eta_far_old = last_row(PredictParams(finale=False), 80.0)
     assert eta_far == eta_far_old
     assert row["checkpoints"][-1]["kind"] == "finish" and row["checkpoints"][-1]["eta"] == row["eta_finish"]
+    # a steady group's own pieces barely differ: the interval is the tactics' share of the time to go
+    assert row["eta_finish_high"] - row["eta_finish"] >= 0.12 * eta_s * 1000 - 1
+    assert row["eta_finish"] - row["eta_finish_low"] >= 0.12 * eta_s * 1000 - 1
 
 
 def test_the_head_of_the_race_is_not_predicted_after_a_faster_chase():
@@ -145,3 +150,24 @@ def test_a_braked_descent_does_not_set_the_power_for_the_flat_after_it():
     assert left == pytest.approx(5.0, abs=0.15)
     assert kept < braked - 20  # the braked descent no longer slows the flat ahead
     assert kept < left / 30.0 * 3600  # faster than 30 km/h on the flat
+
+
+def test_the_finale_changes_the_finish_times_and_nothing_else():
+    finish_km = 40.0
+    rows = {}
+    for on in (True, False):
+        pred = Predictor(StageModel.build(flat_profile(int(finish_km * 1000))), PredictParams(finale=on))
+        out = []
+        for i in range(151):
+            t = T0 + 6 * i
+            out += pred.update([group_row(t, 1, 1, finish_km - 20.5 - 30.0 * 6 * i / 3600, size=1, speed=30.0),
+                                group_row(t, 2, 2, finish_km - 15.25 - 45.0 * 6 * i / 3600, size=30, gap=60.0,
+                                          speed=45.0)])
+        rows[on] = out
+    assert len(rows[True]) == len(rows[False])
+    eta_keys = {"eta_finish", "eta_finish_low", "eta_finish_high", "checkpoints"}
+    changed = 0
+    for a, b in zip(rows[True], rows[False]):
+        assert {k: v for k, v in a.items() if k not in eta_keys} == {k: v for k, v in b.items() if k not in eta_keys}
+        changed += a["eta_finish"] != b["eta_finish"]
+    assert changed > 100  # and the finish times did change
