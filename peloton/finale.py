@@ -25,6 +25,7 @@ The finale's prediction takes over from the stage's gradually, from
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,12 @@ class FinaleModel:
                          None)
         flat_m = np.where(flat, np.minimum(in_run, step), 0.0)
         self._flat_to_finish = np.r_[np.cumsum(flat_m[::-1])[::-1], 0.0]
+        # the tables' time over those flat metres only, to the line: (class, power, km) like ``to_finish``
+        t = self.tables.to_finish
+        seg = (t[..., :-1] - t[..., 1:]) * (flat_m / np.maximum(step, 1e-12))
+        self._flat_tables = copy.copy(self.tables)
+        self._flat_tables.to_finish = np.concatenate(
+            [np.cumsum(seg[..., ::-1], axis=-1)[..., ::-1], np.zeros(t.shape[:-1] + (1,))], axis=-1)
 
     def flat_run_in_km(self, km) -> np.ndarray:
         """Kilometres of flat road in the run-in between ``km`` and the line."""
@@ -188,14 +195,4 @@ class FinaleModel:
 
     def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Seconds the tables give for the flat kilometres of the run-in still ahead (n, 3)."""
-        grid = self.profile.km
-        start = np.maximum(km, self._run_in_start)
-        flat = self.profile.gradient <= self.params.run_in_max_gradient
-        total = np.zeros(powers.shape)
-        # the run-in is a few dozen grid steps: sum the flat ones' times
-        steps = np.flatnonzero((grid[:-1] < self.profile.finish_km) & (grid[1:] > self._run_in_start) & flat)
-        for s in steps.tolist():
-            a = np.clip(start, grid[s], grid[s + 1])
-            seg = self.tables.elapsed_s(powers, a[:, None], np.full(powers.shape, grid[s + 1]), size[:, None])
-            total += seg
-        return total
+        return self._flat_tables.remaining_s(powers, km[:, None], size[:, None])

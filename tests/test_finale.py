@@ -171,3 +171,15 @@ def test_the_finale_changes_the_finish_times_and_nothing_else():
         assert {k: v for k, v in a.items() if k not in eta_keys} == {k: v for k, v in b.items() if k not in eta_keys}
         changed += a["eta_finish"] != b["eta_finish"]
     assert changed > 100  # and the finish times did change
+
+
+def test_the_run_in_floor_times_only_the_flat_metres_of_the_last_kilometres():
+    finale = FinaleModel(descent_profile(), RiderModel(), FinaleParams(run_in_km=3.0))
+    powers = np.array([[3.0, 4.0, 5.0]])
+    # 3 km of flat run-in: the stage tables' time over km 22-25
+    expected = finale.tables.elapsed_s(powers, 22.0, 25.0, 20)
+    assert finale._flat_physics_s(powers, np.array([10.0]), np.array([20])) == pytest.approx(expected, rel=1e-3)
+    half = finale.tables.elapsed_s(powers, 23.5, 25.0, 20)
+    assert finale._flat_physics_s(powers, np.array([23.5]), np.array([20])) == pytest.approx(half, rel=1e-3)
+    climb = build_profile(course_with_elevation(25_000, 0.0, lambda s: 100.0 + 0.05 * s))
+    assert np.all(FinaleModel(climb, RiderModel())._flat_physics_s(powers, np.array([20.0]), np.array([20])) == 0)
