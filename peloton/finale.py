@@ -91,8 +91,9 @@ class FinaleModel:
     def __init__(self, profile, rider_model, params: FinaleParams = FinaleParams()):
         from dataclasses import replace
 
-        from peloton.predict import SpeedTables
+        from peloton.predict import Z80, SpeedTables  # predict imports this module: import on use
 
+        self._z80 = Z80
         self.profile = profile
         self.params = params
         self.tables = SpeedTables(profile, replace(rider_model, max_kph=params.descent_kph))
@@ -173,9 +174,8 @@ class FinaleModel:
             w_stage = 1.0 / max(float(sigma_stage[k]), p.power_sigma_floor) ** 2
             power[i] = (recent * w_recent + float(state[k][4]) * w_stage) / (w_recent + w_stage)
             sigma[i] = float(np.hypot(max(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage)))
-        from peloton.predict import Z80
-
-        grid_powers = np.stack([power, power - Z80 * sigma, power + Z80 * sigma], axis=1)
+        z = self._z80
+        grid_powers = np.stack([power, power - z * sigma, power + z * sigma], axis=1)
         here = self.tables.remaining_s(grid_powers, km[ks][:, None], size[ks][:, None])  # (m, 3)
         # the run-in: no slower than the group's recent speed over its flat kilometres
         flat_km = self.flat_run_in_km(km[ks])
