@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from peloton.finale import FinaleModel, FinaleParams, first_to_line
 from peloton.profile import Profile, build_profile
 
 __all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predictor", "Forecast", "forecast_race",
@@ -249,6 +250,8 @@ class PredictParams:
     refit_s: float = 30.0  # a group's power is fitted again this often (its ETAs every tick)
     echelon_min_size: int = 10  # groups this big are warned of crosswinds ahead ...
     crosswind_warn_km: float = 10.0  # ... this far before the section
+    finale: bool = True  # the finale model (peloton.finale) on the last kilometres' ETAs
+    finale_params: FinaleParams = FinaleParams()
 
 
 @dataclass
@@ -274,6 +277,13 @@ class StageModel:
               model: RiderModel | None = None) -> "StageModel":
         model = model or (TIME_TRIAL_MODEL if time_trial else RiderModel())
         return cls(profile, SpeedTables(profile, model), None if time_trial else timetable_rows, time_trial)
+
+    def finale(self, params: FinaleParams = FinaleParams()) -> FinaleModel:
+        """The finale's model of this stage (peloton.finale), built on first use."""
+        cached = getattr(self, "_finale", None)
+        if cached is None or cached.params != params:
+            cached = self._finale = FinaleModel(self.profile, self.tables.model, params)
+        return cached
 
     @classmethod
     def of_stage(cls, stage, course=None) -> "StageModel":
@@ -455,6 +465,13 @@ class Predictor:
         here = self.tables.remaining_s(powers, km[:, None], size[:, None])  # (n, 5)
         at_cp = self.tables.remaining_s(powers[:, :3, None], cp_km[None, None, :], size[:, None, None])  # (n, 3, c)
         eta = now + here[:, :3, None] - at_cp
+        to_line = here[:, :3]
+        if self.params.finale and not self.time_trial:
+            finale_params = self.params.finale_params
+            to_line = self.stage_model.finale(finale_params).remaining_s(state, km, size, now, here[:, :3], sigma)
+            if finale_params.caught_finish_together:
+                in_finale = finish - km <= finale_params.window_km
+                to_line = first_to_line(now + to_line, in_finale) - now  # state is in road order
         if self.time_trial:
             self._learn_rides(state)
             ridden, known = self._eta_from_rides(state, km, now, np.r_[finish, cp_km])
@@ -463,8 +480,12 @@ class Predictor:
                 eta[k] = ridden[k][[0, 2, 1], 1:]
         d_time = (here[:, 3] - here[:, 4]) / (2 * eps)  # seconds earlier per W/kg more
         headwind, crosswind = self.profile.wind_at(km)
+        if self.params.finale and not self.time_trial:
+            eta[:, :, cp_km >= finish - 1e-6] = (now + to_line)[:, :, None]  # the line's checkpoint: the finish ETA
         eta_ms = np.round(eta * 1000).astype(np.int64).tolist()  # (n, 3, checkpoints)
-        finish_ms = np.round((now + here[:, :3]) * 1000).astype(np.int64).tolist()
+        if self.time_trial:
+            to_line = here[:, :3]
+        finish_ms = np.round((now + to_line) * 1000).astype(np.int64).tolist()
         wind = np.round(np.c_[headwind, crosswind] * 3.6, 1).tolist()
         km_to_finish = np.round(finish - km, 4).tolist()
         power_out = np.round(power, 3).tolist()

@@ -1,0 +1,234 @@
+"""The finale: the head of the race's predicted finish 60, 30, 10 and 5 minutes out.
+
+    python benchmarks/finale.py [--out bench-results] [--seeds 2] [--reuse] [--no-finale]
+
+Races, one per finale type:
+
+* **stage 4** (real, Carcassonne > Foix): a climb, a descent into Foix, a
+  flat run-in; two riders of a ten-rider group contest the win;
+* simulated (``peloton.simulate``, 60 riders, a breakaway drawn by the seed)
+  on real courses: a **sprint** (2022-03 Vejle > Sonderborg, flat), a
+  **summit** finish (2022-12 Briancon > Alpe d'Huez) and a **descent**
+  finish (2023-05 Pau > Laruns: the Col de Marie Blanque's summit 18 km out).
+
+Each race goes through the pipeline's kernels (matching, race state: its
+``groups`` rows, as the replay writes them) and the predictor, tick by tick
+(causal: each prediction from the ticks up to then). The truth is the first
+crossing of the line: the simulator's truth file, and on stage 4 the results
+table's winner (our crossing, 0.4 s from the one the feed implies).
+
+Scored for the head of the race (the rank 1 group): its predicted finish
+minus the truth at 60/30/10/5 minutes before it, the 80 % interval's
+coverage, against two baselines: the official timetable (``middleSchedule``
+at the line, and the schedule from the head's km to the line added to now;
+stage 4 only: the simulated recordings carry no timetable) and the head's
+remaining distance over its current speed. ``--no-finale`` scores the
+predictor without the finale model (peloton.finale), for the before/after.
+
+Groups rows are cached in ``--out/finale`` (``--reuse``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data"))
+STAGE4 = DATA / "racecenter-2026" / "2026-07-07.json.gz"
+COURSES = DATA / "courses-tdf-2022-2024"
+SIMULATED = {"sprint": ("2022-03 Vejle > Sonderborg", COURSES / "2022/03/trace_2022_3.geojson"),
+             "summit": ("2022-12 Briancon > Alpe d'Huez", COURSES / "2022/12/trace_2022_12.geojson"),
+             "descent": ("2023-05 Pau > Laruns", COURSES / "2023/05/trace_2023_5.geojson")}
+MINUTES = (60, 30, 10, 5)
+SIM_RIDERS = 60
+WARM_UP_S = 6000.0
+
+
+def _groups_of(doc: dict) -> tuple[dict, list[dict], list[dict]]:
+    """A recording through the pipeline's kernels: its stage, groups rows and results rows."""
+    from peloton.feed import concat_batches, parse_message
+    from peloton.matching import match_fixes
+    from peloton.race import derive_race_state
+    from peloton.recording import iter_messages
+    from peloton.stage import stage_from_recording
+
+    stage = stage_from_recording(doc)
+    course = stage.course()
+    batches = [parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(json.dumps(doc))]
+    m, _rej, _dup = match_fixes(concat_batches(batches, stage.stage_id), course)
+    state = derive_race_state(m, course.finish_km)
+    return json.loads(stage.to_json()), state.groups.to_rows(), state.results.to_rows()
+
+
+def _plain(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        r = dict(r)
+        for k, v in r.items():
+            if hasattr(v, "timestamp"):
+                r[k] = int(round(v.timestamp() * 1000))
+        out.append(r)
+    return out
+
+
+def race_job(job: tuple) -> dict:
+    """One race's groups rows and true first finish, cached as JSON."""
+    kind, seed, cache = job
+    path = Path(cache) / (f"stage04.json" if kind == "stage4" else f"{kind}-{seed}.json")
+    if path.exists():
+        return json.loads(path.read_text())
+    if kind == "stage4":
+        from peloton.recording import read_local
+
+        doc = json.loads(read_local(str(STAGE4)))
+        stage, groups, results = _groups_of(doc)
+        finished = [r["finish_time"] for r in _plain(results) if r["status"] == "finished" and r["finish_time"]]
+        first = min(finished) / 1000.0
+        name = "stage 4 Carcassonne > Foix"
+    else:
+        from peloton.simulate import SimParams, recording_document, simulate_race
+        from peloton.stage import parse_course_text, stage_from_recording
+
+        name, course_file = SIMULATED[kind]
+        route = parse_course_text(course_file.read_text(), str(course_file))
+        stage0 = stage_from_recording({"meta": {"date": "x"}, "rest": {"trace": {"routePoints": [
+            {"lat": p[0], "lon": p[1], "ele": p[2]} for p in route]}}})
+        rng = np.random.default_rng(seed)
+        length_km = stage0.course().length_m / 1000.0
+        params = SimParams(riders=SIM_RIDERS, seed=seed, breakaway_size=int(rng.integers(1, 6)),
+                           breakaway_km=float(rng.uniform(0.03, 0.4)) * length_km)
+        race = simulate_race(stage0.course(), params)
+        stage, groups, _results = _groups_of(recording_document(race, name))
+        first = float(np.nanmin(race.finish_t))
+        name = f"{name}, seed {seed}"
+    out = {"kind": kind, "seed": seed, "name": name, "stage": stage, "first_finish": first,
+           "groups": _plain(groups)}
+    path.write_text(json.dumps(out))
+    return out
+
+
+def _nearest(times: np.ndarray, t: float, within: float = 30.0) -> int | None:
+    if not times.size:
+        return None
+    i = int(np.argmin(np.abs(times - t)))
+    return i if abs(times[i] - t) <= within else None
+
+
+def score_race(race: dict, finale: bool = True) -> dict:
+    """The head of the race's predicted finish against the truth at each MINUTES out, and the baselines."""
+    from peloton.predict import PredictParams, StageModel, forecast_race, timetable
+    from peloton.stage import Stage
+
+    stage = Stage.from_json(json.dumps(race["stage"]))
+    model = StageModel.of_stage(stage)
+    # the predictor remembers 20 minutes: starting it 100 minutes before the finish gives the same predictions
+    # from 80 minutes out as a whole stage's run, in a fraction of the time
+    start_ms = (race["first_finish"] - WARM_UP_S) * 1000.0
+    groups = [g for g in race["groups"] if g["event_time"] >= start_ms]
+    forecast = forecast_race(stage.stage_id, groups, model, params=PredictParams(finale=finale))
+    preds = [p for p in forecast.predictions if p["rank"] == 1]
+    heads = [g for g in race["groups"] if g["rank"] == 1 and g.get("km_to_finish_head") is not None]
+    p_t = np.array([p["event_time"] / 1000.0 for p in preds])
+    g_t = np.array([g["event_time"] / 1000.0 for g in heads])
+    tt = timetable(stage.checkpoints, stage.date, stage.timezone)
+    finish_km = model.profile.finish_km
+    first = race["first_finish"]
+    out = {}
+    for minutes in MINUTES:
+        i, j = _nearest(p_t, first - 60 * minutes), _nearest(g_t, first - 60 * minutes)
+        if i is None or j is None:
+            continue
+        p, g = preds[i], heads[j]
+        now = p_t[i]
+        row = {"km_to_finish": round(p["km_to_finish"], 2), "size": p["size"],
+               "ours": p["eta_finish"] / 1000.0 - first,
+               "interval": [p["eta_finish_low"] / 1000.0 - first, p["eta_finish_high"] / 1000.0 - first],
+               "distance_over_speed": (g_t[j] + g["km_to_finish_head"] / max(g["speed_kph"] or 1.0, 1.0) * 3600.0
+                                       - first)}
+        if tt is not None:
+            km_here = finish_km - g["km_to_finish_head"]
+            row["timetable"] = float(tt[-1, 2]) - first
+            row["timetable_from_here"] = now + float(tt[-1, 2] - np.interp(km_here, tt[:, 0], tt[:, 2])) - first
+        out[minutes] = row
+    return out
+
+
+METHODS = ("ours", "timetable", "timetable_from_here", "distance_over_speed")
+
+
+def summarise(scored: list[tuple[dict, dict]]) -> dict:
+    """Per minutes out: median and max absolute error over races, each race's signed error, coverage."""
+    summary = {}
+    for minutes in MINUTES:
+        rows = [(race, s[minutes]) for race, s in scored if minutes in s]
+        entry = {"races": len(rows)}
+        for m in METHODS:
+            errs = np.array([r[m] for _race, r in rows if m in r])
+            if errs.size:
+                entry[m] = {"median_abs": round(float(np.median(np.abs(errs))), 1),
+                            "max_abs": round(float(np.max(np.abs(errs))), 1), "n": int(errs.size)}
+        entry["covered"] = int(sum(r["interval"][0] <= 0 <= r["interval"][1] for _race, r in rows))
+        summary[minutes] = entry
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "bench-results"))
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--reuse", action="store_true", help="reuse the races' groups rows already in --out/finale")
+    ap.add_argument("--no-finale", action="store_true", help="the predictor without the finale model")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    if args.seeds < 1 or args.workers < 1:
+        ap.error("--seeds and --workers must be at least 1")
+    cache = Path(args.out) / "finale"
+    cache.mkdir(parents=True, exist_ok=True)
+    if not args.reuse:
+        for f in cache.glob("*.json"):
+            f.unlink()
+    jobs = [("stage4", 0, str(cache))] + [(k, s, str(cache)) for k in SIMULATED for s in range(args.seeds)]
+    with Pool(min(args.workers, len(jobs))) as pool:
+        races = pool.map(race_job, jobs, chunksize=1)
+    scored = [(race, score_race(race, finale=not args.no_finale)) for race in races]
+    label = "without the finale model" if args.no_finale else "with the finale model"
+    print(f"Head of the race's predicted finish minus the truth, s ({label}); interval = 80 %:\n")
+    print("| race | " + " | ".join(f"{m} min: ours [interval] / timetable from here / dist-speed" for m in MINUTES)
+          + " |")
+    print("|---|" + "---|" * len(MINUTES))
+    for race, s in scored:
+        cells = []
+        for m in MINUTES:
+            r = s.get(m)
+            if r is None:
+                cells.append("-")
+                continue
+            tt = f"{r['timetable_from_here']:+.0f}" if "timetable_from_here" in r else "n/a"
+            cells.append(f"{r['ours']:+.0f} [{r['interval'][0]:+.0f}..{r['interval'][1]:+.0f}] / {tt} / "
+                         f"{r['distance_over_speed']:+.0f} ({r['km_to_finish']:.1f} km, {r['size']})")
+        print(f"| {race['name']} | " + " | ".join(cells) + " |")
+    summary = summarise(scored)
+    print("\n| minutes out | races | ours: median / max abs s | timetable at the line | timetable from here "
+          "| distance / current speed | 80 % interval covers |")
+    print("|---|---|---|---|---|---|---|")
+    for m, e in summary.items():
+        f = lambda k: f"{e[k]['median_abs']:.0f} / {e[k]['max_abs']:.0f}" if k in e else "n/a"  # noqa: E731
+        print(f"| {m} | {e['races']} | {f('ours')} | {f('timetable')} (stage 4) | {f('timetable_from_here')} "
+              f"(stage 4) | {f('distance_over_speed')} | {e['covered']} / {e['races']} |")
+    total = sum(e["covered"] for e in summary.values())
+    n = sum(e["races"] for e in summary.values())
+    print(f"\ncoverage over all points: {total} / {n} ({100 * total / max(n, 1):.0f} %)")
+    (cache / ("finale-summary-nofinale.json" if args.no_finale else "finale-summary.json")).write_text(
+        json.dumps({"races": [{"name": r["name"], "scores": s} for r, s in scored], "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

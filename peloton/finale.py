@@ -1,0 +1,198 @@
+"""The finale: how a group rides its last kilometres, for the arrival times there.
+
+Pure numpy. Far from the line a group's power is its pace over 20 minutes,
+pulled towards the timetable (peloton.predict). In the finale both mislead:
+the timetable is one average speed for the whole stage, and 20 minutes back
+the group was on another road (a climb before the descent to the line), often
+another group. So, once a group has fewer than ``window_km`` to go:
+
+* **the group's own last minutes**: its power is what it rode over its last
+  ``recent_s`` seconds (the spread of its 2-minute pieces is the
+  uncertainty), not the timetable's;
+* **descents** are raced, not braked: the speed cap is ``descent_kph``
+  (the road model's 75 km/h is a whole stage's average descender);
+* **the last 3 km**: a group does not slow below the pace it holds now on a
+  flat or falling run-in (lead-outs and attacks, then the sprint), so the
+  last ``run_in_km`` on a flat road are ridden at least at the group's
+  recent speed;
+* **the interval**: at least ``pace_spread`` of the time to go either way
+  (the last minutes' pace swings with attacks, lead-outs and the sprint);
+* **a group caught before the line finishes with the group that caught
+  it**: no group is predicted to finish after a group behind it.
+
+The finale's prediction takes over from the stage's gradually, from
+``window_km`` to ``full_km`` to go, so the ETA does not jump.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FinaleParams", "FinaleModel", "recent_rides", "first_to_line", "blend_weight"]
+
+
+@dataclass(frozen=True)
+class FinaleParams:
+    window_km: float = 30.0  # the finale starts here ...
+    full_km: float = 15.0  # ... and is the whole prediction from here on
+    recent_s: float = 600.0  # the group's own last minutes
+    piece_s: float = 120.0  # its pace in pieces of this: their spread is the power's uncertainty
+    min_recent_s: float = 180.0  # less history than this: the stage's prediction
+    power_sigma_floor: float = 0.2  # W/kg
+    descent_kph: float = 90.0
+    run_in_km: float = 3.0
+    run_in_max_gradient: float = 0.02
+    pace_spread: float = 0.12  # the 80 % interval is at least this share of the time to go either way
+    descent_gradient: float = 0.02  # pieces falling more than this do not set the power
+    timing_s: float = 3.0  # how well a piece's time is known (ticks, the group's head changing)
+    run_in_floor: bool = True  # the run-in no slower than the group's recent speed
+    caught_finish_together: bool = True  # no group finishes after a group behind it
+
+
+def blend_weight(km_to_go, params: FinaleParams = FinaleParams()) -> np.ndarray:
+    """Share of the finale's prediction: 0 before the window, 1 from ``full_km`` to go."""
+    span = max(params.window_km - params.full_km, 1e-9)
+    return np.clip((params.window_km - np.asarray(km_to_go, dtype=float)) / span, 0.0, 1.0)
+
+
+def recent_rides(t, km, now: float, params: FinaleParams = FinaleParams()) -> tuple | None:
+    """(km_from, km_to, seconds) of the group's last minutes and of their pieces; None when too short."""
+    t, km = np.asarray(t, dtype=float), np.asarray(km, dtype=float)
+    keep = t >= now - params.recent_s
+    t, km = t[keep], km[keep]
+    if t.size < 2 or t[-1] - t[0] < params.min_recent_s or km[-1] - km[0] < 0.2:
+        return None
+    count = int(np.floor((t[-1] - t[0]) / params.piece_s + 1e-6))
+    edges = t[-1] - params.piece_s * np.arange(count, -1, -1)  # pieces end now
+    if edges.size >= 2:
+        k = np.interp(edges, t, km)
+        pieces = [(k[i], k[i + 1], edges[i + 1] - edges[i]) for i in range(edges.size - 1) if k[i + 1] - k[i] > 0.05]
+    else:
+        pieces = []
+    return (km[0], km[-1], t[-1] - t[0]), pieces, km[-1] - km[0], t[-1] - t[0]
+
+
+def first_to_line(eta: np.ndarray, can_catch: np.ndarray | None = None) -> np.ndarray:
+    """Groups in road order (head first), arrival times (n, ...): none later than a group behind it that
+    ``can_catch`` (in the finale: further out, a chase's pace is tactics, and the catch probability's call)."""
+    eta = np.asarray(eta, dtype=float)
+    if not eta.shape[0]:
+        return eta
+    can = np.ones(eta.shape[0], dtype=bool) if can_catch is None else np.asarray(can_catch, dtype=bool)
+    chasers = np.where(can.reshape((-1,) + (1,) * (eta.ndim - 1)), eta, np.inf)
+    return np.minimum(eta, np.minimum.accumulate(chasers[::-1], axis=0)[::-1])
+
+
+class FinaleModel:
+    """The finale's speed tables (descents raced) for one stage; built once, used for every group."""
+
+    def __init__(self, profile, rider_model, params: FinaleParams = FinaleParams()):
+        from dataclasses import replace
+
+        from peloton.predict import Z80, SpeedTables  # predict imports this module: import on use
+
+        self._z80 = Z80
+        self.profile = profile
+        self.params = params
+        self.tables = SpeedTables(profile, replace(rider_model, max_kph=params.descent_kph))
+        grid = profile.km
+        flat = profile.gradient <= params.run_in_max_gradient  # per step of the grid
+        self._run_in_start = profile.finish_km - params.run_in_km
+        # length of the flat (or falling) road in the run-in from each grid km to the line
+        step = np.diff(grid)
+        in_run = np.clip(np.minimum(grid[1:], profile.finish_km) - np.maximum(grid[:-1], self._run_in_start), 0.0,
+                         None)
+        flat_m = np.where(flat, np.minimum(in_run, step), 0.0)
+        self._flat_to_finish = np.r_[np.cumsum(flat_m[::-1])[::-1], 0.0]
+        # the tables' time over those flat metres only, to the line: (class, power, km) like ``to_finish``
+        t = self.tables.to_finish
+        seg = (t[..., :-1] - t[..., 1:]) * (flat_m / np.maximum(step, 1e-12))
+        self._flat_tables = copy.copy(self.tables)
+        self._flat_tables.to_finish = np.concatenate(
+            [np.cumsum(seg[..., ::-1], axis=-1)[..., ::-1], np.zeros(t.shape[:-1] + (1,))], axis=-1)
+
+    def flat_run_in_km(self, km) -> np.ndarray:
+        """Kilometres of flat road in the run-in between ``km`` and the line."""
+        grid = self.profile.km
+        km = np.clip(np.asarray(km, dtype=float), grid[0], grid[-1])
+        return np.interp(km, grid, self._flat_to_finish)
+
+    def remaining_s(self, state: list, km: np.ndarray, size: np.ndarray, now: float,
+                    base: np.ndarray, sigma_stage: np.ndarray) -> np.ndarray:
+        """Seconds to the line (n, 3: central, late, early) for groups in the finale, ``base`` elsewhere.
+
+        ``state`` rows carry the group's history (``.t``, ``.km``) at index 1; ``base`` is the stage's
+        prediction (n, 3) and ``sigma_stage`` its power spread.
+        """
+        p = self.params
+        out = np.array(base, dtype=float, copy=True)
+        weight = blend_weight(self.profile.finish_km - km, p)
+        todo = np.flatnonzero(weight > 0)
+        if not todo.size:
+            return out
+        queries, owners = [], []
+        recent_speed = np.full(km.size, np.nan)
+        for k in todo.tolist():
+            h = state[k][1]
+            rides = recent_rides(h.t, h.km, now, p)
+            if rides is None:
+                weight[k] = 0.0
+                continue
+            whole, pieces, dist_km, secs = rides
+            recent_speed[k] = dist_km / secs  # km/s
+            for ride in pieces:
+                queries.append(ride)
+                owners.append(k)
+        if not queries:
+            return out
+        q = np.array(queries)
+        owners = np.array(owners)
+        sizes = size[owners]
+        powers = self.tables.powers_for(q[:, 0], q[:, 1], q[:, 2], sizes)
+        # how much each piece says of the power: a descent is ridden at nearly the same speed at any power
+        d = 0.1
+        sens = (self.tables.elapsed_s(powers - d, q[:, 0], q[:, 1], sizes)
+                - self.tables.elapsed_s(powers + d, q[:, 0], q[:, 1], sizes)) / (2 * d)  # s per W/kg
+        precision = 1.0 / (p.timing_s / np.maximum(sens, 1e-3)) ** 2
+        # and descents say nothing of it: riders coast and brake there, whatever their legs could do
+        drop = self.profile.altitude_at(q[:, 1]) - self.profile.altitude_at(q[:, 0])
+        descending = drop < -p.descent_gradient * 1000.0 * np.maximum(q[:, 1] - q[:, 0], 1e-3)
+        precision = np.where(descending & self.profile.has_elevation, 0.0, precision)
+        ks = np.unique(owners)
+        power = np.zeros(ks.size)
+        sigma = np.zeros(ks.size)
+        for i, k in enumerate(ks.tolist()):
+            mine = owners == k
+            w_k, p_k = precision[mine], powers[mine]
+            w_recent = float(np.sum(w_k))
+            recent = float(np.sum(w_k * p_k) / w_recent) if w_recent > 0 else 0.0
+            spread = (float(np.sqrt(np.sum(w_k * (p_k - recent) ** 2) / w_recent))
+                      if p_k.size >= 2 and w_recent > 0 else 0.0)
+            # the stage's power is the prior: it takes over where the last minutes say little (a descent)
+            w_stage = 1.0 / max(float(sigma_stage[k]), p.power_sigma_floor) ** 2
+            power[i] = (recent * w_recent + float(state[k][4]) * w_stage) / (w_recent + w_stage)
+            sigma[i] = float(np.hypot(max(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage)))
+        z = self._z80
+        grid_powers = np.stack([power, power - z * sigma, power + z * sigma], axis=1)
+        here = self.tables.remaining_s(grid_powers, km[ks][:, None], size[ks][:, None])  # (m, 3)
+        # the run-in: no slower than the group's recent speed over its flat kilometres
+        flat_km = self.flat_run_in_km(km[ks])
+        speed = recent_speed[ks]
+        at_recent = flat_km / np.maximum(speed, 1e-3)
+        flat_physics = self._flat_physics_s(grid_powers, km[ks], size[ks])
+        if p.run_in_floor:
+            here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
+        w = weight[ks][:, None]
+        blended = (1 - w) * base[ks] + w * here
+        # tactics: attacks, lead-outs and the sprint swing the last minutes' pace by a tenth either way
+        half = p.pace_spread * w[:, 0] * blended[:, 0]
+        blended[:, 1] = np.maximum(blended[:, 1], blended[:, 0] + half)
+        blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
+        out[ks] = blended
+        return out
+
+    def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Seconds the tables give for the flat kilometres of the run-in still ahead (n, 3)."""
+        return self._flat_tables.remaining_s(powers, km[:, None], size[:, None])

@@ -1,0 +1,185 @@
+"""The finale model on small courses whose answer is known by hand."""
+import numpy as np
+import pytest
+
+from peloton.finale import FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
+from peloton.predict import PredictParams, Predictor, RiderModel, SpeedTables, StageModel
+from peloton.profile import build_profile
+from tests.helpers import course_with_elevation
+from tests.test_predict import T0, flat_profile, group_row
+
+
+def ride(pred, speed_kph, start_km, finish_km, minutes, size=3, gid=1, rank=1, extra=()):
+    """A group riding steadily for ``minutes`` of 6 s ticks: the last tick's rows."""
+    rows = []
+    for i in range(int(minutes * 10) + 1):
+        t = T0 + 6 * i
+        km = start_km + speed_kph * 6 * i / 3600
+        rows = pred.update([group_row(t, gid, rank, finish_km - km, size=size, speed=speed_kph)]
+                           + [f(t) for f in extra])
+    return rows
+
+
+def test_the_finale_takes_over_gradually():
+    p = FinaleParams(window_km=30.0, full_km=15.0)
+    w = blend_weight(np.array([40.0, 30.0, 22.5, 15.0, 3.0, 0.0]), p)
+    assert list(w) == [0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_recent_rides_are_the_last_minutes_and_their_pieces():
+    t = T0 + 6.0 * np.arange(300)  # 30 minutes
+    km = 0.01 * np.arange(300)  # 6 km/h... any steady pace
+    whole, pieces, dist, secs = recent_rides(t, km, t[-1], FinaleParams(recent_s=600.0, piece_s=120.0))
+    assert secs == pytest.approx(600.0) and whole[2] == pytest.approx(600.0)
+    assert whole[1] == pytest.approx(km[-1]) and dist == pytest.approx(1.0)
+    assert len(pieces) == 5 and sum(x[2] for x in pieces) == pytest.approx(600.0)
+    assert pieces[-1][1] == pytest.approx(km[-1])  # the last piece ends now
+    assert recent_rides(t[:20], km[:20], t[19]) is None  # two minutes: too little to go by
+
+
+def test_a_caught_group_finishes_with_the_group_that_caught_it():
+    eta = np.array([[1000.0, 1100.0], [990.0, 1050.0], [1200.0, 1300.0]])  # head, chase, last
+    out = first_to_line(eta)
+    assert out[0].tolist() == [990.0, 1050.0]  # the chase arrives first: it has caught the head
+    assert out[1].tolist() == [990.0, 1050.0] and out[2].tolist() == [1200.0, 1300.0]
+    # a chase that cannot catch yet (out of the finale) leaves the groups ahead alone
+    assert first_to_line(eta, np.array([True, False, True]))[0].tolist() == [1000.0, 1100.0]
+    rising = np.array([[1.0], [2.0], [3.0]])
+    assert first_to_line(rising).tolist() == rising.tolist()
+
+
+def descent_profile():
+    """20 km at 6 % down, then 5 km flat."""
+    ele = lambda s: np.where(s < 20_000, 1300.0 - 0.06 * s, 100.0)  # noqa: E731
+    return build_profile(course_with_elevation(25_000, 0.0, ele))
+
+
+def test_descents_are_raced_faster_than_the_stage_model_brakes_them():
+    p = descent_profile()
+    stage = SpeedTables(p)
+    finale = FinaleModel(p, RiderModel(), FinaleParams(descent_kph=90.0))
+    t_stage = float(stage.elapsed_s(4.0, 0.0, 20.0, 20))
+    t_finale = float(finale.tables.elapsed_s(4.0, 0.0, 20.0, 20))
+    assert t_stage == pytest.approx(20 / 75 * 3600, rel=0.01)  # capped at 75 km/h
+    assert t_finale < 0.9 * t_stage
+    # the flat road after it is ridden alike by both
+    assert float(finale.tables.elapsed_s(4.0, 21.0, 25.0, 20)) == pytest.approx(
+        float(stage.elapsed_s(4.0, 21.0, 25.0, 20)), rel=1e-6)
+
+
+def test_the_run_in_counts_only_its_flat_kilometres():
+    finale = FinaleModel(descent_profile(), RiderModel(), FinaleParams(run_in_km=3.0))
+    assert float(finale.flat_run_in_km(0.0)) == pytest.approx(3.0, abs=0.05)
+    assert float(finale.flat_run_in_km(23.5)) == pytest.approx(1.5, abs=0.05)
+    assert float(finale.flat_run_in_km(25.0)) == 0.0
+    climb = build_profile(course_with_elevation(25_000, 0.0, lambda s: 100.0 + 0.05 * s))
+    assert float(FinaleModel(climb, RiderModel()).flat_run_in_km(20.0)) == 0.0  # a summit finish has none
+
+
+def test_a_group_in_the_finale_is_predicted_from_its_own_last_minutes():
+    """A group rides 45 km/h for 15 minutes, then 55 km/h for 10 on a flat road: in the finale the last
+    minutes set its pace; far from the line the 20-minute fit still does."""
+    def last_row(params, finish_km):
+        pred = Predictor(StageModel.build(flat_profile(int(finish_km * 1000))), params)
+        ride(pred, 45.0, 0.0, finish_km, 15, size=20)
+        km0 = 45.0 * 0.25
+        rows = []
+        for i in range(1, 101):
+            t = T0 + 900 + 6 * i
+            rows = pred.update([group_row(t, 1, 1, finish_km - (km0 + 55.0 * 6 * i / 3600), size=20, speed=55.0)])
+        (row,) = rows
+        return row, (row["eta_finish"] / 1000 - (T0 + 1500))
+
+    row, eta_s = last_row(PredictParams(), 35.0)  # 14.9 km to go: all finale
+    assert row["km_to_finish"] == pytest.approx(35.0 - 11.25 - 55.0 / 6, abs=0.01)
+    assert eta_s == pytest.approx(row["km_to_finish"] / 55.0 * 3600, rel=0.02)
+    _row, eta_old = last_row(PredictParams(finale=False), 35.0)
+    assert eta_old > eta_s + 30  # the 20-minute fit still rides part of it at 45 km/h
+    far, eta_far = last_row(PredictParams(), 80.0)  # 60 km to go: before the finale, unchanged
+    _far, eta_far_old = last_row(PredictParams(finale=False), 80.0)
+    assert eta_far == eta_far_old
+    assert row["checkpoints"][-1]["kind"] == "finish" and row["checkpoints"][-1]["eta"] == row["eta_finish"]
+    # a steady group's own pieces barely differ: the interval is the tactics' share of the time to go
+    assert row["eta_finish_high"] - row["eta_finish"] >= 0.12 * eta_s * 1000 - 1
+    assert row["eta_finish"] - row["eta_finish_low"] >= 0.12 * eta_s * 1000 - 1
+
+
+def test_the_head_of_the_race_is_not_predicted_after_a_faster_chase():
+    """A lone leader at 30 km/h and a chase at 45 km/h, 12 and 14 km out: the chase reaches the line first,
+    catching him, so he is predicted to finish with it."""
+    finish_km = 40.0
+
+    def run(params):
+        pred = Predictor(StageModel.build(flat_profile(int(finish_km * 1000))), params)
+        rows = []
+        for i in range(151):  # 15 minutes
+            t = T0 + 6 * i
+            lead_km, chase_km = 20.5 + 30.0 * 6 * i / 3600, 15.25 + 45.0 * 6 * i / 3600
+            rows = pred.update([group_row(t, 1, 1, finish_km - lead_km, size=1, speed=30.0),
+                                group_row(t, 2, 2, finish_km - chase_km, size=30, gap=60.0, speed=45.0)])
+        return {r["rank"]: r for r in rows}
+
+    on, off = run(PredictParams()), run(PredictParams(finale=False))
+    now = T0 + 900
+    assert on[1]["km_to_finish"] == pytest.approx(12.0, abs=0.01)
+    assert on[2]["km_to_finish"] == pytest.approx(13.5, abs=0.01)
+    assert off[1]["eta_finish"] / 1000 - now == pytest.approx(12.0 / 30 * 3600, rel=0.03)  # alone: 24 min
+    assert on[2]["eta_finish"] / 1000 - now == pytest.approx(13.5 / 45 * 3600, rel=0.03)  # the chase: 18 min
+    assert on[1]["eta_finish"] == on[2]["eta_finish"]  # caught: he finishes with the chase
+    assert on[1]["eta_finish_high"] <= on[2]["eta_finish_high"]
+
+
+def test_a_braked_descent_does_not_set_the_power_for_the_flat_after_it():
+    """20 km flat at 40 km/h, then 10 km down at 5 % braked to 50 km/h, 5 km flat to go: the descent's
+    minutes would say the group rides at a fraction of its power; they are left out of its fit."""
+    ele = lambda s: np.where(s < 20_000, 600.0, np.where(s < 30_000, 600.0 - 0.05 * (s - 20_000), 100.0))  # noqa
+    profile = build_profile(course_with_elevation(35_000, 0.0, ele))
+
+    def eta_s(finale_params):
+        pred = Predictor(StageModel.build(profile), PredictParams(finale_params=finale_params))
+        rows, t = [], T0
+        for km, kph in ((np.arange(0.0, 20.0, 40.0 * 6 / 3600), 40.0), (np.arange(20.0, 30.0, 50.0 * 6 / 3600), 50.0)):
+            for x in km.tolist():
+                rows = pred.update([group_row(t, 1, 1, 35.0 - x, size=20, speed=kph)])
+                t += 6
+        (row,) = rows
+        return row["km_to_finish"], row["eta_finish"] / 1000 - (t - 6)
+
+    left, kept = eta_s(FinaleParams())
+    _left, braked = eta_s(FinaleParams(descent_gradient=1.0))  # every piece sets the power
+    assert left == pytest.approx(5.0, abs=0.15)
+    assert kept < braked - 20  # the braked descent no longer slows the flat ahead
+    assert kept < left / 30.0 * 3600  # faster than 30 km/h on the flat
+
+
+def test_the_finale_changes_the_finish_times_and_nothing_else():
+    finish_km = 40.0
+    rows = {}
+    for on in (True, False):
+        pred = Predictor(StageModel.build(flat_profile(int(finish_km * 1000))), PredictParams(finale=on))
+        out = []
+        for i in range(151):
+            t = T0 + 6 * i
+            out += pred.update([group_row(t, 1, 1, finish_km - 20.5 - 30.0 * 6 * i / 3600, size=1, speed=30.0),
+                                group_row(t, 2, 2, finish_km - 15.25 - 45.0 * 6 * i / 3600, size=30, gap=60.0,
+                                          speed=45.0)])
+        rows[on] = out
+    assert len(rows[True]) == len(rows[False])
+    eta_keys = {"eta_finish", "eta_finish_low", "eta_finish_high", "checkpoints"}
+    changed = 0
+    for a, b in zip(rows[True], rows[False]):
+        assert {k: v for k, v in a.items() if k not in eta_keys} == {k: v for k, v in b.items() if k not in eta_keys}
+        changed += a["eta_finish"] != b["eta_finish"]
+    assert changed > 100  # and the finish times did change
+
+
+def test_the_run_in_floor_times_only_the_flat_metres_of_the_last_kilometres():
+    finale = FinaleModel(descent_profile(), RiderModel(), FinaleParams(run_in_km=3.0))
+    powers = np.array([[3.0, 4.0, 5.0]])
+    # 3 km of flat run-in: the stage tables' time over km 22-25
+    expected = finale.tables.elapsed_s(powers, 22.0, 25.0, 20)
+    assert finale._flat_physics_s(powers, np.array([10.0]), np.array([20])) == pytest.approx(expected, rel=1e-3)
+    half = finale.tables.elapsed_s(powers, 23.5, 25.0, 20)
+    assert finale._flat_physics_s(powers, np.array([23.5]), np.array([20])) == pytest.approx(half, rel=1e-3)
+    climb = build_profile(course_with_elevation(25_000, 0.0, lambda s: 100.0 + 0.05 * s))
+    assert np.all(FinaleModel(climb, RiderModel())._flat_physics_s(powers, np.array([20.0]), np.array([20])) == 0)
