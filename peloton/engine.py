@@ -20,10 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from peloton.course import Course
+from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
-from peloton.gaps import gap_to_leader_s
+from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
+from peloton.incremental import (LEADER_LOOKBACK_S, candidates_lookup, empty_candidates, stack_candidates,
+                                 take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_lasted, change_needs,
@@ -81,6 +83,7 @@ class RaceEngine:
         self.race_params = race_params
         self.params = params
         self.context = FixBatch.empty(stage_id)
+        self.context_candidates = empty_candidates()  # of self.context, row for row: searched once per fix
         self.hist = {k: np.zeros(0, dtype=np.int64 if k in ("bib", "gid") else (bool if k == "usable" else float))
                      for k in _HIST}
         self.groups: GroupTimeline | None = None
@@ -95,6 +98,8 @@ class RaceEngine:
         self.last_seen: dict = {}  # bib -> (t, km)
         self.results_sent: set = set()
         self.over = False
+        self.leader_ticks = np.zeros(0)  # the history's ticks walked so far and who led each (see _leaders)
+        self.leader_bibs = np.zeros(0, dtype=np.int64)
 
     def advance(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
         """Process ``fixes`` window by window (any order within; windows ascending).
@@ -160,13 +165,15 @@ class RaceEngine:
             return step
         newest = float(fixes.t.max())
         context = concat_batches([self.context, fixes], self.stage_id)
-        matched, rejected, _ = match_fixes(context, course, self.match_params)
+        cands = self._context_candidates(fixes, course)
+        matched, rejected, _ = match_fixes(context, course, self.match_params,
+                                           candidates=candidates_lookup(context, cands))
         is_new = lambda batch: batch.t > self._last_t_of(batch.bib)  # noqa: E731
         new = np.flatnonzero(is_new(matched.fixes))
         rejected = [(b.take(np.flatnonzero(is_new(b))), reason, detail) for b, reason, detail in rejected]
         rejected = [r for r in rejected if len(r[0])]
         m = matched.take(new)
-        self._remember(fixes, newest)
+        self._remember(fixes, newest, cands)
         self._append_history(m, newest)
         rider_state, groups, events = self._race_rows(m)
         if forecast is not None:
@@ -188,8 +195,19 @@ class RaceEngine:
         predictions, _events = forecast_stage(rows, self.predictor)  # crosswind warnings: replay only
         return Columns.from_rows("predictions", predictions)
 
-    def _remember(self, fixes: FixBatch, newest: float) -> None:
+    def _context_candidates(self, fixes: FixBatch, course: Course):
+        """Candidates of the context and then ``fixes``, row for row: only ``fixes`` are searched."""
+        mp = self.match_params
+        known = getattr(self, "context_candidates", None)  # an engine pickled before it kept them has none
+        if known is None or known.s.shape[0] != len(self.context):
+            known = course.candidates(self.context.lat, self.context.lon, mp.radius_m, mp.max_candidates)
+        return stack_candidates(known, course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates))
+
+    def _remember(self, fixes: FixBatch, newest: float, cands=None) -> None:
         keep = self.context.t >= newest - self.params.match_context_s
+        if cands is not None:  # the candidates of self.context then fixes
+            rows = np.r_[np.flatnonzero(keep), np.arange(len(self.context), len(self.context) + len(fixes))]
+            self.context_candidates = take_candidates(cands, rows)
         self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes], self.stage_id)
         bibs = np.r_[self.known_bib, fixes.bib]
         times = np.r_[self.last_t, fixes.t]
@@ -224,7 +242,8 @@ class RaceEngine:
         can_lead = h["ktf"] > self.race_params.at_line_km
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
                                      km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
-                                     sensor_kph=h["sensor"], at_line_km=self.race_params.at_line_km)
+                                     sensor_kph=h["sensor"], at_line_km=self.race_params.at_line_km,
+                                     leaders=self._leaders(newest, can_lead))
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
@@ -280,6 +299,30 @@ class RaceEngine:
         cols = list(zip(*(self.crossed[b] for b in bibs))) if bibs else [[]] * 5
         return Crossings(np.array(bibs, dtype=np.int64), np.array(cols[0], float), np.array(cols[1], float),
                          np.array(cols[2], float), np.array(cols[3], bool), np.array(cols[4], float))
+
+    def _leaders(self, newest: np.ndarray, can_lead: np.ndarray):
+        """(ticks, leader bib) of the history's ticks from the newest rows' first on, as
+        :func:`leader_per_tick` over the whole history gives them.
+
+        Going on from the last tick's leader (``self.last_leader``), the newest rows need only the history's
+        last ``LEADER_LOOKBACK_S`` before them; rows older than that tick (late fixes) change earlier ticks, so
+        then the whole history is walked again.
+        """
+        h = self.hist
+        if not newest.any():
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        start = float(h["t"][newest].min())
+        after = getattr(self, "last_leader", None)
+        rows = slice(None)
+        if after is not None and start > after[0]:
+            rows = np.flatnonzero(h["t"] >= start - LEADER_LOOKBACK_S)
+        else:
+            after = None
+        ticks, leaders = leader_per_tick(h["t"][rows], h["km"][rows], h["bib"][rows], (h["usable"] & can_lead)[rows],
+                                         km_to_finish=h["ktf"][rows], speed_kph=h["speed"][rows], after=after)
+        if ticks.size:
+            self.last_leader = (float(ticks[-1]), int(leaders[-1]))
+        return ticks, leaders
 
     def _group_events(self, group_rows: list[dict], now: float) -> Columns:
         """The replay's group events, each said once its groups have lived ``min_life_s`` (so, that much late).
