@@ -113,7 +113,10 @@ class RaceEngine:
         order = np.lexsort((fixes.t, fixes.bib, win))
         fixes, win = fixes.take(order), win[order]
         cuts = np.flatnonzero(np.diff(win)) + 1
-        steps = [self._window(fixes.take(idx), course, forecast) for idx in np.split(np.arange(len(fixes)), cuts)]
+        mp = self.match_params
+        found = course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates)  # one search, not one a window
+        steps = [self._window(fixes.take(idx), course, forecast, take_candidates(found, idx))
+                 for idx in np.split(np.arange(len(fixes)), cuts)]
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
                     concat_batches([s.stale for s in steps], self.stage_id),
@@ -155,7 +158,9 @@ class RaceEngine:
         pos = np.minimum(np.searchsorted(self.known_bib, bib), self.known_bib.size - 1)
         return np.where(self.known_bib[pos] == bib, self.last_t[pos], -np.inf)
 
-    def _window(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
+    def _window(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None,
+                found: Candidates | None = None) -> Step:
+        """One window's rows; ``found``: the candidates of ``fixes``, row for row, when already searched."""
         fresh = fixes.t > self._last_t_of(fixes.bib)
         stale = fixes.take(np.flatnonzero(~fresh))
         fixes = fixes.take(np.flatnonzero(fresh))
@@ -165,7 +170,8 @@ class RaceEngine:
             return step
         newest = float(fixes.t.max())
         context = concat_batches([self.context, fixes], self.stage_id)
-        cands = self._context_candidates(fixes, course)
+        cands = self._context_candidates(fixes, course,
+                                         None if found is None else take_candidates(found, np.flatnonzero(fresh)))
         matched, rejected, _ = match_fixes(context, course, self.match_params,
                                            candidates=candidates_lookup(context, cands))
         is_new = lambda batch: batch.t > self._last_t_of(batch.bib)  # noqa: E731
@@ -195,13 +201,16 @@ class RaceEngine:
         predictions, _events = forecast_stage(rows, self.predictor)  # crosswind warnings: replay only
         return Columns.from_rows("predictions", predictions)
 
-    def _context_candidates(self, fixes: FixBatch, course: Course):
-        """Candidates of the context and then ``fixes``, row for row: only ``fixes`` are searched."""
+    def _context_candidates(self, fixes: FixBatch, course: Course, found: Candidates | None = None) -> Candidates:
+        """Candidates of the context and then ``fixes`` (``found``, or searched), row for row: the context's
+        were searched when its fixes were new."""
         mp = self.match_params
         known = getattr(self, "context_candidates", None)  # an engine pickled before it kept them has none
         if known is None or known.s.shape[0] != len(self.context):
             known = course.candidates(self.context.lat, self.context.lon, mp.radius_m, mp.max_candidates)
-        return stack_candidates(known, course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates))
+        if found is None:
+            found = course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates)
+        return stack_candidates(known, found)
 
     def _remember(self, fixes: FixBatch, newest: float, cands=None) -> None:
         keep = self.context.t >= newest - self.params.match_context_s

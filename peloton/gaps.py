@@ -76,12 +76,12 @@ class RoadClock:
         n_cells = int(np.ceil(hi_km / step_km) - origin) + 2
         log_pace = np.log(dt[ok] / dkm[ok])  # s per km
         a, b = km[:-1][ok] / step_km - origin, km[1:][ok] / step_km - origin  # in cells
-        first = np.floor(a).astype(np.int64)
-        count = np.floor(b).astype(np.int64) - first + 1
-        cells = np.repeat(first, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        # each interval weighs on a cell by the length of the cell it covers
-        overlap = np.minimum(np.repeat(b, count), cells + 1) - np.maximum(np.repeat(a, count), cells)
-        total = np.bincount(cells, weights=np.repeat(log_pace, count) * overlap, minlength=n_cells)
+        cells, overlap, count, ends = _cells_covered(a, b)
+        # each interval weighs on a cell by the length of the cell it covers (1 but at its two ends)
+        weight = np.repeat(log_pace, count)
+        for at in ends:
+            weight[at] = log_pace * overlap[at]
+        total = np.bincount(cells, weights=weight, minlength=n_cells)
         covered = np.bincount(cells, weights=overlap, minlength=n_cells)
         typical = np.median(log_pace) if log_pace.size else np.log(100.0)
         pace = np.exp(np.where(covered > 1e-9, total / np.maximum(covered, 1e-9), typical))
@@ -90,6 +90,27 @@ class RoadClock:
 
     def __call__(self, km: np.ndarray) -> np.ndarray:
         return np.interp(km, self.km, self.s)
+
+
+def _cells_covered(a: np.ndarray, b: np.ndarray):
+    """The unit cells each interval [a, b] covers, interval after interval: (cell, length covered, cells per
+    interval, (position of each interval's first cell, of its last)).
+
+    Inner cells are covered whole (exactly 1.0): only the two ends are computed, and the cells are a running
+    sum, not repeated ranges (the road clock does this over 45 minutes of fixes every live window).
+    """
+    first = np.floor(a).astype(np.int64)
+    count = np.floor(b).astype(np.int64) - first + 1
+    last_pos = np.cumsum(count) - 1
+    first_pos = last_pos - count + 1
+    step = np.ones(int(count.sum()), dtype=np.int64)
+    if first.size:
+        step[first_pos] = np.concatenate([first[:1], first[1:] - (first[:-1] + count[:-1] - 1)])
+    cells = np.cumsum(step)
+    overlap = np.ones(cells.size)
+    for at in (first_pos, last_pos):
+        overlap[at] = np.minimum(b, cells[at] + 1) - np.maximum(a, cells[at])
+    return cells, overlap, count, (first_pos, last_pos)
 
 
 class Trajectory:
