@@ -309,29 +309,32 @@ class RaceEngine:
         return Crossings(np.array(bibs, dtype=np.int64), np.array(cols[0], float), np.array(cols[1], float),
                          np.array(cols[2], float), np.array(cols[3], bool), np.array(cols[4], float))
 
-    def _leaders(self, newest: np.ndarray, can_lead: np.ndarray):
-        """(ticks, leader bib) of the history's ticks from the newest rows' first on, as
-        :func:`leader_per_tick` over the whole history gives them.
+    def _leaders(self, newest: np.ndarray, can_lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ticks, leader bib) of the history's ticks, as :func:`leader_per_tick` over the whole history gives them.
 
-        Going on from the last tick's leader (``self.last_leader``), the newest rows need only the history's
-        last ``LEADER_LOOKBACK_S`` before them; rows older than that tick (late fixes) change earlier ticks, so
-        then the whole history is walked again.
+        The engine keeps who led each tick of its history (``leader_ticks``, ``leader_bibs``: the finish rule
+        asks who led when the first finisher was last seen short of the line). Going on from the last tick's
+        leader, the newest rows need only the history's last ``LEADER_LOOKBACK_S`` before them; rows older than
+        that tick (late fixes) change earlier ticks, so then the whole history is walked again.
         """
         h = self.hist
+        ticks, bibs = getattr(self, "leader_ticks", None), getattr(self, "leader_bibs", None)
         if not newest.any():
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         start = float(h["t"][newest].min())
-        after = getattr(self, "last_leader", None)
-        rows = slice(None)
-        if after is not None and start > after[0]:
+        leading = h["usable"] & can_lead
+        if ticks is not None and ticks.size and start > ticks[-1]:
             rows = np.flatnonzero(h["t"] >= start - LEADER_LOOKBACK_S)
+            new_ticks, new_bibs = leader_per_tick(h["t"][rows], h["km"][rows], h["bib"][rows], leading[rows],
+                                                  km_to_finish=h["ktf"][rows], speed_kph=h["speed"][rows],
+                                                  after=(float(ticks[-1]), int(bibs[-1])))
+            kept = ticks >= h["t"].min()  # the history was trimmed: so are its ticks
+            ticks, bibs = np.r_[ticks[kept], new_ticks], np.r_[bibs[kept], new_bibs]
         else:
-            after = None
-        ticks, leaders = leader_per_tick(h["t"][rows], h["km"][rows], h["bib"][rows], (h["usable"] & can_lead)[rows],
-                                         km_to_finish=h["ktf"][rows], speed_kph=h["speed"][rows], after=after)
-        if ticks.size:
-            self.last_leader = (float(ticks[-1]), int(leaders[-1]))
-        return ticks, leaders
+            ticks, bibs = leader_per_tick(h["t"], h["km"], h["bib"], leading, km_to_finish=h["ktf"],
+                                          speed_kph=h["speed"])
+        self.leader_ticks, self.leader_bibs = ticks, bibs
+        return ticks, bibs
 
     def _group_events(self, group_rows: list[dict], now: float) -> Columns:
         """The replay's group events, each said once its groups have lived ``min_life_s`` (so, that much late).

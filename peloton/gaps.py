@@ -217,7 +217,7 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     leaders = best_bib.copy()
     current = -1 if after is None else int(after[1])
     for i, tick in enumerate(ticks.tolist()):
-        if current >= 0 and current != best_bib[i]:
+        if current != best_bib[i] and current in bounds:  # (a carried leader unseen for the lookback: not held)
             a, b = bounds[current]
             j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
             if j >= a:

@@ -57,30 +57,24 @@ def stack_candidates(a: Candidates, b: Candidates) -> Candidates:
 
 
 def candidates_lookup(batch: FixBatch, cands: Candidates):
-    """For :func:`peloton.matching.match_fixes`: the candidates of its deduped fixes, read off ``cands`` (the
+    """For :func:`peloton.matching.match_fixes`: the candidates of the fixes it keeps, read off ``cands`` (the
     candidates of ``batch``, row for row) instead of searched.
 
-    ``match_fixes`` keeps the first fix of each (bib, t) in (bib, t) order and drops some; the lookup picks
-    that same row of ``batch``, so a duplicate (bib, t) at another position gets the candidates of the
-    position that was matched.
+    A fix's candidates depend on its position only, so each fix is looked up by (lat, lon): whichever of its
+    (bib, t)'s positions ``match_fixes`` keeps (repeats dropped, conflicts resolved), its candidates are those
+    searched for that position.
     """
-    order = np.lexsort((batch.t, batch.bib))
-    bib, t = batch.bib[order], batch.t[order]
-    first = np.r_[True, (bib[1:] != bib[:-1]) | (t[1:] != t[:-1])] if order.size else np.zeros(0, dtype=bool)
-    kept = order[first]  # the row dedupe keeps, for each (bib, t), in (bib, t) order
+    key = batch.lat + 1j * batch.lon  # complex numbers sort by real part, then imaginary: by (lat, lon)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
 
     def lookup(fixes: FixBatch) -> Candidates:
         if not len(fixes):
             return empty_candidates()
-        times = np.unique(batch.t)
-        key = lambda b, tt: b * np.int64(times.size + 1) + np.searchsorted(times, tt)  # noqa: E731
-        kept_key = key(batch.bib[kept], batch.t[kept])  # ascending: (bib, t) order
-        pos = np.minimum(np.searchsorted(kept_key, key(fixes.bib, fixes.t)), max(kept.size - 1, 0))
-        rows = kept[pos] if kept.size else pos
-        if not (kept.size and np.array_equal(batch.bib[rows], fixes.bib) and np.array_equal(batch.t[rows], fixes.t)
-                and np.array_equal(batch.lat[rows], fixes.lat, equal_nan=True)
-                and np.array_equal(batch.lon[rows], fixes.lon, equal_nan=True)):
+        wanted = fixes.lat + 1j * fixes.lon
+        pos = np.minimum(np.searchsorted(sorted_key, wanted), max(order.size - 1, 0))
+        if not (order.size and np.array_equal(sorted_key[pos], wanted)):
             raise ValueError("fixes are not rows of the batch whose candidates are known")
-        return take_candidates(cands, rows)
+        return take_candidates(cands, order[pos])
 
     return lookup

@@ -26,7 +26,7 @@ class FromScratchEngine(RaceEngine):
         return super()._context_candidates(fixes, course)
 
     def _leaders(self, newest, can_lead):
-        self.last_leader = None
+        self.leader_ticks = None
         return super()._leaders(newest, can_lead)
 
 
@@ -107,7 +107,7 @@ def test_looked_up_candidates_are_the_searched_ones_with_duplicates(attack, stag
     twice = rng.choice(len(part), 50, replace=False)
     moved = part.take(twice)
     moved = FixBatch(moved.stage_id, moved.bib, moved.t, moved.lat + 0.01, moved.lon, moved.sensor_kph)
-    batch = concat_batches([moved, part], part.stage_id)  # the moved copy comes first: dedupe keeps it
+    batch = concat_batches([moved, part], part.stage_id)  # two positions per (bib, t): one is rejected as a conflict
     cands = stage4_course.candidates(batch.lat, batch.lon, 500.0, 32)
     searched, rej_a, _ = match_fixes(batch, stage4_course)
     looked_up, rej_b, _ = match_fixes(batch, stage4_course, candidates=candidates_lookup(batch, cands))
