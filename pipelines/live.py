@@ -19,7 +19,8 @@ from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQ
 __all__ = ["build_live", "LIVE_TABLES"]
 
 #: What the live pipeline writes (late data is a dead letter with reason "late").
-LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "dead_letter")
+LIVE_TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "virtual_standings",
+               "climb_efforts", "dead_letter")
 
 
 def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir: str | None = None,
@@ -42,6 +43,8 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
         "predictions": race.predictions,
         "race_events": race.race_events,
         "results": race.results,
+        "virtual_standings": race.virtual_standings,
+        "climb_efforts": race.climb_efforts,
         "dead_letter": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE])
         | "MergeDeadLetters" >> beam.Flatten(),
     }

@@ -30,6 +30,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params)
         tables = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
                   "race_events": race.race_events, "results": race.results,
+                  "virtual_standings": race.virtual_standings, "climb_efforts": race.climb_efforts,
                   "dead_letter": (parsed[DEAD_LETTER], race[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()}
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)
