@@ -22,13 +22,12 @@ import numpy as np
 
 from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
-from peloton.gaps import gap_to_leader_s, leader_per_tick
+from peloton.gaps import Trajectory, gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
 from peloton.incremental import (LEADER_LOOKBACK_S, candidates_lookup, empty_candidates, stack_candidates,
                                  take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows, passage_times
-from peloton.gaps import Trajectory
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_lasted, change_needs,
                           estimate_start_times, finished_event, groups_by_tick, groups_of_change, mark_kms,
@@ -91,8 +90,8 @@ class RaceEngine:
         self.params = params
         self.context = FixBatch.empty(stage_id)
         self.context_candidates = empty_candidates()  # of self.context, row for row: searched once per fix
-        self.hist = {k: np.zeros(0, dtype=np.int64 if k in ("bib", "gid") else (bool if k in ("usable", "climbing") else float))
-                     for k in _HIST}
+        kinds = {"bib": np.int64, "gid": np.int64, "usable": bool, "climbing": bool}
+        self.hist = {k: np.zeros(0, dtype=kinds.get(k, float)) for k in _HIST}
         self.groups: GroupTimeline | None = None
         self.pending_changes: list = []  # (membership change, groups at its tick) until its groups prove lasting
         self.predictor: Predictor | None = None

@@ -36,9 +36,9 @@ from transforms.live import LiveParams
 PROJECT = "peloton-test"
 LATENESS_S = 40.0
 COMPARED_TICKS = 6  # the first minute of the stretch (ticks 0..60 s)
-FED_TICKS = 18
+FED_TICKS = 18  # the feed goes on for three minutes: its ticks move the runner's watermark
 #: Tables whose rows are said once decided, not per tick.
-DECIDED_TABLES = ("race_events", "results", "virtual_standings", "climb_efforts")  # the feed goes on for three minutes: its ticks move the runner's watermark
+DECIDED_TABLES = ("race_events", "results", "virtual_standings", "climb_efforts")
 
 
 def _publish(publisher, topic, plan, started):
