@@ -274,6 +274,7 @@ class RaceEngine:
         empty = np.full(n, np.nan)
         if self.time_trial:
             starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
+            self.window_starts = starts  # this window's: the standings use them too
             gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts,
                                   line_km=self.finish_km - TRACKER_SHORTFALL_KM)[newest]
             race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
@@ -467,7 +468,7 @@ class RaceEngine:
         if not passed.any():
             return []
         h, ra = self.hist, self.race_params
-        starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], ra.itt_start_grid_s)
+        starts = self.window_starts  # estimated over the same history for this window's gaps (_race_rows)
         ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], ra).tolist())
         rows = []
         for r in np.flatnonzero(passed.any(axis=1)).tolist():
