@@ -109,7 +109,7 @@ case "$cmd" in
     wait "$live_pid" || true
     live_pid=""
     echo
-    echo "tables: $out/{rider_state,groups,predictions,race_events,results,dead_letter}/*.avro (final rows, a file every 20 s)"
+    echo "tables: $out/{rider_state,groups,predictions,race_events,results,virtual_standings,climb_efforts,dead_letter}/*.avro (final rows, a file every 20 s)"
     echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,predictions,race-events,dead-letter}" \
       "(provisional and final rows; race events final only)"
     ;;

@@ -21,7 +21,7 @@ import numpy as np
 from peloton.predict import G, RiderModel
 from peloton.profile import Climb, Profile
 
-__all__ = ["passage_times", "climb_power_wkg", "climb_efforts", "CLIMB_MODEL", "MAX_BRACKET_S"]
+__all__ = ["passage_times", "climb_power_wkg", "climb_efforts", "effort_rows", "CLIMB_MODEL", "MAX_BRACKET_S"]
 
 #: On a climb a rider sits up: more drag than on the drops.
 CLIMB_MODEL = RiderModel(cda_m2=0.32)
@@ -95,8 +95,18 @@ def climb_efforts(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray,
         idx = order[bounds[r]:bounds[r + 1]]
         at_start[r] = passage_times(t[idx], km[idx], starts)
         at_summit[r] = passage_times(t[idx], km[idx], summits)
+    return effort_rows(stage_id, riders, climbs, at_start, at_summit, profile, finish_km, model)
+
+
+def effort_rows(stage_id: str, riders: np.ndarray, climbs: list[Climb], at_start: np.ndarray, at_summit: np.ndarray,
+                profile: Profile, finish_km: float, model: RiderModel = CLIMB_MODEL) -> list[dict]:
+    """One row per (rider, climb) whose passages at the foot and the summit are both known (``riders`` x
+    ``climbs`` matrices of epoch s, nan unknown): the replay gives them all at once, the live engine a rider's
+    as he passes the summit."""
     seconds = at_summit - at_start
     ok = np.isfinite(seconds) & (seconds > 0)
+    starts = np.array([c.start_km for c in climbs])
+    summits = np.array([c.summit_km for c in climbs])
     power = np.full(seconds.shape, np.nan)
     for c in range(len(climbs)):
         rows = np.flatnonzero(ok[:, c])

@@ -23,7 +23,7 @@ import numpy as np
 from peloton.results import FINISH_TOLERANCE_KM, line_crossings
 
 __all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes",
-           "FirstFinisher", "first_finisher"]
+           "FirstFinisher", "first_finisher", "head_of_race"]
 
 #: A leader whose tracker falls silent stays the reference for this long (s):
 #: a short dropout must not make everyone's gap collapse to the next rider
@@ -76,12 +76,12 @@ class RoadClock:
         n_cells = int(np.ceil(hi_km / step_km) - origin) + 2
         log_pace = np.log(dt[ok] / dkm[ok])  # s per km
         a, b = km[:-1][ok] / step_km - origin, km[1:][ok] / step_km - origin  # in cells
-        first = np.floor(a).astype(np.int64)
-        count = np.floor(b).astype(np.int64) - first + 1
-        cells = np.repeat(first, count) + np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        # each interval weighs on a cell by the length of the cell it covers
-        overlap = np.minimum(np.repeat(b, count), cells + 1) - np.maximum(np.repeat(a, count), cells)
-        total = np.bincount(cells, weights=np.repeat(log_pace, count) * overlap, minlength=n_cells)
+        cells, overlap, count, ends = _cells_covered(a, b)
+        # each interval weighs on a cell by the length of the cell it covers (1 but at its two ends)
+        weight = np.repeat(log_pace, count)
+        for at in ends:
+            weight[at] = log_pace * overlap[at]
+        total = np.bincount(cells, weights=weight, minlength=n_cells)
         covered = np.bincount(cells, weights=overlap, minlength=n_cells)
         typical = np.median(log_pace) if log_pace.size else np.log(100.0)
         pace = np.exp(np.where(covered > 1e-9, total / np.maximum(covered, 1e-9), typical))
@@ -90,6 +90,27 @@ class RoadClock:
 
     def __call__(self, km: np.ndarray) -> np.ndarray:
         return np.interp(km, self.km, self.s)
+
+
+def _cells_covered(a: np.ndarray, b: np.ndarray):
+    """The unit cells each interval [a, b] covers, interval after interval: (cell, length covered, cells per
+    interval, (position of each interval's first cell, of its last)).
+
+    Inner cells are covered whole (exactly 1.0): only the two ends are computed, and the cells are a running
+    sum, not repeated ranges (the road clock does this over 45 minutes of fixes every live window).
+    """
+    first = np.floor(a).astype(np.int64)
+    count = np.floor(b).astype(np.int64) - first + 1
+    last_pos = np.cumsum(count) - 1
+    first_pos = last_pos - count + 1
+    step = np.ones(int(count.sum()), dtype=np.int64)
+    if first.size:
+        step[first_pos] = np.concatenate([first[:1], first[1:] - (first[:-1] + count[:-1] - 1)])
+    cells = np.cumsum(step)
+    overlap = np.ones(cells.size)
+    for at in (first_pos, last_pos):
+        overlap[at] = np.minimum(b, cells[at] + 1) - np.maximum(a, cells[at])
+    return cells, overlap, count, (first_pos, last_pos)
 
 
 class Trajectory:
@@ -163,7 +184,8 @@ def _dense_monotone(t: np.ndarray, km: np.ndarray, slopes: np.ndarray) -> tuple[
 def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
                     hold_s: float = LEADER_HOLD_S, km_to_finish: np.ndarray | None = None,
                     speed_kph: np.ndarray | None = None,
-                    silent_hold_s: float = SILENT_HOLD_S) -> tuple[np.ndarray, np.ndarray]:
+                    silent_hold_s: float = SILENT_HOLD_S,
+                    after: tuple[float, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(tick times, bib of the first rider on the road at each tick).
 
     The first rider is the one furthest along among fixes of the last
@@ -174,9 +196,17 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     seen, unless he fell silent in the last 3 km: a breakaway out of coverage for a minute is still ahead, a leader
     whose tracker stopped at the line has finished. That check walks the
     ticks (not the fixes).
+
+    ``after`` = (tick, its leader), as an earlier call gave them: only the
+    ticks after it are walked and returned, going on from that leader; the
+    fixes of the last ``max(hold_s, silent_hold_s)`` before the first of
+    them are all the earlier ones needed (the live engine's newest window).
     """
     ticks, inv = np.unique(t, return_inverse=True)
     best_km, best_bib = _windowed_furthest(ticks, inv, km, bib, usable, hold_s)
+    if after is not None:
+        first = int(np.searchsorted(ticks, after[0], side="right"))
+        ticks, best_km, best_bib = ticks[first:], best_km[first:], best_bib[first:]
     if km_to_finish is None or speed_kph is None or ticks.size == 0:
         return ticks, best_bib
     idx = np.flatnonzero(usable)
@@ -185,9 +215,9 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     bounds = dict(zip(riders.tolist(), zip(first.tolist(), np.r_[first[1:], idx.size].tolist())))
     mps = np.nan_to_num(speed_kph[idx], nan=0.0).clip(0.0, None) / 3.6
     leaders = best_bib.copy()
-    current = -1
+    current = -1 if after is None else int(after[1])
     for i, tick in enumerate(ticks.tolist()):
-        if current >= 0 and current != best_bib[i]:
+        if current != best_bib[i] and current in bounds:  # (a carried leader unseen for the lookback: not held)
             a, b = bounds[current]
             j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
             if j >= a:
@@ -257,13 +287,21 @@ def first_finisher(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.nd
     return FirstFinisher(int(c.bib[k]), float(c.last_fix_t[k]), float(c.crossed_t[k]), float(c.line_km[k]))
 
 
+def head_of_race(ticks: np.ndarray, leaders: np.ndarray, first: FirstFinisher) -> np.ndarray:
+    """The reference rider per tick: the leader on the road (``leaders``, from :func:`leader_per_tick`), and once
+    the first finisher has crossed the line, him (from his last fix short of it if he led there)."""
+    led_there = leaders[min(np.searchsorted(ticks, first.last_fix_t), ticks.size - 1)] == first.bib
+    return np.where(ticks >= (first.last_fix_t if led_there else first.crossed_t), first.bib, leaders)
+
+
 def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
                     hold_s: float = LEADER_HOLD_S, can_lead: np.ndarray | None = None,
                     km_to_finish: np.ndarray | None = None,
                     speed_kph: np.ndarray | None = None,
                     only: np.ndarray | None = None,
                     sensor_kph: np.ndarray | None = None,
-                    at_line_km: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    at_line_km: float | None = None,
+                    leaders: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the first rider on the road passed each fix's position.
 
     Returns (gap, leader bib per fix). Only ``usable`` fixes shape the
@@ -273,7 +311,9 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     :func:`leader_per_tick` says. Every fix gets a gap, or with ``only``
     (a mask) just those fixes: the live engine wants the newest window's.
     ``sensor_kph`` (the trackers' own speeds) sharpens the leaders'
-    trajectories between fixes (:class:`Trajectory`).
+    trajectories between fixes (:class:`Trajectory`). ``leaders`` = (ticks, bibs) as :func:`leader_per_tick`
+    gives them, when the caller has them (the live engine carries them from window to window): fixes at ticks
+    not among them get no leader and no gap.
 
     With ``at_line_km`` (and ``km_to_finish``, ``speed_kph``), the head of
     the race stays the reference after he has finished: from his crossing
@@ -286,15 +326,19 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     leader = np.full(t.size, -1, dtype=np.int64)
     if t.size == 0:
         return gap, leader
-    leading = usable if can_lead is None else usable & can_lead
-    ticks, lead_bib = leader_per_tick(t, km, bib, leading, hold_s, km_to_finish, speed_kph)
+    if leaders is None:
+        leading = usable if can_lead is None else usable & can_lead
+        ticks, lead_bib = leader_per_tick(t, km, bib, leading, hold_s, km_to_finish, speed_kph)
+    else:
+        ticks, lead_bib = leaders
     first = None
     if at_line_km is not None and km_to_finish is not None and speed_kph is not None:
         first = first_finisher(t, km, bib, usable, km_to_finish, speed_kph, at_line_km)
-    if first is not None:
-        led_there = lead_bib[min(np.searchsorted(ticks, first.last_fix_t), ticks.size - 1)] == first.bib
-        lead_bib = np.where(ticks >= (first.last_fix_t if led_there else first.crossed_t), first.bib, lead_bib)
-    leader = lead_bib[np.searchsorted(ticks, t)]
+    if first is not None and ticks.size:
+        lead_bib = head_of_race(ticks, lead_bib, first)
+    if ticks.size:
+        pos = np.minimum(np.searchsorted(ticks, t), ticks.size - 1)
+        leader = np.where(ticks[pos] == t, lead_bib[pos], -1)
     clock = RoadClock(t, km, bib, usable)
     wanted = leader >= 0 if only is None else (leader >= 0) & only
     for lead in np.unique(leader[wanted]):  # a handful of leaders per stage, one or two per live window

@@ -291,11 +291,13 @@ def smoothed_speed_kph(bib: np.ndarray, t: np.ndarray, km: np.ndarray, half_wind
     return np.where(span > 0, speed, np.nan)
 
 
-def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams()):
+def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams(), candidates=None):
     """Match fixes (any order) to the course.
 
     Returns (Matched, rejected) where rejected is a list of (FixBatch, reason,
     detail) for fixes that could not be matched, and the count of duplicates.
+    ``candidates`` (deduped fixes -> :class:`~peloton.course.Candidates`) stands in for the course's search:
+    a fix's candidates never change, so the live engine remembers them instead of searching its context again.
     """
     from peloton.feed import Reason
 
@@ -312,7 +314,8 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
                          f"off the rider's consistent track: further than {params.max_speed_mps * 3.6:.0f} km/h "
                          "allows from his recent fixes"))
         fixes = fixes.take(np.flatnonzero(~jump))
-    cands = course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates)
+    cands = (course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates) if candidates is None
+             else candidates(fixes))
     on = cands.count > 0
     if not on.all():
         rejected.append((fixes.take(np.flatnonzero(~on)), Reason.OFF_COURSE,

@@ -16,7 +16,7 @@ from peloton.table import Columns
 
 __all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
            "virtual_standings", "trusted_tracks", "change_event", "change_lasted", "change_needs", "groups_by_tick",
-           "groups_of_change"]
+           "groups_of_change", "signal_events", "stop_event", "finished_event", "standing_rows", "mark_kms"]
 
 
 @dataclass(frozen=True)
@@ -190,36 +190,53 @@ def change_event(stage_id: str, change: tuple, groups_then: dict, gparams) -> di
 
 
 def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list[dict]) -> Columns:
-    """stopped, signal_lost / signal_back and finished, per rider (vectorised over fixes)."""
+    """stopped, signal_lost / signal_back and finished, per rider (vectorised over fixes).
+
+    Each rule is a kernel the live engine calls too, on what it has seen so far (:mod:`peloton.engine`).
+    """
     f = m.fixes
     stage_id = f.stage_id
     n = len(f)
     if n:
         same_prev = np.r_[False, f.bib[1:] == f.bib[:-1]]
-        ticks = np.unique(f.t)
-        # signal: a silence longer than signal_lost_s while the feed kept ticking
-        dt = np.r_[0.0, np.diff(f.t)]
-        ticks_between = np.searchsorted(ticks, f.t) - np.searchsorted(ticks, np.r_[f.t[0], f.t[:-1]]) - 1
-        lost = np.flatnonzero(same_prev & (dt >= params.signal_lost_s) & (ticks_between >= 3))
-        for i in lost.tolist():
-            for etype, j in (("signal_lost", i - 1), ("signal_back", i)):
-                events.append(_rider_event(stage_id, etype, f.t[j], m.km_to_finish[j], f.bib[j],
-                                           f"silent for {dt[i]:.0f} s"))
-        # stopped: slow on the course for long enough (first fix of each stop)
+        prev_t = np.where(same_prev, np.r_[np.nan, f.t[:-1]], np.nan)
+        prev_ktf = np.where(same_prev, np.r_[np.nan, m.km_to_finish[:-1]], np.nan)
+        events += signal_events(stage_id, f.bib, f.t, m.km_to_finish, prev_t, prev_ktf, np.unique(f.t), params)
         on_course = np.isin(m.quality, ("good", "off_route"))
-        for a, b in zip(*(x.tolist() for x in stop_runs(f.bib, f.t, m.speed_kph, on_course, params.stopped_kph,
-                                                          params.stopped_min_s))):  # one per stop
-            events.append(_rider_event(stage_id, "stopped", f.t[a], m.km_to_finish[a], f.bib[a],
-                                       f"stationary for {f.t[b] - f.t[a]:.0f} s"))
-        # finished: when he crossed the line, as the results table has it
+        a, z = stop_runs(f.bib, f.t, m.speed_kph, on_course, params.stopped_kph, params.stopped_min_s)
+        events += [stop_event(stage_id, f.bib[i], f.t[i], m.km_to_finish[i], f.t[j]) for i, j in zip(a, z)]
         usable = np.isin(m.quality, ("good", "finished", "neutral"))
         c = line_crossings(f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, params.at_line_km,
                            params.finish_tolerance_km)
-        for rider, crossed, seen in zip(c.bib.tolist(), c.crossed_t.tolist(), c.seen_at_line.tolist()):
-            events.append(_rider_event(stage_id, "finished", crossed, 0.0, rider,
-                                       "crossed the line" if seen else "last fix just before the line"))
+        events += [finished_event(stage_id, rider, crossed, seen)
+                   for rider, crossed, seen in zip(c.bib.tolist(), c.crossed_t.tolist(), c.seen_at_line.tolist())]
     events.sort(key=lambda e: (e["event_time"], e["event_type"]))
     return Columns.from_rows("race_events", events)
+
+
+def signal_events(stage_id: str, bib: np.ndarray, t: np.ndarray, ktf: np.ndarray, prev_t: np.ndarray,
+                  prev_ktf: np.ndarray, ticks: np.ndarray, params: RaceParams) -> list[dict]:
+    """signal_lost / signal_back around every fix that ends a silence: ``signal_lost_s`` or more since the rider's
+    previous fix (``prev_t``, nan for none) while the feed ticked on (3+ of ``ticks``, the feed's ticks, between)."""
+    silent = t - prev_t
+    between = np.searchsorted(ticks, t) - np.searchsorted(ticks, np.nan_to_num(prev_t, nan=np.inf)) - 1
+    events = []
+    for i in np.flatnonzero(np.isfinite(prev_t) & (silent >= params.signal_lost_s) & (between >= 3)).tolist():
+        detail = f"silent for {silent[i]:.0f} s"
+        events.append(_rider_event(stage_id, "signal_lost", prev_t[i], prev_ktf[i], bib[i], detail))
+        events.append(_rider_event(stage_id, "signal_back", t[i], ktf[i], bib[i], detail))
+    return events
+
+
+def stop_event(stage_id: str, bib: int, t_first: float, ktf: float, t_last: float) -> dict:
+    """A ``stopped`` event: the first and last fix of a stop (:func:`peloton.results.stop_runs`)."""
+    return _rider_event(stage_id, "stopped", t_first, ktf, bib, f"stationary for {t_last - t_first:.0f} s")
+
+
+def finished_event(stage_id: str, bib: int, crossed_t: float, seen_at_line: bool) -> dict:
+    """A ``finished`` event: when he crossed the line, as the results table has it."""
+    return _rider_event(stage_id, "finished", crossed_t, 0.0, bib,
+                        "crossed the line" if seen_at_line else "last fix just before the line")
 
 
 def _rider_event(stage_id, etype, t, ktf, bib, detail) -> dict:
@@ -338,28 +355,39 @@ def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndar
     riders = np.array(sorted(b for b in starts if b in ranked))  # a teleporting tracker is not ranked
     if riders.size == 0:
         return []
-    marks = np.r_[np.arange(1.0, np.floor(finish_km - 0.2) + 1.0), finish_km - 0.2]  # trackers stop short of the line
+    marks, labels = mark_kms(finish_km)
     passage = np.full((riders.size, marks.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider
         mine = usable & (bib == b)
         passage[i] = Trajectory(t[mine], km[mine]).passage_time(marks)
     elapsed = passage - np.array([starts[b] for b in riders.tolist()])[:, None]
     rows = []
-    for j, mark in enumerate(marks.tolist()):  # one column per km mark
-        have = np.flatnonzero(np.isfinite(elapsed[:, j]))
-        if have.size == 0:
-            continue
-        have = have[np.argsort(passage[have, j], kind="stable")]
-        e = elapsed[have, j]
-        earlier_better = np.tril(e[None, :] < e[:, None], k=-1)  # [i, k]: k passed before i and was faster
-        best_at = _running_argmin(e)
-        for i, r in enumerate(have.tolist()):
-            rows.append({"stage_id": stage_id, "event_time": int(round(passage[r, j] * 1000)),
-                         "bib": int(riders[r]), "km": round(float(mark if j < marks.size - 1 else finish_km), 3),
-                         "elapsed_s": round(float(e[i]), 2), "rank": int(earlier_better[i].sum()) + 1,
-                         "riders_ranked": i + 1, "gap_to_best_s": round(float(e[i] - e[best_at[i]]), 2),
-                         "best_bib": int(riders[have[best_at[i]]])})
+    for j in range(marks.size):  # one column per km mark
+        rows += standing_rows(stage_id, float(labels[j]), riders, passage[:, j], elapsed[:, j])
     return rows
+
+
+def mark_kms(finish_km: float) -> tuple[np.ndarray, np.ndarray]:
+    """The km marks of the virtual standings (every whole km, and the finish: where the trackers stop, just short
+    of the line) and the km each is reported as."""
+    marks = np.r_[np.arange(1.0, np.floor(finish_km - 0.2) + 1.0), finish_km - 0.2]
+    return marks, np.r_[marks[:-1], finish_km]
+
+
+def standing_rows(stage_id: str, km: float, bibs: np.ndarray, passage: np.ndarray, elapsed: np.ndarray) -> list[dict]:
+    """The standings at one km mark: each rider who passed it (``passage`` finite) ranked among those who had
+    passed it before him (a provisional place, as a broadcaster shows it)."""
+    have = np.flatnonzero(np.isfinite(elapsed))
+    if have.size == 0:
+        return []
+    have = have[np.argsort(passage[have], kind="stable")]
+    e = elapsed[have]
+    earlier_better = np.tril(e[None, :] < e[:, None], k=-1)  # [i, k]: k passed before i and was faster
+    best_at = _running_argmin(e)
+    return [{"stage_id": stage_id, "event_time": int(round(passage[r] * 1000)), "bib": int(bibs[r]),
+             "km": round(km, 3), "elapsed_s": round(float(e[i]), 2), "rank": int(earlier_better[i].sum()) + 1,
+             "riders_ranked": i + 1, "gap_to_best_s": round(float(e[i] - e[best_at[i]]), 2),
+             "best_bib": int(bibs[have[best_at[i]]])} for i, r in enumerate(have.tolist())]
 
 
 def _running_argmin(values: np.ndarray) -> np.ndarray:

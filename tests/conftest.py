@@ -40,6 +40,24 @@ def stage4_course(stage4):
     return stage4.course()
 
 
+@pytest.fixture(scope="session")
+def stage16_recording() -> dict:
+    with gzip.open(STAGE16, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def stage16(stage16_recording):
+    from peloton.stage import parse_course_text, stage_from_recording
+
+    return stage_from_recording(stage16_recording, parse_course_text(STAGE16_COURSE.read_text(), str(STAGE16_COURSE)))
+
+
+@pytest.fixture(scope="session")
+def stage16_course(stage16):
+    return stage16.course()
+
+
 def slice_recording(recording: dict, start: int, stop: int) -> dict:
     """A smaller recording: the same rest (course, riders), ticks start..stop."""
     return {**recording, "events": recording["events"][start:stop]}

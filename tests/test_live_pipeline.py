@@ -26,6 +26,8 @@ from transforms.live import IngestLive, LiveParams
 from transforms.sinks import WriteLiveAvroTable
 
 LATENESS_S = 60.0
+#: Every table the engine writes (dead letters are checked by accounting for every row).
+TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "virtual_standings", "climb_efforts")
 _COLLECTED: dict = {}
 
 
@@ -44,11 +46,11 @@ def _run(stream, stage, out_dir=None):
     p = TestPipeline(options=StandardOptions(streaming=True))
     ingest = p | stream | IngestLive(stage.stage_id, params)
     race = ingest["ticks"] | LiveRaceState(stage, LATENESS_S + params.window_s)
-    outputs = {"rider_state": race.rider_state, "groups": race.groups, "predictions": race.predictions,
-               "race_events": race.race_events, "results": race.results,
+    outputs = {table: race[table] for table in TABLES}
+    outputs.update({
                "provisional": race[f"{PROVISIONAL}_rider_state"],
                "provisional_predictions": race[f"{PROVISIONAL}_predictions"],
-               "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()}
+               "dead": (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]) | beam.Flatten()})
     for name, pcoll in outputs.items():
         pcoll | f"Keep_{name}" >> beam.Map(_keep, name)
     if out_dir:
@@ -83,10 +85,17 @@ def _causal_rows(text, stage, course):
     from peloton.matching import dedupe
 
     forecast = StageModel.of_stage(stage, course)
-    engine = RaceEngine(stage.stage_id, course.finish_km)
+    engine = RaceEngine(stage.stage_id, course.finish_km, time_trial=stage.is_time_trial)
     step = engine.advance(dedupe(fixes)[0], course, forecast)
-    step.results = Columns.concat([step.results, engine.finish().results])  # the end of the input
+    end = engine.finish(forecast)  # the end of the input
+    for table in TABLES:
+        setattr(step, table, Columns.concat([getattr(step, table), getattr(end, table)]))
     return step
+
+
+def _assert_every_table_equal(out, expected):
+    for table in TABLES:
+        assert canonical_rows(out[table]) == canonical_rows(getattr(expected, table).to_rows()), table
 
 
 def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder(slice_text, stage4, stage4_course,
@@ -100,11 +109,9 @@ def test_live_final_rows_equal_the_causal_replay_despite_duplicates_and_disorder
     assert canonical_rows(out["rider_state"]) == canonical_rows(expected.rider_state.to_rows())
     written = read_table(str(tmp_path), "rider_state")
     assert canonical_rows(written) == canonical_rows(expected.rider_state.to_rows())
-    assert canonical_rows(out["groups"]) == canonical_rows(expected.groups.to_rows())
+    _assert_every_table_equal(out, expected)
     # every final group row has its prediction, as the causal replay makes it
     assert len(out["predictions"]) == len(out["groups"]) > 0
-    assert canonical_rows(out["predictions"]) == canonical_rows(expected.predictions.to_rows())
-    assert canonical_rows(out["race_events"]) == canonical_rows(expected.race_events.to_rows())
     assert 0 < len(out["provisional_predictions"])
     # nothing lost, nothing doubled: rows in = rows out + dead letters (malformed, placeholders) + duplicates
     duplicates = _rows_sent([m for m in plan if m.fault == "duplicate"])
@@ -160,8 +167,10 @@ def test_live_results_equal_the_causal_replay_on_the_finish(stage4_recording, st
     plan = plan_messages(text, stage4.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0, seed=7))
     first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
     out = _run(_stream(plan, first_ts, lag_s=5.0), stage4)
-    expected = _causal_rows(text, stage4, stage4_course).results.to_rows()
-    assert canonical_rows(out["results"]) == canonical_rows(expected)
+    expected_step = _causal_rows(text, stage4, stage4_course)
+    _assert_every_table_equal(out, expected_step)
+    expected = expected_step.results.to_rows()
+    assert {e["event_type"] for e in out["race_events"]} >= {"finished"}
     finished = sorted((r for r in out["results"] if r["status"] == "finished"), key=lambda r: r["position"])
     assert len(finished) >= 10 and [r["position"] for r in finished] == list(range(1, len(finished) + 1))
     assert finished[0]["time_behind_winner_s"] == 0 and finished[0]["credited_time_behind_s"] == 0
@@ -172,3 +181,26 @@ def test_live_results_equal_the_causal_replay_on_the_finish(stage4_recording, st
     dnf = [r for r in out["results"] if r["status"] == "DNF"]
     assert dnf and all(r["last_km"] is not None and r["position"] is None for r in dnf)
     assert len({r["bib"] for r in out["results"]}) == len(out["results"])  # one row per rider
+
+
+def test_live_climb_efforts_and_riders_events_equal_the_causal_replay(stage4_recording, stage4, stage4_course):
+    """Col de Bedos (12:25-12:33): the head of the race rides from its foot over its summit; each effort is said
+    once its rider has passed the summit, with duplicates and disorder on the way."""
+    text = json.dumps(slice_recording(stage4_recording, 604, 648))
+    plan = plan_messages(text, stage4.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0, seed=8))
+    first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage4)
+    expected = _causal_rows(text, stage4, stage4_course)
+    _assert_every_table_equal(out, expected)
+    assert len(out["climb_efforts"]) >= 5 and {e["climb"] for e in out["climb_efforts"]} == {"Col de Bedos"}
+
+
+def test_live_virtual_standings_equal_the_causal_replay(stage16_recording, stage16, stage16_course):
+    """The time trial's first starters: a rider's standing at a km mark is said once he has passed it."""
+    text = json.dumps(slice_recording(stage16_recording, 30, 110))
+    plan = plan_messages(text, stage16.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0, seed=9))
+    first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage16)
+    expected = _causal_rows(text, stage16, stage16_course)
+    _assert_every_table_equal(out, expected)
+    assert len(out["virtual_standings"]) >= 2 and out["groups"] == []

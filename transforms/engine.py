@@ -91,7 +91,7 @@ class CausalReplayFn(_EngineFn):
             dead = _rejected_rows(stage_id, step)
             if dead:
                 yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
-        yield from _emit(engine.finish(), "")
+        yield from _emit(engine.finish(self.forecast), "")
 
 
 def _clock(t: float) -> str:
@@ -111,11 +111,12 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
     """Rows of a step, one Columns batch per tick; stamped with their event time unless ``stamp`` is off.
 
     Race events and results are final only: each event is said once its groups have lasted, so a
-    provisional one would say nothing sooner; a result row once its rider's crossing has settled.
+    provisional one would say nothing sooner; a result row once its rider's crossing has settled; a standing
+    or a climb effort once the rider has passed the mark or the summit.
     """
     tables = [("rider_state", step.rider_state), ("groups", step.groups), ("predictions", step.predictions)]
     if not prefix:
-        tables += [("race_events", step.race_events), ("results", step.results)]
+        tables += [(name, getattr(step, name)) for name in FINAL_ONLY]
     for name, cols in tables:
         if cols is None or not len(cols):
             continue
@@ -126,8 +127,13 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
             yield value if tag == "rider_state" else pvalue.TaggedOutput(tag, value)
 
 
+#: The engine's tables said only when final (no provisional rows).
+FINAL_ONLY = ("race_events", "results", "virtual_standings", "climb_efforts")
+
+
 class CausalRaceState(beam.PTransform):
-    """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'results', 'dead_letter'} as the live
+    """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'results', 'virtual_standings',
+    'climb_efforts', 'dead_letter'} as the live
     pipeline derives them (batch)."""
 
     def __init__(self, stage: Stage, race_params: RaceParams = RaceParams(), params: EngineParams = EngineParams()):
@@ -140,7 +146,7 @@ class CausalRaceState(beam.PTransform):
                 | "KeyByStage" >> beam.Map(lambda b: (b.stage_id, b))
                 | "GatherStage" >> beam.GroupByKey()
                 | "Engine" >> beam.ParDo(CausalReplayFn(self.stage_json, self.race_params, self.params))
-                .with_outputs("groups", "predictions", "race_events", "results", DEAD_LETTER, main="rider_state"))
+                .with_outputs("groups", "predictions", *FINAL_ONLY, DEAD_LETTER, main="rider_state"))
 
 
 class LiveRaceStateFn(_EngineFn):
@@ -224,7 +230,7 @@ class LiveRaceStateFn(_EngineFn):
         engine = final.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
         if len(fixes):
             yield from self._advance_final(engine, fixes)
-        yield from _emit(engine.finish(), "", stamp=False)
+        yield from _emit(engine.finish(self.forecast), "", stamp=False)
         final.write(engine)
 
     def _advance_final(self, engine: RaceEngine, fixes: FixBatch):
@@ -259,7 +265,7 @@ class LiveRaceState(beam.PTransform):
                 | "OneStateForTheStage" >> beam.WindowInto(window.GlobalWindows())
                 | "Engine" >> beam.ParDo(LiveRaceStateFn(self.stage_json, self.settle_s, self.race_params,
                                                          self.params))
-                .with_outputs("groups", "predictions", "race_events", "results", f"{PROVISIONAL}_rider_state",
+                .with_outputs("groups", "predictions", *FINAL_ONLY, f"{PROVISIONAL}_rider_state",
                               f"{PROVISIONAL}_groups",
                               f"{PROVISIONAL}_predictions", LATE, DEAD_LETTER, main="rider_state"))
 

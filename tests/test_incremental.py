@@ -1,0 +1,118 @@
+"""What the engine carries between windows (peloton/incremental.py) changes no row: the same rows as searching
+every fix's candidates and walking every tick's leader again each window."""
+import pickle
+
+import numpy as np
+import pytest
+
+from peloton.engine import RaceEngine, window_index
+from peloton.feed import FixBatch, concat_batches, parse_message
+from peloton.gaps import leader_per_tick
+from peloton.incremental import candidates_lookup
+from peloton.matching import match_fixes
+from peloton.predict import StageModel
+from peloton.recording import iter_messages
+from tests.conftest import slice_recording
+from tests.helpers import canonical_rows
+
+TABLES = ("rider_state", "groups", "predictions", "race_events")
+
+
+class FromScratchEngine(RaceEngine):
+    """The engine without its carried work: every window searches its whole context and walks all ticks."""
+
+    def _context_candidates(self, fixes, course, found=None):
+        self.context_candidates = None
+        return super()._context_candidates(fixes, course)
+
+    def _leaders(self, newest, can_lead):
+        self.leader_ticks = None
+        return super()._leaders(newest, can_lead)
+
+
+def _fixes(recording, stage):
+    import json
+
+    batches = [parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(json.dumps(recording))]
+    return concat_batches(batches, stage.stage_id)
+
+
+def _rows(steps, table):
+    return canonical_rows([r for s in steps for r in getattr(s, table).to_rows()])
+
+
+@pytest.fixture(scope="module")
+def attack(stage4_recording, stage4):
+    return _fixes(slice_recording(stage4_recording, 320, 400), stage4)  # the first attack: leaders change
+
+
+def test_carried_candidates_and_leaders_give_the_rows_of_a_fresh_search(attack, stage4, stage4_course):
+    """Window by window, the engine pickled between windows as the live runner keeps it, and with late fixes
+    (a rider's fix older than the newest tick: the leaders are walked again from the whole history)."""
+    forecast = StageModel.of_stage(stage4, stage4_course)
+    win = window_index(attack.t, 6.0)
+    rng = np.random.default_rng(3)
+    late = np.zeros(attack.bib.size, dtype=bool)
+    late[rng.choice(attack.bib.size, 200, replace=False)] = True  # each arrives one window after its own
+    new = RaceEngine(stage4.stage_id, stage4_course.finish_km)
+    fresh = FromScratchEngine(stage4.stage_id, stage4_course.finish_km)
+    carried, scratch, sizes = [], [], []
+    windows = np.unique(win)
+    for w in windows:
+        batch = attack.take(np.flatnonzero(((win == w) & ~late) | ((win == w - 1) & late)))
+        new = pickle.loads(pickle.dumps(new))
+        sizes.append(len(pickle.dumps(new)))
+        carried.append(new.advance(batch, stage4_course, forecast))
+        scratch.append(fresh.advance(batch, stage4_course, forecast))
+    assert sum(len(s.rider_state) for s in carried) > 0.95 * len(attack)
+    for table in TABLES:
+        assert _rows(carried, table) == _rows(scratch, table), table
+    assert sum(len(s.race_events) for s in carried) > 0 and sum(len(s.predictions) for s in carried) > 0
+    assert [(r[1], len(r[0])) for s in carried for r in s.rejected] == \
+           [(r[1], len(r[0])) for s in scratch for r in s.rejected]
+    # what is carried is the context's candidates, a few columns per fix: the engine stays small
+    assert new.context_candidates.s.shape[0] == len(new.context)
+    assert new.context_candidates.s.nbytes <= 8 * 8 * len(new.context)
+
+
+def test_a_silent_leader_held_across_windows_is_still_held():
+    """The leader of the tick before is carried: a breakaway rider out of coverage stays the reference."""
+    t = np.arange(0.0, 120.0, 6.0)
+    a_t = t[t <= 30]  # rider 1 leads, silent after 30 s
+    b_t = t
+    bib = np.r_[np.full(a_t.size, 1), np.full(b_t.size, 2)]
+    tt = np.r_[a_t, b_t]
+    km = np.r_[10.0 + a_t * 0.011, 9.95 + b_t * 0.01]  # 1 rides 40 km/h, 2 36 km/h, 50 m behind
+    speed = np.r_[np.full(a_t.size, 39.6), np.full(b_t.size, 36.0)]
+    ktf = 100.0 - km
+    usable = np.ones(tt.size, dtype=bool)
+    ticks, whole = leader_per_tick(tt, km, bib, usable, km_to_finish=ktf, speed_kph=speed)
+    assert (whole[ticks > 42] == 1).all()  # held while silent (not the furthest of the last 12 s): carried
+    cut = 48.0
+    first = tt <= cut
+    t1, l1 = leader_per_tick(tt[first], km[first], bib[first], usable[first], km_to_finish=ktf[first],
+                             speed_kph=speed[first])
+    t2, l2 = leader_per_tick(tt, km, bib, usable, km_to_finish=ktf, speed_kph=speed,
+                             after=(float(t1[-1]), int(l1[-1])))
+    assert np.array_equal(np.r_[t1, t2], ticks) and np.array_equal(np.r_[l1, l2], whole)
+    # without the carried leader the walk restarts from whoever is furthest among the fixes: rider 2
+    _, restarted = leader_per_tick(tt, km, bib, usable, km_to_finish=ktf, speed_kph=speed, after=(cut, -1))
+    assert restarted[0] == 2
+
+
+def test_looked_up_candidates_are_the_searched_ones_with_duplicates(attack, stage4_course):
+    """A (bib, t) twice at two positions: the lookup gives the kept one's candidates, as the search does."""
+    part = attack.take(np.flatnonzero(attack.t < attack.t.min() + 600))
+    rng = np.random.default_rng(5)
+    twice = rng.choice(len(part), 50, replace=False)
+    moved = part.take(twice)
+    moved = FixBatch(moved.stage_id, moved.bib, moved.t, moved.lat + 0.01, moved.lon, moved.sensor_kph)
+    batch = concat_batches([moved, part], part.stage_id)  # two positions per (bib, t): one is rejected as a conflict
+    cands = stage4_course.candidates(batch.lat, batch.lon, 500.0, 32)
+    searched, rej_a, _ = match_fixes(batch, stage4_course)
+    looked_up, rej_b, _ = match_fixes(batch, stage4_course, candidates=candidates_lookup(batch, cands))
+    assert np.array_equal(searched.s, looked_up.s, equal_nan=True) and len(searched) > 0
+    assert np.array_equal(searched.fixes.lat, looked_up.fixes.lat)
+    assert [(r[1], len(r[0])) for r in rej_a] == [(r[1], len(r[0])) for r in rej_b]
+    with pytest.raises(ValueError):
+        candidates_lookup(part, stage4_course.candidates(part.lat, part.lon, 500.0, 32))(moved)  # not those fixes
