@@ -219,6 +219,10 @@ def merge(plan, attacks):
                 extra.append(m)
             elif m.attributes["event_time"] in by_time and m.data != by_time[m.attributes["event_time"]].data:
                 by_time[m.attributes["event_time"]] = _combine(by_time[m.attributes["event_time"]], m, plan)
+    # a replay repeats what was published: the tick as the other attacks changed it, not the original
+    extra = [Message(m.at_s, by_time[m.attributes["event_time"]].data,
+                     dict(by_time[m.attributes["event_time"]].attributes), m.fault)
+             if m.fault == "replay" and m.attributes["event_time"] in by_time else m for m in extra]
     return sorted(list(by_time.values()) + extra, key=lambda m: m.at_s)
 
 
