@@ -8,7 +8,8 @@ authentication on, the wall clock fixed at the stretch's end); final rows
 scored against the causal replay of the genuine fixes: genuine rows lost,
 rows doubled, forged rows let through, other riders' rows changed
 (corrupted), the attacked tracker's own genuine rows changed, and the dead
-letters the attack added, by reason.
+letters the attack added, by reason (and an attacked tracker's rows flagged
+``clock_off``: a clock off from the field's).
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def main() -> None:
         reference, baseline = hostile.reference(plan, stage, course, attack.withheld)
         o = hostile.score(attack, rows, dead, reference, baseline)
         letters = ", ".join(f"{k} {v:,}" for k, v in sorted(o["dead"].items(), key=lambda kv: -kv[1])) or "-"
+        if o["flagged"]:  # a tracker whose clock is off: his rows come out, flagged (not dead letters)
+            letters = (letters if letters != "-" else "none") + f"; its {o['flagged']} rows flagged clock_off"
         print(f"| {attack.name} | {attack.what} | {o['lost']} | {o['doubled']} | {o['forged']} | {o['corrupted']} | "
               f"{o['victim_changed']} | {letters} |", flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s, {len(rows)} rows)", file=sys.stderr)

@@ -3,7 +3,8 @@
 Three message shapes arrive as text:
 
 * ``tick``: one official feed message, ``{"data": {"TimeStamp": s, "Riders": [...]}}``
-  (optionally wrapped the way the recordings store it);
+  (optionally wrapped the way the recordings store it); a rider entry may carry its tracker's own
+  ``TimeStamp`` (else it is at the tick's);
 * ``fix``: one fix per message, ``{"bib", "time" (epoch s), "lat", "lon", "kph"?}``
   (a single tracker gateway);
 * ``csv``: lines of the flat CSV export, header first.
@@ -71,13 +72,18 @@ class FixBatch:
     lat: np.ndarray
     lon: np.ndarray
     sensor_kph: np.ndarray  # nan when absent
+    # live only (None elsewhere): when the fix was seen (its message's publish time), and whether its tracker's
+    # clock is off from the field's (peloton.clock): the row is then flagged ``clock_off``
+    seen_s: np.ndarray | None = None
+    clock_off: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.bib.size)
 
     def take(self, idx) -> "FixBatch":
         return FixBatch(self.stage_id, self.bib[idx], self.t[idx], self.lat[idx], self.lon[idx],
-                        self.sensor_kph[idx])
+                        self.sensor_kph[idx], None if self.seen_s is None else self.seen_s[idx],
+                        None if self.clock_off is None else self.clock_off[idx])
 
     @classmethod
     def empty(cls, stage_id: str) -> "FixBatch":
@@ -89,8 +95,14 @@ def concat_batches(batches, stage_id: str) -> FixBatch:
     batches = [b for b in batches if len(b)]
     if not batches:
         return FixBatch.empty(stage_id)
+    seen = clock_off = None
+    if any(b.seen_s is not None for b in batches):
+        seen = np.concatenate([np.full(len(b), np.nan) if b.seen_s is None else b.seen_s for b in batches])
+    if any(b.clock_off is not None for b in batches):
+        clock_off = np.concatenate([np.zeros(len(b), bool) if b.clock_off is None else b.clock_off
+                                    for b in batches])
     return FixBatch(stage_id, *(np.concatenate([getattr(b, k) for b in batches])
-                                for k in ("bib", "t", "lat", "lon", "sensor_kph")))
+                                for k in ("bib", "t", "lat", "lon", "sensor_kph")), seen, clock_off)
 
 
 def dead_letter(stage_id: str, reason: str, raw: str, detail: str = "", bib=None, t=None,
@@ -219,7 +231,10 @@ def _parse_tick(stage_id: str, doc, payload: str, source: str, start_list=None, 
         return refused
     shaped = [r if isinstance(r, dict) else {} for r in rows]
     n = len(rows)
-    t = np.full(n, ts)  # every rider of a tick is at the tick's time (checked by check_event_times)
+    t = np.full(n, ts)  # every rider of a tick is at the tick's time (checked by check_event_times) ...
+    if any("TimeStamp" in r for r in shaped):  # ... unless the gateway passes on his tracker's own fix time
+        own = np.array([r.get("TimeStamp", ts) for r in shaped], dtype=object)
+        t = _column([{"t": v} for v in own], "t")
     batch, letters = _validate(stage_id, rows, _bib_column(shaped, "Bib"), t, _column(shaped, "Latitude"),
                                _column(shaped, "Longitude"), _column(shaped, "kph"),
                                lambda i: _raw_rider(rows[i], ts), source, start_list)

@@ -332,6 +332,8 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     quality[off > params.off_route_m] = "off_route"
     quality[km < 0] = "neutral"
     quality[km_to_finish < 0] = "finished"
+    if fixes.clock_off is not None:  # its time cannot be trusted (peloton.clock): not a reference for anyone
+        quality[fixes.clock_off] = "clock_off"
     matched = Matched(
         fixes=fixes, s=s, off_m=off, km=km, km_to_finish=km_to_finish,
         altitude_m=course.altitude_at(s), gradient_pct=course.gradient_at(s),

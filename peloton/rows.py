@@ -22,6 +22,7 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
     n = len(f)
     nan = np.full(n, np.nan)
     gid = nan if race is None else np.where(race.group_id >= 0, race.group_id, np.nan)
+    untimed = m.quality == "clock_off"  # a gap read off a wrong clock is that clock's offset, not a gap: null
     return Columns("rider_state", {
         "stage_id": np.full(n, f.stage_id, dtype=object),
         "bib": f.bib.astype(np.int64),
@@ -36,8 +37,9 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
         "gradient_pct": _optional(m.gradient_pct, n, 2),
         "quality": m.quality.astype(object),
         "sensor_speed_kph": f.sensor_kph,
-        "gap_to_leader_s": nan if race is None else np.round(race.gap_to_leader_s, 2),
-        "gap_to_group_ahead_s": nan if race is None else np.round(race.gap_to_group_ahead_s, 2),
+        "gap_to_leader_s": nan if race is None else np.where(untimed, np.nan, np.round(race.gap_to_leader_s, 2)),
+        "gap_to_group_ahead_s": nan if race is None else np.where(untimed, np.nan,
+                                                                   np.round(race.gap_to_group_ahead_s, 2)),
         "group_id": gid,  # nullable long: nan = null
     })
 

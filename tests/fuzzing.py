@@ -84,14 +84,22 @@ def mutate(data: bytes, attrs: dict, rng: random.Random) -> tuple[bytes, dict, s
     """One hostile variant of a message: (payload, attributes, what was done)."""
     kind = rng.choice(["flip", "truncate", "garbage", "json", "json_signed", "unsigned", "wrong_key", "bad_signature",
                        "old_key", "huge", "many_riders", "long_attribute", "future", "bad_event_time", "nested",
-                       "not_utf8", "wrong_bib", "unknown_rider", "payload_future", "relabel", "huge_event_time"])
-    if kind in ("wrong_bib", "unknown_rider"):  # a signed message with one rider's bib forged
+                       "not_utf8", "wrong_bib", "unknown_rider", "payload_future", "relabel", "huge_event_time",
+                       "clock_off"])
+    if kind in ("wrong_bib", "unknown_rider", "clock_off"):  # a signed message with one rider's entry forged
         doc = json.loads(data)
         riders = _rider_entries(doc)
         entry = riders[rng.randrange(len(riders))]
         key = "Bib" if "Bib" in entry else "bib"
-        entry[key] = rng.choice([True, False, "12", 12.0, "", None, [12]]) if kind == "wrong_bib" else \
-            rng.choice([999, 5000, 777])
+        if kind == "clock_off":  # his tracker's own time, 31 s to 10 min off the message's (slow or fast)
+            off = rng.choice([-1, 1]) * rng.randint(31, 600)
+            if "time" in entry:
+                entry["time"] += off
+            else:
+                entry["TimeStamp"] = doc["data"]["TimeStamp"] + off
+        else:
+            entry[key] = rng.choice([True, False, "12", 12.0, "", None, [12]]) if kind == "wrong_bib" else \
+                rng.choice([999, 5000, 777])
         new = json.dumps(doc).encode()
         return new, _resign(new, attrs), kind
     if kind == "payload_future":  # the payload's clock an hour or more ahead, the attribute now (signed)

@@ -153,6 +153,59 @@ def attacks(plan: list, old_plan: list, course, start_list: list) -> list[Attack
     out.append(Attack("clock_fast", "one tracker's clock 120 s fast (payload and attribute)", _with(plan_c, fast),
                       {"future_time"}, withheld_c, {bib_b}))
     del bib_c
+    out += clock_attacks(plan, attrs)
+    return out
+
+
+#: (name, clock offset s, per-rider messages (else his entry in the ticks carries its own time), last ticks only,
+#: what the gate must say): a tracker's clock off from the start (silent for the first three ticks: a fix that
+#: reaches the engine before any of the field's cannot be measured), slow or fast, within and beyond the allowed lateness (60 s in ``run_live``) and the future tolerance
+CLOCK_CASES = [
+    ("clock_slow_20_fix", -20.0, True, False, {"clock_off"}),
+    ("clock_slow_120_fix", -120.0, True, False, {"late"}),
+    ("clock_fast_10_fix", 10.0, True, False, {"clock_off"}),
+    ("clock_slow_20_tick", -20.0, False, False, {"clock_off"}),
+    ("clock_slow_120_tick", -120.0, False, False, {"time_mismatch"}),
+    ("clock_fast_10_tick", 10.0, False, False, {"clock_off"}),
+    ("clock_fast_120_tick", 120.0, False, True, {"future_time"}),
+]
+CLOCK_OFF = "clock_off"  # rider_state quality of a flagged row (not a dead-letter reason)
+
+
+def clock_attacks(plan: list, fix_attrs: dict) -> list[Attack]:
+    """A tracker whose clock is off, for every case of ``CLOCK_CASES``: one victim each (riders 9.. of the
+    middle tick, on every tick). ``reasons`` holds ``clock_off`` where the rows must come out flagged."""
+    ticks = _ticks(plan)
+    every = set.intersection(*({r.get("Bib") for r in _tick(m)["data"]["Riders"]} for m in ticks))
+    middle = [r["Bib"] for r in _tick(ticks[len(ticks) // 2])["data"]["Riders"] if r.get("Bib") in every]
+    out = []
+    for k, (name, offset, per_fix, last_only, reasons) in enumerate(CLOCK_CASES):
+        bib = middle[9 + 2 * k]
+        attacked = ticks[-5:] if last_only else ticks[3:]
+        cleared = [] if last_only else ticks[:3]  # his tracker silent there: nothing of his in the reference
+        changed, extra, withheld = [], [], set()
+        for m in plan:
+            if m not in attacked and m not in cleared:
+                changed.append(m)
+                continue
+            doc = _tick(m)
+            riders = doc["data"]["Riders"]
+            e = next(r for r in riders if r.get("Bib") == bib)
+            ts = int(doc["data"]["TimeStamp"])
+            withheld.add((bib, ts * 1000))
+            if m in cleared or per_fix:
+                riders.remove(e)
+            else:
+                e["TimeStamp"] = ts + offset
+            changed.append(signed(_dump(doc), m.attributes, m.at_s, ""))
+            if per_fix and m in attacked:
+                extra.append(signed(_dump({"bib": bib, "time": ts + offset, "lat": e["Latitude"],
+                                           "lon": e["Longitude"]}),
+                                    {**fix_attrs, "event_time": str(int((ts + offset) * 1000))}, m.at_s + 0.1))
+        what = (f"one tracker's clock {abs(offset):.0f} s {'slow' if offset < 0 else 'fast'}"
+                f"{' on the last 5 ticks' if last_only else ''}, "
+                + ("its own messages (payload and attribute)" if per_fix else "its own time in the ticks' entries"))
+        out.append(Attack(name, what, _with(changed, extra), reasons, withheld, {bib}))
     return out
 
 
@@ -166,6 +219,10 @@ def merge(plan, attacks):
                 extra.append(m)
             elif m.attributes["event_time"] in by_time and m.data != by_time[m.attributes["event_time"]].data:
                 by_time[m.attributes["event_time"]] = _combine(by_time[m.attributes["event_time"]], m, plan)
+    # a replay repeats what was published: the tick as the other attacks changed it, not the original
+    extra = [Message(m.at_s, by_time[m.attributes["event_time"]].data,
+                     dict(by_time[m.attributes["event_time"]].attributes), m.fault)
+             if m.fault == "replay" and m.attributes["event_time"] in by_time else m for m in extra]
     return sorted(list(by_time.values()) + extra, key=lambda m: m.at_s)
 
 
@@ -261,18 +318,22 @@ def _keep(columns, name):
 
 
 def score(attack: Attack, rider_state: list, dead: list, reference: list, baseline: collections.Counter) -> dict:
-    """Rows lost, doubled, forged, corrupted (other riders' values changed), and the dead letters the attack
-    added (beyond ``baseline``, the genuine feed's own), by reason."""
+    """Rows lost, doubled, forged, corrupted (other riders' values changed), an attacked tracker's rows flagged
+    ``clock_off`` (not forged: they are his, with his clock's times), and the dead letters the attack added
+    (beyond ``baseline``, the genuine feed's own), by reason."""
     ref = {(r["bib"], _ms(r["event_time"])): r for r in reference}
     ref = {k: v for k, v in ref.items() if k not in attack.withheld}
     got = collections.Counter((r["bib"], _ms(r["event_time"])) for r in rider_state)
     by_key = {(r["bib"], _ms(r["event_time"])): r for r in rider_state}
     corrupted = sum(1 for k, r in by_key.items() if k in ref and r["bib"] not in attack.victims
                     and _canon(r) != _canon(ref[k]))
+    flagged = {k for k, r in by_key.items() if r["quality"] == CLOCK_OFF and r["bib"] in attack.victims}
     return {
         "lost": sum(1 for k in ref if k not in got),
         "doubled": sum(n - 1 for n in got.values() if n > 1),
-        "forged": sum(1 for k in got if k not in ref),
+        "forged": sum(1 for k in got if k not in ref and k not in flagged),
+        "flagged": len(flagged),  # an attacked tracker's rows flagged clock_off (counted nowhere else)
+        "flagged_with_gap": sum(1 for k in flagged if by_key[k]["gap_to_leader_s"] is not None),
         "corrupted": corrupted,
         "victim_changed": sum(1 for k, r in by_key.items() if k in ref and r["bib"] in attack.victims
                               and _canon(r) != _canon(ref[k])),

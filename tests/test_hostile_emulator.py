@@ -6,7 +6,9 @@ event_time beyond any date is left to the TestStream suite: the runner's
 own reader would have to stamp it). The graph reads the subscription the way
 the live pipeline does, without a timestamp attribute (our steps validate
 and stamp event time), and runs IngestLive and the live race engine with the
-wall clock. Final rows must be the causal replay's of the genuine fixes.
+wall clock. Final rows must be the causal replay's of the genuine fixes, and
+the rows of a tracker whose clock is off flagged ``clock_off``: the delays
+are measured against the emulator's own publish times.
 """
 import json
 import threading
@@ -97,3 +99,11 @@ def test_attacks_through_the_emulator_lose_double_and_corrupt_nothing(pubsub_emu
     for reason in ("stale", "replayed", "bad_signature", "too_many_riders", "unknown_rider", "missing_field",
                    "future_time", "time_mismatch", "conflicting_fix", "impossible_jump"):
         assert outcome["dead"].get(reason, 0) >= 1, (reason, outcome["dead"])
+    # trackers whose clock is off (slow 20 s, fast 10 s; own messages and tick entries) come out flagged, no gaps
+    assert outcome["flagged"] > 0 and outcome["flagged_with_gap"] == 0, outcome
+    genuine = {(r["bib"], hostile._ms(r["event_time"])) for r in reference}
+    for attack in attacks:
+        if hostile.CLOCK_OFF in attack.reasons:
+            (bib,) = attack.victims
+            mine = [r for r in rows if r["bib"] == bib and (bib, hostile._ms(r["event_time"])) not in genuine]
+            assert mine and all(r["quality"] == hostile.CLOCK_OFF for r in mine), attack.name

@@ -17,6 +17,7 @@ counted), never dropped silently.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -29,6 +30,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from peloton.clock import ClockWatch
 from peloton.engine import EngineParams, RaceEngine, Step, window_index
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
@@ -159,6 +161,7 @@ class LiveRaceStateFn(_EngineFn):
     FINAL_ENGINE = ReadModifyWriteStateSpec("final_engine", PickleCoder())
     FAST_ENGINE = ReadModifyWriteStateSpec("fast_engine", PickleCoder())
     SETTLED = ReadModifyWriteStateSpec("settled_until", FloatCoder())
+    CLOCKS = ReadModifyWriteStateSpec("clocks", PickleCoder())  # peloton.clock.ClockWatch: trackers' clocks
     SETTLE = TimerSpec("settle", TimeDomain.WATERMARK)
     END = TimerSpec("end_of_stage", TimeDomain.WATERMARK)  # the input is over (drained, or a test stream's end)
 
@@ -169,7 +172,7 @@ class LiveRaceStateFn(_EngineFn):
 
     def process(self, keyed, pending=beam.DoFn.StateParam(PENDING), fast=beam.DoFn.StateParam(FAST_ENGINE),
                 settled=beam.DoFn.StateParam(SETTLED), settle=beam.DoFn.TimerParam(SETTLE),
-                end=beam.DoFn.TimerParam(END)):
+                end=beam.DoFn.TimerParam(END), clocks=beam.DoFn.StateParam(CLOCKS)):
         stage_id, batch = keyed
         end.set(GlobalWindow().max_timestamp())
         until = settled.read()
@@ -180,6 +183,11 @@ class LiveRaceStateFn(_EngineFn):
             batch = batch.take(np.flatnonzero(~late))
         if not len(batch):
             return
+        if batch.seen_s is not None:  # decided once, on arrival: the final rows keep the flags with the fixes
+            watch = clocks.read() or ClockWatch()
+            batch = dataclasses.replace(batch, clock_off=watch.flags(batch.bib, batch.t, batch.seen_s))
+            clocks.write(watch)
+            beam.metrics.Metrics.counter("peloton", "clock_off").inc(int(batch.clock_off.sum()))
         pending.add(batch)
         engine = fast.read() or _new_engine(self.stage, self.course, self.race_params, self.params)
         step = engine.advance(batch, self.course, self.forecast)

@@ -72,6 +72,7 @@ class Fix(NamedTuple):
     lat: float
     lon: float
     kph: float  # nan when absent
+    seen_s: float = float("nan")  # when its message was published (Pub/Sub's clock, not the tracker's): nan unknown
 
 
 LiveParams = Windowing  # the ingest's windows, early firing and lateness: the one windowing spec
@@ -213,7 +214,7 @@ class ParsePubsubFn(beam.DoFn):
         self.start_list = None if start_list is None else tuple(int(b) for b in start_list)
         self.check_clock, self.clock, self.keyed = check_clock, clock, keyed
 
-    def process(self, message):
+    def process(self, message, ts=beam.DoFn.TimestampParam):
         data = getattr(message, "data", message)
         attrs = getattr(message, "attributes", None) or {}
         fixes, dead = accept(self.stage_id, data, attrs, self.limits, _now(self.clock, self.check_clock),
@@ -223,10 +224,13 @@ class ParsePubsubFn(beam.DoFn):
         counter("peloton", "rows_in").inc(len(fixes) + len(dead))
         for d in dead:
             counter("peloton", f"dead_letter.{d['reason']}").inc()
+        # when it was seen, by a clock no tracker sets: Pub/Sub's publish time (a reader without a timestamp
+        # attribute stamps the element with it), for telling a tracker's clock off from a rider behind
+        published = getattr(message, "publish_time", None)
+        seen = published.timestamp() if published is not None else _seen_from_stamp(ts)
         out = [Fix(self.stage_id, int(fixes.bib[i]), float(fixes.t[i]), float(fixes.lat[i]), float(fixes.lon[i]),
-                   float(fixes.sensor_kph[i])) for i in range(len(fixes))]
+                   float(fixes.sensor_kph[i]), seen) for i in range(len(fixes))]
         if self.keyed and out:  # nothing of it is out until replay protection has seen it
-            published = getattr(message, "publish_time", None)
             yield pvalue.TaggedOutput(ACCEPTED, (attrs[ATTR_SIGNATURE], Accepted(
                 tuple(out), dead, event_time_attribute_s(attrs), data[:20000].decode("utf-8", errors="replace"),
                 published.timestamp() if published is not None else None)))
@@ -235,6 +239,15 @@ class ParsePubsubFn(beam.DoFn):
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
         for fix in out:
             yield window.TimestampedValue(fix, fix.t)
+
+
+def _seen_from_stamp(ts) -> float:
+    """The element's timestamp as the time a message was seen (nan when there is none, as for raw bytes)."""
+    try:
+        t = float(ts)
+    except (TypeError, ValueError):
+        return float("nan")
+    return t if 1e9 < t < 1e10 else float("nan")
 
 
 class SplitLateFn(beam.DoFn):
@@ -346,7 +359,7 @@ def _to_batch(keyed) -> tuple:
     fixes = sorted(fixes, key=lambda f: (f.bib, f.t))
     batch = FixBatch(stage_id, np.array([f.bib for f in fixes], dtype=np.int64), np.array([f.t for f in fixes]),
                      np.array([f.lat for f in fixes]), np.array([f.lon for f in fixes]),
-                     np.array([f.kph for f in fixes]))
+                     np.array([f.kph for f in fixes]), np.array([f.seen_s for f in fixes]))
     return stage_id, batch
 
 
