@@ -110,8 +110,8 @@ case "$cmd" in
     live_pid=""
     echo
     echo "tables: $out/{rider_state,groups,predictions,race_events,results,virtual_standings,climb_efforts,dead_letter}/*.avro (final rows, a file every 20 s)"
-    echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,predictions,race-events,dead-letter}" \
-      "(provisional and final rows; race events final only)"
+    echo "topics: $P/topics/stage04-$run-out-{rider-state,groups,predictions,race-events,results,virtual-standings,climb-efforts,dead-letter}" \
+      "(rider-state, groups, predictions: provisional and final rows; the others final only)"
     ;;
   bench)
     setup
