@@ -82,7 +82,7 @@ def _plain(rows: list[dict]) -> list[dict]:
 def race_job(job: tuple) -> dict:
     """One race's groups rows and true first finish, cached as JSON."""
     kind, seed, cache = job
-    path = Path(cache) / (f"stage04.json" if kind == "stage4" else f"{kind}-{seed}.json")
+    path = Path(cache) / ("stage04.json" if kind == "stage4" else f"{kind}-{seed}.json")
     if path.exists():
         return json.loads(path.read_text())
     if kind == "stage4":

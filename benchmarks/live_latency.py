@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from peloton.publish import PlanParams, plan_messages, shift_to_now  # noqa: E402
+from benchmarks.emulator import pubsub_emulator  # noqa: E402
 
 RECORDING = ROOT.parent / "shared" / "data" / "racecenter-2026" / "2026-07-07.json.gz"
 PROJECT = "peloton-bench"
@@ -138,12 +138,6 @@ def main() -> None:
     ap.add_argument("--disorder-s", default="0", help="comma-separated: each run publishes messages up to S s late")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    started_emulator = False
-    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
-        host = subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "start", "8087"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        started_emulator = True
     from peloton.stage import resolve_stage
 
     text = __import__("peloton.recording", fromlist=["read_local"]).read_local(str(RECORDING))
@@ -151,7 +145,7 @@ def main() -> None:
     stage_file.parent.mkdir(exist_ok=True)
     stage_file.write_text(resolve_stage(str(RECORDING)).to_json())
     results = []
-    try:
+    with pubsub_emulator():
         runs = [(False, float(s)) for s in args.tick_speeds.split(",") if s] + \
                [(True, float(s)) for s in args.fix_speeds.split(",") if s]
         disorders = [float(d) for d in args.disorder_s.split(",") if d]
@@ -159,9 +153,6 @@ def main() -> None:
             r = run_one(text, str(stage_file), per_fix, speed, args.seconds, disorder)
             results.append(r)
             print(json.dumps(r), flush=True)
-    finally:
-        if started_emulator:
-            subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], capture_output=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

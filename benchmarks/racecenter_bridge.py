@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from peloton.racecenter import Faults, RaceCenterServer, ResilientStream, classify_update  # noqa: E402
 from pipelines.bridge import Bridge, make_publisher  # noqa: E402
+from benchmarks.emulator import pubsub_emulator  # noqa: E402
 
 RECORDING = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "racecenter-2026" / \
     "2026-07-07.json.gz"
@@ -194,16 +195,10 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    started_emulator = False
-    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
-        host = subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "start", "8087"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        started_emulator = True
     with gzip.open(RECORDING, "rt", encoding="utf-8") as fh:
         recording = json.load(fh)
     results = {}
-    try:
+    with pubsub_emulator():
         if not args.skip_throughput:
             runs = [throughput(recording, args.ticks) for _ in range(args.repeat)]
             for r in runs:
@@ -217,9 +212,6 @@ def main() -> None:
                                   for lead in args.lead_s.split(",")]
             for r in results["latency"]:
                 print(json.dumps({"latency": r}), flush=True)
-    finally:
-        if started_emulator:
-            subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], capture_output=True)
     print(json.dumps({k: v for k, v in results.items() if k != "throughput"}))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
