@@ -69,3 +69,30 @@ def course_with_elevation(length_m: float, heading_deg: float, elevation, step_m
 
 def weather(force, direction, km=0.0, temperature=20.0):
     return {"km": km, "meteo": {"windForce": force, "windDirection": direction, "temperature": temperature}}
+
+
+def causal_step(recording_text: str, stage, course: Course, shift_s: float = 0.0):
+    """What the causal replay says of a recording's ticks (one engine over them all), event times moved by
+    ``shift_s`` as a publisher's ``--shift-to-now`` moves them: the reference a live run is held to."""
+    from peloton.engine import RaceEngine
+    from peloton.feed import concat_batches, parse_message
+    from peloton.matching import dedupe
+    from peloton.predict import StageModel
+    from peloton.recording import iter_messages
+
+    fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(recording_text)],
+                           stage.stage_id)
+    fixes.t = fixes.t + shift_s
+    return RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course,
+                                                                StageModel.of_stage(stage, course))
+
+
+def publish_at_pace(publisher, topic: str, messages, started: float) -> None:
+    """Publish each planned message at its ``at_s`` after ``started`` (wall clock), as a live feed does."""
+    import time
+
+    for m in messages:
+        wait = m.at_s - (time.time() - started)
+        if wait > 0:
+            time.sleep(wait)
+        publisher.publish(topic, m.data, **m.attributes)

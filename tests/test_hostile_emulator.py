@@ -22,6 +22,7 @@ from peloton.publish import PlanParams, plan_messages
 from pipelines.cli import main as peloton
 from tests import hostile
 from tests.conftest import slice_recording
+from tests.helpers import publish_at_pace
 from transforms.engine import DEAD_LETTER, LATE, LiveRaceState
 from transforms.live import FeedSecurity, IngestLive, LiveParams
 
@@ -33,14 +34,6 @@ _GOT: dict = {}
 
 def _keep(columns, name):
     _GOT.setdefault(name, []).extend(columns.to_rows())
-
-
-def _publish(publisher, topic, messages, started):
-    for m in messages:
-        wait = m.at_s - (time.time() - started)
-        if wait > 0:
-            time.sleep(wait)
-        publisher.publish(topic, m.data, **m.attributes)
 
 
 def test_attacks_through_the_emulator_lose_double_and_corrupt_nothing(pubsub_emulator, stage4_recording, stage4,
@@ -77,7 +70,7 @@ def test_attacks_through_the_emulator_lose_double_and_corrupt_nothing(pubsub_emu
     try:
         started = time.time() + 5.0 - messages[0].at_s
         publisher = pubsub_v1.PublisherClient()
-        feeder = threading.Thread(target=_publish, args=(publisher, topic, messages, started), daemon=True)
+        feeder = threading.Thread(target=publish_at_pace, args=(publisher, topic, messages, started), daemon=True)
         feeder.start()
         reference, baseline = hostile.reference(plan, stage4, stage4_course, withheld)
         wanted = {(r["bib"], r["event_time"]) for r in reference}

@@ -18,18 +18,13 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from peloton.engine import RaceEngine
-from peloton.feed import concat_batches, parse_message
-from peloton.matching import dedupe
-from peloton.predict import StageModel
 from peloton.publish import PlanParams, plan_messages
-from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
 from pipelines.live import LIVE_TABLES, build_live
 from pipelines.pubsub import output_topic
 from pipelines.serve import LivePage
 from tests.conftest import slice_recording
-from tests.helpers import canonical_rows
+from tests.helpers import canonical_rows, causal_step, publish_at_pace
 from tests.pages import dots, errors
 from transforms.live import LiveParams
 
@@ -39,14 +34,6 @@ COMPARED_TICKS = 6  # the first minute of the stretch (ticks 0..60 s)
 FED_TICKS = 18  # the feed goes on for three minutes: its ticks move the runner's watermark
 #: Tables whose rows are said once decided, not per tick.
 DECIDED_TABLES = ("race_events", "results", "virtual_standings", "climb_efforts")
-
-
-def _publish(publisher, topic, plan, started):
-    for m in plan:
-        wait = m.at_s - (time.time() - started)
-        if wait > 0:
-            time.sleep(wait)
-        publisher.publish(topic, m.data, **m.attributes)
 
 
 def _pull(subscriber, subscription, into):
@@ -89,22 +76,13 @@ def test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows(pub
     try:
         started = time.time() + 5.0 - plan[0].at_s  # let the reader start
         publisher = pubsub_v1.PublisherClient()
-        feeder = threading.Thread(target=_publish, args=(publisher, topic, plan, started), daemon=True)
+        feeder = threading.Thread(target=publish_at_pace, args=(publisher, topic, plan, started), daemon=True)
         feeder.start()
         # the reference: the causal replay of the compared ticks (later ticks cannot change them)
-        fixes = concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(compared)],
-                               stage4.stage_id)
-        fixes.t = fixes.t + shift_s
-        forecast = StageModel.of_stage(stage4, stage4_course)
-        expected = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(fixes)[0], stage4_course,
-                                                                               forecast)
+        expected = causal_step(compared, stage4, stage4_course, shift_s)
         # the tables said once decided (events, results, ...) may say a row of the first minute later: the
         # causal replay of all the fed ticks has every row the pipeline can say before it is stopped
-        all_fixes = concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(fed)],
-                                   stage4.stage_id)
-        all_fixes.t = all_fixes.t + shift_s
-        fed_rows = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(all_fixes)[0],
-                                                                                stage4_course, forecast)
+        fed_rows = causal_step(fed, stage4, stage4_course, shift_s)
         wanted = set(expected.rider_state.data["event_time"].tolist())
         got = {table: [] for table in outputs}
         deadline = time.time() + 300

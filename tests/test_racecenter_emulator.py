@@ -20,17 +20,12 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from peloton.engine import RaceEngine
-from peloton.feed import concat_batches, parse_message
-from peloton.matching import dedupe
-from peloton.predict import StageModel
 from peloton.racecenter import Faults, RaceCenterServer
-from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
 from pipelines.live import build_live
 from pipelines.pubsub import output_topic
 from tests.conftest import slice_recording
-from tests.helpers import canonical_rows
+from tests.helpers import canonical_rows, causal_step
 from transforms.live import LiveParams
 
 PROJECT = "peloton-test"
@@ -84,12 +79,7 @@ def test_the_race_center_stream_bridged_through_the_emulator_gives_the_causal_re
         assert shift_s > 0
         # the reference: the causal replay of the compared ticks (later ticks cannot change them)
         compared = json.dumps(slice_recording(stage4_recording, FIRST, FIRST + COMPARED_TICKS))
-        fixes = concat_batches([parse_message(stage4.stage_id, k, p)[0] for k, p in iter_messages(compared)],
-                               stage4.stage_id)
-        fixes.t = fixes.t + shift_s
-        forecast = StageModel.of_stage(stage4, stage4_course)
-        expected = RaceEngine(stage4.stage_id, stage4_course.finish_km).advance(dedupe(fixes)[0], stage4_course,
-                                                                               forecast)
+        expected = causal_step(compared, stage4, stage4_course, shift_s)
         wanted = set(expected.rider_state.data["event_time"].tolist())
         deadline = time.time() + 420
         while time.time() < deadline:
