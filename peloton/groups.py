@@ -27,6 +27,7 @@ class GroupParams:
     min_life_s: float = 20.0  # groups shorter-lived than this are noise: no events for them
     attack_max_size: int = 3  # a split-off of at most this many riders ahead is an attack
     gruppetto_min_size: int = 10
+    peloton_min_size: int = 10  # the last five stragglers on the road after the finish are not "the peloton"
     gruppetto_min_gap_s: float = 180.0
 
 
@@ -143,9 +144,15 @@ def label_groups(rank: np.ndarray, size: np.ndarray, gap_s: np.ndarray, params: 
     The peloton is the largest group; groups ahead of it are the breakaway
     (the head of the race) and chases; behind it, a large group far back is
     the gruppetto, single riders are solo and the rest are dropped groups.
+    When no group has ``peloton_min_size`` riders (the race shattered, or the
+    last riders on the road after the finish) there is no peloton to name
+    the others by: they are groups and solo riders.
     """
     labels = np.full(rank.size, "group", dtype=object)
     if rank.size == 0:
+        return labels
+    if size.max() < params.peloton_min_size:
+        labels[size == 1] = "solo"
         return labels
     biggest = int(np.argmax(np.where(size == size.max(), -rank, -np.inf)))  # largest, front-most on ties
     peloton_rank = rank[biggest]

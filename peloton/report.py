@@ -239,6 +239,7 @@ def stage_result(rows: list[dict], limit: int = 10) -> dict | None:
                        "finish_time": row_ms(r["finish_time"]) if r.get("finish_time") is not None else None})
     return {"places": places, "finished": len(finished),
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
+            "racing": sum(1 for r in rows if r.get("status") == "racing"),
             "final": True}
 
 

@@ -12,7 +12,9 @@ once and the live engine runs as the race goes (:mod:`peloton.engine`):
   under the UCI time rule (riders crossing in one group, with no gap of 1 s,
   3 s on flat stages, between consecutive wheels, get the time of the group's
   first rider; a rider who stopped in the last 3 km gets his group's time);
-  riders not seen at the line are DNF with the km where they were last seen.
+  riders not seen at the line are DNF with the km where they were last seen,
+  or ``racing`` if they were still riding when the input ended (a recording
+  that stops before the last riders reach the line: that is not known).
   Time trials: elapsed time from the start found in the track, ranked.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Crossings", "line_crossings", "finale_stops", "stop_runs", "rank_results", "stage_results",
-           "same_time_gap_s", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM"]
+           "same_time_gap_s", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
 
 #: Trackers stop short of the line: a rider last seen riding this close to it has finished (at his last speed).
 FINISH_TOLERANCE_KM = 0.6
@@ -34,6 +36,8 @@ RESULT_SETTLE_S = 60.0
 STOP_LOOKBACK_S = 12.0
 #: A rider's last speed before the line: over his last this many intervals (within a minute).
 SPEED_FIXES = 2
+#: A rider who did not cross but was seen this close to the end of the input was still racing, not DNF.
+STILL_RACING_S = 60.0
 #: Stage type codes (``rest.stages``) on which the organiser applies the 3 s rule.
 FLAT_STAGE_TYPES = ("PLN",)
 
@@ -151,7 +155,7 @@ def finale_stops(t: np.ndarray, bib: np.ndarray, km_to_finish: np.ndarray, speed
 def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict | None = None,
                  last_seen: dict | None = None, starts: dict | None = None, ranked: set | None = None) -> list[dict]:
     """Result rows: the riders of ``crossings`` ranked, and a DNF row for every rider of ``last_seen``
-    ({bib: (t, km)}) who did not cross.
+    ({bib: (t, km)}) who did not cross (``racing`` if he was seen in the input's last ``STILL_RACING_S``).
 
     Road stages: place by crossing; a same-time group runs while consecutive
     crossings are less than ``gap_s`` apart, and its riders are credited
@@ -188,10 +192,16 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
             rows.append(_row(stage_id, crossed[i], rider, "finished", i + 1, crossed[i], None, behind[i],
                              credited[i], int(group_pos[i]), None, details[i]))
     done = set(bib.tolist())
+    end_t = max([t for t, _ in (last_seen or {}).values()] + crossed.tolist(), default=-np.inf)
     for rider, (t_last, km_last) in sorted((last_seen or {}).items()):
-        if rider not in done:
-            rows.append(_row(stage_id, t_last, rider, "DNF", None, None, None, None, None, None,
-                             round(float(km_last), 3), f"not seen at the line: last seen at km {km_last:.1f}"))
+        if rider in done:
+            continue
+        if end_t - t_last < STILL_RACING_S:
+            status, detail = "racing", f"still racing when the input ended: last seen at km {km_last:.1f}"
+        else:
+            status, detail = "DNF", f"not seen at the line: last seen at km {km_last:.1f}"
+        rows.append(_row(stage_id, t_last, rider, status, None, None, None, None, None, None,
+                         round(float(km_last), 3), detail))
     return rows
 
 

@@ -84,6 +84,14 @@ def test_labels_a_person_would_use():
     assert label_groups(rank, size, gap).tolist() == ["breakaway", "chase", "peloton", "solo", "gruppetto"]
 
 
+def test_a_handful_of_stragglers_is_not_the_peloton():
+    """Stage 4's last tick: the winner crossed 16 minutes ago, five riders are the biggest group left on the road."""
+    rank = np.arange(1, 5)
+    size = np.array([5, 3, 1, 2])
+    gap = np.array([1262.8, 1263.8, 1264.4, 1264.7])
+    assert label_groups(rank, size, gap).tolist() == ["group", "group", "solo", "group"]
+
+
 def test_tracking_tick_by_tick_gives_the_ids_of_tracking_all_at_once():
     """The live engine feeds one window at a time: ids, splits and merges must not depend on that."""
     rng = np.random.default_rng(3)

@@ -130,3 +130,14 @@ def test_a_rider_who_stops_at_the_line_is_timed_at_his_speed_not_on_the_straight
     km = np.minimum(km, LINE_KM)  # he stands at the line: his fixes past it read 0 km to go
     c = line_crossings(t, km, bib, np.ones(t.size, bool), LINE_KM - km, speed, at_line_km=0.05)
     assert c.seen_at_line[0] and abs(c.crossed_t[0] - (T0 + 20000 / 12.0)) < 0.05
+
+
+def test_riders_still_riding_when_the_input_ends_are_racing_not_dnf():
+    """A recording that stops before the last riders reach the line says nothing of whether they finish."""
+    last_seen = {7: (T0 + 10.0 - 30.0, 15.2),  # seen 30 s before the input's end: still on the road
+                 8: (T0 - 3_600.0, 9.8)}  # silent for an hour before it: did not finish
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0, last_seen=last_seen))
+    assert rows[7]["status"] == "racing" and rows[7]["position"] is None and rows[7]["last_km"] == 15.2
+    assert "still racing" in rows[7]["detail"]
+    assert rows[8]["status"] == "DNF" and rows[8]["last_km"] == 9.8
+    assert rows[1]["status"] == "finished" and rows[1]["position"] == 1
