@@ -96,9 +96,16 @@ class FinaleModel:
         self._z80 = Z80
         self.profile = profile
         self.params = params
-        self.tables = SpeedTables(profile, replace(rider_model, max_kph=params.descent_kph))
-        grid = profile.km
-        flat = profile.gradient <= params.run_in_max_gradient  # per step of the grid
+        # the tables cover only what the finale asks of them: its window and a group's last minutes before it
+        # (a sixth of the work of a whole stage's)
+        reach_km = params.window_km + params.recent_s * params.descent_kph / 3600.0 + 1.0
+        start = max(int(np.searchsorted(profile.km, profile.finish_km - reach_km, side="right")) - 1, 0)
+        tail = replace(profile, km=profile.km[start:], ele=profile.ele[start:],
+                       **{f: getattr(profile, f)[start:] for f in
+                          ("gradient", "heading_deg", "headwind_ms", "crosswind_ms", "temperature_c")})
+        self.tables = SpeedTables(tail, replace(rider_model, max_kph=params.descent_kph))
+        grid = tail.km
+        flat = tail.gradient <= params.run_in_max_gradient  # per step of the grid
         self._run_in_start = profile.finish_km - params.run_in_km
         # length of the flat (or falling) road in the run-in from each grid km to the line
         step = np.diff(grid)
@@ -115,7 +122,7 @@ class FinaleModel:
 
     def flat_run_in_km(self, km) -> np.ndarray:
         """Kilometres of flat road in the run-in between ``km`` and the line."""
-        grid = self.profile.km
+        grid = self.tables.profile.km
         km = np.clip(np.asarray(km, dtype=float), grid[0], grid[-1])
         return np.interp(km, grid, self._flat_to_finish)
 
@@ -160,20 +167,20 @@ class FinaleModel:
         drop = self.profile.altitude_at(q[:, 1]) - self.profile.altitude_at(q[:, 0])
         descending = drop < -p.descent_gradient * 1000.0 * np.maximum(q[:, 1] - q[:, 0], 1e-3)
         precision = np.where(descending & self.profile.has_elevation, 0.0, precision)
-        ks = np.unique(owners)
-        power = np.zeros(ks.size)
-        sigma = np.zeros(ks.size)
-        for i, k in enumerate(ks.tolist()):
-            mine = owners == k
-            w_k, p_k = precision[mine], powers[mine]
-            w_recent = float(np.sum(w_k))
-            recent = float(np.sum(w_k * p_k) / w_recent) if w_recent > 0 else 0.0
-            spread = (float(np.sqrt(np.sum(w_k * (p_k - recent) ** 2) / w_recent))
-                      if p_k.size >= 2 and w_recent > 0 else 0.0)
-            # the stage's power is the prior: it takes over where the last minutes say little (a descent)
-            w_stage = 1.0 / max(float(sigma_stage[k]), p.power_sigma_floor) ** 2
-            power[i] = (recent * w_recent + float(state[k][4]) * w_stage) / (w_recent + w_stage)
-            sigma[i] = float(np.hypot(max(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage)))
+        # each group's weighted mean and spread of its pieces' powers, all groups at once
+        ks, inv = np.unique(owners, return_inverse=True)
+        w_recent = np.bincount(inv, weights=precision, minlength=ks.size)
+        has = w_recent > 0
+        safe_w = np.where(has, w_recent, 1.0)
+        recent = np.where(has, np.bincount(inv, weights=precision * powers, minlength=ks.size) / safe_w, 0.0)
+        pieces_n = np.bincount(inv, minlength=ks.size)
+        spread = np.where(has & (pieces_n >= 2), np.sqrt(
+            np.bincount(inv, weights=precision * (powers - recent[inv]) ** 2, minlength=ks.size) / safe_w), 0.0)
+        # the stage's power is the prior: it takes over where the last minutes say little (a descent)
+        w_stage = 1.0 / np.maximum(np.asarray(sigma_stage, dtype=float)[ks], p.power_sigma_floor) ** 2
+        prior = np.array([float(state[k][4]) for k in ks.tolist()])
+        power = (recent * w_recent + prior * w_stage) / (w_recent + w_stage)
+        sigma = np.hypot(np.maximum(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage))
         z = self._z80
         grid_powers = np.stack([power, power - z * sigma, power + z * sigma], axis=1)
         here = self.tables.remaining_s(grid_powers, km[ks][:, None], size[ks][:, None])  # (m, 3)
