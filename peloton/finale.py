@@ -48,6 +48,7 @@ class FinaleParams:
     descent_gradient: float = 0.02  # pieces falling more than this do not set the power
     timing_s: float = 3.0  # how well a piece's time is known (ticks, the group's head changing)
     run_in_floor: bool = True  # the run-in no slower than the group's recent speed
+    by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
 
 
@@ -192,9 +193,14 @@ class FinaleModel:
         if p.run_in_floor:
             here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
         w = weight[ks][:, None]
+        if p.by_precision:
+            # the stage's and the finale's predictions, each weighted by how sure it is (its interval)
+            var_base = np.square(base[ks, 1] - base[ks, 2])
+            var_here = np.square(here[:, 1] - here[:, 2])
+            w = w * (var_base / np.maximum(var_base + var_here, 1e-9))[:, None]
         blended = (1 - w) * base[ks] + w * here
         # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the tuned races)
-        half = p.pace_spread * w[:, 0] * blended[:, 0]
+        half = p.pace_spread * weight[ks] * blended[:, 0]
         blended[:, 1] = np.maximum(blended[:, 1], blended[:, 0] + half)
         blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
         out[ks] = blended

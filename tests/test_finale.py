@@ -145,11 +145,14 @@ def test_a_braked_descent_does_not_set_the_power_for_the_flat_after_it():
         (row,) = rows
         return row["km_to_finish"], row["eta_finish"] / 1000 - (t - 6)
 
-    left, kept = eta_s(FinaleParams())
-    _left, braked = eta_s(FinaleParams(descent_gradient=1.0))  # every piece sets the power
+    left, kept = eta_s(FinaleParams(by_precision=False))
+    _left, braked = eta_s(FinaleParams(by_precision=False, descent_gradient=1.0))  # every piece sets the power
     assert left == pytest.approx(5.0, abs=0.15)
     assert kept < braked - 20  # the braked descent no longer slows the flat ahead
     assert kept < left / 30.0 * 3600  # faster than 30 km/h on the flat
+    # weighted by the two predictions' spreads, the stage's (its power fitted over the descent) keeps a share
+    _left, weighted = eta_s(FinaleParams())
+    assert kept + 5 < weighted  # (here nearly all: the finale has 2 flat minutes to go on)
 
 
 def test_the_finale_changes_the_finish_times_and_nothing_else():
@@ -209,7 +212,7 @@ def test_groups_in_the_finale_are_fitted_each_on_its_own_pieces():
     state = [[None, h, None, None, 4.0] for h in history]
     km = np.array([h.km[-1] for h in history])
     size, sigma = np.array([20, 3]), np.array([0.3, 0.3])
-    base = np.full((2, 3), 900.0)
+    base = np.array([[900.0, 1000.0, 800.0]] * 2)  # the stage's: central, late, early
     both = finale.remaining_s(state, km, size, now, base, sigma)
     for i in range(2):
         alone = finale.remaining_s([state[i]], km[i:i + 1], size[i:i + 1], now, base[i:i + 1], sigma[i:i + 1])
