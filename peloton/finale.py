@@ -21,7 +21,9 @@ another group. So, once a group has fewer than ``window_km`` to go:
   it**: no group is predicted to finish after a group behind it.
 
 The finale's prediction takes over from the stage's gradually, from
-``window_km`` to ``full_km`` to go, so the ETA does not jump.
+``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
+predictions' spreads (inverse variance): a group with few minutes of history
+like the road ahead keeps more of the stage's prediction.
 """
 from __future__ import annotations
 
@@ -199,7 +201,8 @@ class FinaleModel:
             var_here = np.square(here[:, 1] - here[:, 2])
             w = w * (var_base / np.maximum(var_base + var_here, 1e-9))[:, None]
         blended = (1 - w) * base[ks] + w * here
-        # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the tuned races)
+        # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the
+        # tuned races of benchmarks/finale.py)
         half = p.pace_spread * weight[ks] * blended[:, 0]
         blended[:, 1] = np.maximum(blended[:, 1], blended[:, 0] + half)
         blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
