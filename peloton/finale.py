@@ -163,8 +163,11 @@ class FinaleModel:
         powers = self.tables.powers_for(q[:, 0], q[:, 1], q[:, 2], sizes)
         # how much each piece says of the power: a descent is ridden at nearly the same speed at any power
         d = 0.1
-        sens = (self.tables.elapsed_s(powers - d, q[:, 0], q[:, 1], sizes)
-                - self.tables.elapsed_s(powers + d, q[:, 0], q[:, 1], sizes)) / (2 * d)  # s per W/kg
+        # one table look-up for the four corners: (power -d, +d) x (piece start, end)
+        ends = self.tables.remaining_s(np.concatenate([powers - d, powers - d, powers + d, powers + d]),
+                                       np.concatenate([q[:, 0], q[:, 1], q[:, 0], q[:, 1]]), np.tile(sizes, 4))
+        lo_from, lo_to, hi_from, hi_to = ends.reshape(4, -1)
+        sens = ((lo_from - lo_to) - (hi_from - hi_to)) / (2 * d)  # s per W/kg
         precision = 1.0 / (p.timing_s / np.maximum(sens, 1e-3)) ** 2
         # and descents say nothing of it: riders coast and brake there, whatever their legs could do
         drop = self.profile.altitude_at(q[:, 1]) - self.profile.altitude_at(q[:, 0])
