@@ -100,8 +100,8 @@ def test_a_group_in_the_finale_is_predicted_from_its_own_last_minutes():
     assert eta_far == eta_far_old
     assert row["checkpoints"][-1]["kind"] == "finish" and row["checkpoints"][-1]["eta"] == row["eta_finish"]
     # a steady group's own pieces barely differ: the interval is the tactics' share of the time to go
-    assert row["eta_finish_high"] - row["eta_finish"] >= 0.12 * eta_s * 1000 - 1
-    assert row["eta_finish"] - row["eta_finish_low"] >= 0.12 * eta_s * 1000 - 1
+    assert row["eta_finish_high"] - row["eta_finish"] >= FinaleParams().pace_spread * eta_s * 1000 - 1
+    assert row["eta_finish"] - row["eta_finish_low"] >= FinaleParams().pace_spread * eta_s * 1000 - 1
 
 
 def test_the_head_of_the_race_is_not_predicted_after_a_faster_chase():
@@ -145,11 +145,14 @@ def test_a_braked_descent_does_not_set_the_power_for_the_flat_after_it():
         (row,) = rows
         return row["km_to_finish"], row["eta_finish"] / 1000 - (t - 6)
 
-    left, kept = eta_s(FinaleParams())
-    _left, braked = eta_s(FinaleParams(descent_gradient=1.0))  # every piece sets the power
+    left, kept = eta_s(FinaleParams(by_precision=False))
+    _left, braked = eta_s(FinaleParams(by_precision=False, descent_gradient=1.0))  # every piece sets the power
     assert left == pytest.approx(5.0, abs=0.15)
     assert kept < braked - 20  # the braked descent no longer slows the flat ahead
     assert kept < left / 30.0 * 3600  # faster than 30 km/h on the flat
+    # weighted by the two predictions' spreads, the stage's (its power fitted over the descent) keeps a share
+    _left, weighted = eta_s(FinaleParams())
+    assert kept + 5 < weighted  # (here nearly all: the finale has 2 flat minutes to go on)
 
 
 def test_the_finale_changes_the_finish_times_and_nothing_else():
@@ -183,3 +186,35 @@ def test_the_run_in_floor_times_only_the_flat_metres_of_the_last_kilometres():
     assert finale._flat_physics_s(powers, np.array([23.5]), np.array([20])) == pytest.approx(half, rel=1e-3)
     climb = build_profile(course_with_elevation(25_000, 0.0, lambda s: 100.0 + 0.05 * s))
     assert np.all(FinaleModel(climb, RiderModel())._flat_physics_s(powers, np.array([20.0]), np.array([20])) == 0)
+
+
+def test_the_finale_tables_cover_its_window_as_the_whole_stage_tables_do():
+    """Built only over the finale and the last minutes before it: the same times there as over the whole stage."""
+    long_flat = flat_profile(120_000)
+    params = FinaleParams(window_km=30.0, recent_s=600.0, descent_kph=90.0)
+    finale = FinaleModel(long_flat, RiderModel(), params)
+    assert finale.tables.profile.km[0] > 60.0  # a fraction of the stage's grid
+    whole = SpeedTables(long_flat, RiderModel(max_kph=90.0))
+    powers, km = np.array([3.0, 4.5, 6.0]), np.array([75.0, 90.0, 119.0])
+    for size in (1, 5, 40):
+        assert finale.tables.remaining_s(powers, km, size) == pytest.approx(whole.remaining_s(powers, km, size))
+    assert finale.tables.elapsed_s(4.0, 76.0, 80.0, 20) == pytest.approx(whole.elapsed_s(4.0, 76.0, 80.0, 20))
+
+
+def test_groups_in_the_finale_are_fitted_each_on_its_own_pieces():
+    """All groups' powers in one pass: two groups together get what each gets alone."""
+    from types import SimpleNamespace
+
+    finale = FinaleModel(descent_profile(), RiderModel())
+    now = 1000.0
+    t = np.arange(0.0, now + 1, 6.0)
+    history = [SimpleNamespace(t=t, km=10.0 + 45.0 * t / 3600), SimpleNamespace(t=t, km=9.0 + 30.0 * t / 3600)]
+    state = [[None, h, None, None, 4.0] for h in history]
+    km = np.array([h.km[-1] for h in history])
+    size, sigma = np.array([20, 3]), np.array([0.3, 0.3])
+    base = np.array([[900.0, 1000.0, 800.0]] * 2)  # the stage's: central, late, early
+    both = finale.remaining_s(state, km, size, now, base, sigma)
+    for i in range(2):
+        alone = finale.remaining_s([state[i]], km[i:i + 1], size[i:i + 1], now, base[i:i + 1], sigma[i:i + 1])
+        assert alone[0] == pytest.approx(both[i])
+    assert both[0, 0] < both[1, 0]  # the faster group, ahead, is the sooner at the line
