@@ -17,17 +17,29 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+from collections import Counter
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import CASES  # noqa: E402
+from benchmarks.predictions import itt_eta, ms, road_eta  # noqa: E402
+from peloton.evaluate import (adjusted_rand_index, error_stats, evaluate_replay, official_values,  # noqa: E402
+                              read_table)
+from peloton.recording import read_local  # noqa: E402
+from peloton.stage import resolve_stage  # noqa: E402
+from peloton.tables import CAUSAL, REPLAY, written_by  # noqa: E402
 
 MODES = ("hindsight", "causal")
+#: the feed's groups: a new group where the sorted official gaps step by this much (s); 2 s is the rule,
+#: 3 s a looser reading (the feed's own positions are noisy too)
+FEED_STEPS_S = (2.0, 3.0)
 STAGES = {"4": CASES["stage 4 (road)"], "16": CASES["stage 16 (ITT, derived course)"]}
 
 
@@ -61,6 +73,175 @@ def replay(recording: Path, course: Path | None, mode: str, cache: Path, reuse: 
     return out, cost
 
 
+def feed_groups(official: dict, step_s: float = 2.0) -> dict:
+    """(bib, epoch s) -> the feed's group at that tick: riders sorted by ``secToFirstRider``, a new group
+    where it steps by ``step_s`` or more.
+
+    The official gaps are whole seconds, truncated: a step of 1 can be 0-2 s, a step of 2 is at least 1 s,
+    the UCI rule's gap; so 2 s is the least step that surely parts two riders.
+    """
+    by_tick: dict = {}
+    for (bib, ts), v in official.items():
+        if v.get("secToFirstRider") is not None:
+            by_tick.setdefault(ts, []).append((float(v["secToFirstRider"]), bib))
+    out = {}
+    for ts, riders in by_tick.items():
+        riders.sort()
+        gaps = np.array([g for g, _ in riders])
+        group = np.r_[0, np.cumsum(np.diff(gaps) >= step_s)]
+        out.update({(bib, ts): int(g) for (_, bib), g in zip(riders, group)})
+    return out
+
+
+def _group_ids(out: Path, before_s: float) -> dict:
+    """(bib, epoch s) -> ``rider_state.group_id`` of the grouped rows before ``before_s``."""
+    ids = {}
+    for r in read_table(str(out), "rider_state"):
+        ts = int(round(ms(r["event_time"])))
+        if r.get("group_id") is not None and r["group_id"] >= 0 and ts < before_s:
+            ids[(r["bib"], ts)] = r["group_id"]
+    return ids
+
+
+def partition_agreement(truth: dict, ours: dict) -> dict:
+    """Per tick, over the riders both partitions hold: the adjusted Rand index, and over all ticks the share
+    of rider pairs both put together or both apart (and how the rest disagree)."""
+    by_tick: dict = {}
+    for key, g in ours.items():
+        if key in truth:
+            by_tick.setdefault(key[1], []).append((truth[key], g))
+    ari, counts = [], Counter()
+    upper_of: dict = {}
+    for _ts, v in sorted(by_tick.items()):
+        if len(v) < 2:
+            continue
+        a, b = np.array(v).T
+        ari.append(adjusted_rand_index(a, b))
+        upper = upper_of.setdefault(a.size, np.triu(np.ones((a.size, a.size), bool), 1))
+        together_a, together_b = (a[:, None] == a[None, :])[upper], (b[:, None] == b[None, :])[upper]
+        counts["agree"] += int((together_a == together_b).sum())
+        counts["they_together_we_apart"] += int((together_a & ~together_b).sum())
+        counts["they_apart_we_together"] += int((~together_a & together_b).sum())
+    ari = np.array(ari)
+    pairs = counts["agree"] + counts["they_together_we_apart"] + counts["they_apart_we_together"]
+    return {"ticks": int(ari.size), "ari_median": float(np.median(ari)), "ari_mean": float(ari.mean()),
+            "ari_p10": float(np.percentile(ari, 10)), "ticks_ari_at_least_0_95": float((ari >= 0.95).mean()),
+            "pairs": pairs, **{k: v / pairs for k, v in counts.items()}}
+
+
+def first_crossing(out: Path) -> float:
+    times = [ms(r["finish_time"]) for r in read_table(str(out), "results") if r.get("finish_time") is not None]
+    return min(times) if times else np.inf
+
+
+def itt_gap_after(out: Path, official: dict, start_s: float) -> dict:
+    """``gap_to_leader_s`` against ``secToITTLead`` + 0.5 s on the rows from ``start_s`` (once a hot seat is
+    knowable: before the first finisher the feed measures against a ride nobody has finished yet)."""
+    err = []
+    for r in read_table(str(out), "rider_state"):
+        ts = ms(r["event_time"])
+        ref = (official.get((r["bib"], int(round(ts)))) or {}).get("secToITTLead")
+        if ts >= start_s and ref is not None and r.get("gap_to_leader_s") is not None:
+            err.append(r["gap_to_leader_s"] - ref - 0.5)
+    return error_stats(np.array(err, dtype=float))
+
+
+def score(stage: str, out: Path, text: str, official: dict, feed: dict | None) -> dict:
+    """Everything measured on one replay."""
+    recording, _course = STAGES[stage]
+    report = evaluate_replay(text, str(out))
+    crossing = first_crossing(out)
+    events = Counter(e["event_type"] for e in read_table(str(out), "race_events"))
+    rows = {t: len(read_table(str(out), t)) for t in written_by(REPLAY)}
+    result = {"evaluate": report, "first_crossing": crossing, "events": dict(events), "rows": rows}
+    if stage == "4":
+        result["group_ids"] = _group_ids(out, crossing)
+        result["groups"] = {step: partition_agreement(f, result["group_ids"]) for step, f in feed.items()}
+        result["eta"] = road_eta(out, resolve_stage(str(recording)))
+    else:
+        result["itt_gap_after_first_finisher"] = itt_gap_after(out, official, crossing)
+        result["eta"] = itt_eta(out)
+    return result
+
+
+def _stats(s: dict | None, unit: str, digits: int) -> str:
+    if not s or not s.get("n"):
+        return "-"
+    return f"{s['median']:.{digits}f} / {s['p90']:.{digits}f} / {s['p99']:.{digits}f} {unit}"
+
+
+def _eta(v, minutes) -> str:
+    row = v["eta"].get("minutes", {}).get(minutes)
+    return "-" if row is None else f"{row['peloton']:+.0f} s"
+
+
+def _itt_eta(v, minutes) -> str:
+    row = v["eta"].get(minutes)
+    return "-" if row is None else f"{row['peloton_median_abs_s']:.1f} s ({row['riders']} riders)"
+
+
+GROUP_EVENTS = ("attack", "split", "dropped", "bridge", "merge")
+
+
+def table(stage: str, by_mode: dict) -> str:
+    """One markdown table: a row per measure, a column per way of replaying."""
+    lines = [f"| stage {stage} | hindsight replay | causal (= live) |", "|---|---|---|"]
+
+    def row(label, fn):
+        cells = []
+        for mode in MODES:
+            try:
+                cells.append(fn(by_mode[mode]))
+            except (KeyError, TypeError):
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    km = lambda v: v["evaluate"]["km_to_finish_error_m"]  # noqa: E731
+    row("km vs `kmToFinish`, on course: median / p90 / p99", lambda v: _stats(km(v)["on_course"], "m", 1))
+    row("matched fixes over 1 km off (of all matched)",
+        lambda v: f"{km(v)['all_matched']['over_1km']} (of {km(v)['all_matched']['n']:,})")
+    if stage == "4":
+        g = lambda v: v["evaluate"]["gap_to_leader_error_s"]  # noqa: E731
+        row("gap vs `secToFirstRider` + 0.5 s, before the first finisher: median / p90 / p99",
+            lambda v: _stats(g(v)["before_the_line_plus_half"], "s", 2))
+        row("the same, every row", lambda v: _stats(g(v)["vs_official_plus_half"], "s", 2))
+        row("official gaps without ours", lambda v: f"{g(v)['ours_missing']:,} (of {g(v)['official_rows']:,})")
+        for step in FEED_STEPS_S:
+            grp = lambda v, st=step: v["groups"][st]  # noqa: E731
+            row(f"groups vs the feed's (`secToFirstRider` steps of {step:.0f} s+), per tick before the first "
+                f"finisher: ARI median / mean / p10",
+                lambda v, grp=grp: f"{grp(v)['ari_median']:.3f} / {grp(v)['ari_mean']:.3f} / {grp(v)['ari_p10']:.3f}")
+            row(f"... ticks with ARI >= 0.95; rider pairs both put together or both apart (steps of {step:.0f} s+)",
+                lambda v, grp=grp: f"{100 * grp(v)['ticks_ari_at_least_0_95']:.1f} % of {grp(v)['ticks']:,}; "
+                                   f"{100 * grp(v)['agree']:.2f} %")
+        row("causal groups vs hindsight's, per tick: ARI median / mean; pairs alike",
+            lambda v: f"{v['groups_vs_hindsight']['ari_median']:.3f} / {v['groups_vs_hindsight']['ari_mean']:.3f}; "
+                      f"{100 * v['groups_vs_hindsight']['agree']:.2f} %" if "groups_vs_hindsight" in v else "-")
+        row("group events: " + " / ".join(GROUP_EVENTS),
+            lambda v: " / ".join(str(v["events"].get(k, 0)) for k in GROUP_EVENTS))
+        for minutes in (60, 30, 10, 5):
+            row(f"head of the race's predicted finish, {minutes} min before the first crossing (error)",
+                lambda v, m=minutes: _eta(v, m))
+        row("the same, mean absolute error 5..120 min out (24 points)",
+            lambda v: f"{v['eta']['mean_abs_error_5_to_120_min']['peloton']:.0f} s")
+    else:
+        g = lambda v: v["evaluate"]["itt_gap_error_s"]  # noqa: E731
+        row("gap vs `secToITTLead` + 0.5 s, every row: median / p90 / p99",
+            lambda v: _stats(g(v)["vs_official_plus_half"], "s", 2))
+        row("the same, from the first finisher on (a hot seat exists)",
+            lambda v: _stats(v["itt_gap_after_first_finisher"], "s", 2))
+        row("official gaps without ours", lambda v: f"{g(v)['ours_missing']:,} (of {g(v)['official_rows']:,})")
+        for minutes in (20, 10, 5):
+            row(f"each rider's predicted finish, {minutes} min before his crossing: median absolute error",
+                lambda v, m=minutes: _itt_eta(v, m))
+        row("stop events (`stopped`)", lambda v: str(v["events"].get("stopped", 0)))
+    row("rows: " + ", ".join(t for t in by_mode["hindsight"]["rows"]),
+        lambda v: ", ".join(f"{n:,}" for n in v["rows"].values()))
+    row("wall time / CPU time of the replay (one run, loaded machine)",
+        lambda v: f"{v['cost']['wall_s']:.0f} s / {v['cost']['cpu_s']:.0f} s")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default="/tmp/peloton-hindsight", help="where the replays go (not the repo)")
@@ -70,12 +251,36 @@ def main() -> None:
     ap.add_argument("--run-only", action="store_true", help="run the replays, score nothing")
     args = ap.parse_args()
     cache = Path(args.cache)
+    outs: dict = {}
     for stage in args.stage or sorted(STAGES, key=int):
         recording, course = STAGES[stage]
+        outs[stage] = {}
         for mode in args.mode or MODES:
             out, cost = replay(recording, course, mode, cache, args.reuse)
             print(f"stage {stage} {mode}: {out} wall {cost['wall_s']:.0f} s, CPU {cost.get('cpu_s', 0):.0f} s",
                   file=sys.stderr, flush=True)
+            outs[stage][mode] = (out, cost)
+    if args.run_only:
+        return
+    results = {}
+    for stage, by_mode in outs.items():
+        recording, _course = STAGES[stage]
+        text = read_local(str(recording))
+        official = official_values(text)
+        feed = {step: feed_groups(official, step) for step in FEED_STEPS_S} if stage == "4" else None
+        results[stage] = {mode: {**score(stage, out, text, official, feed), "cost": cost}
+                          for mode, (out, cost) in by_mode.items()}
+        if stage == "4" and set(by_mode) == set(MODES):
+            results[stage]["causal"]["groups_vs_hindsight"] = partition_agreement(
+                results[stage]["hindsight"]["group_ids"], results[stage]["causal"]["group_ids"])
+        for v in results[stage].values():
+            v.pop("group_ids", None)
+    (cache / "hindsight.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"tables every pipeline writes: replay {', '.join(written_by(REPLAY))}; causal "
+          f"{', '.join(written_by(CAUSAL))}")
+    for stage, by_mode in results.items():
+        if set(by_mode) == set(MODES):
+            print(f"\n{table(stage, by_mode)}")
 
 
 if __name__ == "__main__":
