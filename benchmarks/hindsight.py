@@ -133,6 +133,26 @@ def partition_agreement(truth: dict, ours: dict) -> dict:
             "pairs": pairs, **{k: v / pairs for k, v in counts.items()}}
 
 
+def placed_apart(hindsight: Path, causal: Path, official: dict, over_m: float = 100.0) -> dict:
+    """The fixes the two ways place more than ``over_m`` apart (what matching the whole track changes), and
+    on those, each way's error against the official ``kmToFinish`` (m)."""
+    ours = {(r["bib"], r["event_time"]): r["km_to_finish"] for r in read_table(str(hindsight), "rider_state")}
+    apart = []
+    for r in read_table(str(causal), "rider_state"):
+        km = ours.get((r["bib"], r["event_time"]))
+        if km is None or r["km_to_finish"] is None or abs(km - r["km_to_finish"]) * 1000 <= over_m:
+            continue
+        ref = (official.get((r["bib"], int(round(ms(r["event_time"]))))) or {}).get("kmToFinish")
+        apart.append((km, r["km_to_finish"], np.nan if ref is None else ref))
+    if not apart:
+        return {"fixes": 0}
+    h, c, ref = np.array(apart).T
+    with np.errstate(invalid="ignore"):
+        err_h, err_c = np.abs(h - ref) * 1000, np.abs(c - ref) * 1000
+        return {"fixes": len(apart), "hindsight": error_stats(err_h), "causal": error_stats(err_c),
+                "hindsight_closer": int((err_h < err_c).sum()), "causal_closer": int((err_c < err_h).sum())}
+
+
 def first_crossing(out: Path) -> float:
     times = [ms(r["finish_time"]) for r in read_table(str(out), "results") if r.get("finish_time") is not None]
     return min(times) if times else np.inf
@@ -206,6 +226,12 @@ def table(stage: str, by_mode: dict) -> str:
     row("km vs `kmToFinish`, on course: median / p90 / p99", lambda v: _stats(km(v)["on_course"], "m", 1))
     row("matched fixes over 1 km off (of all matched)",
         lambda v: f"{km(v)['all_matched']['over_1km']} (of {km(v)['all_matched']['n']:,})")
+    row("fixes the two place over 100 m apart: their km error median / max; closer to `kmToFinish`",
+        lambda v: "-" if "placed_apart" not in v else "none" if not v["placed_apart"]["fixes"] else (
+            f"{v['placed_apart']['fixes']:,}: hindsight {v['placed_apart']['hindsight']['median']:.0f} / "
+            f"{v['placed_apart']['hindsight']['max']:.0f} m, causal {v['placed_apart']['causal']['median']:.0f} / "
+            f"{v['placed_apart']['causal']['max']:.0f} m; closer: hindsight {v['placed_apart']['hindsight_closer']}, "
+            f"causal {v['placed_apart']['causal_closer']}"))
     if stage == "4":
         g = lambda v: v["evaluate"]["gap_to_leader_error_s"]  # noqa: E731
         row("gap vs `secToFirstRider` + 0.5 s, before the first finisher: median / p90 / p99",
@@ -276,6 +302,9 @@ def main() -> None:
         feed = {step: feed_groups(official, step) for step in FEED_STEPS_S} if stage == "4" else None
         results[stage] = {mode: {**score(stage, out, text, official, feed), "cost": cost}
                           for mode, (out, cost) in by_mode.items()}
+        if set(by_mode) == set(MODES):
+            results[stage]["causal"]["placed_apart"] = placed_apart(by_mode["hindsight"][0], by_mode["causal"][0],
+                                                                    official)
         if stage == "4" and set(by_mode) == set(MODES):
             results[stage]["causal"]["groups_vs_hindsight"] = partition_agreement(
                 results[stage]["hindsight"]["group_ids"], results[stage]["causal"]["group_ids"])
