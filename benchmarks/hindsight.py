@@ -153,6 +153,22 @@ def placed_apart(hindsight: Path, causal: Path, official: dict, over_m: float = 
                 "hindsight_closer": int((err_h < err_c).sum()), "causal_closer": int((err_c < err_h).sum())}
 
 
+def backward_steps(bib, t, km_to_finish, over_m: float = 50.0) -> int:
+    """Times a rider's distance to go grows by more than ``over_m`` from one fix to his next: riders do not
+    ride back, so these are misplacements (a check that needs no answer key)."""
+    bib, t, ktf = np.asarray(bib), np.asarray(t, dtype=float), np.asarray(km_to_finish, dtype=float)
+    keep = np.isfinite(ktf)
+    bib, t, ktf = bib[keep], t[keep], ktf[keep]
+    order = np.lexsort((t, bib))
+    same = bib[order][1:] == bib[order][:-1]
+    return int(((np.diff(ktf[order]) * 1000 > over_m) & same).sum())
+
+
+def official_backward_steps(official: dict) -> int:
+    keys = [k for k, v in official.items() if v.get("kmToFinish") is not None]
+    return backward_steps([b for b, _ in keys], [ts for _, ts in keys], [official[k]["kmToFinish"] for k in keys])
+
+
 def first_crossing(out: Path) -> float:
     times = [ms(r["finish_time"]) for r in read_table(str(out), "results") if r.get("finish_time") is not None]
     return min(times) if times else np.inf
@@ -176,7 +192,10 @@ def score(stage: str, out: Path, text: str, official: dict, feed: dict | None) -
     crossing = first_crossing(out)
     events = Counter(e["event_type"] for e in read_table(str(out), "race_events"))
     rows = {t: len(read_table(str(out), t)) for t in written_by(REPLAY)}
-    result = {"evaluate": report, "first_crossing": crossing, "events": dict(events), "rows": rows}
+    state = read_table(str(out), "rider_state")
+    backward = backward_steps([r["bib"] for r in state], [ms(r["event_time"]) for r in state],
+                              [np.nan if r["km_to_finish"] is None else r["km_to_finish"] for r in state])
+    result = {"backward_steps": backward, "evaluate": report, "first_crossing": crossing, "events": dict(events), "rows": rows}
     if stage == "4":
         result["group_ids"] = _group_ids(out, crossing)
         result["groups"] = {step: partition_agreement(f, result["group_ids"]) for step, f in feed.items()}
@@ -209,7 +228,7 @@ def _itt_eta(v, minutes) -> str:
 GROUP_EVENTS = ("attack", "split", "dropped", "bridge", "merge")
 
 
-def table(stage: str, by_mode: dict) -> str:
+def table(stage: str, by_mode: dict, official_back: int) -> str:
     """One markdown table: a row per measure, a column per way of replaying."""
     lines = [f"| stage {stage} | hindsight replay | causal (= live) |", "|---|---|---|"]
 
@@ -226,6 +245,8 @@ def table(stage: str, by_mode: dict) -> str:
     row("km vs `kmToFinish`, on course: median / p90 / p99", lambda v: _stats(km(v)["on_course"], "m", 1))
     row("matched fixes over 1 km off (of all matched)",
         lambda v: f"{km(v)['all_matched']['over_1km']} (of {km(v)['all_matched']['n']:,})")
+    row(f"a rider's km to go growing by 50 m+ from one fix to his next (the feed's own: {official_back:,})",
+        lambda v: f"{v['backward_steps']:,}")
     row("fixes the two place over 100 m apart: their km error median / max; closer to `kmToFinish`",
         lambda v: "-" if "placed_apart" not in v else "none" if not v["placed_apart"]["fixes"] else (
             f"{v['placed_apart']['fixes']:,}: hindsight {v['placed_apart']['hindsight']['median']:.0f} / "
@@ -310,6 +331,7 @@ def main() -> None:
                 results[stage]["hindsight"]["group_ids"], results[stage]["causal"]["group_ids"])
         for v in results[stage].values():
             v.pop("group_ids", None)
+            v["official_backward_steps"] = official_backward_steps(official)
     scored = cache / "hindsight.json"  # every stage scored so far: a run of one stage keeps the other's
     previous = json.loads(scored.read_text()) if scored.exists() else {}
     scored.write_text(json.dumps({**previous, **results}, indent=2, default=str))
@@ -317,7 +339,7 @@ def main() -> None:
           f"{', '.join(written_by(CAUSAL))}")
     for stage, by_mode in results.items():
         if set(by_mode) == set(MODES):
-            print(f"\n{table(stage, by_mode)}")
+            print(f"\n{table(stage, by_mode, by_mode['hindsight']['official_backward_steps'])}")
 
 
 if __name__ == "__main__":
