@@ -6,7 +6,11 @@ Replays each shipped recording twice, ``peloton -q replay RECORDING --out
 OUT`` (hindsight: every rider's whole track) and the same with ``--causal``
 (the live engine, each 6 s window from the past only), and scores both
 against the official feed (the answer key, read here and in
-``peloton.evaluate`` only).
+``peloton.evaluate`` only): km and gaps (``peloton evaluate``'s kernel),
+riders' backward steps (no answer key), our groups against the feed's
+(official gaps parted at steps of 2 or 3 s) and against each other, group
+events, the finish ETAs (``benchmarks/predictions.py``'s), rows per table
+and the cost of each replay. Prints one markdown table per stage.
 
 The replays go to ``--cache`` (default ``/tmp/peloton-hindsight``, outside
 the repository) with their wall and CPU time beside them (``NAME.json``);
