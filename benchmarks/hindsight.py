@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-from collections import Counter
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +101,10 @@ def feed_groups(official: dict, step_s: float = 2.0) -> dict:
     return out
 
 
-def _group_ids(out: Path, before_s: float) -> dict:
+def _group_ids(state: list[dict], before_s: float) -> dict:
     """(bib, epoch s) -> ``rider_state.group_id`` of the grouped rows before ``before_s``."""
     ids = {}
-    for r in read_table(str(out), "rider_state"):
+    for r in state:
         ts = int(round(ms(r["event_time"])))
         if r.get("group_id") is not None and r["group_id"] >= 0 and ts < before_s:
             ids[(r["bib"], ts)] = r["group_id"]
@@ -178,10 +178,10 @@ def first_crossing(out: Path) -> float:
     return min(times) if times else np.inf
 
 
-def itt_gap_after(out: Path, official: dict, start_s: float) -> dict:
+def itt_gap_after(state: list[dict], official: dict, start_s: float) -> dict:
     """``gap_to_leader_s`` against ``secToITTLead`` + 0.5 s on the rows from ``start_s``."""
     err = []
-    for r in read_table(str(out), "rider_state"):
+    for r in state:
         ts = ms(r["event_time"])
         ref = (official.get((r["bib"], int(round(ts)))) or {}).get("secToITTLead")
         if ts >= start_s and ref is not None and r.get("gap_to_leader_s") is not None:
@@ -199,16 +199,17 @@ def score(stage: str, out: Path, text: str, official: dict, feed: dict | None) -
     state = read_table(str(out), "rider_state")
     backward = backward_steps([r["bib"] for r in state], [ms(r["event_time"]) for r in state],
                               [np.nan if r["km_to_finish"] is None else r["km_to_finish"] for r in state])
-    result = {"backward_steps": backward, "evaluate": report, "first_crossing": crossing, "events": dict(events), "rows": rows}
+    result = {"backward_steps": backward, "evaluate": report, "first_crossing": crossing, "events": dict(events),
+              "rows": rows}
     if stage == "4":
-        result["group_ids"] = _group_ids(out, crossing)
+        result["group_ids"] = _group_ids(state, crossing)
         result["groups"] = {step: partition_agreement(f, result["group_ids"]) for step, f in feed.items()}
         result["eta"] = road_eta(out, resolve_stage(str(recording)))
     else:
         shared = [ms(r["finish_time"]) for r in read_table(str(out), "results")
                   if r["bib"] == SHARED_HOT_SEAT_BIB and r.get("finish_time") is not None]
         result["shared_hot_seat_from"] = shared[0] if shared else None
-        result["itt_gap_shared_hot_seat"] = itt_gap_after(out, official, shared[0]) if shared else {"n": 0}
+        result["itt_gap_shared_hot_seat"] = itt_gap_after(state, official, shared[0]) if shared else {"n": 0}
         result["eta"] = itt_eta(out)
     return result
 
@@ -279,8 +280,8 @@ def table(stage: str, by_mode: dict, official_back: int) -> str:
         for minutes in (60, 30, 10, 5):
             row(f"head of the race's predicted finish, {minutes} min before the first crossing (error)",
                 lambda v, m=minutes: _eta(v, m))
-        row("the same, mean absolute error 5..120 min out (24 points)",
-            lambda v: f"{v['eta']['mean_abs_error_5_to_120_min']['peloton']:.0f} s")
+        row("the same, mean absolute error every 5 min from 5 to 120 min out",
+            lambda v: f"{v['eta']['mean_abs_error_5_to_120_min']['peloton']:.0f} s ({v['eta']['samples']} points)")
     else:
         g = lambda v: v["evaluate"]["itt_gap_error_s"]  # noqa: E731
         row("gap vs `secToITTLead` + 0.5 s, every row: median / p90 / p99",
@@ -333,9 +334,10 @@ def main() -> None:
         if stage == "4" and set(by_mode) == set(MODES):
             results[stage]["causal"]["groups_vs_hindsight"] = partition_agreement(
                 results[stage]["hindsight"]["group_ids"], results[stage]["causal"]["group_ids"])
+        official_back = official_backward_steps(official)
         for v in results[stage].values():
             v.pop("group_ids", None)
-            v["official_backward_steps"] = official_backward_steps(official)
+            v["official_backward_steps"] = official_back
     scored = cache / "hindsight.json"  # every stage scored so far: a run of one stage keeps the other's
     previous = json.loads(scored.read_text()) if scored.exists() else {}
     scored.write_text(json.dumps({**previous, **results}, indent=2, default=str))
