@@ -1,9 +1,10 @@
 """Climb efforts: each rider's time up each categorised climb, its VAM and an estimate of the power it took.
 
 Pure numpy, from matched positions (official km) and times. A rider's
-passage at a km is interpolated on his own track (:func:`peloton.passage.passage_times`), and only counted when he
-has fixes close to both ends of the climb (a tracker silent at the foot or
-the summit gives no time rather than a wrong one). Fixes off the drawn
+passage at a km is interpolated on his own track
+(:func:`peloton.passage.passage_times`), and only counted when he has fixes
+close to both ends of the climb (a tracker silent at the foot or the summit
+gives no time rather than a wrong one). Fixes off the drawn
 route (hairpins the polyline cuts) still count: their km is good.
 
 The power is a physical estimate, not a measurement: the rider at his

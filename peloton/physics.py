@@ -16,8 +16,8 @@ import numpy as np
 
 from peloton.profile import Profile
 
-__all__ = ["G", "RiderModel", "TIME_TRIAL_MODEL", "DRAG_CLASSES", "POWER_GRID", "drag_class", "drag_class_of", "gravity_and_rolling_n",
-           "drag_n", "resistance_n", "speed_for_power", "SpeedTables"]
+__all__ = ["G", "RiderModel", "TIME_TRIAL_MODEL", "DRAG_CLASSES", "POWER_GRID", "drag_class", "drag_class_of",
+           "gravity_and_rolling_n", "drag_n", "resistance_n", "speed_for_power", "SpeedTables"]
 
 G = 9.81
 POWER_GRID = np.round(np.arange(0.5, 12.0001, 0.1), 4)

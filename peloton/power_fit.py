@@ -23,7 +23,8 @@ Z80 = 1.2816  # half-width of a central 80 % interval, in standard deviations
 @dataclass
 class Rides:
     """(km_from, km_to, seconds) rides whose powers set a group's: the lookback whole, its 5-minute pieces,
-    and the timetable's low/middle/high from here to the finish (absent ones None)."""
+    and the timetable's low/middle/high from here to the finish (absent ones None). Solved, the same shape
+    holds each ride's power."""
 
     lookback: tuple | None = None
     pieces: list = field(default_factory=list)

@@ -39,9 +39,6 @@ __all__ = ["RiderModel", "SpeedTables", "PredictParams", "StageModel", "Predicto
            "forecast_stage", "time_trial_groups", "timetable", "catch_probability_rule",
            "catch_probability_monte_carlo", "CATCH_COEF", "Z80", "TIME_TRIAL_MODEL"]
 
-#: The name the predictor's memory had before it moved to :mod:`peloton.group_state`.
-_GroupHistory = GroupHistory
-
 
 @dataclass(frozen=True)
 class PredictParams:
@@ -99,7 +96,7 @@ class Predictor:
     def __init__(self, stage_model: StageModel, params: PredictParams = PredictParams()):
         self.stage_model = stage_model
         self.events: list[dict] = []  # crosswind_ahead warnings, drained by the caller
-        self.rides = FinishedRides()  # time trials: the finished rides
+        self.finished_rides = FinishedRides()  # time trials: the rides before
         self.crosswinds = CrosswindWatch()
         self.params = params
         self.history: dict[int, GroupHistory] = {}
@@ -127,7 +124,7 @@ class Predictor:
         now = groups[0]["event_time"] / 1000.0
         finish = self.profile.finish_km
         params = self.params
-        state, rides, group_of = [], [], {}
+        state, to_fit, group_of = [], [], {}
         for row in groups:
             row = GroupRow.of(row, finish)
             if row is None:
@@ -136,8 +133,8 @@ class Predictor:
             fresh = (h.fit is not None and now - h.fit[0] < params.refit_s
                      and h.fit[1] == drag_class_of(row.size))
             state.append(GroupState(row, h))
-            rides.append(Rides() if fresh else rides_of(h, row.km, now, params, self.timetable, finish))
-        fit_powers(state, rides, self.tables, now, params, finish)
+            to_fit.append(Rides() if fresh else rides_of(h, row.km, now, params, self.timetable, finish))
+        fit_powers(state, to_fit, self.tables, now, params, finish)
         self._group_of = group_of
         alive = set(group_of.values())
         self.history = {gid: h for gid, h in self.history.items() if gid in alive}
@@ -176,7 +173,7 @@ class Predictor:
         probability."""
         profile = self.profile
         finish = profile.finish_km
-        etas = group_etas(state, now, self.stage_model, self.params, self.rides)
+        etas = group_etas(state, now, self.stage_model, self.params, self.finished_rides)
         km = np.array([g.km for g in state])
         sigma = np.array([g.sigma for g in state])
         headwind, crosswind = profile.wind_at(km)

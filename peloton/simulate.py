@@ -35,6 +35,8 @@ from peloton.physics import drag_n, gravity_and_rolling_n
 __all__ = ["SimParams", "SimulatedRace", "simulate_race", "recording_document", "truth_document",
            "truth_path", "PLACEHOLDER"]
 
+#: The force balance is :mod:`peloton.physics`'s; these constants are the simulated riders' own (sea-level air,
+#: sitting up, power at the wheel), not the predictions' model: the predictor must not know the answer.
 RHO = 1.2  # air density, kg/m^3
 CRR = 0.004  # rolling resistance
 CDA = 0.32  # drag area of a rider alone, m^2

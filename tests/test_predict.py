@@ -139,7 +139,7 @@ def test_a_predictor_pickled_between_ticks_without_its_stage_model_goes_on_the_s
             blob = pickle.dumps(pickled)
             assert len(blob) < 200_000 and b"SpeedTables" not in blob
             pickled = pickle.loads(blob).attach(model)
-        rides_seen.append(len(pickled.rides.rides))
+        rides_seen.append(len(pickled.finished_rides.rides))
     # the first rider's ride was learnt while the second rode, and survived the picklings; then the second's
     assert rides_seen[int(1800 / 6)] == 1 and rides_seen[-1] == 2
 
