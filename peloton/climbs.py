@@ -1,15 +1,16 @@
 """Climb efforts: each rider's time up each categorised climb, its VAM and an estimate of the power it took.
 
 Pure numpy, from matched positions (official km) and times. A rider's
-passage at a km is interpolated on his own track, and only counted when he
-has fixes close to both ends of the climb (a tracker silent at the foot or
-the summit gives no time rather than a wrong one). Fixes off the drawn
+passage at a km is interpolated on his own track
+(:func:`peloton.passage.passage_times`), and only counted when he has fixes
+close to both ends of the climb (a tracker silent at the foot or the summit
+gives no time rather than a wrong one). Fixes off the drawn
 route (hairpins the polyline cuts) still count: their km is good.
 
 The power is a physical estimate, not a measurement: the rider at his
 average speed up the climb's real profile (gradient and wind per 100 m, air
 density from the checkpoints' temperature and the altitude), with the
-:class:`peloton.predict.RiderModel` (68 kg rider, 8 kg bike, CdA 0.32 m^2
+:class:`peloton.physics.RiderModel` (68 kg rider, 8 kg bike, CdA 0.32 m^2
 sitting up on a climb, Crr 0.004, drivetrain 97.6 %), riding alone: drafting
 is ignored, so a rider sheltered in a fast group is credited a little too
 much on shallow climbs.
@@ -18,41 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from peloton.predict import G, RiderModel
+from peloton.passage import MAX_BRACKET_S, passage_times
+from peloton.physics import RiderModel, resistance_n
 from peloton.profile import Climb, Profile
 
 __all__ = ["passage_times", "climb_power_wkg", "climb_efforts", "effort_rows", "CLIMB_MODEL", "MAX_BRACKET_S"]
 
 #: On a climb a rider sits up: more drag than on the drops.
 CLIMB_MODEL = RiderModel(cda_m2=0.32)
-#: A passage time needs fixes no further apart than this around the point ...
-MAX_BRACKET_S = 90.0
-#: ... or the last fix of the track at most this short of it (trackers stop just before the line).
-MAX_EXTRAPOLATE_KM = 0.05
-
-
-def passage_times(t: np.ndarray, km: np.ndarray, at_km: np.ndarray, max_bracket_s: float = MAX_BRACKET_S) -> np.ndarray:
-    """When one rider's track (sorted by time) passed each of ``at_km``; nan where no fixes bracket it closely.
-
-    A point just past the track's last fix is reached at the last speed."""
-    at_km = np.asarray(at_km, dtype=float)
-    if t.size < 2:
-        return np.full(at_km.size, np.nan)
-    reach = np.maximum.accumulate(km)  # distance covered never goes back
-    j = np.searchsorted(reach, at_km, side="left")  # first fix at or past the point
-    ok = (j > 0) & (j < reach.size)
-    j = np.clip(j, 1, reach.size - 1)
-    k0, k1 = reach[j - 1], reach[j]
-    frac = np.where(k1 > k0, (at_km - k0) / np.maximum(k1 - k0, 1e-9), 0.0)
-    when = t[j - 1] + np.clip(frac, 0, 1) * (t[j] - t[j - 1])
-    ok &= (t[j] - t[j - 1]) <= max_bracket_s
-    # a summit finish: the track ends a few metres short of the line; ride them at the last speed
-    short = (at_km > reach[-1]) & (at_km - reach[-1] <= MAX_EXTRAPOLATE_KM)
-    last_speed = (reach[-1] - reach[-2]) / max(t[-1] - t[-2], 1e-9)
-    if last_speed > 0 and t[-1] - t[-2] <= max_bracket_s:
-        when = np.where(short, t[-1] + (at_km - reach[-1]) / last_speed, when)
-        ok |= short
-    return np.where(ok, when, np.nan)
 
 
 def climb_power_wkg(profile: Profile, start_km: float, summit_km: float, seconds,
@@ -67,10 +41,8 @@ def climb_power_wkg(profile: Profile, start_km: float, summit_km: float, seconds
     step_m = np.diff(profile.km)[inside] * 1000.0
     secs = np.where(ok, seconds, 1.0)
     v = (step_m.sum() / secs)[..., None]  # (..., 1) against the climb's steps
-    theta = np.arctan(profile.gradient[inside])
-    air = v + profile.headwind_ms[inside]
-    force = (model.mass * G * (np.sin(theta) + model.crr * np.cos(theta))
-             + 0.5 * profile.rho()[inside] * model.cda_m2 * air * np.abs(air))
+    force = resistance_n(model.mass, np.arctan(profile.gradient[inside]), model.crr, profile.rho()[inside],
+                         model.cda_m2, v + profile.headwind_ms[inside])
     work = np.sum(force * step_m, axis=-1)  # J at an even speed
     return np.where(ok, work / secs / model.drivetrain / model.rider_kg, np.nan)
 

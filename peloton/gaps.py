@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from peloton.passage import furthest_reach
 from peloton.results import FINISH_TOLERANCE_KM, line_crossings
 
 __all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes",
@@ -128,10 +129,10 @@ class Trajectory:
     def __init__(self, t: np.ndarray, km: np.ndarray, clock: RoadClock | None = None,
                  sensor_kph: np.ndarray | None = None):
         order = np.argsort(t, kind="stable")
-        t, km = np.asarray(t, float)[order], np.maximum.accumulate(np.asarray(km, float)[order])
+        t = np.asarray(t, float)[order]
+        km, first = furthest_reach(np.asarray(km, float)[order])
         self.clock = clock
-        fix_km, first = np.unique(km, return_index=True)
-        fix_t = t[first]
+        fix_km, fix_t = km[first], t[first]
         if clock is not None:  # interpolation in road-clock space: keep the fixes themselves
             self.km, self.t = fix_km, fix_t
             self.road = clock(self.km)

@@ -30,11 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from peloton.course import Course
+from peloton.physics import drag_n, gravity_and_rolling_n
 
 __all__ = ["SimParams", "SimulatedRace", "simulate_race", "recording_document", "truth_document",
            "truth_path", "PLACEHOLDER"]
 
-G = 9.81
+#: The force balance is :mod:`peloton.physics`'s; these constants are the simulated riders' own (sea-level air,
+#: sitting up, power at the wheel), not the predictions' model: the predictor must not know the answer.
 RHO = 1.2  # air density, kg/m^3
 CRR = 0.004  # rolling resistance
 CDA = 0.32  # drag area of a rider alone, m^2
@@ -174,8 +176,8 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
         draft = np.where((cross > 6.0) & (pos_in_group >= 12), draft * 0.6, draft)  # the gutter
         m_o, ftp_o = mass[order], ftp[order]
         air = vo + headwind
-        climbing = m_o * G * (np.sin(slope) + CRR * np.cos(slope))
-        resist = climbing + 0.5 * RHO * CDA * (1.0 - 0.4 * draft) * air * np.abs(air)
+        climbing = gravity_and_rolling_n(m_o, slope, CRR)
+        resist = climbing + drag_n(RHO, CDA, air, 1.0 - 0.4 * draft)
         # ------------------------------------------------------------- power by role
         climb = np.clip(np.tan(slope) / 0.06, 0.0, 1.0)
         tempo = 3.0 + 1.9 * climb  # W/kg the teams ride at the front of the peloton
@@ -212,7 +214,7 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
         # less of the wind each takes
         size = np.bincount(label)[label]
         lead_shelter = np.where(in_peloton, 0.6, 1.0 - 0.3 * np.minimum(size - 1, 5) / 5.0)
-        resist_head = climbing + 0.5 * RHO * CDA * lead_shelter * air * np.abs(air)
+        resist_head = climbing + drag_n(RHO, CDA, air, lead_shelter)
         v_head = vo + (power / np.maximum(vo, 1.0) - resist_head) / m_o
         # ---------------------------------------------------------- follow the group
         # Followers ride at their group's pace (the front rider's new speed), closing slowly on the wheel

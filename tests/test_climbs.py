@@ -2,32 +2,12 @@
 import numpy as np
 import pytest
 
-from peloton.climbs import CLIMB_MODEL, climb_efforts, climb_power_wkg, passage_times
-from peloton.predict import G
+from peloton.climbs import CLIMB_MODEL, climb_efforts, climb_power_wkg
+from peloton.physics import G
 from peloton.profile import build_profile
 from tests.helpers import course_with_elevation
 
 T0 = 1_783_422_600.0
-
-
-def test_passage_times_interpolate_between_fixes():
-    t = np.array([0.0, 10.0, 20.0, 30.0])
-    km = np.array([1.0, 1.1, 1.2, 1.3])
-    assert passage_times(t, km, np.array([1.05, 1.2, 1.25])) == pytest.approx([5.0, 20.0, 25.0])
-
-
-def test_no_passage_time_without_close_fixes_or_before_the_track():
-    t = np.array([0.0, 10.0, 300.0, 310.0])  # a 290 s hole between km 1.1 and 1.5
-    km = np.array([1.0, 1.1, 1.5, 1.6])
-    got = passage_times(t, km, np.array([1.3, 0.5, 1.55, 2.0]))
-    assert np.isnan(got[0]) and np.isnan(got[1]) and got[2] == pytest.approx(305.0) and np.isnan(got[3])
-
-
-def test_a_track_ending_just_short_of_the_summit_reaches_it_at_its_last_speed():
-    t = np.array([0.0, 10.0, 20.0])
-    km = np.array([1.0, 1.05, 1.1])  # 5 m/s
-    assert passage_times(t, km, np.array([1.13]))[0] == pytest.approx(26.0)
-    assert np.isnan(passage_times(t, km, np.array([1.2]))[0])  # 100 m short: too far to guess
 
 
 def test_power_on_a_steady_climb_is_the_textbook_formula():

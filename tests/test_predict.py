@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from peloton.predict import (G, POWER_GRID, PredictParams, Predictor, RiderModel, SpeedTables, StageModel,
-                             catch_probability_monte_carlo, catch_probability_rule, forecast_race, speed_for_power,
-                             timetable, time_trial_groups)
+from peloton.predict import (PredictParams, Predictor, StageModel, catch_probability_monte_carlo,
+                             catch_probability_rule, forecast_race, timetable, time_trial_groups)
 from peloton.profile import build_profile
 from tests.helpers import course_with_elevation, weather
 
@@ -19,33 +18,6 @@ def group_row(t, gid, rank, km_to_finish, size=1, gap=0.0, bibs=None, speed=40.0
     return {"stage_id": "t", "event_time": int(round(t * 1000)), "group_id": gid, "rank": rank, "label": "",
             "size": size, "bibs": bibs or list(range(gid * 100, gid * 100 + size)), "km_to_finish_head": km_to_finish,
             "gap_to_leader_s": gap, "speed_kph": speed}
-
-
-def test_steady_speed_balances_the_forces():
-    model = RiderModel()
-    for wkg, grade, wind in ((4.0, 0.0, 0.0), (5.5, 0.08, 0.0), (3.0, 0.0, 3.0), (4.0, -0.02, -2.0)):
-        v = float(speed_for_power(wkg, grade, wind, 1.2, model))
-        theta = np.arctan(grade)
-        air = v + wind
-        needed = v * (model.mass * G * (np.sin(theta) + model.crr * np.cos(theta))
-                      + 0.5 * 1.2 * model.cda_m2 * air * abs(air))
-        assert needed == pytest.approx(wkg * model.rider_kg * model.drivetrain, rel=1e-4)
-    # steeper is slower, a group is faster than a rider alone, descents are capped
-    assert speed_for_power(5.0, 0.08, 0, 1.2) < speed_for_power(5.0, 0.0, 0, 1.2) < \
-        speed_for_power(5.0, 0.0, 0, 1.2, drag=0.5)
-    assert float(speed_for_power(4.0, -0.10, 0, 1.2)) * 3.6 == pytest.approx(RiderModel().max_kph, abs=0.01)
-
-
-def test_time_to_finish_on_a_flat_course_is_distance_over_speed():
-    p = flat_profile()
-    tables = SpeedTables(p)
-    rho = float(p.rho()[0])
-    v = float(speed_for_power(4.0, 0.0, 0.0, rho))
-    assert float(tables.remaining_s(4.0, 10.0, 1)) == pytest.approx(40_000 / v, rel=1e-3)
-    assert float(tables.remaining_s(4.0, 50.0, 1)) == 0.0
-    # the power that rides 10 km in that time is the power back
-    assert tables.power_for(10.0, 20.0, 10_000 / v, 1) == pytest.approx(4.0, abs=0.01)
-    assert tables.power_for(10.0, 20.0, 1e9, 1) == POWER_GRID[0]  # clipped, never extrapolated
 
 
 def test_timetable_reads_local_clock_times():
@@ -146,6 +118,30 @@ def test_time_trial_riders_are_predicted_from_the_rides_before_them():
     assert now < truth
     groups = time_trial_groups("t", t, bib, ktf, np.full(t.size, 40.0))
     assert {g["size"] for g in groups} == {1} and {g["group_id"] for g in groups} == {1, 2}
+
+
+def test_a_predictor_pickled_between_ticks_without_its_stage_model_goes_on_the_same():
+    """The live engine keeps the predictor in state: its memory (histories, the time trial's finished rides,
+    the warnings given) pickles, the stage model is attached again."""
+    import pickle
+
+    model = StageModel.build(flat_profile(20_000), time_trial=True)
+    t = np.arange(0.0, 2400.0, 6.0)
+    rider_km = {1: np.minimum(t * 45 / 3600, 20.0), 2: np.clip((t - 300.0) * 40 / 3600, 0.0, None)}
+    ticks = [[r for b, km in rider_km.items() if 0.0 <= km[i] < 19.99 and t[i] >= (300.0 if b == 2 else 0.0)
+              for r in time_trial_groups("t", [T0 + t[i]], [b], [20.0 - km[i]], [40.0])] for i in range(t.size)]
+    kept, pickled = Predictor(model), Predictor(model)
+    rides_seen = []
+    for i, rows in enumerate(ticks):
+        expected, got = kept.update(rows), pickled.update(rows)
+        assert got == expected
+        if i % 20 == 0:
+            blob = pickle.dumps(pickled)
+            assert len(blob) < 200_000 and b"SpeedTables" not in blob
+            pickled = pickle.loads(blob).attach(model)
+        rides_seen.append(len(pickled.finished_rides.rides))
+    # the first rider's ride was learnt while the second rode, and survived the picklings; then the second's
+    assert rides_seen[int(1800 / 6)] == 1 and rides_seen[-1] == 2
 
 
 def test_predictions_ride_on_a_real_stage_profile(stage4):
