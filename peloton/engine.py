@@ -24,8 +24,8 @@ from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
 from peloton.gaps import Trajectory, gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
-from peloton.incremental import (LEADER_LOOKBACK_S, candidates_lookup, empty_candidates, stack_candidates,
-                                 take_candidates)
+from peloton.incremental import (LEADER_LOOKBACK_S, LiveRoadClock, candidates_lookup, empty_candidates,
+                                 stack_candidates, take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows, passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
@@ -92,6 +92,7 @@ class RaceEngine:
         self.context_candidates = empty_candidates()  # of self.context, row for row: searched once per fix
         kinds = {"bib": np.int64, "gid": np.int64, "usable": bool, "climbing": bool}
         self.hist = {k: np.zeros(0, dtype=kinds.get(k, float)) for k in _HIST}
+        self.road_clock = LiveRoadClock()  # of the history (road stages): its cells summed again where it changed
         self.groups: GroupTimeline | None = None
         self.pending_changes: list = []  # (membership change, groups at its tick) until its groups prove lasting
         self.predictor: Predictor | None = None
@@ -260,8 +261,14 @@ class RaceEngine:
         new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph,
                    sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64),
                    climbing=np.isin(m.quality, CLIMBING) & np.isfinite(m.km))
+        cutoff = newest - self.params.history_s
         keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
-                else self.hist["t"] >= newest - self.params.history_s)
+                else self.hist["t"] >= cutoff)
+        if not self.time_trial:  # (time trials have no road clock)
+            h = self.hist
+            if getattr(self, "road_clock", None) is None:  # an engine pickled before it kept one
+                self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"])
+            self.road_clock.update(new["bib"], new["t"], new["km"], new["usable"], cutoff)
         self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
 
     def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
@@ -283,7 +290,7 @@ class RaceEngine:
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
                                      km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
                                      sensor_kph=h["sensor"], at_line_km=self.race_params.at_line_km,
-                                     leaders=self._leaders(newest, can_lead))
+                                     leaders=self._leaders(newest, can_lead), clock=self._clock())
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
@@ -294,6 +301,12 @@ class RaceEngine:
         race = RaceState(gap, gap_ahead, gid, None, None, None)
         events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
         return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
+
+    def _clock(self):
+        """The road clock of the history (None: built from it by :func:`gap_to_leader_s`)."""
+        h = self.hist
+        km = h["km"][h["usable"]]
+        return None if not km.size else self.road_clock.clock(float(np.nanmin(km)), float(np.nanmax(km)))
 
     def _results(self, m: Matched) -> tuple[Columns, list[int]]:
         """Result rows that became final with this window (road stages: a rider's once his crossing settled).
