@@ -102,6 +102,7 @@ class LiveRoadClock:
         # the intervals, in the order they came: rider, time of the first fix, ends (cells from km 0), log pace
         self.bib, self.t0 = np.zeros(0, dtype=np.int64), np.zeros(0)
         self.a, self.b, self.log_pace = np.zeros(0), np.zeros(0), np.zeros(0)
+        self.lo, self.hi = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)  # the cells of a and b
         # each rider's newest fix: the first of his next interval
         self.last_bib, self.last_t = np.zeros(0, dtype=np.int64), np.zeros(0)
         self.last_km, self.last_usable = np.zeros(0), np.zeros(0, dtype=bool)
@@ -115,8 +116,8 @@ class LiveRoadClock:
         dirty = [self._cells_of(gone)]
         if gone.any():
             kept = ~gone
-            self.bib, self.t0, self.a, self.b, self.log_pace = (
-                x[kept] for x in (self.bib, self.t0, self.a, self.b, self.log_pace))
+            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
+                x[kept] for x in (self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi))
         if bib.size:
             # each rider's newest fix before these, then these: their intervals, as the built clock pairs them
             known = np.zeros(0, dtype=np.int64)
@@ -127,9 +128,11 @@ class LiveRoadClock:
             K, U = np.r_[self.last_km[known], km], np.r_[self.last_usable[known], usable]
             first, second, log_pace = road_intervals(T, K, B, U, self.max_dt_s)
             n_old = self.bib.size
-            self.bib, self.t0 = np.r_[self.bib, B[first]], np.r_[self.t0, T[first]]
-            self.a, self.b = np.r_[self.a, K[first] / self.step_km], np.r_[self.b, K[second] / self.step_km]
-            self.log_pace = np.r_[self.log_pace, log_pace]
+            a, b = K[first] / self.step_km, K[second] / self.step_km
+            new = (B[first], T[first], a, b, log_pace, np.floor(a).astype(np.int64), np.floor(b).astype(np.int64))
+            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
+                np.concatenate([old, x]) for old, x in
+                zip((self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi), new))
             added = np.zeros(self.bib.size, dtype=bool)
             added[n_old:] = True
             dirty.append(self._cells_of(added))
@@ -156,8 +159,8 @@ class LiveRoadClock:
 
     def _cells_of(self, mask: np.ndarray) -> np.ndarray:
         """Every cell the ``mask`` intervals cover (repeats and all)."""
-        lo = np.floor(self.a[mask]).astype(np.int64)
-        count = np.floor(self.b[mask]).astype(np.int64) - lo + 1
+        lo = self.lo[mask]
+        count = self.hi[mask] - lo + 1
         if not lo.size:
             return lo
         return np.repeat(lo - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(int(count.sum()))
@@ -167,7 +170,7 @@ class LiveRoadClock:
         if not dirty.size:
             return
         self._cover(int(dirty[0]), int(dirty[-1]))
-        lo, hi = np.floor(self.a).astype(np.int64), np.floor(self.b).astype(np.int64)
+        lo, hi = self.lo, self.hi
         over = np.flatnonzero(np.searchsorted(dirty, hi, side="right") > np.searchsorted(dirty, lo, side="left"))
         total, covered = np.zeros(dirty.size), np.zeros(dirty.size)
         if over.size:
