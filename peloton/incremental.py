@@ -170,13 +170,15 @@ class LiveRoadClock:
         if not dirty.size:
             return
         self._cover(int(dirty[0]), int(dirty[-1]))
-        lo, hi = self.lo, self.hi
-        over = np.flatnonzero(np.searchsorted(dirty, hi, side="right") > np.searchsorted(dirty, lo, side="left"))
+        marked = np.zeros(self.total.size + 1, dtype=np.int64)  # dirty cells up to each cell: an interval over one
+        marked[dirty - self.base + 1] = 1  # has more at its last cell than before its first
+        marked = np.cumsum(marked)
+        over = np.flatnonzero(marked[self.hi - self.base + 1] > marked[self.lo - self.base])
         total, covered = np.zeros(dirty.size), np.zeros(dirty.size)
         if over.size:
             over = over[np.lexsort((self.t0[over], self.bib[over]))]
-            first = int(lo[over].min())
-            n = int(hi[over].max()) - first + 1
+            first = int(self.lo[over].min())
+            n = int(self.hi[over].max()) - first + 1
             sums = cell_sums(self.a[over], self.b[over], self.log_pace[over], first, n)
             inside = (dirty >= first) & (dirty < first + n)
             total[inside], covered[inside] = (x[dirty[inside] - first] for x in sums)
