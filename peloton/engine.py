@@ -22,15 +22,15 @@ import numpy as np
 
 from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
-from peloton.gaps import Trajectory, gap_to_leader_s, leader_per_tick
+from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
-from peloton.incremental import (LEADER_LOOKBACK_S, candidates_lookup, empty_candidates, stack_candidates,
-                                 take_candidates)
+from peloton.incremental import (LEADER_LOOKBACK_S, LiveRoadClock, candidates_lookup, empty_candidates,
+                                 stack_candidates, take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows, passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
-from peloton.race import (RaceParams, RaceState, _group_rows, _riding, change_event, change_lasted, change_needs,
-                          estimate_start_times, finished_event, groups_by_tick, groups_of_change, mark_kms,
+from peloton.race import (RaceParams, RaceState, RiderTracks, _group_rows, _riding, change_event, change_lasted,
+                          change_needs, estimate_start_times, finished_event, groups_by_tick, groups_of_change, mark_kms,
                           signal_events, standing_rows, stop_event, time_trial_gaps, trusted_tracks)
 from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
                              rank_results, stop_runs)
@@ -92,6 +92,8 @@ class RaceEngine:
         self.context_candidates = empty_candidates()  # of self.context, row for row: searched once per fix
         kinds = {"bib": np.int64, "gid": np.int64, "usable": bool, "climbing": bool}
         self.hist = {k: np.zeros(0, dtype=kinds.get(k, float)) for k in _HIST}
+        self.road_clock = LiveRoadClock()  # of the history (road stages): its cells summed again where it changed
+        self.track_memo: dict = {}  # time trials: what is derived from each rider's track, until it grows (_tracks)
         self.groups: GroupTimeline | None = None
         self.pending_changes: list = []  # (membership change, groups at its tick) until its groups prove lasting
         self.predictor: Predictor | None = None
@@ -166,8 +168,10 @@ class RaceEngine:
         step.climb_efforts = Columns.from_rows("climb_efforts", self._summit_finishes(forecast))
         starts = ranked = None
         if self.time_trial:
-            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
-            ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], self.race_params).tolist())
+            tracks = self._tracks()
+            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s,
+                                          tracks)
+            ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], self.race_params, tracks).tolist())
         rows = rank_results(self.stage_id, self._crossings(), self.same_time_gap_s, self.stops, self.last_seen,
                             starts, ranked)
         step.results = Columns.from_rows("results", [r for r in rows if r["bib"] not in self.results_sent])
@@ -260,9 +264,15 @@ class RaceEngine:
         new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph,
                    sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64),
                    climbing=np.isin(m.quality, CLIMBING) & np.isfinite(m.km))
+        cutoff = newest - self.params.history_s
         keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
-                else self.hist["t"] >= newest - self.params.history_s)
-        self.hist = {k: np.r_[self.hist[k][keep], new[k]] for k in _HIST}
+                else self.hist["t"] >= cutoff)
+        if not self.time_trial:  # (time trials have no road clock)
+            h = self.hist
+            if getattr(self, "road_clock", None) is None:  # an engine pickled before it kept one
+                self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"])
+            self.road_clock.update(new["bib"], new["t"], new["km"], new["usable"], cutoff)
+        self.hist = {k: np.concatenate([self.hist[k][keep], new[k]]) for k in _HIST}
 
     def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
         """Rider rows, group rows and the group events confirmed in the newest window (the last len(m) rows of
@@ -273,17 +283,19 @@ class RaceEngine:
         f = m.fixes
         empty = np.full(n, np.nan)
         if self.time_trial:
-            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s)
+            tracks = self._tracks()
+            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s,
+                                          tracks)
             self.window_starts = starts  # this window's: the standings use them too
             gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts,
-                                  line_km=self.finish_km - TRACKER_SHORTFALL_KM)[newest]
+                                  line_km=self.finish_km - TRACKER_SHORTFALL_KM, tracks=tracks, only=newest)[newest]
             race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
             return rider_state_columns(m, race), Columns.from_rows("groups", []), Columns.from_rows("race_events", [])
         can_lead = h["ktf"] > self.race_params.at_line_km
         gap_all, _ = gap_to_leader_s(h["t"], h["km"], h["bib"], h["usable"], can_lead=can_lead,
                                      km_to_finish=h["ktf"], speed_kph=h["speed"], only=newest,
                                      sensor_kph=h["sensor"], at_line_km=self.race_params.at_line_km,
-                                     leaders=self._leaders(newest, can_lead))
+                                     leaders=self._leaders(newest, can_lead), clock=self._clock())
         gap = gap_all[newest]
         gparams = self.race_params.groups
         self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
@@ -294,6 +306,25 @@ class RaceEngine:
         race = RaceState(gap, gap_ahead, gid, None, None, None)
         events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
         return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
+
+    def _tracks(self) -> RiderTracks:
+        """The riders' tracks of the (time-trial) history: what is derived from a track is kept until it grows."""
+        if getattr(self, "track_memo", None) is None:
+            self.track_memo = {}
+        h = self.hist
+        return RiderTracks(h["bib"], h["t"], h["km"], h["usable"], self.track_memo)
+
+    def __getstate__(self):
+        """Pickled without the riders' derived values (trajectories are large): found again from the history."""
+        state = dict(self.__dict__)
+        state.pop("track_memo", None)
+        return state
+
+    def _clock(self):
+        """The road clock of the history (None: built from it by :func:`gap_to_leader_s`)."""
+        h = self.hist
+        km = h["km"][h["usable"]]
+        return None if not km.size else self.road_clock.clock(float(np.nanmin(km)), float(np.nanmax(km)))
 
     def _results(self, m: Matched) -> tuple[Columns, list[int]]:
         """Result rows that became final with this window (road stages: a rider's once his crossing settled).
@@ -469,15 +500,15 @@ class RaceEngine:
             return []
         h, ra = self.hist, self.race_params
         starts = self.window_starts  # estimated over the same history for this window's gaps (_race_rows)
-        ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], ra).tolist())
+        tracks = self._tracks()
+        ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], ra, tracks).tolist())
         rows = []
         for r in np.flatnonzero(passed.any(axis=1)).tolist():
             rider = int(riders[r])
             if rider not in starts or rider not in ranked:
                 continue
-            mine = h["usable"] & (h["bib"] == rider)
             cols = np.flatnonzero(passed[r])
-            passage = Trajectory(h["t"][mine], h["km"][mine]).passage_time(marks[cols])
+            passage = tracks.trajectory(rider).passage_time(marks[cols])
             for j, when in zip(cols.tolist(), passage.tolist()):
                 if not np.isfinite(when):
                     continue

@@ -67,30 +67,63 @@ class RoadClock:
 
     def __init__(self, t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
                  step_km: float = 0.01, max_dt_s: float = 7.0):
-        order = np.lexsort((t, bib))
-        t, km, bib, usable = t[order], km[order], bib[order], usable[order]
-        dt, dkm = np.diff(t), np.diff(km)
-        ok = (bib[1:] == bib[:-1]) & usable[1:] & usable[:-1] & (dt <= max_dt_s) & (dkm > 0.001)
+        first, second, log_pace = road_intervals(t, km, bib, usable, max_dt_s)
         lo_km = np.nanmin(km[usable]) if usable.any() else 0.0
         hi_km = np.nanmax(km[usable]) if usable.any() else 1.0
-        origin = np.floor(lo_km / step_km) - 1
-        n_cells = int(np.ceil(hi_km / step_km) - origin) + 2
-        log_pace = np.log(dt[ok] / dkm[ok])  # s per km
-        a, b = km[:-1][ok] / step_km - origin, km[1:][ok] / step_km - origin  # in cells
-        cells, overlap, count, ends = _cells_covered(a, b)
-        # each interval weighs on a cell by the length of the cell it covers (1 but at its two ends)
-        weight = np.repeat(log_pace, count)
-        for at in ends:
-            weight[at] = log_pace * overlap[at]
-        total = np.bincount(cells, weights=weight, minlength=n_cells)
-        covered = np.bincount(cells, weights=overlap, minlength=n_cells)
-        typical = np.median(log_pace) if log_pace.size else np.log(100.0)
+        origin, n_cells = clock_cells(lo_km, hi_km, step_km)
+        a, b = km[first] / step_km - origin, km[second] / step_km - origin  # in cells
+        total, covered = cell_sums(a, b, log_pace, 0, n_cells)
+        self._set_cells(origin, total, covered, np.median(log_pace) if log_pace.size else np.log(100.0), step_km)
+
+    @classmethod
+    def of_cells(cls, origin: int, total: np.ndarray, covered: np.ndarray, typical: float,
+                 step_km: float = 0.01) -> "RoadClock":
+        """The clock of these cells' sums (:func:`cell_sums`, from cell ``origin`` on), as one built from the fixes
+        whose intervals gave them: the live engine keeps the sums up to date window by window."""
+        clock = cls.__new__(cls)
+        clock._set_cells(origin, total, covered, typical, step_km)
+        return clock
+
+    def _set_cells(self, origin, total, covered, typical, step_km):
+        """Each cell's pace: the geometric mean of the intervals' over it, else ``typical`` (a log pace)."""
         pace = np.exp(np.where(covered > 1e-9, total / np.maximum(covered, 1e-9), typical))
-        self.km = (origin + np.arange(n_cells + 1)) * step_km
+        self.km = (origin + np.arange(total.size + 1)) * step_km
         self.s = np.r_[0.0, np.cumsum(pace * step_km)]
 
     def __call__(self, km: np.ndarray) -> np.ndarray:
         return np.interp(km, self.km, self.s)
+
+
+def road_intervals(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,
+                   max_dt_s: float = 7.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The intervals the road clock learns from, in (bib, t) order: (index of the first fix, of the second, log of
+    the pace in s per km). Consecutive usable fixes of a rider at most ``max_dt_s`` apart, moving on."""
+    order = np.lexsort((t, bib))
+    t, km, bib, usable = t[order], km[order], bib[order], usable[order]
+    dt, dkm = np.diff(t), np.diff(km)
+    ok = (bib[1:] == bib[:-1]) & usable[1:] & usable[:-1] & (dt <= max_dt_s) & (dkm > 0.001)
+    at = np.flatnonzero(ok)
+    return order[at], order[at + 1], np.log(dt[ok] / dkm[ok])
+
+
+def clock_cells(lo_km: float, hi_km: float, step_km: float = 0.01) -> tuple[int, int]:
+    """(first cell, number of cells) of a road clock over fixes from ``lo_km`` to ``hi_km``."""
+    origin = np.floor(lo_km / step_km) - 1
+    return origin, int(np.ceil(hi_km / step_km) - origin) + 2
+
+
+def cell_sums(a: np.ndarray, b: np.ndarray, log_pace: np.ndarray, first_cell: int,
+              n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Over cells ``first_cell`` .. ``first_cell + n_cells - 1``: (sum of log pace x length covered, length covered)
+    of the intervals [a, b] (in cells). Each interval weighs on a cell by the length of the cell it covers (1 but
+    at its two ends); a cell's sums are added up in the intervals' order."""
+    cells, overlap, count, ends = _cells_covered(a, b)
+    weight = np.repeat(log_pace, count)
+    for at in ends:
+        weight[at] = log_pace * overlap[at]
+    cells = cells - first_cell
+    return (np.bincount(cells, weights=weight, minlength=n_cells),
+            np.bincount(cells, weights=overlap, minlength=n_cells))
 
 
 def _cells_covered(a: np.ndarray, b: np.ndarray):
@@ -302,7 +335,8 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
                     only: np.ndarray | None = None,
                     sensor_kph: np.ndarray | None = None,
                     at_line_km: float | None = None,
-                    leaders: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    leaders: tuple[np.ndarray, np.ndarray] | None = None,
+                    clock: RoadClock | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the first rider on the road passed each fix's position.
 
     Returns (gap, leader bib per fix). Only ``usable`` fixes shape the
@@ -314,7 +348,8 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     ``sensor_kph`` (the trackers' own speeds) sharpens the leaders'
     trajectories between fixes (:class:`Trajectory`). ``leaders`` = (ticks, bibs) as :func:`leader_per_tick`
     gives them, when the caller has them (the live engine carries them from window to window): fixes at ticks
-    not among them get no leader and no gap.
+    not among them get no leader and no gap. ``clock``: the :class:`RoadClock` of these fixes, when the caller has
+    it (the live engine keeps it up to date window by window), else built here.
 
     With ``at_line_km`` (and ``km_to_finish``, ``speed_kph``), the head of
     the race stays the reference after he has finished: from his crossing
@@ -340,7 +375,7 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     if ticks.size:
         pos = np.minimum(np.searchsorted(ticks, t), ticks.size - 1)
         leader = np.where(ticks[pos] == t, lead_bib[pos], -1)
-    clock = RoadClock(t, km, bib, usable)
+    clock = RoadClock(t, km, bib, usable) if clock is None else clock
     wanted = leader >= 0 if only is None else (leader >= 0) & only
     for lead in np.unique(leader[wanted]):  # a handful of leaders per stage, one or two per live window
         mine = (bib == lead) & usable

@@ -14,7 +14,7 @@ from peloton.matching import Matched
 from peloton.results import line_crossings, stage_results, stop_runs
 from peloton.table import Columns
 
-__all__ = ["RaceParams", "RaceState", "derive_race_state", "time_trial_gaps", "estimate_start_times",
+__all__ = ["RaceParams", "RaceState", "RiderTracks", "derive_race_state", "time_trial_gaps", "estimate_start_times",
            "virtual_standings", "trusted_tracks", "change_event", "change_lasted", "change_needs", "groups_by_tick",
            "groups_of_change", "signal_events", "stop_event", "finished_event", "standing_rows", "mark_kms"]
 
@@ -246,8 +246,48 @@ def _rider_event(stage_id, etype, t, ktf, bib, detail) -> dict:
             "detail": detail}
 
 
+class RiderTracks:
+    """Each rider's usable track (his fixes' t and km, in their order) among a stage's fixes, and what is derived
+    from it: his trajectory, start, passage times.
+
+    Derived values are kept in ``memo`` (bib -> (fixes in his track, {name: value})) for as long as his track
+    has as many fixes: the live engine's time-trial history only grows, and it asks for every rider's start and
+    passage times every window while only the riders on the road have new fixes.
+    """
+
+    def __init__(self, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
+                 memo: dict | None = None):
+        idx = np.flatnonzero(usable)
+        idx = idx[np.argsort(bib[idx], kind="stable")]
+        self.riders, first, count = np.unique(bib[idx], return_index=True, return_counts=True)
+        self._t, self._km = t[idx], km[idx]
+        self._span = dict(zip(self.riders.tolist(), zip(first.tolist(), count.tolist())))
+        self.memo = {} if memo is None else memo
+
+    def track(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        a, n = self._span[b]
+        return self._t[a:a + n], self._km[a:a + n]
+
+    def derived(self, b: int, name, compute):
+        """``compute(t, km)`` of his track, once per track."""
+        n = self._span[b][1]
+        known = self.memo.get(b)
+        if known is None or known[0] != n:
+            known = self.memo[b] = (n, {})
+        if name not in known[1]:
+            known[1][name] = compute(*self.track(b))
+        return known[1][name]
+
+    def trajectory(self, b: int) -> Trajectory:
+        return self.derived(b, "trajectory", Trajectory)
+
+    def passage_times(self, b: int, km: np.ndarray, name) -> np.ndarray:
+        """His passage times at ``km`` (kept under ``name``: the same name, the same km)."""
+        return self.derived(b, name, lambda _t, _km: self.trajectory(b).passage_time(km))
+
+
 def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
-                         grid_s: float = 30.0) -> dict:
+                         grid_s: float = 30.0, tracks: RiderTracks | None = None) -> dict:
     """Time-trial start of each rider whose track holds the start (epoch s).
 
     The time the matched track reaches km 0.3, less 0.3 km at the pace of
@@ -255,18 +295,14 @@ def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable:
     standing start is slow). That lag is learnt from the field: starts are on
     a grid (whole or half minutes), so the estimates share one phase modulo
     the grid, and each estimate less that phase is snapped to the grid. A rider first seen beyond km 0.3 (on the road before the
-    recording began) has no known start.
+    recording began) has no known start. ``tracks``: the riders' tracks of these fixes, when the caller keeps them.
     """
+    tracks = RiderTracks(bib, t, km, usable) if tracks is None else tracks
     est = {}
-    for b in np.unique(bib[usable]).tolist():
-        mine = usable & (bib == b)
-        if km[mine][np.argmin(t[mine])] > 0.3:
-            continue
-        traj = Trajectory(t[mine], km[mine])
-        t03, t08 = traj.passage_time(np.array([0.3, 0.8]))
-        if not (np.isfinite(t03) and np.isfinite(t08)) or t08 <= t03:
-            continue
-        est[int(b)] = t03 - 0.3 * (t08 - t03) / 0.5
+    for b in tracks.riders.tolist():
+        e = tracks.derived(b, "start", lambda tb, kb, b=b: _own_start(tracks, b, tb, kb))
+        if e is not None:
+            est[int(b)] = e
     if not est:
         return {}
     values = np.array(list(est.values()))
@@ -275,9 +311,20 @@ def estimate_start_times(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable:
     return {b: round((e - lag) / grid_s) * grid_s for b, e in est.items()}
 
 
+def _own_start(tracks: RiderTracks, b: int, t: np.ndarray, km: np.ndarray):
+    """A rider's start as his track shows it, before the field's lag (None: not in his track)."""
+    if km[np.argmin(t)] > 0.3:
+        return None
+    t03, t08 = tracks.passage_times(b, np.array([0.3, 0.8]), "start_marks")
+    if not (np.isfinite(t03) and np.isfinite(t08)) or t08 <= t03:
+        return None
+    return t03 - 0.3 * (t08 - t03) / 0.5
+
+
 def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
                     params: RaceParams = RaceParams(), starts: dict | None = None,
-                    trusted: np.ndarray | None = None, line_km: float | None = None) -> np.ndarray:
+                    trusted: np.ndarray | None = None, line_km: float | None = None,
+                    tracks: RiderTracks | None = None, only: np.ndarray | None = None) -> np.ndarray:
     """Elapsed time at this distance against the stage leader's at the same distance (s; negative = faster).
 
     The leader is the rider with the best finishing time among those who
@@ -290,13 +337,15 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     ``starts`` and ``trusted`` are found here unless given. ``line_km``: where
     a ride counts as finished (default: a point 4 in 5 tracks reach; live,
     where most tracks have not reached the end yet, the finish less the
-    trackers' usual shortfall).
+    trackers' usual shortfall). ``tracks``: the riders' tracks of these fixes, when the caller keeps them;
+    ``only`` (a mask): just those fixes get a gap (the live engine wants the newest window's).
     """
     gap = np.full(t.size, np.nan)
+    tracks = RiderTracks(bib, t, km, usable) if tracks is None else tracks
     if starts is None:
-        starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s)
+        starts = estimate_start_times(bib, t, km, usable, params.itt_start_grid_s, tracks)
     if trusted is None:
-        trusted = trusted_tracks(bib, t, km, usable, params)
+        trusted = trusted_tracks(bib, t, km, usable, params, tracks)
     if not starts:
         return gap
     step = params.itt_grid_step_km
@@ -304,12 +353,11 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     grid = np.arange(0.0, np.nanmax(km[usable]) + 2 * step, step)
     passage = np.full((riders.size, grid.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider
-        mine = usable & (bib == b)
-        passage[i] = Trajectory(t[mine], km[mine]).passage_time(grid)
+        passage[i] = tracks.passage_times(b, grid, ("grid", step, grid.size))  # (the same step and size: same km)
     start = np.array([starts[b] for b in riders.tolist()])
     elapsed = passage - start[:, None]
     # the finish for ranking: a point 4 in 5 tracks reach (trackers stop a few hundred metres short of the line)
-    furthest = np.array([np.nanmax(km[usable & (bib == b)]) for b in riders.tolist()])
+    furthest = np.array([tracks.derived(b, "furthest", lambda _t, kb: np.nanmax(kb)) for b in riders.tolist()])
     line_at = np.percentile(furthest, 20) if line_km is None else line_km
     if line_at > grid[-1]:
         return gap  # nobody has reached the line yet: no reference
@@ -321,18 +369,20 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
     order = leaders[np.argsort(passage[leaders, line])]  # in the order they finished
     finished_at = passage[order, line]
     best_so_far = order[_running_argmin(elapsed[order, line])]
-    # every fix: the hot-seat rider at its event time, and his split at its distance
-    rider_row = {b: i for i, b in enumerate(riders.tolist())}
-    row = np.array([rider_row.get(int(b), -1) for b in bib])
-    n_finished = np.searchsorted(finished_at, t, side="right")
-    ok = (row >= 0) & usable & (km >= 0) & (n_finished > 0)
+    # every fix (or those wanted): the hot-seat rider at its event time, and his split at its distance
+    at = np.arange(t.size) if only is None else np.flatnonzero(only)
+    b, tt, kk = bib[at], t[at], km[at]
+    pos = np.minimum(np.searchsorted(riders, b), riders.size - 1)
+    row = np.where(riders[pos] == b, pos, -1)
+    n_finished = np.searchsorted(finished_at, tt, side="right")
+    ok = (row >= 0) & usable[at] & (kk >= 0) & (n_finished > 0)
     hot = best_so_far[np.maximum(n_finished, 1) - 1]
-    pos = np.clip(km / step, 0, grid.size - 1.000001)
+    pos = np.clip(kk / step, 0, grid.size - 1.000001)
     k = np.floor(pos).astype(int)
     frac = pos - k
     split = elapsed[hot, k] * (1 - frac) + elapsed[hot, np.minimum(k + 1, grid.size - 1)] * frac
-    own = t - start[np.maximum(row, 0)]
-    gap[ok] = (own - split)[ok]
+    own = tt - start[np.maximum(row, 0)]
+    gap[at[ok]] = (own - split)[ok]
     return gap
 
 
@@ -398,22 +448,26 @@ def _running_argmin(values: np.ndarray) -> np.ndarray:
 
 
 def trusted_tracks(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
-                   params: RaceParams = RaceParams()) -> np.ndarray:
+                   params: RaceParams = RaceParams(), tracks: RiderTracks | None = None) -> np.ndarray:
     """Bibs whose matched track is physically plausible: they may set reference times.
 
     A tracker that reports other riders' positions (stage 16 has one) moves
     backwards and teleports between fixes; a single such track would
     otherwise hold the best time at every distance for the rest of the day.
+    ``tracks``: the riders' tracks of these fixes, when the caller keeps them.
     """
-    idx = np.flatnonzero(usable)
-    idx = idx[np.lexsort((t[idx], bib[idx]))]
-    b, tt, kk = bib[idx], t[idx], km[idx]
-    same = b[1:] == b[:-1]
-    dt = np.maximum(np.diff(tt), 1e-9)
-    kph = np.diff(kk) / dt * 3600.0
-    bad = same & ((kph > params.implausible_kph) | (np.diff(kk) < -0.05))
-    riders, first = np.unique(b, return_index=True)
-    n_bad = np.add.reduceat(np.r_[bad, False].astype(float), first) if b.size else np.zeros(0)
-    n_int = np.add.reduceat(np.r_[same, False].astype(float), first) if b.size else np.zeros(0)
-    share = n_bad / np.maximum(n_int, 1)
-    return riders[share <= params.max_implausible_share]
+    tracks = RiderTracks(bib, t, km, usable) if tracks is None else tracks
+    share = np.array([tracks.derived(b, ("implausible", params.implausible_kph),
+                                     lambda tb, kb: _implausible_share(tb, kb, params.implausible_kph))
+                      for b in tracks.riders.tolist()])
+    return tracks.riders[share <= params.max_implausible_share] if share.size else tracks.riders
+
+
+def _implausible_share(t: np.ndarray, km: np.ndarray, implausible_kph: float) -> float:
+    """The share of a track's intervals (in time order) faster than ``implausible_kph`` or backwards."""
+    order = np.argsort(t, kind="stable")
+    t, km = t[order], km[order]
+    dt = np.maximum(np.diff(t), 1e-9)
+    kph = np.diff(km) / dt * 3600.0
+    bad = (kph > implausible_kph) | (np.diff(km) < -0.05)
+    return bad.sum() / max(t.size - 1, 1)

@@ -73,7 +73,10 @@ def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.nd
     that last fix may just be his newest: the caller decides when silence
     makes it a finish (:data:`RESULT_SETTLE_S`).
     """
-    idx = np.flatnonzero(usable & np.isfinite(km_to_finish))
+    # only riders with a fix at the line or within the tolerance of it can have crossed (the live engine asks
+    # this of its whole history every window): the rest of the field costs a comparison
+    riders = np.unique(bib[usable & (km_to_finish <= max(at_line_km, tolerance_km))])
+    idx = np.flatnonzero(usable & np.isfinite(km_to_finish) & np.isin(bib, riders))
     idx = idx[np.lexsort((t[idx], bib[idx]))]
     b, tt, ktf, kk = bib[idx], t[idx], km_to_finish[idx], km[idx]
     new_rider = np.r_[True, b[1:] != b[:-1]] if b.size else np.zeros(0, bool)

@@ -1,14 +1,14 @@
 """What the engine carries between windows (peloton/incremental.py) changes no row: the same rows as searching
-every fix's candidates and walking every tick's leader again each window."""
+every fix's candidates, walking every tick's leader and building the road clock again each window."""
 import pickle
 
 import numpy as np
 import pytest
 
-from peloton.engine import RaceEngine, window_index
+from peloton.engine import EngineParams, RaceEngine, window_index
 from peloton.feed import FixBatch, concat_batches, parse_message
-from peloton.gaps import leader_per_tick
-from peloton.incremental import candidates_lookup
+from peloton.gaps import RoadClock, leader_per_tick
+from peloton.incremental import LiveRoadClock, candidates_lookup
 from peloton.matching import match_fixes
 from peloton.predict import StageModel
 from peloton.recording import iter_messages
@@ -28,6 +28,9 @@ class FromScratchEngine(RaceEngine):
     def _leaders(self, newest, can_lead):
         self.leader_ticks = None
         return super()._leaders(newest, can_lead)
+
+    def _clock(self):
+        return None  # built from the whole history by gap_to_leader_s
 
 
 def _fixes(recording, stage):
@@ -116,3 +119,25 @@ def test_looked_up_candidates_are_the_searched_ones_with_duplicates(attack, stag
     assert [(r[1], len(r[0])) for r in rej_a] == [(r[1], len(r[0])) for r in rej_b]
     with pytest.raises(ValueError):
         candidates_lookup(part, stage4_course.candidates(part.lat, part.lon, 500.0, 32))(moved)  # not those fixes
+
+
+def test_the_road_clock_kept_window_by_window_is_the_one_built_from_the_history(attack, stage4, stage4_course):
+    """Bit for bit, window by window, with fixes leaving the history (2 minutes of it here) and the engine
+    pickled between windows; before km 0 (the neutral start in the history) the clock is built instead."""
+    engine = RaceEngine(stage4.stage_id, stage4_course.finish_km, params=EngineParams(history_s=120.0))
+    win = window_index(attack.t, 6.0)
+    kept = 0
+    for w in np.unique(win):
+        engine = pickle.loads(pickle.dumps(engine))
+        engine.advance(attack.take(np.flatnonzero(win == w)), stage4_course)
+        h = engine.hist
+        live, built = engine._clock(), RoadClock(h["t"], h["km"], h["bib"], h["usable"])
+        if live is not None:
+            kept += 1
+            assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
+    assert kept > 0.8 * np.unique(win).size
+    assert engine.road_clock.t0.min() >= engine.hist["t"].max() - 126.0  # the intervals left with their fixes
+    # a history reaching back before km 0: no clock kept, the caller builds it
+    t = np.arange(0.0, 60.0, 6.0)
+    neutral = LiveRoadClock.of_history(np.ones(t.size, dtype=np.int64), t, -0.5 + t * 0.012, np.ones(t.size, bool))
+    assert neutral.clock(-0.5, 0.2) is None and neutral.clock(0.1, 0.2) is not None

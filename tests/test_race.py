@@ -148,3 +148,27 @@ def test_groups_table_and_gap_to_the_group_ahead():
     # the group ids hold from tick to tick
     ids = {r["event_time"]: r["group_id"] for r in race.groups.to_rows() if r["label"] == "peloton"}
     assert len(set(list(ids.values())[10:])) == 1
+
+
+def test_tracks_kept_while_the_fixes_grow_give_what_the_fixes_give_afresh():
+    """The live engine keeps each rider's derived track values (trajectory, start, passages) from window to
+    window while his track is unchanged: starts, trusted riders and gaps equal those found from the fixes alone."""
+    from peloton.race import RiderTracks, trusted_tracks
+
+    bib, t, km = _time_trial([72.0, 70.0, 75.0, 71.0], [0.0, 60.0, 400.0, 800.0])
+    order = np.argsort(t, kind="stable")  # the fixes as they come
+    bib, t, km = bib[order], t[order], km[order]
+    usable = np.ones(t.size, bool)
+    memo, checked = {}, 0
+    for n in range(60, t.size + 1, 37):
+        b, tt, kk, u = bib[:n], t[:n], km[:n], usable[:n]
+        tracks = RiderTracks(b, tt, kk, u, memo)
+        starts = estimate_start_times(b, tt, kk, u, tracks=tracks)
+        assert starts == estimate_start_times(b, tt, kk, u)
+        assert np.array_equal(trusted_tracks(b, tt, kk, u, tracks=tracks), trusted_tracks(b, tt, kk, u))
+        newest = np.arange(n) >= n - 37
+        kept = time_trial_gaps(b, tt, kk, u, starts=starts, tracks=tracks, only=newest)
+        fresh = time_trial_gaps(b, tt, kk, u)
+        assert np.array_equal(kept[newest], fresh[newest], equal_nan=True) and np.isnan(kept[~newest]).all()
+        checked += np.isfinite(fresh[newest]).sum()
+    assert checked > 50 and len(memo) == 4  # gaps were taken, against kept tracks
