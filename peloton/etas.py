@@ -56,9 +56,7 @@ def group_etas(groups: list[GroupState], now: float, stage_model, params, rides:
     to_line = here[:, :3]
     if params.finale and not time_trial:
         finale_params = params.finale_params
-        # the finale model reads positional rows: (row, history, km, size, power, sigma)
-        rows = [(g.row, g.history, g.km, g.size, g.power, g.sigma) for g in groups]
-        to_line = stage_model.finale(finale_params).remaining_s(rows, km, size, now, here[:, :3], sigma)
+        to_line = stage_model.finale(finale_params).remaining_s(groups, km, size, now, here[:, :3], sigma)
         if finale_params.caught_finish_together:
             in_finale = finish - km <= finale_params.window_km
             to_line = first_to_line(now + to_line, in_finale) - now  # groups are in road order

@@ -133,8 +133,8 @@ class FinaleModel:
                     base: np.ndarray, sigma_stage: np.ndarray) -> np.ndarray:
         """Seconds to the line (n, 3: central, late, early) for groups in the finale, ``base`` elsewhere.
 
-        ``state`` rows carry the group's history (``.t``, ``.km``) at index 1; ``base`` is the stage's
-        prediction (n, 3) and ``sigma_stage`` its power spread.
+        ``state``: the groups (:class:`peloton.group_state.GroupState`: their history and the stage's power
+        fitted to them); ``base`` is the stage's prediction (n, 3) and ``sigma_stage`` its power spread.
         """
         p = self.params
         out = np.array(base, dtype=float, copy=True)
@@ -145,7 +145,7 @@ class FinaleModel:
         queries, owners = [], []
         recent_speed = np.full(km.size, np.nan)
         for k in todo.tolist():
-            h = state[k][1]
+            h = state[k].history
             rides = recent_rides(h.t, h.km, now, p)
             if rides is None:
                 weight[k] = 0.0
@@ -184,7 +184,7 @@ class FinaleModel:
             np.bincount(inv, weights=precision * (powers - recent[inv]) ** 2, minlength=ks.size) / safe_w), 0.0)
         # the stage's power is the prior: it takes over where the last minutes say little (a descent)
         w_stage = 1.0 / np.maximum(np.asarray(sigma_stage, dtype=float)[ks], p.power_sigma_floor) ** 2
-        prior = np.array([float(state[k][4]) for k in ks.tolist()])
+        prior = np.array([float(state[k].power) for k in ks.tolist()])
         power = (recent * w_recent + prior * w_stage) / (w_recent + w_stage)
         sigma = np.hypot(np.maximum(spread, p.power_sigma_floor), 1.0 / np.sqrt(w_recent + w_stage))
         z = self._z80

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from peloton.finale import FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
+from peloton.group_state import GroupHistory, GroupState
 from peloton.predict import PredictParams, Predictor, RiderModel, SpeedTables, StageModel
 from peloton.profile import build_profile
 from tests.helpers import course_with_elevation
@@ -203,13 +204,12 @@ def test_the_finale_tables_cover_its_window_as_the_whole_stage_tables_do():
 
 def test_groups_in_the_finale_are_fitted_each_on_its_own_pieces():
     """All groups' powers in one pass: two groups together get what each gets alone."""
-    from types import SimpleNamespace
-
     finale = FinaleModel(descent_profile(), RiderModel())
     now = 1000.0
     t = np.arange(0.0, now + 1, 6.0)
-    history = [SimpleNamespace(t=t, km=10.0 + 45.0 * t / 3600), SimpleNamespace(t=t, km=9.0 + 30.0 * t / 3600)]
-    state = [[None, h, None, None, 4.0] for h in history]
+    history = [GroupHistory(t=list(t), km=list(10.0 + 45.0 * t / 3600)),
+               GroupHistory(t=list(t), km=list(9.0 + 30.0 * t / 3600))]
+    state = [GroupState(row=None, history=h, power=4.0) for h in history]
     km = np.array([h.km[-1] for h in history])
     size, sigma = np.array([20, 3]), np.array([0.3, 0.3])
     base = np.array([[900.0, 1000.0, 800.0]] * 2)  # the stage's: central, late, early
