@@ -27,7 +27,8 @@ from peloton.groups import GroupTimeline, track_groups
 from peloton.incremental import (LEADER_LOOKBACK_S, LiveRoadClock, candidates_lookup, empty_candidates,
                                  stack_candidates, take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
-from peloton.climbs import effort_rows, passage_times
+from peloton.climbs import effort_rows
+from peloton.passage import passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
 from peloton.race import (RaceParams, RaceState, RiderTracks, _group_rows, _riding, change_event, change_lasted,
                           change_needs, estimate_start_times, finished_event, groups_by_tick, groups_of_change, mark_kms,

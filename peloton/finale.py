@@ -28,9 +28,12 @@ like the road ahead keeps more of the stage's prediction.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from peloton.physics import SpeedTables
+from peloton.power_fit import Z80
 
 __all__ = ["FinaleParams", "FinaleModel", "recent_rides", "first_to_line", "blend_weight"]
 
@@ -92,10 +95,6 @@ class FinaleModel:
     """The finale's speed tables (descents raced) for one stage; built once, used for every group."""
 
     def __init__(self, profile, rider_model, params: FinaleParams = FinaleParams()):
-        from dataclasses import replace
-
-        from peloton.predict import Z80, SpeedTables  # predict imports this module: import on use
-
         self._z80 = Z80
         self.profile = profile
         self.params = params
