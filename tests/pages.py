@@ -105,7 +105,9 @@ def chart_axes(driver) -> dict:
 
 
 def strip_groups(driver) -> list:
-    return [c.find_element("css selector", "b").text for c in driver.find_elements("css selector", "#strip .chip")]
+    """The strip's chip titles, read in one script: a live page may redraw the strip between two reads."""
+    return driver.execute_script("return [...document.querySelectorAll('#strip .chip')]"
+                                 ".map(c => c.querySelector('b').innerText.trim())")
 
 
 def screenshot(driver, name: str) -> Path:
