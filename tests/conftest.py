@@ -4,7 +4,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,19 +76,27 @@ def write_recording(path: Path, recording: dict, gz: bool = True) -> Path:
 def pubsub_emulator():
     """The real Pub/Sub emulator: the one PUBSUB_EMULATOR_HOST names (.ci/run starts it), else one started here."""
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
-    started = False
-    if not host:
-        done = subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "start", "8086"], capture_output=True,
-                              text=True, timeout=120)
-        if done.returncode:
-            raise RuntimeError(f"the Pub/Sub emulator did not start: {done.stderr}")
-        host = done.stdout.strip()
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        started = True
-    yield host
-    if started:
-        subprocess.run([str(ROOT / "scripts" / "pubsub_emulator.sh"), "stop"], timeout=60)
+    if host:
+        yield host
+        return
+    # a free port and a state folder of our own: never another session's emulator, and stop ends only ours
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    state = tempfile.mkdtemp(prefix="peloton-emulator-")
+    env = {**os.environ, "PELOTON_EMULATOR_STATE": state}
+    script = str(ROOT / "scripts" / "pubsub_emulator.sh")
+    done = subprocess.run([script, "start", str(port)], capture_output=True, text=True, timeout=120, env=env)
+    if done.returncode:
+        raise RuntimeError(f"the Pub/Sub emulator did not start: {done.stderr}")
+    host = done.stdout.strip()
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        yield host
+    finally:
+        subprocess.run([script, "stop"], timeout=60, env=env)
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
