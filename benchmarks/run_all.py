@@ -4,8 +4,11 @@
 
 Accuracy, gaps, groups on simulated races, speed and scale, predictions
 (finish times, catches on simulated races), climb efforts, the feed gate's
-fuzzing; with ``--live`` also the live latency runs on the Pub/Sub emulator
-(about 20 minutes).
+fuzzing, the finish (gaps after the line, results), the finale's predictions,
+and what hindsight buys over the causal path (stages 4 and 16: the longest,
+about 15 minutes); with ``--live`` also the live latency runs on the Pub/Sub
+emulator (about 20 minutes), the hostile attacks through the live graph and
+the Race Center bridge.
 """
 import subprocess
 import sys
@@ -15,9 +18,11 @@ HERE = Path(__file__).resolve().parent
 
 live = "--live" in sys.argv[1:]
 runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []), ("speed.py", ["--scale"]),
-        ("scale_sim.py", []), ("predictions.py", []), ("climbs.py", []), ("fuzz.py", [])]
+        ("scale_sim.py", []), ("predictions.py", []), ("climbs.py", []), ("fuzz.py", []),
+        ("finish.py", []), ("finale.py", []), ("hindsight.py", [])]
 if live:
     runs.append(("live_latency.py", ["--seconds", "90", "--tick-speeds", "1,10,30,100", "--fix-speeds", "1,3,10"]))
+    runs += [("hostile.py", []), ("racecenter_bridge.py", [])]
 for script, extra in runs:
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *extra], check=True)
