@@ -56,7 +56,6 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    late_s: float = 25.0  # the finale's measured lateness: arrivals this much later than its physics
 
 
 def blend_weight(km_to_go, params: FinaleParams = FinaleParams()) -> np.ndarray:
@@ -209,9 +208,6 @@ class FinaleModel:
             var_here = np.square(here[:, 1] - here[:, 2])
             w = w * (var_base / np.maximum(var_base + var_here, 1e-9))[:, None]
         blended = (1 - w) * base[ks] + w * here
-        # the physics' finale is early by about the same seconds from 30 to 5 minutes out (tuned races of
-        # benchmarks/finale.py: median -21, -21, -27 s): groups fade, ease up, are slowed into the line
-        blended += (p.late_s * weight[ks])[:, None]
         # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the
         # tuned races of benchmarks/finale.py)
         half = p.pace_spread * weight[ks] * blended[:, 0]
