@@ -14,7 +14,8 @@ another group. So, once a group has fewer than ``window_km`` to go:
 * **the last 3 km**: a group does not slow below the pace it holds now on a
   flat or falling run-in (lead-outs and attacks, then the sprint), so the
   last ``run_in_km`` on a flat road are ridden at least at the group's
-  recent speed;
+  recent speed, moved to the run-in's wind (a group that came with the wind
+  behind it and turns into a headwind is not floored at its tailwind speed);
 * **the interval**: at least ``pace_spread`` of the time to go either way
   (the last minutes' pace swings with attacks, lead-outs and the sprint);
 * **a group caught before the line finishes with the group that caught
