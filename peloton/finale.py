@@ -14,7 +14,8 @@ another group. So, once a group has fewer than ``window_km`` to go:
 * **the last 3 km**: a group does not slow below the pace it holds now on a
   flat or falling run-in (lead-outs and attacks, then the sprint), so the
   last ``run_in_km`` on a flat road are ridden at least at the group's
-  recent speed;
+  recent speed, moved to the run-in's wind (a group that came with the wind
+  behind it and turns into a headwind is not floored at its tailwind speed);
 * **the interval**: at least ``pace_spread`` of the time to go either way
   (the last minutes' pace swings with attacks, lead-outs and the sprint);
 * **a group caught before the line finishes with the group that caught
@@ -55,6 +56,7 @@ class FinaleParams:
     run_in_floor: bool = True  # the run-in no slower than the group's recent speed
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
+    run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
 
 
 def blend_weight(km_to_go, params: FinaleParams = FinaleParams()) -> np.ndarray:
@@ -143,6 +145,7 @@ class FinaleModel:
             return out
         queries, owners = [], []
         recent_speed = np.full(km.size, np.nan)
+        recent_from = np.full(km.size, np.nan)
         for k in todo.tolist():
             h = state[k].history
             rides = recent_rides(h.t, h.km, now, p)
@@ -151,6 +154,7 @@ class FinaleModel:
                 continue
             whole, pieces, dist_km, secs = rides
             recent_speed[k] = dist_km / secs  # km/s
+            recent_from[k] = whole[0]
             for ride in pieces:
                 queries.append(ride)
                 owners.append(k)
@@ -192,6 +196,8 @@ class FinaleModel:
         # the run-in: no slower than the group's recent speed over its flat kilometres
         flat_km = self.flat_run_in_km(km[ks])
         speed = recent_speed[ks]
+        if p.run_in_wind:
+            speed = self._speed_in_run_in_wind(speed, recent_from[ks], km[ks])
         at_recent = flat_km / np.maximum(speed, 1e-3)
         flat_physics = self._flat_physics_s(grid_powers, km[ks], size[ks])
         if p.run_in_floor:
@@ -210,6 +216,23 @@ class FinaleModel:
         blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
         out[ks] = blended
         return out
+
+    def _speed_in_run_in_wind(self, speed: np.ndarray, recent_from: np.ndarray, km: np.ndarray) -> np.ndarray:
+        """The recent speed (km/s) moved to the run-in's wind: the same power into the air, v (v + headwind)^2
+        kept (on the flat, drag is most of the work), the headwinds averaged over the last minutes' road and
+        the run-in's."""
+        frac = np.linspace(0.0, 1.0, 17)
+        start = np.maximum(km, self._run_in_start)
+        head_recent = self.profile.wind_at(recent_from[:, None] + (km - recent_from)[:, None] * frac)[0].mean(axis=1)
+        head_run = self.profile.wind_at(start[:, None] + (self.profile.finish_km - start)[:, None] * frac)[0].mean(
+            axis=1)
+        v_r = speed * 1000.0  # m/s
+        work = v_r * np.maximum(v_r + head_recent, 1.0) ** 2
+        v = v_r.copy()
+        for _ in range(30):  # Newton on v (v + h)^2 = work, from the recent speed
+            air = np.maximum(v + head_run, 1.0)
+            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+        return np.where(np.isfinite(speed), v / 1000.0, speed)
 
     def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Seconds the tables give for the flat kilometres of the run-in still ahead (n, 3)."""

@@ -1,4 +1,6 @@
 """The finale model on small courses whose answer is known by hand."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -218,3 +220,21 @@ def test_groups_in_the_finale_are_fitted_each_on_its_own_pieces():
         alone = finale.remaining_s([state[i]], km[i:i + 1], size[i:i + 1], now, base[i:i + 1], sigma[i:i + 1])
         assert alone[0] == pytest.approx(both[i])
     assert both[0, 0] < both[1, 0]  # the faster group, ahead, is the sooner at the line
+
+
+def test_the_run_in_floor_rides_the_last_minutes_power_into_the_run_in_wind():
+    """A group did 45 km/h with the wind behind it; the last 3 km turn into a headwind: the floor's speed is
+    the same power into the air there (v (v + headwind)^2 kept), slower; in still air it is the recent speed."""
+    still = flat_profile(25_000)
+    km_now, finish = still.finish_km - 5.0, still.finish_km
+    recent = np.array([45.0 / 3600.0])  # km/s
+    args = (np.array([km_now - 7.0]), np.array([km_now]))
+    same = FinaleModel(still, RiderModel())._speed_in_run_in_wind(recent, *args)
+    assert same[0] == pytest.approx(recent[0], rel=1e-6)
+    head = np.where(still.km[:still.headwind_ms.size] >= finish - 3.0, 5.0, -3.0)  # m/s, + against the riders
+    windy = replace(still, headwind_ms=head)
+    v = FinaleModel(windy, RiderModel())._speed_in_run_in_wind(recent, *args)[0] * 1000.0
+    v_r = 12.5  # m/s
+    assert v < v_r - 2.0  # 8 m/s more air: markedly slower
+    assert v * (v + 5.0) ** 2 == pytest.approx(v_r * (v_r - 3.0) ** 2, rel=1e-3)
+    assert np.isnan(FinaleModel(windy, RiderModel())._speed_in_run_in_wind(np.array([np.nan]), *args)[0])
