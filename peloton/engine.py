@@ -24,8 +24,8 @@ from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
 from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
-from peloton.incremental import (LEADER_LOOKBACK_S, LiveRoadClock, candidates_lookup, empty_candidates,
-                                 stack_candidates, take_candidates)
+from peloton.incremental import (LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, candidates_lookup,
+                                 empty_candidates, stack_candidates, take_candidates)
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
@@ -266,14 +266,23 @@ class RaceEngine:
                    sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64),
                    climbing=np.isin(m.quality, CLIMBING) & np.isfinite(m.km))
         cutoff = newest - self.params.history_s
-        keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
-                else self.hist["t"] >= cutoff)
-        if not self.time_trial:  # (time trials have no road clock)
+        rows = self._history_rows()
+        if not self.time_trial:  # (time trials keep every row: the hot seat may have started hours ago; no road clock)
             h = self.hist
             if getattr(self, "road_clock", None) is None:  # an engine pickled before it kept one
                 self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"])
             self.road_clock.update(new["bib"], new["t"], new["km"], new["usable"], cutoff)
-        self.hist = {k: np.concatenate([self.hist[k][keep], new[k]]) for k in _HIST}
+            rows.drop(~(h["t"] >= cutoff))
+        rows.append(new)
+        self.hist = rows.columns()
+
+    def _history_rows(self) -> ColumnBuffer:
+        """The buffers behind ``hist`` (made again from it after a pickle round trip)."""
+        rows = getattr(self, "hist_rows", None)
+        if rows is None or not rows.holds(self.hist):
+            rows = self.hist_rows = ColumnBuffer({k: self.hist[k] for k in _HIST})
+            self.hist = rows.columns()
+        return rows
 
     def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
         """Rider rows, group rows and the group events confirmed in the newest window (the last len(m) rows of
@@ -319,6 +328,7 @@ class RaceEngine:
         """Pickled without the riders' derived values (trajectories are large): found again from the history."""
         state = dict(self.__dict__)
         state.pop("track_memo", None)
+        state.pop("hist_rows", None)  # hist's buffers (hist, their views, pickles as its rows alone)
         return state
 
     def _clock(self):

@@ -31,7 +31,7 @@ from peloton.feed import FixBatch
 from peloton.gaps import LEADER_HOLD_S, SILENT_HOLD_S, RoadClock, cell_sums, clock_cells, road_intervals
 
 __all__ = ["LEADER_LOOKBACK_S", "empty_candidates", "stack_candidates", "take_candidates", "candidates_lookup",
-           "LiveRoadClock"]
+           "LiveRoadClock", "ColumnBuffer"]
 
 #: A tick's leader depends on fixes this far back at most: the furthest rider of the last ``LEADER_HOLD_S``,
 #: or a silent leader's last fix up to ``SILENT_HOLD_S`` old.
@@ -86,6 +86,69 @@ def candidates_lookup(batch: FixBatch, cands: Candidates):
     return lookup
 
 
+class ColumnBuffer:
+    """Parallel columns that gain rows at the end and lose rows (the oldest: mostly the first ones), kept in buffers
+    with room to grow: a window copies its new rows and the few kept among those dropped, not every row.
+
+    :meth:`columns` are views of the buffers, in the order the rows came (less those dropped): the arrays that
+    concatenating and masking would give. A view is valid until the next :meth:`drop`, which moves kept rows.
+    """
+
+    def __init__(self, columns: dict):
+        n = len(next(iter(columns.values())))
+        self._buf = {k: np.empty(max(2 * n, 1024), dtype=v.dtype) for k, v in columns.items()}
+        for k, v in columns.items():
+            self._buf[k][:n] = v
+        self._start, self._end = 0, n
+        self._views = None
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def columns(self) -> dict:
+        if self._views is None:
+            self._views = {k: b[self._start:self._end] for k, b in self._buf.items()}
+        return self._views
+
+    def holds(self, columns: dict) -> bool:
+        """Whether ``columns`` are this buffer's current views (not arrays put in their place)."""
+        views = self.columns()
+        return views.keys() == columns.keys() and all(columns[k] is v for k, v in views.items())
+
+    def drop(self, gone: np.ndarray) -> None:
+        """Drop the rows of mask ``gone`` (over :meth:`columns`), the others kept in their order."""
+        at = np.flatnonzero(gone)
+        if not at.size:
+            return
+        end = self._start + int(at[-1]) + 1  # rows from here on are all kept
+        kept = np.flatnonzero(~gone[:int(at[-1]) + 1])
+        for b in self._buf.values():  # the kept rows before the last dropped one close up towards it
+            b[end - kept.size:end] = b[self._start:end][kept]
+        self._start = end - kept.size
+        self._views = None
+
+    def append(self, new: dict) -> None:
+        n = len(next(iter(new.values())))
+        if not n:
+            return
+        size = len(self)
+        if self._end + n > next(iter(self._buf.values())).size:  # no room at the end: into new buffers
+            room = max(2 * (size + n), 1024)
+            for k, b in self._buf.items():
+                grown = np.empty(room, dtype=b.dtype)
+                grown[:size] = b[self._start:self._end]
+                self._buf[k] = grown
+            self._start, self._end = 0, size
+        for k, b in self._buf.items():
+            b[self._end:self._end + n] = new[k]
+        self._end += n
+        self._views = None
+
+
+#: A road clock's intervals, a column each (rider, time of the first fix, ends in cells from km 0, log pace, cells).
+_INTERVAL_COLUMNS = ("bib", "t0", "a", "b", "log_pace", "lo", "hi")
+
+
 class LiveRoadClock:
     """The road clock (:class:`peloton.gaps.RoadClock`) of the engine's history, kept up to date window by window.
 
@@ -112,32 +175,60 @@ class LiveRoadClock:
     def update(self, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray, cutoff: float) -> None:
         """The history gained these fixes (each newer than its rider's fixes already in it) and dropped its fixes
         older than ``cutoff``."""
+        intervals = self._intervals()
         gone = self.t0 < cutoff
-        dirty = [self._cells_of(gone)]
-        if gone.any():
-            kept = ~gone
-            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
-                x[kept] for x in (self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi))
+        at = np.flatnonzero(gone)
+        dirty = [self._cells_of(self.lo[at], self.hi[at])]
+        pace_gone = self.log_pace[at]
+        intervals.drop(gone)
+        pace_new = np.zeros(0)
         if bib.size:
             # each rider's newest fix before these, then these: their intervals, as the built clock pairs them
             known = np.zeros(0, dtype=np.int64)
             if self.last_bib.size:
                 pos = np.minimum(np.searchsorted(self.last_bib, bib), self.last_bib.size - 1)
                 known = np.unique(pos[self.last_bib[pos] == bib])
-            B, T = np.r_[self.last_bib[known], bib], np.r_[self.last_t[known], t]
-            K, U = np.r_[self.last_km[known], km], np.r_[self.last_usable[known], usable]
-            first, second, log_pace = road_intervals(T, K, B, U, self.max_dt_s)
-            n_old = self.bib.size
+            B, T = np.concatenate([self.last_bib[known], bib]), np.concatenate([self.last_t[known], t])
+            K, U = np.concatenate([self.last_km[known], km]), np.concatenate([self.last_usable[known], usable])
+            first, second, pace_new = road_intervals(T, K, B, U, self.max_dt_s)
             a, b = K[first] / self.step_km, K[second] / self.step_km
-            new = (B[first], T[first], a, b, log_pace, np.floor(a).astype(np.int64), np.floor(b).astype(np.int64))
-            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
-                np.concatenate([old, x]) for old, x in
-                zip((self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi), new))
-            added = np.zeros(self.bib.size, dtype=bool)
-            added[n_old:] = True
-            dirty.append(self._cells_of(added))
+            lo, hi = np.floor(a).astype(np.int64), np.floor(b).astype(np.int64)
+            intervals.append(dict(bib=B[first], t0=T[first], a=a, b=b, log_pace=pace_new, lo=lo, hi=hi))
+            dirty.append(self._cells_of(lo, hi))
             self._remember_last(B, T, K, U)
+        self.__dict__.update(intervals.columns())
+        self._pace_changed(pace_gone, pace_new)
         self._sum_again(np.unique(np.concatenate(dirty)))
+
+    def _intervals(self) -> ColumnBuffer:
+        """The buffers behind the interval columns (made again from them after a pickle round trip)."""
+        intervals = getattr(self, "interval_rows", None)
+        columns = {k: getattr(self, k) for k in _INTERVAL_COLUMNS}
+        if intervals is None or not intervals.holds(columns):
+            intervals = self.interval_rows = ColumnBuffer(columns)
+            self.__dict__.update(intervals.columns())
+        return intervals
+
+    def _pace_changed(self, gone: np.ndarray, new: np.ndarray) -> None:
+        """Keep ``pace_sorted`` (the intervals' log paces, sorted: their median is the clock's typical pace) as
+        the intervals ``gone`` go and ``new`` ones come."""
+        paces = getattr(self, "pace_sorted", None)
+        if paces is None or paces.size != self.log_pace.size + gone.size - new.size:  # (an engine pickled before)
+            self.pace_sorted = np.sort(self.log_pace)
+            return
+        if gone.size:
+            gone = np.sort(gone)
+            first = np.searchsorted(gone, gone, side="left")  # each value's n-th repeat takes the n-th equal slot
+            paces = np.delete(paces, np.searchsorted(paces, gone, side="left") + np.arange(gone.size) - first)
+        if new.size:
+            new = np.sort(new)
+            paces = np.insert(paces, np.searchsorted(paces, new, side="left"), new)
+        self.pace_sorted = paces
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("interval_rows", None)  # the interval columns' buffers: their views pickle as the rows alone
+        return state
 
     def clock(self, lo_km: float, hi_km: float) -> RoadClock | None:
         """The clock a :class:`RoadClock` built from the history (usable fixes from ``lo_km`` to ``hi_km``) is; None
@@ -145,7 +236,7 @@ class LiveRoadClock:
         origin, n_cells = clock_cells(lo_km, hi_km, self.step_km)
         if origin < 0:
             return None
-        typical = np.median(self.log_pace) if self.log_pace.size else np.log(100.0)
+        typical = self._typical_pace()
         return RoadClock.of_cells(origin, self._cells(self.total, origin, n_cells),
                                   self._cells(self.covered, origin, n_cells), typical, self.step_km)
 
@@ -157,13 +248,25 @@ class LiveRoadClock:
         clock.update(bib[order], t[order], km[order], usable[order], -np.inf)
         return clock
 
-    def _cells_of(self, mask: np.ndarray) -> np.ndarray:
-        """Every cell the ``mask`` intervals cover (repeats and all)."""
-        lo = self.lo[mask]
-        count = self.hi[mask] - lo + 1
+    @staticmethod
+    def _cells_of(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Every cell the intervals of cells ``lo`` to ``hi`` cover (repeats and all)."""
+        count = hi - lo + 1
         if not lo.size:
             return lo
-        return np.repeat(lo - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(int(count.sum()))
+        return np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count) + np.arange(int(count.sum()))
+
+    def _typical_pace(self) -> float:
+        """The median log pace of the intervals (as ``np.median(self.log_pace)``), from ``pace_sorted``."""
+        n = self.log_pace.size
+        if not n:
+            return np.log(100.0)
+        paces = getattr(self, "pace_sorted", None)
+        if paces is None or paces.size != n:
+            return np.median(self.log_pace)
+        if np.isnan(paces[-1]):  # (nan sorts last; the median of a nan is nan)
+            return np.median(self.log_pace)
+        return np.median(paces[(n - 1) // 2:n // 2 + 1])  # the middle one or two: the same mean of them
 
     def _sum_again(self, dirty: np.ndarray) -> None:
         """The sums of the ``dirty`` cells (sorted, unique) from every interval over them, in (rider, time) order."""
