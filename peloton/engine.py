@@ -24,8 +24,7 @@ from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
 from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
-from peloton.incremental import (LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, candidates_lookup,
-                                 empty_candidates, stack_candidates, take_candidates)
+from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
@@ -131,7 +130,7 @@ class RaceEngine:
         cuts = np.flatnonzero(np.diff(win)) + 1
         mp = self.match_params
         found = course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates)  # one search, not one a window
-        steps = [self._window(fixes.take(idx), course, forecast, take_candidates(found, idx))
+        steps = [self._window(fixes.take(idx), course, forecast, found.take(idx))
                  for idx in np.split(np.arange(len(fixes)), cuts)]
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
@@ -198,9 +197,8 @@ class RaceEngine:
         newest = float(fixes.t.max())
         context = concat_batches([self.context, fixes], self.stage_id)
         cands = self._context_candidates(fixes, course,
-                                         None if found is None else take_candidates(found, np.flatnonzero(fresh)))
-        matched, rejected, _ = match_fixes(context, course, self.match_params,
-                                           candidates=candidates_lookup(context, cands))
+                                         None if found is None else found.take(np.flatnonzero(fresh)))
+        matched, rejected, _ = match_fixes(context, course, self.match_params, candidates=cands)
         is_new = lambda batch: batch.t > self._last_t_of(batch.bib)  # noqa: E731
         new = np.flatnonzero(is_new(matched.fixes))
         rejected = [(b.take(np.flatnonzero(is_new(b))), reason, detail) for b, reason, detail in rejected]
@@ -250,7 +248,7 @@ class RaceEngine:
         keep = self.context.t >= newest - self.params.match_context_s
         if cands is not None:  # the candidates of self.context then fixes
             rows = np.r_[np.flatnonzero(keep), np.arange(len(self.context), len(self.context) + len(fixes))]
-            self.context_candidates = take_candidates(cands, rows)
+            self.context_candidates = cands.take(rows)
         self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes], self.stage_id)
         bibs = np.r_[self.known_bib, fixes.bib]
         times = np.r_[self.last_t, fixes.t]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peloton.course import Course
+from peloton.course import Candidates, Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
 
@@ -71,20 +71,26 @@ def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
     Two *different* positions for one bib at one time are not repeats: both
     stay, for :func:`conflicting_fixes` to tell which agrees with the track.
     """
+    rows = _deduped_rows(fixes)
+    return fixes.take(rows), len(fixes) - rows.size
+
+
+def _deduped_rows(fixes: FixBatch) -> np.ndarray:
+    """The rows :func:`dedupe` keeps, in its order."""
     order = np.lexsort((fixes.t, fixes.bib))  # stable: arrival order within a (bib, t)
-    f = fixes.take(order)
-    n = len(f)
+    bib, t, lat, lon = fixes.bib[order], fixes.t[order], fixes.lat[order], fixes.lon[order]
+    n = order.size
     keep = np.ones(n, dtype=bool)
     if n > 1:
-        same_fix = (np.diff(f.bib) == 0) & (np.diff(f.t) == 0)
+        same_fix = (np.diff(bib) == 0) & (np.diff(t) == 0)
         # a repeat of any earlier position of its (bib, t): compare with the run's first (a run is short)
-        run_start = np.maximum.accumulate(np.where(np.r_[True, ~same_fix], np.arange(n), 0))
+        run_start = np.maximum.accumulate(np.where(np.concatenate([[True], ~same_fix]), np.arange(n), 0))
         for back in range(1, 4):  # up to 3 positions per (bib, t) compared; more are conflicts anyway
             j = np.maximum(np.arange(n) - back, 0)
-            repeat = (np.arange(n) - back >= run_start) & (np.abs(f.lat - f.lat[j]) < 1e-7) & \
-                (np.abs(f.lon - f.lon[j]) < 1e-7)
+            repeat = (np.arange(n) - back >= run_start) & (np.abs(lat - lat[j]) < 1e-7) & \
+                (np.abs(lon - lon[j]) < 1e-7)
             keep &= ~repeat
-    return f.take(np.flatnonzero(keep)), int((~keep).sum())
+    return order[keep]
 
 
 def _track_bounds(bib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,31 +297,33 @@ def smoothed_speed_kph(bib: np.ndarray, t: np.ndarray, km: np.ndarray, half_wind
     return np.where(span > 0, speed, np.nan)
 
 
-def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams(), candidates=None):
+def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams(),
+                candidates: Candidates | None = None):
     """Match fixes (any order) to the course.
 
     Returns (Matched, rejected) where rejected is a list of (FixBatch, reason,
     detail) for fixes that could not be matched, and the count of duplicates.
-    ``candidates`` (deduped fixes -> :class:`~peloton.course.Candidates`) stands in for the course's search:
-    a fix's candidates never change, so the live engine remembers them instead of searching its context again.
+    ``candidates`` (of ``fixes``, row for row) stands in for the course's search: a fix's candidates never
+    change, so the live engine remembers them instead of searching its context again.
     """
     from peloton.feed import Reason
 
-    fixes, n_dupes = dedupe(fixes)
+    rows = _deduped_rows(fixes)  # the input's rows kept, in the order of those kept
+    fixes, n_dupes = fixes.take(rows), len(fixes) - rows.size
     rejected = []
     conflict = conflicting_fixes(fixes)
     if conflict.any():
         rejected.append((fixes.take(np.flatnonzero(conflict)), Reason.CONFLICTING_FIX,
                          "another position for this bib at this time fits the rider's track better"))
-        fixes = fixes.take(np.flatnonzero(~conflict))
+        fixes, rows = fixes.take(np.flatnonzero(~conflict)), rows[~conflict]
     jump = inconsistent_fixes(fixes, params)
     if jump.any():
         rejected.append((fixes.take(np.flatnonzero(jump)), Reason.IMPOSSIBLE_JUMP,
                          f"off the rider's consistent track: further than {params.max_speed_mps * 3.6:.0f} km/h "
                          "allows from his recent fixes"))
-        fixes = fixes.take(np.flatnonzero(~jump))
+        fixes, rows = fixes.take(np.flatnonzero(~jump)), rows[~jump]
     cands = (course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates) if candidates is None
-             else candidates(fixes))
+             else candidates.take(rows))
     on = cands.count > 0
     if not on.all():
         rejected.append((fixes.take(np.flatnonzero(~on)), Reason.OFF_COURSE,

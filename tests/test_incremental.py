@@ -8,7 +8,7 @@ import pytest
 from peloton.engine import EngineParams, RaceEngine, window_index
 from peloton.feed import FixBatch, concat_batches, parse_message
 from peloton.gaps import RoadClock, leader_per_tick
-from peloton.incremental import LiveRoadClock, candidates_lookup
+from peloton.incremental import LiveRoadClock
 from peloton.matching import match_fixes
 from peloton.predict import StageModel
 from peloton.recording import iter_messages
@@ -103,22 +103,23 @@ def test_a_silent_leader_held_across_windows_is_still_held():
     assert restarted[0] == 2
 
 
-def test_looked_up_candidates_are_the_searched_ones_with_duplicates(attack, stage4_course):
-    """A (bib, t) twice at two positions: the lookup gives the kept one's candidates, as the search does."""
+def test_carried_candidates_are_the_searched_ones_with_duplicates(attack, stage4_course):
+    """A (bib, t) twice at two positions, a fix repeated: the kept fixes get their own rows' candidates, as the
+    search gives them."""
     part = attack.take(np.flatnonzero(attack.t < attack.t.min() + 600))
     rng = np.random.default_rng(5)
     twice = rng.choice(len(part), 50, replace=False)
     moved = part.take(twice)
     moved = FixBatch(moved.stage_id, moved.bib, moved.t, moved.lat + 0.01, moved.lon, moved.sensor_kph)
-    batch = concat_batches([moved, part], part.stage_id)  # two positions per (bib, t): one is rejected as a conflict
+    # two positions per (bib, t): one is rejected as a conflict; a repeat is dropped
+    batch = concat_batches([moved, part, part.take(twice[:10])], part.stage_id)
     cands = stage4_course.candidates(batch.lat, batch.lon, 500.0, 32)
-    searched, rej_a, _ = match_fixes(batch, stage4_course)
-    looked_up, rej_b, _ = match_fixes(batch, stage4_course, candidates=candidates_lookup(batch, cands))
-    assert np.array_equal(searched.s, looked_up.s, equal_nan=True) and len(searched) > 0
-    assert np.array_equal(searched.fixes.lat, looked_up.fixes.lat)
+    searched, rej_a, dupes_a = match_fixes(batch, stage4_course)
+    carried, rej_b, dupes_b = match_fixes(batch, stage4_course, candidates=cands)
+    assert np.array_equal(searched.s, carried.s, equal_nan=True) and len(searched) > 0
+    assert np.array_equal(searched.off_m, carried.off_m) and np.array_equal(searched.fixes.lat, carried.fixes.lat)
     assert [(r[1], len(r[0])) for r in rej_a] == [(r[1], len(r[0])) for r in rej_b]
-    with pytest.raises(ValueError):
-        candidates_lookup(part, stage4_course.candidates(part.lat, part.lon, 500.0, 32))(moved)  # not those fixes
+    assert dupes_a == dupes_b == 10 and any(r[1] == "conflicting_fix" for r in rej_a)
 
 
 def test_the_road_clock_kept_window_by_window_is_the_one_built_from_the_history(attack, stage4, stage4_course):
