@@ -333,7 +333,15 @@ class RaceEngine:
         """The road clock of the history (None: built from it by :func:`gap_to_leader_s`)."""
         h = self.hist
         km = h["km"][h["usable"]]
-        return None if not km.size else self.road_clock.clock(float(np.nanmin(km)), float(np.nanmax(km)))
+        if not km.size:
+            return None
+        lo_km, hi_km = float(np.nanmin(km)), float(np.nanmax(km))
+        clock = self.road_clock.clock(lo_km, hi_km)
+        if clock is None:  # the neutral start came into the history or left it: its cells are counted anew
+            self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"],
+                                                       shift=LiveRoadClock.shift_for(lo_km))
+            clock = self.road_clock.clock(lo_km, hi_km)
+        return clock
 
     def _results(self, m: Matched) -> tuple[Columns, list[int]]:
         """Result rows that became final with this window (road stages: a rider's once his crossing settled).

@@ -118,12 +118,14 @@ class LiveRoadClock:
     the history, ``history_s`` old): only those cells are summed again, from every interval over them, in the
     order a clock built from the whole history adds them up (by rider, then time). Kept in cells counted from
     km 0, which are the built clock's cells less a whole number: the same floats while no fix of the history lies
-    before km 0 (:meth:`clock` says None before that: the neutral start still in the history, the caller builds
-    the clock from the history). So the clock is the built one bit for bit (tests/test_incremental.py).
+    before km 0; while the neutral start is in the history, in the built clock's own cells (``shift``,
+    :meth:`shift_for`; :meth:`clock` says None when the history needs other cells: the caller counts them anew
+    from the history). So the clock is the built one bit for bit (tests/test_incremental.py).
     """
 
-    def __init__(self, step_km: float = 0.01, max_dt_s: float = 7.0):
+    def __init__(self, step_km: float = 0.01, max_dt_s: float = 7.0, shift: int = 0):
         self.step_km, self.max_dt_s = step_km, max_dt_s
+        self.shift = shift  # cells are counted from -shift (shift_for)
         # the intervals, in the order they came: rider, time of the first fix, ends (cells from km 0), log pace
         self.bib, self.t0 = np.zeros(0, dtype=np.int64), np.zeros(0)
         self.a, self.b, self.log_pace = np.zeros(0), np.zeros(0), np.zeros(0)
@@ -154,6 +156,9 @@ class LiveRoadClock:
             K, U = np.concatenate([self.last_km[known], km]), np.concatenate([self.last_usable[known], usable])
             first, second, pace_new = road_intervals(T, K, B, U, self.max_dt_s)
             a, b = K[first] / self.step_km, K[second] / self.step_km
+            shift = getattr(self, "shift", 0)  # (an engine pickled before it was kept: 0)
+            if shift:
+                a, b = a + shift, b + shift
             lo, hi = np.floor(a).astype(np.int64), np.floor(b).astype(np.int64)
             intervals.append(dict(bib=B[first], t0=T[first], a=a, b=b, log_pace=pace_new, lo=lo, hi=hi))
             dirty.append(self._cells_of(lo, hi))
@@ -194,18 +199,35 @@ class LiveRoadClock:
 
     def clock(self, lo_km: float, hi_km: float) -> RoadClock | None:
         """The clock a :class:`RoadClock` built from the history (usable fixes from ``lo_km`` to ``hi_km``) is; None
-        while the history holds fixes before km 0."""
+        when its cells are not this clock's (:meth:`shift_for`: the neutral start came into the history or left it)."""
         origin, n_cells = clock_cells(lo_km, hi_km, self.step_km)
-        if origin < 0:
+        shift = getattr(self, "shift", 0)
+        if self.shift_for(lo_km, self.step_km) != shift:
             return None
         typical = self._typical_pace()
-        return RoadClock.of_cells(origin, self._cells(self.total, origin, n_cells),
-                                  self._cells(self.covered, origin, n_cells), typical, self.step_km)
+        first = int(origin) + shift  # the built clock's first cell, in this clock's cells
+        return RoadClock.of_cells(origin, self._cells(self.total, first, n_cells),
+                                  self._cells(self.covered, first, n_cells), typical, self.step_km)
+
+    @staticmethod
+    def shift_for(lo_km: float, step_km: float = 0.01) -> int:
+        """The shift of the cells a clock of fixes from ``lo_km`` on is kept in.
+
+        A clock built from fixes counts its cells from the cell before the first fix's (``origin``), and
+        measures an interval's ends in them (``km / step_km - origin``). Counted from km 0 instead, the
+        ends are the same floats less a whole number as long as ``origin >= 0`` (a subtraction that stays
+        exact): shift 0 serves every such history. With fixes before km 0 (the neutral start), ``-origin``
+        is added, which may round: the cells are then kept shifted by exactly that (``-origin``), and serve
+        the histories with that origin.
+        """
+        origin = int(clock_cells(lo_km, lo_km, step_km)[0])
+        return max(-origin, 0)
 
     @classmethod
-    def of_history(cls, bib, t, km, usable, step_km: float = 0.01, max_dt_s: float = 7.0) -> "LiveRoadClock":
-        """The clock of a history, at once (an engine pickled before it kept one)."""
-        clock = cls(step_km, max_dt_s)
+    def of_history(cls, bib, t, km, usable, step_km: float = 0.01, max_dt_s: float = 7.0,
+                   shift: int = 0) -> "LiveRoadClock":
+        """The clock of a history, at once (an engine pickled before it kept one; the cells' shift changed)."""
+        clock = cls(step_km, max_dt_s, shift)
         order = np.lexsort((t, bib))
         clock.update(bib[order], t[order], km[order], usable[order], -np.inf)
         return clock

@@ -127,18 +127,40 @@ def test_the_road_clock_kept_window_by_window_is_the_one_built_from_the_history(
     pickled between windows; before km 0 (the neutral start in the history) the clock is built instead."""
     engine = RaceEngine(stage4.stage_id, stage4_course.finish_km, params=EngineParams(history_s=120.0))
     win = window_index(attack.t, 6.0)
-    kept = 0
     for w in np.unique(win):
         engine = pickle.loads(pickle.dumps(engine))
         engine.advance(attack.take(np.flatnonzero(win == w)), stage4_course)
         h = engine.hist
         live, built = engine._clock(), RoadClock(h["t"], h["km"], h["bib"], h["usable"])
-        if live is not None:
-            kept += 1
-            assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
-    assert kept > 0.8 * np.unique(win).size
+        assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
     assert engine.road_clock.t0.min() >= engine.hist["t"].max() - 126.0  # the intervals left with their fixes
-    # a history reaching back before km 0: no clock kept, the caller builds it
+    # a history reaching back before km 0: the cells counted from km 0 are not the built clock's; shifted, they are
     t = np.arange(0.0, 60.0, 6.0)
     neutral = LiveRoadClock.of_history(np.ones(t.size, dtype=np.int64), t, -0.5 + t * 0.012, np.ones(t.size, bool))
     assert neutral.clock(-0.5, 0.2) is None and neutral.clock(0.1, 0.2) is not None
+
+
+def test_the_road_clock_kept_over_the_neutral_start_is_the_one_built_from_the_history():
+    """Fixes before km 0 in the history: kept in the built clock's shifted cells, window by window, the clock is the
+    built one bit for bit (interval ends at odd kms, which the shift rounds); when the neutral start leaves the
+    history the cells are counted from km 0 again (the engine builds the clock anew)."""
+    rng = np.random.default_rng(11)
+    riders, ticks = 40, np.arange(0.0, 600.0, 6.0)
+    bib = np.repeat(np.arange(1, riders + 1), ticks.size)
+    t = np.tile(ticks, riders)
+    km = -0.73 + rng.uniform(0, 0.2, riders).repeat(ticks.size) + t * rng.uniform(0.009, 0.012, t.size)
+    usable = (rng.random(t.size) > 0.05) | (t == 0)  # the first fixes (the furthest back) usable: one origin
+    lo_km = float(km[usable].min())
+    shift = LiveRoadClock.shift_for(lo_km)
+    assert 70 < shift < 76
+    clock = LiveRoadClock(shift=shift)
+    for tick in ticks:
+        now = t == tick
+        clock.update(bib[now], t[now], km[now], usable[now], -np.inf)
+        seen = t <= tick
+        hi_km = float(km[seen & usable].max())
+        built = RoadClock(t[seen], km[seen], bib[seen], usable[seen])
+        live = clock.clock(float(km[seen & usable].min()), hi_km)
+        assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
+    assert LiveRoadClock(shift=0).clock(lo_km, 5.0) is None and clock.clock(0.3, 5.0) is None
+    assert LiveRoadClock.shift_for(0.3) == 0 and LiveRoadClock.shift_for(0.0) == 1
