@@ -207,22 +207,18 @@ def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     backptr = np.zeros((n, k), dtype=np.int8)
     score = emission[starts].copy()
     riders = np.arange(starts.size)
+
+    def penalty(idx):  # (A, prev, cur): the cost of each transition into the fixes idx, from the fix before each
+        return _transition_penalty(cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None], d_gc[idx][:, None, None],
+                                   dt[idx][:, None, None], expected_m[idx][:, None, None] if by_speed else None,
+                                   params)
+
+    # every fix's at once when small (a live window's context), else step by step (a whole stage)
+    every = penalty(np.arange(1, n)) if n * k * k <= _BULK_TRANSITIONS else None
     for step in range(1, int(lengths.max())):
         active = riders[lengths > step]
         idx = starts[active] + step
-        progress = cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None]  # (A, prev, cur)
-        ridden = d_gc[idx][:, None, None]
-        beta = params.progress_beta_m + params.progress_beta_frac * ridden
-        if by_speed:
-            expect = expected_m[idx][:, None, None]
-            short = np.maximum(ridden - progress - 2 * params.progress_beta_m, 0.0) / beta
-            by_time = np.abs(progress - expect) / (2 * params.progress_beta_m + 0.25 * expect)
-            cost = np.where(expect >= 0, short + by_time, np.abs(progress - ridden) / beta)
-        else:
-            cost = np.abs(progress - ridden) / beta
-        reach = params.max_speed_mps * dt[idx][:, None, None] + 200.0
-        cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
-        total = score[active][:, :, None] - np.where(np.isnan(cost), np.inf, cost)
+        total = score[active][:, :, None] - (penalty(idx) if every is None else every[idx - 1])
         best_prev = np.argmax(total, axis=1)  # (A, cur)
         best = np.take_along_axis(total, best_prev[:, None, :], axis=1)[:, 0, :] + emission[idx]
         best -= np.max(best, axis=1, keepdims=True)
@@ -235,6 +231,24 @@ def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
         idx = starts[active] + step
         choice[idx - 1] = backptr[idx, choice[idx]]
     return choice
+
+
+#: Transition costs (fixes x candidates x candidates) computed all at once up to this many: a live window's.
+_BULK_TRANSITIONS = 1 << 19
+
+
+def _transition_penalty(progress, ridden, dt, expect, params: MatchParams) -> np.ndarray:
+    """Cost of each transition (progress along the course between two fixes' candidates), inf where unknown."""
+    beta = params.progress_beta_m + params.progress_beta_frac * ridden
+    if expect is not None:
+        short = np.maximum(ridden - progress - 2 * params.progress_beta_m, 0.0) / beta
+        by_time = np.abs(progress - expect) / (2 * params.progress_beta_m + 0.25 * expect)
+        cost = np.where(expect >= 0, short + by_time, np.abs(progress - ridden) / beta)
+    else:
+        cost = np.abs(progress - ridden) / beta
+    reach = params.max_speed_mps * dt + 200.0
+    cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
+    return np.where(np.isnan(cost), np.inf, cost)
 
 
 def _ambiguous_runs(bib: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
