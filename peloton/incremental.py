@@ -42,10 +42,11 @@ def empty_candidates() -> Candidates:
 
 def stack_candidates(a: Candidates, b: Candidates) -> Candidates:
     """Rows of ``a`` then rows of ``b``, the narrower padded with missing candidates."""
-    w = max(a.s.shape[1], b.s.shape[1])
-    pad = lambda x, fill: np.pad(x, ((0, 0), (0, w - x.shape[1])), constant_values=fill)  # noqa: E731
-    return Candidates(np.vstack([pad(a.s, np.nan), pad(b.s, np.nan)]),
-                      np.vstack([pad(a.off_m, np.inf), pad(b.off_m, np.inf)]))
+    n, w = a.s.shape[0], max(a.s.shape[1], b.s.shape[1])
+    s, off = np.full((n + b.s.shape[0], w), np.nan), np.full((n + b.s.shape[0], w), np.inf)
+    s[:n, :a.s.shape[1]], off[:n, :a.s.shape[1]] = a.s, a.off_m
+    s[n:, :b.s.shape[1]], off[n:, :b.s.shape[1]] = b.s, b.off_m
+    return Candidates(s, off)
 
 
 class ColumnBuffer:
