@@ -17,6 +17,10 @@ history. Two parts of that work do not change for rows already seen:
   where an interval of the history came or went, so only those cells are
   summed again.
 
+The history and the clock's intervals sit in buffers with room to grow
+(:class:`ColumnBuffer`): a window writes its new rows and moves the few kept
+among those that aged out, instead of copying 45 minutes of rows.
+
 All give the rows the full computation gives (tests/test_incremental.py).
 Kept state is small: the candidates of the context (a few columns per fix),
 who led each tick, the clock's intervals and cell sums (a few columns per fix
