@@ -60,6 +60,13 @@ class Candidates:
     def count(self) -> np.ndarray:
         return np.isfinite(self.off_m).sum(axis=1)
 
+    def take(self, rows) -> "Candidates":
+        """Those rows, with as many columns as they need (as :meth:`Course.candidates` would give them: candidates
+        fill each row from column 0, so the most any row has, at least one)."""
+        s, off = self.s[rows], self.off_m[rows]
+        width = max(int(np.isfinite(off).sum(axis=1).max(initial=0)), 1)
+        return Candidates(s[:, :width].copy(), off[:, :width].copy())
+
 
 @dataclass
 class Course:

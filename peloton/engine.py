@@ -24,8 +24,7 @@ from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
 from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
-from peloton.incremental import (LEADER_LOOKBACK_S, LiveRoadClock, candidates_lookup, empty_candidates,
-                                 stack_candidates, take_candidates)
+from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
@@ -131,7 +130,7 @@ class RaceEngine:
         cuts = np.flatnonzero(np.diff(win)) + 1
         mp = self.match_params
         found = course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates)  # one search, not one a window
-        steps = [self._window(fixes.take(idx), course, forecast, take_candidates(found, idx))
+        steps = [self._window(fixes.take(idx), course, forecast, found.take(idx))
                  for idx in np.split(np.arange(len(fixes)), cuts)]
         return Step(Columns.concat([s.rider_state for s in steps]), Columns.concat([s.groups for s in steps]),
                     [r for s in steps for r in s.rejected],
@@ -198,9 +197,8 @@ class RaceEngine:
         newest = float(fixes.t.max())
         context = concat_batches([self.context, fixes], self.stage_id)
         cands = self._context_candidates(fixes, course,
-                                         None if found is None else take_candidates(found, np.flatnonzero(fresh)))
-        matched, rejected, _ = match_fixes(context, course, self.match_params,
-                                           candidates=candidates_lookup(context, cands))
+                                         None if found is None else found.take(np.flatnonzero(fresh)))
+        matched, rejected, _ = match_fixes(context, course, self.match_params, candidates=cands)
         is_new = lambda batch: batch.t > self._last_t_of(batch.bib)  # noqa: E731
         new = np.flatnonzero(is_new(matched.fixes))
         rejected = [(b.take(np.flatnonzero(is_new(b))), reason, detail) for b, reason, detail in rejected]
@@ -250,7 +248,7 @@ class RaceEngine:
         keep = self.context.t >= newest - self.params.match_context_s
         if cands is not None:  # the candidates of self.context then fixes
             rows = np.r_[np.flatnonzero(keep), np.arange(len(self.context), len(self.context) + len(fixes))]
-            self.context_candidates = take_candidates(cands, rows)
+            self.context_candidates = cands.take(rows)
         self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes], self.stage_id)
         bibs = np.r_[self.known_bib, fixes.bib]
         times = np.r_[self.last_t, fixes.t]
@@ -266,14 +264,23 @@ class RaceEngine:
                    sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64),
                    climbing=np.isin(m.quality, CLIMBING) & np.isfinite(m.km))
         cutoff = newest - self.params.history_s
-        keep = (np.ones(self.hist["t"].size, dtype=bool) if self.time_trial  # the hot seat may have started hours ago
-                else self.hist["t"] >= cutoff)
-        if not self.time_trial:  # (time trials have no road clock)
+        rows = self._history_rows()
+        if not self.time_trial:  # (time trials keep every row: the hot seat may have started hours ago; no road clock)
             h = self.hist
             if getattr(self, "road_clock", None) is None:  # an engine pickled before it kept one
                 self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"])
             self.road_clock.update(new["bib"], new["t"], new["km"], new["usable"], cutoff)
-        self.hist = {k: np.concatenate([self.hist[k][keep], new[k]]) for k in _HIST}
+            rows.drop(~(h["t"] >= cutoff))
+        rows.append(new)
+        self.hist = rows.columns()
+
+    def _history_rows(self) -> ColumnBuffer:
+        """The buffers behind ``hist`` (made again from it after a pickle round trip)."""
+        rows = getattr(self, "hist_rows", None)
+        if rows is None or not rows.holds(self.hist):
+            rows = self.hist_rows = ColumnBuffer({k: self.hist[k] for k in _HIST})
+            self.hist = rows.columns()
+        return rows
 
     def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
         """Rider rows, group rows and the group events confirmed in the newest window (the last len(m) rows of
@@ -319,13 +326,22 @@ class RaceEngine:
         """Pickled without the riders' derived values (trajectories are large): found again from the history."""
         state = dict(self.__dict__)
         state.pop("track_memo", None)
+        state.pop("hist_rows", None)  # hist's buffers (hist, their views, pickles as its rows alone)
         return state
 
     def _clock(self):
         """The road clock of the history (None: built from it by :func:`gap_to_leader_s`)."""
         h = self.hist
         km = h["km"][h["usable"]]
-        return None if not km.size else self.road_clock.clock(float(np.nanmin(km)), float(np.nanmax(km)))
+        if not km.size:
+            return None
+        lo_km, hi_km = float(np.nanmin(km)), float(np.nanmax(km))
+        clock = self.road_clock.clock(lo_km, hi_km)
+        if clock is None:  # the neutral start came into the history or left it: its cells are counted anew
+            self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"],
+                                                       shift=LiveRoadClock.shift_for(lo_km))
+            clock = self.road_clock.clock(lo_km, hi_km)
+        return clock
 
     def _results(self, m: Matched) -> tuple[Columns, list[int]]:
         """Result rows that became final with this window (road stages: a rider's once his crossing settled).

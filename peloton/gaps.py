@@ -236,33 +236,45 @@ def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     fixes of the last ``max(hold_s, silent_hold_s)`` before the first of
     them are all the earlier ones needed (the live engine's newest window).
     """
-    ticks, inv = np.unique(t, return_inverse=True)
-    best_km, best_bib = _windowed_furthest(ticks, inv, km, bib, usable, hold_s)
-    if after is not None:
+    if after is None:
+        ticks, inv = np.unique(t, return_inverse=True)
+        best_km, best_bib = _windowed_furthest(ticks, inv, km, bib, usable, hold_s)
+    else:  # the ticks after it: the furthest of their last hold_s, so the fixes from hold_s before it on
+        recent = np.flatnonzero(t >= after[0] - hold_s)
+        ticks, inv = np.unique(t[recent], return_inverse=True)
+        best_km, best_bib = _windowed_furthest(ticks, inv, km[recent], bib[recent], usable[recent], hold_s)
         first = int(np.searchsorted(ticks, after[0], side="right"))
         ticks, best_km, best_bib = ticks[first:], best_km[first:], best_bib[first:]
     if km_to_finish is None or speed_kph is None or ticks.size == 0:
         return ticks, best_bib
+    leaders = best_bib.copy()
+    current = -1 if after is None else int(after[1])
+    tracks = None  # each rider's usable fixes in time order: looked at only when the furthest is not the leader
+    for i, tick in enumerate(ticks.tolist()):
+        if current != best_bib[i]:
+            tracks = tracks or _usable_tracks(t, bib, usable, speed_kph)
+            idx, bounds, mps = tracks
+            if current in bounds:  # (a carried leader unseen for the lookback: not held)
+                a, b = bounds[current]
+                j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
+                if j >= a:
+                    silent = tick - t[idx[j]]
+                    ridden_km = mps[j] * silent / 1000.0
+                    if (silent <= silent_hold_s and km_to_finish[idx[j]] > SILENT_HOLD_MIN_KM_TO_GO
+                            and km_to_finish[idx[j]] - ridden_km > 0 and km[idx[j]] + ridden_km >= best_km[i]):
+                        leaders[i] = current
+                        continue
+        current = int(best_bib[i])
+    return ticks, leaders
+
+
+def _usable_tracks(t, bib, usable, speed_kph):
+    """(usable fixes by rider then time, each rider's (first, end) in them, their speeds in m/s)."""
     idx = np.flatnonzero(usable)
     idx = idx[np.lexsort((t[idx], bib[idx]))]
     riders, first = np.unique(bib[idx], return_index=True)
     bounds = dict(zip(riders.tolist(), zip(first.tolist(), np.r_[first[1:], idx.size].tolist())))
-    mps = np.nan_to_num(speed_kph[idx], nan=0.0).clip(0.0, None) / 3.6
-    leaders = best_bib.copy()
-    current = -1 if after is None else int(after[1])
-    for i, tick in enumerate(ticks.tolist()):
-        if current != best_bib[i] and current in bounds:  # (a carried leader unseen for the lookback: not held)
-            a, b = bounds[current]
-            j = a + int(np.searchsorted(t[idx[a:b]], tick, side="right")) - 1
-            if j >= a:
-                silent = tick - t[idx[j]]
-                ridden_km = mps[j] * silent / 1000.0
-                if (silent <= silent_hold_s and km_to_finish[idx[j]] > SILENT_HOLD_MIN_KM_TO_GO
-                        and km_to_finish[idx[j]] - ridden_km > 0 and km[idx[j]] + ridden_km >= best_km[i]):
-                    leaders[i] = current
-                    continue
-        current = int(best_bib[i])
-    return ticks, leaders
+    return idx, bounds, np.nan_to_num(speed_kph[idx], nan=0.0).clip(0.0, None) / 3.6
 
 
 def _windowed_furthest(ticks, inv, km, bib, mask, hold_s):
@@ -344,7 +356,7 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
     fixes short of the line, since a rider who finished is no longer on the
     road) choose the leader, held through silences as
     :func:`leader_per_tick` says. Every fix gets a gap, or with ``only``
-    (a mask) just those fixes: the live engine wants the newest window's.
+    (a mask) just those fixes (and a leader: the others' is -1): the live engine wants the newest window's.
     ``sensor_kph`` (the trackers' own speeds) sharpens the leaders'
     trajectories between fixes (:class:`Trajectory`). ``leaders`` = (ticks, bibs) as :func:`leader_per_tick`
     gives them, when the caller has them (the live engine carries them from window to window): fixes at ticks
@@ -372,12 +384,12 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
         first = first_finisher(t, km, bib, usable, km_to_finish, speed_kph, at_line_km)
     if first is not None and ticks.size:
         lead_bib = head_of_race(ticks, lead_bib, first)
+    wanted = slice(None) if only is None else np.flatnonzero(only)  # the fixes given a leader and a gap
     if ticks.size:
-        pos = np.minimum(np.searchsorted(ticks, t), ticks.size - 1)
-        leader = np.where(ticks[pos] == t, lead_bib[pos], -1)
+        pos = np.minimum(np.searchsorted(ticks, t[wanted]), ticks.size - 1)
+        leader[wanted] = np.where(ticks[pos] == t[wanted], lead_bib[pos], -1)
     clock = RoadClock(t, km, bib, usable) if clock is None else clock
-    wanted = leader >= 0 if only is None else (leader >= 0) & only
-    for lead in np.unique(leader[wanted]):  # a handful of leaders per stage, one or two per live window
+    for lead in np.unique(leader[wanted][leader[wanted] >= 0]):  # a handful per stage, one or two per live window
         mine = (bib == lead) & usable
         lead_t, lead_km = t[mine], km[mine]
         lead_kph = None if sensor_kph is None else sensor_kph[mine]
@@ -386,7 +398,7 @@ def gap_to_leader_s(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.n
             lead_t, lead_km = np.r_[lead_t[before], first.crossed_t], np.r_[lead_km[before], first.line_km]
             lead_kph = None if lead_kph is None else np.r_[lead_kph[before], np.nan]
         traj = Trajectory(lead_t, lead_km, clock, lead_kph)
-        sel = leader == lead if only is None else (leader == lead) & only
+        sel = leader == lead
         gap[sel] = t[sel] - traj.passage_time(km[sel])
     if first is not None:
         gap[km_to_finish <= at_line_km] = np.nan

@@ -17,6 +17,10 @@ history. Two parts of that work do not change for rows already seen:
   where an interval of the history came or went, so only those cells are
   summed again.
 
+The history and the clock's intervals sit in buffers with room to grow
+(:class:`ColumnBuffer`): a window writes its new rows and moves the few kept
+among those that aged out, instead of copying 45 minutes of rows.
+
 All give the rows the full computation gives (tests/test_incremental.py).
 Kept state is small: the candidates of the context (a few columns per fix),
 who led each tick, the clock's intervals and cell sums (a few columns per fix
@@ -27,11 +31,9 @@ from __future__ import annotations
 import numpy as np
 
 from peloton.course import Candidates
-from peloton.feed import FixBatch
 from peloton.gaps import LEADER_HOLD_S, SILENT_HOLD_S, RoadClock, cell_sums, clock_cells, road_intervals
 
-__all__ = ["LEADER_LOOKBACK_S", "empty_candidates", "stack_candidates", "take_candidates", "candidates_lookup",
-           "LiveRoadClock"]
+__all__ = ["LEADER_LOOKBACK_S", "empty_candidates", "stack_candidates", "LiveRoadClock", "ColumnBuffer"]
 
 #: A tick's leader depends on fixes this far back at most: the furthest rider of the last ``LEADER_HOLD_S``,
 #: or a silent leader's last fix up to ``SILENT_HOLD_S`` old.
@@ -42,48 +44,76 @@ def empty_candidates() -> Candidates:
     return Candidates(np.full((0, 1), np.nan), np.full((0, 1), np.inf))
 
 
-def _width(c: Candidates) -> int:
-    """Columns needed: candidates fill each row from column 0, so the most any row has (at least one)."""
-    return max(int(np.isfinite(c.off_m).sum(axis=1).max(initial=0)), 1)
-
-
-def take_candidates(c: Candidates, rows) -> Candidates:
-    """Those rows, with as many columns as they need (as :meth:`Course.candidates` would give them)."""
-    s, off = c.s[rows], c.off_m[rows]
-    w = _width(Candidates(s, off))
-    return Candidates(s[:, :w].copy(), off[:, :w].copy())
-
-
 def stack_candidates(a: Candidates, b: Candidates) -> Candidates:
     """Rows of ``a`` then rows of ``b``, the narrower padded with missing candidates."""
-    w = max(a.s.shape[1], b.s.shape[1])
-    pad = lambda x, fill: np.pad(x, ((0, 0), (0, w - x.shape[1])), constant_values=fill)  # noqa: E731
-    return Candidates(np.vstack([pad(a.s, np.nan), pad(b.s, np.nan)]),
-                      np.vstack([pad(a.off_m, np.inf), pad(b.off_m, np.inf)]))
+    n, w = a.s.shape[0], max(a.s.shape[1], b.s.shape[1])
+    s, off = np.full((n + b.s.shape[0], w), np.nan), np.full((n + b.s.shape[0], w), np.inf)
+    s[:n, :a.s.shape[1]], off[:n, :a.s.shape[1]] = a.s, a.off_m
+    s[n:, :b.s.shape[1]], off[n:, :b.s.shape[1]] = b.s, b.off_m
+    return Candidates(s, off)
 
 
-def candidates_lookup(batch: FixBatch, cands: Candidates):
-    """For :func:`peloton.matching.match_fixes`: the candidates of the fixes it keeps, read off ``cands`` (the
-    candidates of ``batch``, row for row) instead of searched.
+class ColumnBuffer:
+    """Parallel columns that gain rows at the end and lose rows (the oldest: mostly the first ones), kept in buffers
+    with room to grow: a window copies its new rows and the few kept among those dropped, not every row.
 
-    A fix's candidates depend on its position only, so each fix is looked up by (lat, lon): whichever of its
-    (bib, t)'s positions ``match_fixes`` keeps (repeats dropped, conflicts resolved), its candidates are those
-    searched for that position.
+    :meth:`columns` are views of the buffers, in the order the rows came (less those dropped): the arrays that
+    concatenating and masking would give. A view is valid until the next :meth:`drop`, which moves kept rows.
     """
-    key = batch.lat + 1j * batch.lon  # complex numbers sort by real part, then imaginary: by (lat, lon)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
 
-    def lookup(fixes: FixBatch) -> Candidates:
-        if not len(fixes):
-            return empty_candidates()
-        wanted = fixes.lat + 1j * fixes.lon
-        pos = np.minimum(np.searchsorted(sorted_key, wanted), max(order.size - 1, 0))
-        if not (order.size and np.array_equal(sorted_key[pos], wanted)):
-            raise ValueError("fixes are not rows of the batch whose candidates are known")
-        return take_candidates(cands, order[pos])
+    def __init__(self, columns: dict):
+        n = len(next(iter(columns.values())))
+        self._buf = {k: np.empty(max(2 * n, 1024), dtype=v.dtype) for k, v in columns.items()}
+        for k, v in columns.items():
+            self._buf[k][:n] = v
+        self._start, self._end = 0, n
+        self._views = None
 
-    return lookup
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def columns(self) -> dict:
+        if self._views is None:
+            self._views = {k: b[self._start:self._end] for k, b in self._buf.items()}
+        return self._views
+
+    def holds(self, columns: dict) -> bool:
+        """Whether ``columns`` are this buffer's current views (not arrays put in their place)."""
+        views = self.columns()
+        return views.keys() == columns.keys() and all(columns[k] is v for k, v in views.items())
+
+    def drop(self, gone: np.ndarray) -> None:
+        """Drop the rows of mask ``gone`` (over :meth:`columns`), the others kept in their order."""
+        at = np.flatnonzero(gone)
+        if not at.size:
+            return
+        end = self._start + int(at[-1]) + 1  # rows from here on are all kept
+        kept = np.flatnonzero(~gone[:int(at[-1]) + 1])
+        for b in self._buf.values():  # the kept rows before the last dropped one close up towards it
+            b[end - kept.size:end] = b[self._start:end][kept]
+        self._start = end - kept.size
+        self._views = None
+
+    def append(self, new: dict) -> None:
+        n = len(next(iter(new.values())))
+        if not n:
+            return
+        size = len(self)
+        if self._end + n > next(iter(self._buf.values())).size:  # no room at the end: into new buffers
+            room = max(2 * (size + n), 1024)
+            for k, b in self._buf.items():
+                grown = np.empty(room, dtype=b.dtype)
+                grown[:size] = b[self._start:self._end]
+                self._buf[k] = grown
+            self._start, self._end = 0, size
+        for k, b in self._buf.items():
+            b[self._end:self._end + n] = new[k]
+        self._end += n
+        self._views = None
+
+
+#: A road clock's intervals, a column each (rider, time of the first fix, ends in cells from km 0, log pace, cells).
+_INTERVAL_COLUMNS = ("bib", "t0", "a", "b", "log_pace", "lo", "hi")
 
 
 class LiveRoadClock:
@@ -93,12 +123,14 @@ class LiveRoadClock:
     the history, ``history_s`` old): only those cells are summed again, from every interval over them, in the
     order a clock built from the whole history adds them up (by rider, then time). Kept in cells counted from
     km 0, which are the built clock's cells less a whole number: the same floats while no fix of the history lies
-    before km 0 (:meth:`clock` says None before that: the neutral start still in the history, the caller builds
-    the clock from the history). So the clock is the built one bit for bit (tests/test_incremental.py).
+    before km 0; while the neutral start is in the history, in the built clock's own cells (``shift``,
+    :meth:`shift_for`; :meth:`clock` says None when the history needs other cells: the caller counts them anew
+    from the history). So the clock is the built one bit for bit (tests/test_incremental.py).
     """
 
-    def __init__(self, step_km: float = 0.01, max_dt_s: float = 7.0):
+    def __init__(self, step_km: float = 0.01, max_dt_s: float = 7.0, shift: int = 0):
         self.step_km, self.max_dt_s = step_km, max_dt_s
+        self.shift = shift  # cells are counted from -shift (shift_for)
         # the intervals, in the order they came: rider, time of the first fix, ends (cells from km 0), log pace
         self.bib, self.t0 = np.zeros(0, dtype=np.int64), np.zeros(0)
         self.a, self.b, self.log_pace = np.zeros(0), np.zeros(0), np.zeros(0)
@@ -112,58 +144,118 @@ class LiveRoadClock:
     def update(self, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray, cutoff: float) -> None:
         """The history gained these fixes (each newer than its rider's fixes already in it) and dropped its fixes
         older than ``cutoff``."""
+        intervals = self._intervals()
         gone = self.t0 < cutoff
-        dirty = [self._cells_of(gone)]
-        if gone.any():
-            kept = ~gone
-            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
-                x[kept] for x in (self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi))
+        at = np.flatnonzero(gone)
+        dirty = [self._cells_of(self.lo[at], self.hi[at])]
+        pace_gone = self.log_pace[at]
+        intervals.drop(gone)
+        pace_new = np.zeros(0)
         if bib.size:
             # each rider's newest fix before these, then these: their intervals, as the built clock pairs them
             known = np.zeros(0, dtype=np.int64)
             if self.last_bib.size:
                 pos = np.minimum(np.searchsorted(self.last_bib, bib), self.last_bib.size - 1)
                 known = np.unique(pos[self.last_bib[pos] == bib])
-            B, T = np.r_[self.last_bib[known], bib], np.r_[self.last_t[known], t]
-            K, U = np.r_[self.last_km[known], km], np.r_[self.last_usable[known], usable]
-            first, second, log_pace = road_intervals(T, K, B, U, self.max_dt_s)
-            n_old = self.bib.size
+            B, T = np.concatenate([self.last_bib[known], bib]), np.concatenate([self.last_t[known], t])
+            K, U = np.concatenate([self.last_km[known], km]), np.concatenate([self.last_usable[known], usable])
+            first, second, pace_new = road_intervals(T, K, B, U, self.max_dt_s)
             a, b = K[first] / self.step_km, K[second] / self.step_km
-            new = (B[first], T[first], a, b, log_pace, np.floor(a).astype(np.int64), np.floor(b).astype(np.int64))
-            self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi = (
-                np.concatenate([old, x]) for old, x in
-                zip((self.bib, self.t0, self.a, self.b, self.log_pace, self.lo, self.hi), new))
-            added = np.zeros(self.bib.size, dtype=bool)
-            added[n_old:] = True
-            dirty.append(self._cells_of(added))
+            shift = getattr(self, "shift", 0)  # (an engine pickled before it was kept: 0)
+            if shift:
+                a, b = a + shift, b + shift
+            lo, hi = np.floor(a).astype(np.int64), np.floor(b).astype(np.int64)
+            intervals.append(dict(bib=B[first], t0=T[first], a=a, b=b, log_pace=pace_new, lo=lo, hi=hi))
+            dirty.append(self._cells_of(lo, hi))
             self._remember_last(B, T, K, U)
+        self.__dict__.update(intervals.columns())
+        self._pace_changed(pace_gone, pace_new)
         self._sum_again(np.unique(np.concatenate(dirty)))
+
+    def _intervals(self) -> ColumnBuffer:
+        """The buffers behind the interval columns (made again from them after a pickle round trip)."""
+        intervals = getattr(self, "interval_rows", None)
+        columns = {k: getattr(self, k) for k in _INTERVAL_COLUMNS}
+        if intervals is None or not intervals.holds(columns):
+            intervals = self.interval_rows = ColumnBuffer(columns)
+            self.__dict__.update(intervals.columns())
+        return intervals
+
+    def _pace_changed(self, gone: np.ndarray, new: np.ndarray) -> None:
+        """Keep ``pace_sorted`` (the intervals' log paces, sorted: their median is the clock's typical pace) as
+        the intervals ``gone`` go and ``new`` ones come."""
+        paces = getattr(self, "pace_sorted", None)
+        if paces is None or paces.size != self.log_pace.size + gone.size - new.size:  # (an engine pickled before)
+            self.pace_sorted = np.sort(self.log_pace)
+            return
+        if gone.size:
+            gone = np.sort(gone)
+            first = np.searchsorted(gone, gone, side="left")  # each value's n-th repeat takes the n-th equal slot
+            paces = np.delete(paces, np.searchsorted(paces, gone, side="left") + np.arange(gone.size) - first)
+        if new.size:
+            new = np.sort(new)
+            paces = np.insert(paces, np.searchsorted(paces, new, side="left"), new)
+        self.pace_sorted = paces
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("interval_rows", None)  # the interval columns' buffers: their views pickle as the rows alone
+        return state
 
     def clock(self, lo_km: float, hi_km: float) -> RoadClock | None:
         """The clock a :class:`RoadClock` built from the history (usable fixes from ``lo_km`` to ``hi_km``) is; None
-        while the history holds fixes before km 0."""
+        when its cells are not this clock's (:meth:`shift_for`: the neutral start came into the history or left it)."""
         origin, n_cells = clock_cells(lo_km, hi_km, self.step_km)
-        if origin < 0:
+        shift = getattr(self, "shift", 0)
+        if self.shift_for(lo_km, self.step_km) != shift:
             return None
-        typical = np.median(self.log_pace) if self.log_pace.size else np.log(100.0)
-        return RoadClock.of_cells(origin, self._cells(self.total, origin, n_cells),
-                                  self._cells(self.covered, origin, n_cells), typical, self.step_km)
+        typical = self._typical_pace()
+        first = int(origin) + shift  # the built clock's first cell, in this clock's cells
+        return RoadClock.of_cells(origin, self._cells(self.total, first, n_cells),
+                                  self._cells(self.covered, first, n_cells), typical, self.step_km)
+
+    @staticmethod
+    def shift_for(lo_km: float, step_km: float = 0.01) -> int:
+        """The shift of the cells a clock of fixes from ``lo_km`` on is kept in.
+
+        A clock built from fixes counts its cells from the cell before the first fix's (``origin``), and
+        measures an interval's ends in them (``km / step_km - origin``). Counted from km 0 instead, the
+        ends are the same floats less a whole number as long as ``origin >= 0`` (a subtraction that stays
+        exact): shift 0 serves every such history. With fixes before km 0 (the neutral start), ``-origin``
+        is added, which may round: the cells are then kept shifted by exactly that (``-origin``), and serve
+        the histories with that origin.
+        """
+        origin = int(clock_cells(lo_km, lo_km, step_km)[0])
+        return max(-origin, 0)
 
     @classmethod
-    def of_history(cls, bib, t, km, usable, step_km: float = 0.01, max_dt_s: float = 7.0) -> "LiveRoadClock":
-        """The clock of a history, at once (an engine pickled before it kept one)."""
-        clock = cls(step_km, max_dt_s)
+    def of_history(cls, bib, t, km, usable, step_km: float = 0.01, max_dt_s: float = 7.0,
+                   shift: int = 0) -> "LiveRoadClock":
+        """The clock of a history, at once (an engine pickled before it kept one; the cells' shift changed)."""
+        clock = cls(step_km, max_dt_s, shift)
         order = np.lexsort((t, bib))
         clock.update(bib[order], t[order], km[order], usable[order], -np.inf)
         return clock
 
-    def _cells_of(self, mask: np.ndarray) -> np.ndarray:
-        """Every cell the ``mask`` intervals cover (repeats and all)."""
-        lo = self.lo[mask]
-        count = self.hi[mask] - lo + 1
+    @staticmethod
+    def _cells_of(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Every cell the intervals of cells ``lo`` to ``hi`` cover (repeats and all)."""
+        count = hi - lo + 1
         if not lo.size:
             return lo
-        return np.repeat(lo - np.r_[0, np.cumsum(count)[:-1]], count) + np.arange(int(count.sum()))
+        return np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count) + np.arange(int(count.sum()))
+
+    def _typical_pace(self) -> float:
+        """The median log pace of the intervals (as ``np.median(self.log_pace)``), from ``pace_sorted``."""
+        n = self.log_pace.size
+        if not n:
+            return np.log(100.0)
+        paces = getattr(self, "pace_sorted", None)
+        if paces is None or paces.size != n:
+            return np.median(self.log_pace)
+        if np.isnan(paces[-1]):  # (nan sorts last; the median of a nan is nan)
+            return np.median(self.log_pace)
+        return np.median(paces[(n - 1) // 2:n // 2 + 1])  # the middle one or two: the same mean of them
 
     def _sum_again(self, dirty: np.ndarray) -> None:
         """The sums of the ``dirty`` cells (sorted, unique) from every interval over them, in (rider, time) order."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peloton.course import Course
+from peloton.course import Candidates, Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
 
@@ -71,20 +71,26 @@ def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
     Two *different* positions for one bib at one time are not repeats: both
     stay, for :func:`conflicting_fixes` to tell which agrees with the track.
     """
+    rows = _deduped_rows(fixes)
+    return fixes.take(rows), len(fixes) - rows.size
+
+
+def _deduped_rows(fixes: FixBatch) -> np.ndarray:
+    """The rows :func:`dedupe` keeps, in its order."""
     order = np.lexsort((fixes.t, fixes.bib))  # stable: arrival order within a (bib, t)
-    f = fixes.take(order)
-    n = len(f)
+    bib, t, lat, lon = fixes.bib[order], fixes.t[order], fixes.lat[order], fixes.lon[order]
+    n = order.size
     keep = np.ones(n, dtype=bool)
     if n > 1:
-        same_fix = (np.diff(f.bib) == 0) & (np.diff(f.t) == 0)
+        same_fix = (np.diff(bib) == 0) & (np.diff(t) == 0)
         # a repeat of any earlier position of its (bib, t): compare with the run's first (a run is short)
-        run_start = np.maximum.accumulate(np.where(np.r_[True, ~same_fix], np.arange(n), 0))
+        run_start = np.maximum.accumulate(np.where(np.concatenate([[True], ~same_fix]), np.arange(n), 0))
         for back in range(1, 4):  # up to 3 positions per (bib, t) compared; more are conflicts anyway
             j = np.maximum(np.arange(n) - back, 0)
-            repeat = (np.arange(n) - back >= run_start) & (np.abs(f.lat - f.lat[j]) < 1e-7) & \
-                (np.abs(f.lon - f.lon[j]) < 1e-7)
+            repeat = (np.arange(n) - back >= run_start) & (np.abs(lat - lat[j]) < 1e-7) & \
+                (np.abs(lon - lon[j]) < 1e-7)
             keep &= ~repeat
-    return f.take(np.flatnonzero(keep)), int((~keep).sum())
+    return order[keep]
 
 
 def _track_bounds(bib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,22 +207,18 @@ def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
     backptr = np.zeros((n, k), dtype=np.int8)
     score = emission[starts].copy()
     riders = np.arange(starts.size)
+
+    def penalty(idx):  # (A, prev, cur): the cost of each transition into the fixes idx, from the fix before each
+        return _transition_penalty(cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None], d_gc[idx][:, None, None],
+                                   dt[idx][:, None, None], expected_m[idx][:, None, None] if by_speed else None,
+                                   params)
+
+    # every fix's at once when small (a live window's context), else step by step (a whole stage)
+    every = penalty(np.arange(1, n)) if n * k * k <= _BULK_TRANSITIONS else None
     for step in range(1, int(lengths.max())):
         active = riders[lengths > step]
         idx = starts[active] + step
-        progress = cand_s[idx][:, None, :] - cand_s[idx - 1][:, :, None]  # (A, prev, cur)
-        ridden = d_gc[idx][:, None, None]
-        beta = params.progress_beta_m + params.progress_beta_frac * ridden
-        if by_speed:
-            expect = expected_m[idx][:, None, None]
-            short = np.maximum(ridden - progress - 2 * params.progress_beta_m, 0.0) / beta
-            by_time = np.abs(progress - expect) / (2 * params.progress_beta_m + 0.25 * expect)
-            cost = np.where(expect >= 0, short + by_time, np.abs(progress - ridden) / beta)
-        else:
-            cost = np.abs(progress - ridden) / beta
-        reach = params.max_speed_mps * dt[idx][:, None, None] + 200.0
-        cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
-        total = score[active][:, :, None] - np.where(np.isnan(cost), np.inf, cost)
+        total = score[active][:, :, None] - (penalty(idx) if every is None else every[idx - 1])
         best_prev = np.argmax(total, axis=1)  # (A, cur)
         best = np.take_along_axis(total, best_prev[:, None, :], axis=1)[:, 0, :] + emission[idx]
         best -= np.max(best, axis=1, keepdims=True)
@@ -229,6 +231,24 @@ def viterbi(track: np.ndarray, t: np.ndarray, lat: np.ndarray, lon: np.ndarray,
         idx = starts[active] + step
         choice[idx - 1] = backptr[idx, choice[idx]]
     return choice
+
+
+#: Transition costs (fixes x candidates x candidates) computed all at once up to this many: a live window's.
+_BULK_TRANSITIONS = 1 << 19
+
+
+def _transition_penalty(progress, ridden, dt, expect, params: MatchParams) -> np.ndarray:
+    """Cost of each transition (progress along the course between two fixes' candidates), inf where unknown."""
+    beta = params.progress_beta_m + params.progress_beta_frac * ridden
+    if expect is not None:
+        short = np.maximum(ridden - progress - 2 * params.progress_beta_m, 0.0) / beta
+        by_time = np.abs(progress - expect) / (2 * params.progress_beta_m + 0.25 * expect)
+        cost = np.where(expect >= 0, short + by_time, np.abs(progress - ridden) / beta)
+    else:
+        cost = np.abs(progress - ridden) / beta
+    reach = params.max_speed_mps * dt + 200.0
+    cost = cost + np.where(progress > reach, params.overspeed_penalty, 0.0)
+    return np.where(np.isnan(cost), np.inf, cost)
 
 
 def _ambiguous_runs(bib: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,31 +311,33 @@ def smoothed_speed_kph(bib: np.ndarray, t: np.ndarray, km: np.ndarray, half_wind
     return np.where(span > 0, speed, np.nan)
 
 
-def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams(), candidates=None):
+def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchParams(),
+                candidates: Candidates | None = None):
     """Match fixes (any order) to the course.
 
     Returns (Matched, rejected) where rejected is a list of (FixBatch, reason,
     detail) for fixes that could not be matched, and the count of duplicates.
-    ``candidates`` (deduped fixes -> :class:`~peloton.course.Candidates`) stands in for the course's search:
-    a fix's candidates never change, so the live engine remembers them instead of searching its context again.
+    ``candidates`` (of ``fixes``, row for row) stands in for the course's search: a fix's candidates never
+    change, so the live engine remembers them instead of searching its context again.
     """
     from peloton.feed import Reason
 
-    fixes, n_dupes = dedupe(fixes)
+    rows = _deduped_rows(fixes)  # the input's rows kept, in the order of those kept
+    fixes, n_dupes = fixes.take(rows), len(fixes) - rows.size
     rejected = []
     conflict = conflicting_fixes(fixes)
     if conflict.any():
         rejected.append((fixes.take(np.flatnonzero(conflict)), Reason.CONFLICTING_FIX,
                          "another position for this bib at this time fits the rider's track better"))
-        fixes = fixes.take(np.flatnonzero(~conflict))
+        fixes, rows = fixes.take(np.flatnonzero(~conflict)), rows[~conflict]
     jump = inconsistent_fixes(fixes, params)
     if jump.any():
         rejected.append((fixes.take(np.flatnonzero(jump)), Reason.IMPOSSIBLE_JUMP,
                          f"off the rider's consistent track: further than {params.max_speed_mps * 3.6:.0f} km/h "
                          "allows from his recent fixes"))
-        fixes = fixes.take(np.flatnonzero(~jump))
+        fixes, rows = fixes.take(np.flatnonzero(~jump)), rows[~jump]
     cands = (course.candidates(fixes.lat, fixes.lon, params.radius_m, params.max_candidates) if candidates is None
-             else candidates(fixes))
+             else candidates.take(rows))
     on = cands.count > 0
     if not on.all():
         rejected.append((fixes.take(np.flatnonzero(~on)), Reason.OFF_COURSE,

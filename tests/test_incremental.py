@@ -8,7 +8,7 @@ import pytest
 from peloton.engine import EngineParams, RaceEngine, window_index
 from peloton.feed import FixBatch, concat_batches, parse_message
 from peloton.gaps import RoadClock, leader_per_tick
-from peloton.incremental import LiveRoadClock, candidates_lookup
+from peloton.incremental import LiveRoadClock
 from peloton.matching import match_fixes
 from peloton.predict import StageModel
 from peloton.recording import iter_messages
@@ -103,22 +103,23 @@ def test_a_silent_leader_held_across_windows_is_still_held():
     assert restarted[0] == 2
 
 
-def test_looked_up_candidates_are_the_searched_ones_with_duplicates(attack, stage4_course):
-    """A (bib, t) twice at two positions: the lookup gives the kept one's candidates, as the search does."""
+def test_carried_candidates_are_the_searched_ones_with_duplicates(attack, stage4_course):
+    """A (bib, t) twice at two positions, a fix repeated: the kept fixes get their own rows' candidates, as the
+    search gives them."""
     part = attack.take(np.flatnonzero(attack.t < attack.t.min() + 600))
     rng = np.random.default_rng(5)
     twice = rng.choice(len(part), 50, replace=False)
     moved = part.take(twice)
     moved = FixBatch(moved.stage_id, moved.bib, moved.t, moved.lat + 0.01, moved.lon, moved.sensor_kph)
-    batch = concat_batches([moved, part], part.stage_id)  # two positions per (bib, t): one is rejected as a conflict
+    # two positions per (bib, t): one is rejected as a conflict; a repeat is dropped
+    batch = concat_batches([moved, part, part.take(twice[:10])], part.stage_id)
     cands = stage4_course.candidates(batch.lat, batch.lon, 500.0, 32)
-    searched, rej_a, _ = match_fixes(batch, stage4_course)
-    looked_up, rej_b, _ = match_fixes(batch, stage4_course, candidates=candidates_lookup(batch, cands))
-    assert np.array_equal(searched.s, looked_up.s, equal_nan=True) and len(searched) > 0
-    assert np.array_equal(searched.fixes.lat, looked_up.fixes.lat)
+    searched, rej_a, dupes_a = match_fixes(batch, stage4_course)
+    carried, rej_b, dupes_b = match_fixes(batch, stage4_course, candidates=cands)
+    assert np.array_equal(searched.s, carried.s, equal_nan=True) and len(searched) > 0
+    assert np.array_equal(searched.off_m, carried.off_m) and np.array_equal(searched.fixes.lat, carried.fixes.lat)
     assert [(r[1], len(r[0])) for r in rej_a] == [(r[1], len(r[0])) for r in rej_b]
-    with pytest.raises(ValueError):
-        candidates_lookup(part, stage4_course.candidates(part.lat, part.lon, 500.0, 32))(moved)  # not those fixes
+    assert dupes_a == dupes_b == 10 and any(r[1] == "conflicting_fix" for r in rej_a)
 
 
 def test_the_road_clock_kept_window_by_window_is_the_one_built_from_the_history(attack, stage4, stage4_course):
@@ -126,18 +127,40 @@ def test_the_road_clock_kept_window_by_window_is_the_one_built_from_the_history(
     pickled between windows; before km 0 (the neutral start in the history) the clock is built instead."""
     engine = RaceEngine(stage4.stage_id, stage4_course.finish_km, params=EngineParams(history_s=120.0))
     win = window_index(attack.t, 6.0)
-    kept = 0
     for w in np.unique(win):
         engine = pickle.loads(pickle.dumps(engine))
         engine.advance(attack.take(np.flatnonzero(win == w)), stage4_course)
         h = engine.hist
         live, built = engine._clock(), RoadClock(h["t"], h["km"], h["bib"], h["usable"])
-        if live is not None:
-            kept += 1
-            assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
-    assert kept > 0.8 * np.unique(win).size
+        assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
     assert engine.road_clock.t0.min() >= engine.hist["t"].max() - 126.0  # the intervals left with their fixes
-    # a history reaching back before km 0: no clock kept, the caller builds it
+    # a history reaching back before km 0: the cells counted from km 0 are not the built clock's; shifted, they are
     t = np.arange(0.0, 60.0, 6.0)
     neutral = LiveRoadClock.of_history(np.ones(t.size, dtype=np.int64), t, -0.5 + t * 0.012, np.ones(t.size, bool))
     assert neutral.clock(-0.5, 0.2) is None and neutral.clock(0.1, 0.2) is not None
+
+
+def test_the_road_clock_kept_over_the_neutral_start_is_the_one_built_from_the_history():
+    """Fixes before km 0 in the history: kept in the built clock's shifted cells, window by window, the clock is the
+    built one bit for bit (interval ends at odd kms, which the shift rounds); when the neutral start leaves the
+    history the cells are counted from km 0 again (the engine builds the clock anew)."""
+    rng = np.random.default_rng(11)
+    riders, ticks = 40, np.arange(0.0, 600.0, 6.0)
+    bib = np.repeat(np.arange(1, riders + 1), ticks.size)
+    t = np.tile(ticks, riders)
+    km = -0.73 + rng.uniform(0, 0.2, riders).repeat(ticks.size) + t * rng.uniform(0.009, 0.012, t.size)
+    usable = (rng.random(t.size) > 0.05) | (t == 0)  # the first fixes (the furthest back) usable: one origin
+    lo_km = float(km[usable].min())
+    shift = LiveRoadClock.shift_for(lo_km)
+    assert 70 < shift < 76
+    clock = LiveRoadClock(shift=shift)
+    for tick in ticks:
+        now = t == tick
+        clock.update(bib[now], t[now], km[now], usable[now], -np.inf)
+        seen = t <= tick
+        hi_km = float(km[seen & usable].max())
+        built = RoadClock(t[seen], km[seen], bib[seen], usable[seen])
+        live = clock.clock(float(km[seen & usable].min()), hi_km)
+        assert np.array_equal(live.km, built.km) and np.array_equal(live.s, built.s)
+    assert LiveRoadClock(shift=0).clock(lo_km, 5.0) is None and clock.clock(0.3, 5.0) is None
+    assert LiveRoadClock.shift_for(0.3) == 0 and LiveRoadClock.shift_for(0.0) == 1
