@@ -393,7 +393,7 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
 def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
                       finish_km: float, params: RaceParams = RaceParams(), starts: dict | None = None,
                       trusted: np.ndarray | None = None) -> list[dict]:
-    """One row per rider per whole km (and the finish): his time there and his place so far.
+    """One row per rider per whole km (and the finish) his track reaches: his time there and his place so far.
 
     The place is provisional, as a broadcaster shows it when the rider
     passes: among the riders who had passed that km before him. Riders whose
@@ -413,7 +413,9 @@ def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndar
     passage = np.full((riders.size, marks.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider
         mine = usable & (bib == b)
-        passage[i] = Trajectory(t[mine], km[mine]).passage_time(marks)
+        # a mark his track reaches (live, a rider a few metres short of it may still be riding: no standing yet)
+        reached = marks <= np.nanmax(km[mine])
+        passage[i, reached] = Trajectory(t[mine], km[mine]).passage_time(marks[reached])
     elapsed = passage - np.array([starts[b] for b in riders.tolist()])[:, None]
     rows = []
     for j in range(marks.size):  # one column per km mark
