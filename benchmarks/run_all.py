@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py [--live]
 
-Accuracy, gaps, groups on simulated races, speed and scale, predictions
+Accuracy, gaps, passage times by bracket, groups on simulated races, speed and scale, predictions
 (finish times, catches on simulated races), climb efforts, the feed gate's
 fuzzing; with ``--live`` also the live latency runs on the Pub/Sub emulator
 (about 20 minutes).
@@ -14,7 +14,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 live = "--live" in sys.argv[1:]
-runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []), ("speed.py", ["--scale"]),
+runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]),
+        ("passage.py", [str(HERE.parent / "bench-results" / "2026-07-07")]),  # accuracy.py's stage 4 replay
+        ("groups.py", []), ("speed.py", ["--scale"]),
         ("scale_sim.py", []), ("predictions.py", []), ("climbs.py", []), ("fuzz.py", [])]
 if live:
     runs.append(("live_latency.py", ["--seconds", "90", "--tick-speeds", "1,10,30,100", "--fix-speeds", "1,3,10"]))
