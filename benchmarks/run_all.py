@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py [--live]
 
-Accuracy, gaps, groups on simulated races, speed and scale, predictions
+Accuracy, gaps, passage times by bracket, groups on simulated races, speed and scale, predictions
 (finish times, catches on simulated races), climb efforts, the feed gate's
 fuzzing, the finish (gaps after the line, results), the finale's predictions,
 and what hindsight buys over the causal path (stages 4 and 16: the longest,
@@ -17,7 +17,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 live = "--live" in sys.argv[1:]
-runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]), ("groups.py", []), ("speed.py", ["--scale"]),
+runs = [("accuracy.py", []), ("gaps.py", ["--reuse"]),
+        ("passage.py", [str(HERE.parent / "bench-results" / "2026-07-07")]),  # accuracy.py's stage 4 replay
+        ("groups.py", []), ("speed.py", ["--scale"]),
         ("scale_sim.py", []), ("predictions.py", []), ("climbs.py", []), ("fuzz.py", []),
         ("finish.py", []), ("finale.py", []), ("hindsight.py", [])]
 if live:

@@ -1,11 +1,11 @@
 """Climb efforts: each rider's time up each categorised climb, its VAM and an estimate of the power it took.
 
 Pure numpy, from matched positions (official km) and times. A rider's
-passage at a km is interpolated on his own track
-(:func:`peloton.passage.passage_times`), and only counted when he has fixes
-close to both ends of the climb (a tracker silent at the foot or the summit
-gives no time rather than a wrong one). Fixes off the drawn
-route (hairpins the polyline cuts) still count: their km is good.
+passages at the foot and the summit are the pipeline's one rule
+(:func:`peloton.passage.passage_times`, as for gaps and time trials): a
+tracker silent at the foot or the summit gives no time rather than a wrong
+one. Fixes off the drawn route (hairpins the polyline cuts) still count:
+their km is good.
 
 The power is a physical estimate, not a measurement: the rider at his
 average speed up the climb's real profile (gradient and wind per 100 m, air
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from peloton.passage import MAX_BRACKET_S, passage_times
+from peloton.passage import passage_times
 from peloton.physics import RiderModel, resistance_n
 from peloton.profile import Climb, Profile
 
-__all__ = ["passage_times", "climb_power_wkg", "climb_efforts", "effort_rows", "CLIMB_MODEL", "MAX_BRACKET_S"]
+__all__ = ["climb_power_wkg", "climb_efforts", "effort_rows", "CLIMB_MODEL"]
 
 #: On a climb a rider sits up: more drag than on the drops.
 CLIMB_MODEL = RiderModel(cda_m2=0.32)

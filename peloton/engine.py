@@ -29,9 +29,10 @@ from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
-from peloton.race import (RaceParams, RaceState, RiderTracks, _group_rows, _riding, change_event, change_lasted,
-                          change_needs, estimate_start_times, finished_event, groups_by_tick, groups_of_change, mark_kms,
-                          signal_events, standing_rows, stop_event, time_trial_gaps, trusted_tracks)
+from peloton.race import (RaceParams, RaceState, RiderTracks, change_event, change_lasted, change_needs,
+                          estimate_start_times, finished_event, groups_and_gap_ahead, groups_by_tick, groups_of_change,
+                          mark_kms, riding_fixes, signal_events, standing_rows, stop_event, time_trial_gaps,
+                          trusted_tracks)
 from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
                              rank_results, stop_runs)
 from peloton.rows import add_wind, rider_state_columns
@@ -306,11 +307,11 @@ class RaceEngine:
                                      leaders=self._leaders(newest, can_lead), clock=self._clock())
         gap = gap_all[newest]
         gparams = self.race_params.groups
-        self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, _riding(m), gparams, state=self.groups)
+        self.groups = track_groups(f.t, f.bib, m.km, m.speed_kph, riding_fixes(m), gparams, state=self.groups)
         gid = self.groups.group_id
         h["gid"][newest] = gid
-        group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
-                                            gparams)
+        group_rows, gap_ahead = groups_and_gap_ahead(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap,
+                                                     gid, gparams)
         race = RaceState(gap, gap_ahead, gid, None, None, None)
         events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
         return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
@@ -457,7 +458,7 @@ class RaceEngine:
 
     def _climb_efforts(self, m: Matched, forecast: StageModel | None) -> list[dict]:
         """Climb efforts said as riders pass summits: each passage (foot or summit) is the replay's
-        (:func:`peloton.climbs.passage_times` on the rider's track), taken once he has a fix past the point."""
+        (:func:`peloton.passage.passage_times` on the rider's track), taken once he has a fix past the point."""
         if forecast is None or not forecast.profile.climbs or not len(m):
             return []
         profile = forecast.profile

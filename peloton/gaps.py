@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peloton.passage import furthest_reach
+from peloton.passage import MAX_BRACKET_ON_CLOCK_S, MAX_BRACKET_S, furthest_reach, passage_times
 from peloton.results import FINISH_TOLERANCE_KM, line_crossings
 
 __all__ = ["RoadClock", "Trajectory", "leader_per_tick", "gap_to_leader_s", "gap_to_rider_ahead_s", "pchip_slopes",
@@ -150,8 +150,10 @@ def _cells_covered(a: np.ndarray, b: np.ndarray):
 class Trajectory:
     """One rider's distance over time, made monotone, answering passage times.
 
-    Between two fixes a passage time is read off the road clock, or a
-    monotone cubic of the fixes. With the tracker's own speeds
+    When he passed a km, and whether that is known, is the rule of
+    :func:`peloton.passage.passage_times` (the fixes around the point, no
+    time across a long silence); inside that bracket the time is read off
+    the road clock, or a monotone cubic of the fixes. With the tracker's own speeds
     (``sensor_kph``) the cubic's slopes at the fixes are those speeds, and
     with a clock too the two readings are averaged: across the recordings'
     36 s holes the clock knows the road and the speeds know the rider, and
@@ -164,8 +166,10 @@ class Trajectory:
         order = np.argsort(t, kind="stable")
         t = np.asarray(t, float)[order]
         km, first = furthest_reach(np.asarray(km, float)[order])
+        self.track_t, self.reach = t, km  # the rule's brackets
         self.clock = clock
-        fix_km, fix_t = km[first], t[first]
+        ends = np.union1d(first, first[1:] - 1)  # the fixes that end a bracket: the first past a km, the last short
+        fix_km, fix_t = km[ends], t[ends]
         if clock is not None:  # interpolation in road-clock space: keep the fixes themselves
             self.km, self.t = fix_km, fix_t
             self.road = clock(self.km)
@@ -173,23 +177,24 @@ class Trajectory:
             self.km, self.t = _dense_monotone(t, km, pchip_slopes(t, km) if t.size >= 2 else np.zeros(t.size))
         self.by_speed = None
         if sensor_kph is not None and fix_t.size >= 2:
-            kmps = np.asarray(sensor_kph, float)[order][first] / 3600.0
+            kmps = np.asarray(sensor_kph, float)[order][ends] / 3600.0
             slopes = np.where(np.isfinite(kmps) & (kmps >= 0), kmps, pchip_slopes(fix_t, fix_km))
             self.by_speed = _dense_monotone(fix_t, fix_km, slopes)
 
     def passage_time(self, km: np.ndarray) -> np.ndarray:
-        """Epoch seconds at which the rider first reached ``km`` (nan beyond its last fix, and before its first:
-        a point he passed before the data began has no known passage time)."""
-        if self.km.size == 0:
-            return np.full(np.shape(km), np.nan)
+        """Epoch seconds at which the rider passed ``km`` (:func:`peloton.passage.passage_times`: nan across a
+        long silence, before his first fix, and more than a few metres past his last; on the road clock a
+        silence of up to 3 minutes is read through)."""
+        bracket_s = MAX_BRACKET_ON_CLOCK_S if self.clock is not None else MAX_BRACKET_S
+        return passage_times(self.track_t, self.reach, km, bracket_s, shape=self._between_fixes)
+
+    def _between_fixes(self, km: np.ndarray) -> np.ndarray:
+        """The road clock's and the tracker speeds' reading of the time at ``km`` (the curve through his fixes)."""
         by_speed = None if self.by_speed is None else np.interp(km, *self.by_speed)
         if self.clock is not None and self.km.size >= 2:
             out = np.interp(self.clock(km), self.road, self.t)
-            out = out if by_speed is None else 0.5 * (out + by_speed)
-        else:
-            out = np.interp(km, self.km, self.t) if by_speed is None else by_speed
-        km = np.asarray(km)
-        return np.where((km > self.km[-1] + 1e-9) | (km < self.km[0] - 1e-9), np.nan, out)
+            return out if by_speed is None else 0.5 * (out + by_speed)
+        return np.interp(km, self.km, self.t) if by_speed is None else by_speed
 
 
 def _dense_monotone(t: np.ndarray, km: np.ndarray, slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,8 +216,8 @@ def _dense_monotone(t: np.ndarray, km: np.ndarray, slopes: np.ndarray) -> tuple[
     dense = h00 * km[:-1, None] + h10 * hh * m0 + h01 * km[1:, None] + h11 * hh * m1
     dense_t = np.r_[(t[:-1, None] + tau * hh).ravel(), t[-1]]
     dense_km = np.maximum.accumulate(np.r_[dense.ravel(), km[-1]])
-    out_km, first = np.unique(dense_km, return_index=True)
-    return out_km, dense_t[first]
+    last = np.r_[dense_km[1:] != dense_km[:-1], True]  # the last time at each km: where he rode on from a stop
+    return dense_km[last], dense_t[last]
 
 
 def leader_per_tick(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray,

@@ -14,9 +14,10 @@ from peloton.matching import Matched
 from peloton.results import line_crossings, stage_results, stop_runs
 from peloton.table import Columns
 
-__all__ = ["RaceParams", "RaceState", "RiderTracks", "derive_race_state", "time_trial_gaps", "estimate_start_times",
-           "virtual_standings", "trusted_tracks", "change_event", "change_lasted", "change_needs", "groups_by_tick",
-           "groups_of_change", "signal_events", "stop_event", "finished_event", "standing_rows", "mark_kms"]
+__all__ = ["RaceParams", "RaceState", "RiderTracks", "derive_race_state", "riding_fixes", "groups_and_gap_ahead",
+           "time_trial_gaps", "estimate_start_times", "virtual_standings", "trusted_tracks", "change_event",
+           "change_lasted", "change_needs", "groups_by_tick", "groups_of_change", "signal_events", "stop_event",
+           "finished_event", "standing_rows", "mark_kms"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class RaceState:
     results: Columns | None = None  # the stage result (the replay; the live engine makes its own as riders finish)
 
 
-def _riding(m: Matched) -> np.ndarray:
-    """Fixes that take part in groups: on the road, not past the line."""
+def riding_fixes(m: Matched) -> np.ndarray:
+    """Fixes that take part in groups: on the road, not past the line (the replay's and the live engine's
+    groups are tracked over the same fixes)."""
     return np.isin(m.quality, ("good", "off_route", "neutral"))
 
 
@@ -70,11 +72,11 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
     on_road = m.km_to_finish > params.at_line_km
     gap, _leader = gap_to_leader_s(f.t, m.km, f.bib, usable, can_lead=on_road, km_to_finish=m.km_to_finish,
                                    speed_kph=m.speed_kph, sensor_kph=f.sensor_kph, at_line_km=params.at_line_km)
-    riding = _riding(m)
+    riding = riding_fixes(m)
     timeline = track_groups(f.t, f.bib, m.km, m.speed_kph, riding, params.groups)
     gid = timeline.group_id
-    group_rows, gap_ahead = _group_rows(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap, gid,
-                                        params.groups)
+    group_rows, gap_ahead = groups_and_gap_ahead(f.stage_id, f.t, f.bib, m.km, m.km_to_finish, m.speed_kph, gap,
+                                                 gid, params.groups)
     events = _rider_events(m, finish_km, params, _group_events(f.stage_id, timeline, group_rows, params.groups))
     return RaceState(gap, gap_ahead, gid, Columns.from_rows("groups", group_rows), events,
                      Columns.from_rows("virtual_standings", []), _results(m, usable, gid, params, same_time_gap_s))
@@ -89,8 +91,10 @@ def _results(m: Matched, usable, gid, params: RaceParams, gap_s: float, starts=N
         gap_s=gap_s, starts=starts, ranked=ranked))
 
 
-def _group_rows(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
-    """One row per group per tick, and every fix's gap to the tail of the group ahead."""
+def groups_and_gap_ahead(stage_id, t, bib, km, ktf, speed, gap, gid, gparams):
+    """One row per group per tick, and every fix's gap to the tail of the group ahead: the groups table and
+    ``gap_to_group_ahead_s``, from fixes, their gaps to the leader and group ids (the replay's whole stage,
+    the live engine's newest window)."""
     tail_ahead = np.full(t.size, -1, dtype=np.int64)  # per fix: the last rider of the group ahead
     idx = np.flatnonzero(gid >= 0)
     rows = []
@@ -389,7 +393,7 @@ def time_trial_gaps(bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.n
 def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray,
                       finish_km: float, params: RaceParams = RaceParams(), starts: dict | None = None,
                       trusted: np.ndarray | None = None) -> list[dict]:
-    """One row per rider per whole km (and the finish): his time there and his place so far.
+    """One row per rider per whole km (and the finish) his track reaches: his time there and his place so far.
 
     The place is provisional, as a broadcaster shows it when the rider
     passes: among the riders who had passed that km before him. Riders whose
@@ -409,7 +413,9 @@ def virtual_standings(stage_id: str, bib: np.ndarray, t: np.ndarray, km: np.ndar
     passage = np.full((riders.size, marks.size), np.nan)
     for i, b in enumerate(riders.tolist()):  # one row per rider
         mine = usable & (bib == b)
-        passage[i] = Trajectory(t[mine], km[mine]).passage_time(marks)
+        # a mark his track reaches (live, a rider a few metres short of it may still be riding: no standing yet)
+        reached = marks <= np.nanmax(km[mine])
+        passage[i, reached] = Trajectory(t[mine], km[mine]).passage_time(marks[reached])
     elapsed = passage - np.array([starts[b] for b in riders.tolist()])[:, None]
     rows = []
     for j in range(marks.size):  # one column per km mark

@@ -215,9 +215,9 @@ def _sigterm_as_interrupt() -> None:
 def cmd_bridge(args, _beam_args) -> int:
     from google.api_core import exceptions
 
-    from pipelines.pubsub import _TOPIC, PubSubError, _check, signing_key
+    from pipelines.pubsub import PubSubError, checked_topic, signing_key
 
-    topic = _check(args.topic, _TOPIC, "--topic")
+    topic = checked_topic(args.topic)
     base = race_center_base(args.source)
     if args.buffer < 1 or args.idle_timeout_s <= 0:
         raise RaceCenterError("--buffer must be at least 1 and --idle-timeout-s positive")

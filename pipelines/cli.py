@@ -221,12 +221,12 @@ def _truthy(text) -> bool:
 
 def cmd_live(args, beam_args) -> int:
     from peloton.stage import resolve_stage
-    from pipelines.pubsub import (OUTPUT_TABLES, _SUBSCRIPTION, _TOPIC, _check, check_pubsub_reachable,
+    from pipelines.pubsub import (OUTPUT_TABLES, check_pubsub_reachable, checked_subscription, checked_topic,
                                   feed_keyring, feed_keys_text, output_topic)
 
-    subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
+    subscription = checked_subscription(args.subscription)
     if args.output_topic_prefix:
-        _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
+        checked_topic(args.output_topic_prefix, "--output-topic-prefix")
     if args.out:
         _check_out_folder(args.out, "--out")
     if not (args.out or args.output_topic_prefix or args.bigquery_dataset):
@@ -450,10 +450,10 @@ def cmd_report(args, _beam_args) -> int:
 def cmd_serve(args, _beam_args) -> int:
     from peloton.recording import read_text
     from peloton.stage import Stage
-    from pipelines.pubsub import _TOPIC, _check, check_pubsub_reachable, output_topic
+    from pipelines.pubsub import check_pubsub_reachable, checked_topic, output_topic
     from pipelines.serve import SERVED_TABLES, LivePage
 
-    prefix = _check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix")
+    prefix = checked_topic(args.output_topic_prefix, "--output-topic-prefix")
     stage = Stage.from_json(read_text(args.stage))
     # unreachable, no credentials, no such topic: one line now
     check_pubsub_reachable(*[output_topic(prefix, table) for table in SERVED_TABLES])

@@ -18,7 +18,7 @@ from peloton.tables import LIVE, table_of, written_by
 from peloton.windowing import WINDOWING
 
 __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
-           "check_pubsub_reachable", "pubsub_host", "PROBE_TIMEOUT_S"]
+           "check_pubsub_reachable", "checked_topic", "checked_subscription", "pubsub_host", "PROBE_TIMEOUT_S"]
 
 log = logging.getLogger("peloton")
 
@@ -45,6 +45,17 @@ def _check(path: str, pattern: re.Pattern, what: str) -> str:
         raise PubSubError(f"{what} must look like projects/PROJECT/{kind}/NAME (PROJECT: 6-63 lowercase "
                           f"letters, digits and '-'; NAME: 3-255 characters, starting with a letter): got {path!r}")
     return path
+
+
+def checked_topic(path: str, what: str = "--topic") -> str:
+    """``path`` if it is a topic path Pub/Sub accepts, else :class:`PubSubError` naming ``what``: a bad path is
+    one error line at the command, not a failure inside a running pipeline."""
+    return _check(path, _TOPIC, what)
+
+
+def checked_subscription(path: str, what: str = "--subscription") -> str:
+    """``path`` if it is a subscription path Pub/Sub accepts, else :class:`PubSubError` naming ``what``."""
+    return _check(path, _SUBSCRIPTION, what)
 
 
 def pubsub_host() -> str:
@@ -145,9 +156,9 @@ def cmd_pubsub_init(args, _beam_args) -> int:
     from google.api_core import exceptions
     from google.cloud import pubsub_v1
 
-    topic = _check(args.topic, _TOPIC, "--topic")
-    subscription = _check(args.subscription, _SUBSCRIPTION, "--subscription")
-    outputs = [output_topic(_check(args.output_topic_prefix, _TOPIC, "--output-topic-prefix"), t)
+    topic = checked_topic(args.topic)
+    subscription = checked_subscription(args.subscription)
+    outputs = [output_topic(checked_topic(args.output_topic_prefix, "--output-topic-prefix"), t)
                for t in OUTPUT_TABLES] if args.output_topic_prefix else []
     check_pubsub_reachable(topic.split("/")[1])
     publisher = pubsub_v1.PublisherClient()
@@ -223,7 +234,7 @@ def cmd_publish(args, _beam_args) -> int:
     from peloton.recording import read_text
     from peloton.stage import resolve_stage
 
-    topic = _check(args.topic, _TOPIC, "--topic")
+    topic = checked_topic(args.topic)
     if not (args.speed >= 0 and math.isfinite(args.speed)):
         raise PubSubError("--speed must be 0 (as fast as possible) or more")
     for name in ("duplicate_rate", "malformed_rate"):

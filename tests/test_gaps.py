@@ -1,8 +1,9 @@
 """Time-at-position gaps on tracks whose passage times are known by construction."""
 import numpy as np
+import pytest
 
-from peloton.gaps import (Trajectory, first_finisher, gap_to_leader_s, gap_to_rider_ahead_s, leader_per_tick,
-                          pchip_slopes)
+from peloton.gaps import (RoadClock, Trajectory, first_finisher, gap_to_leader_s, gap_to_rider_ahead_s,
+                          leader_per_tick, pchip_slopes)
 
 T0 = 1.78e9
 
@@ -37,7 +38,17 @@ def test_passage_time_between_sparse_fixes_follows_a_monotone_curve():
     km = np.array([0.0, 0.06, 0.42, 0.48])  # 10 m/s throughout, with a 36 s hole
     traj = Trajectory(T0 + t, km)
     assert np.allclose(traj.passage_time(np.array([0.1, 0.2, 0.3])) - T0, [10.0, 20.0, 30.0], atol=0.2)
-    assert np.isnan(traj.passage_time(np.array([0.5]))[0])  # beyond its last fix: unknown
+    assert traj.passage_time(np.array([0.5]))[0] - T0 == pytest.approx(50.0)  # 20 m past his last fix: last speed
+    assert np.isnan(traj.passage_time(np.array([0.6]))[0])  # 120 m past it: unknown
+    silent = Trajectory(T0 + np.r_[t, 200.0, 206.0], np.r_[km, 2.0, 2.06])  # then silent for 152 s
+    assert np.isnan(silent.passage_time(np.array([1.0]))[0])  # no time across the silence, not a guess
+    # he stops at km 0.48 for a minute (GPS noise takes him back 2 m), then rides on at 10 m/s: he passes km 0.5
+    # about 2 s after he rode on (the cubic starts him from rest), not in the stop, with or without the road clock
+    t2, km2 = np.r_[t, 78.0, 108.0, 114.0], np.r_[km, 0.478, 0.48, 0.54]
+    bib2 = np.ones(t2.size, dtype=np.int64)
+    for clock in (None, RoadClock(T0 + t2, km2, bib2, np.ones(t2.size, bool))):
+        stopped = Trajectory(T0 + t2, km2, clock)
+        assert stopped.passage_time(np.array([0.5]))[0] - T0 == pytest.approx(110.0, abs=1.0)
     slopes = pchip_slopes(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 1.0, 1.0, 2.0]))
     assert slopes[1] == 0 and slopes[2] == 0  # flat stretch: no overshoot
 

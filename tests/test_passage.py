@@ -40,3 +40,23 @@ def test_a_track_ending_just_short_of_the_summit_reaches_it_at_its_last_speed():
     km = np.array([1.0, 1.05, 1.1])  # 5 m/s
     assert passage_times(t, km, np.array([1.13]))[0] == pytest.approx(26.0)
     assert np.isnan(passage_times(t, km, np.array([1.2]))[0])  # 100 m short: too far to guess
+
+
+def test_a_rider_who_stood_still_passes_the_point_when_he_rode_on():
+    t = np.array([0.0, 10.0, 60.0, 120.0, 130.0])
+    km = np.array([1.0, 1.1, 1.09, 1.1, 1.2])  # stopped at km 1.1 (GPS noise takes him back) for almost 2 min
+    assert passage_times(t, km, np.array([1.05, 1.15])) == pytest.approx([5.0, 125.0])  # not halfway through the stop
+
+
+def test_a_finer_curve_is_used_inside_the_bracket_and_kept_in_it():
+    t = np.array([0.0, 10.0, 20.0])
+    km = np.array([1.0, 1.1, 1.2])
+    got = passage_times(t, km, np.array([1.05, 1.15]), shape=lambda x: (x - 1.0) * 50.0)
+    assert got == pytest.approx([2.5, 10.0])  # 2.5 s is inside [0, 10]; 7.5 s is not in [10, 20]: clipped to it
+
+
+def test_a_point_at_a_fix_is_passed_at_that_fix_whatever_the_silence_before():
+    t = np.array([0.0, 10.0, 300.0])  # silent for 290 s, then a fix exactly at km 1.5
+    km = np.array([1.0, 1.1, 1.5])
+    got = passage_times(t, km, np.array([1.3, 1.5]))
+    assert np.isnan(got[0]) and got[1] == 300.0
