@@ -39,7 +39,6 @@ class MatchParams:
     pace_half_window_s: float = 90.0  # a rider's pace for the second matching pass
     off_route_m: float = 50.0  # quality flag threshold
     gps_slack_m: float = 250.0  # a fix may be this much further than max speed allows (GPS noise, both ends)
-    road_slack_m: float = 100.0  # ... a matched position this much further along the road, or back
     chain_lookback: int = 20  # a fix may link back over this many rejected ones (2 minutes of 6 s ticks)
 
 
@@ -154,16 +153,16 @@ def unreachable_passes(bib: np.ndarray, t: np.ndarray, s: np.ndarray, params: Ma
     The rule of :func:`inconsistent_fixes`, measured along the course: a
     noisy fix 300 m off the road, next to the hairpin above, is a short ride
     from its neighbours as the crow flies, but its only candidates are 2 km
-    further up the road, and Viterbi must take one. Along the road a rider
-    moves forward, at most ``max_speed_mps`` plus ``road_slack_m`` (matched
-    positions are on the road: their noise is the GPS's along it), and
-    never back by more than ``road_slack_m``. A fix on another pass starts
-    a chain of its own and is rejected; the fix after it links back to the
-    history. Input sorted by (bib, t), ``s`` the matched polyline metres.
+    further up the road, and Viterbi must take one. Along the road, as in
+    the air, a rider gets no further than ``max_speed_mps`` times the time
+    plus ``gps_slack_m``, either way (riders stop and turn back, but not at
+    that speed; and the course polyline is longer than the road ridden
+    where it goes round a roundabout the race cuts). A fix on another pass
+    starts a chain of its own and is rejected; the fix after it links back
+    to the history. Input sorted by (bib, t), ``s`` the matched polyline metres.
     """
-    slack = params.road_slack_m
-    return _off_chain(bib, t, (s,),
-                      lambda a, b, dt: (a[0] - b[0] > params.max_speed_mps * dt + slack) | (b[0] - a[0] > slack),
+    slack = params.gps_slack_m
+    return _off_chain(bib, t, (s,), lambda a, b, dt: np.abs(a[0] - b[0]) > params.max_speed_mps * dt + slack,
                       params.chain_lookback)
 
 
@@ -359,7 +358,7 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     if far.any():
         rejected.append((fixes.take(np.flatnonzero(far)), Reason.IMPOSSIBLE_JUMP,
                          "matches only a pass of the course the rider cannot have reached from his recent fixes "
-                         f"(further along the road than {params.max_speed_mps * 3.6:.0f} km/h allows, or behind him)"))
+                         f"(further along the road than {params.max_speed_mps * 3.6:.0f} km/h allows)"))
         affected = np.unique(fixes.bib[far])
         keep = np.flatnonzero(~far)
         fixes, cands.s, cands.off_m, col = fixes.take(keep), cands.s[keep], cands.off_m[keep], col[keep]

@@ -94,14 +94,16 @@ def test_a_noisy_fix_by_the_hairpin_above_is_rejected_not_matched_two_km_up_the_
         assert [(r, b.t.tolist()) for b, r, _ in rejected] == [("impossible_jump", [part.t[i]])]
 
 
-def test_a_rider_does_not_ride_back_down_the_course():
-    """Fixes matched far behind a rider's history are off his chain; a descent at 80 km/h is not."""
-    s = np.r_[np.arange(10) * 25.0, 25.0, np.arange(11, 20) * 25.0]  # at 10: 200 m back
-    t = np.arange(s.size) * 6.0
-    bad = unreachable_passes(np.ones(s.size, dtype=np.int64), t, s)
-    assert bad.tolist() == [False] * 10 + [True] + [False] * 9
-    fast = np.arange(20) * 133.0  # 80 km/h, 6 s apart
-    assert not unreachable_passes(np.ones(20, dtype=np.int64), t, fast).any()
+def test_along_the_road_a_pass_out_of_reach_is_off_the_chain_but_not_a_fast_descent_or_a_turn_back():
+    t = np.arange(20) * 6.0
+    one = np.ones(20, dtype=np.int64)
+    for jump in (700.0, -2000.0):  # the hairpin above in 6 s, the one below
+        s = np.r_[np.arange(10) * 25.0, 225.0 + jump, np.arange(11, 20) * 25.0]
+        assert unreachable_passes(one, t, s).tolist() == [False] * 10 + [True] + [False] * 9
+    fast = np.arange(20) * 133.0  # 80 km/h
+    back = np.r_[np.arange(10) * 25.0, np.arange(10) * 25.0]  # he turned back 225 m (stage 4's feed has such)
+    assert not unreachable_passes(one, t, fast).any()
+    assert not unreachable_passes(one, t, back).any()
 
 
 def test_dedupe_drops_repeats_but_keeps_a_second_position_for_the_conflict_check():
