@@ -205,7 +205,7 @@ class RaceEngine:
         rejected = [(b.take(np.flatnonzero(is_new(b))), reason, detail) for b, reason, detail in rejected]
         rejected = [r for r in rejected if len(r[0])]
         m = matched.take(new)
-        self._remember(fixes, newest, cands)
+        self._remember(fixes, newest, cands, dropped=[b for b, _, _ in rejected])
         self._append_history(m, newest)
         rider_state, groups, events = self._race_rows(m)
         if forecast is not None:
@@ -245,12 +245,20 @@ class RaceEngine:
             found = course.candidates(fixes.lat, fixes.lon, mp.radius_m, mp.max_candidates)
         return stack_candidates(known, found)
 
-    def _remember(self, fixes: FixBatch, newest: float, cands=None) -> None:
+    def _remember(self, fixes: FixBatch, newest: float, cands=None, dropped=()) -> None:
+        """Keep the recent context and the new fixes, but not those rejected when new (``dropped``): a rejection is
+        final (its row never came out), and a rejected teleport left in the context could outvote, once the
+        history before it is older than the context, the genuine fixes after it."""
         keep = self.context.t >= newest - self.params.match_context_s
+        fresh = np.ones(len(fixes), dtype=bool)
+        key = lambda f: np.rec.fromarrays([f.bib, f.t, f.lat, f.lon])  # noqa: E731
+        for batch in dropped:
+            fresh &= ~np.isin(key(fixes), key(batch))
         if cands is not None:  # the candidates of self.context then fixes
-            rows = np.r_[np.flatnonzero(keep), np.arange(len(self.context), len(self.context) + len(fixes))]
+            rows = np.concatenate([np.flatnonzero(keep), len(self.context) + np.flatnonzero(fresh)])
             self.context_candidates = cands.take(rows)
-        self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes], self.stage_id)
+        self.context = concat_batches([self.context.take(np.flatnonzero(keep)), fixes.take(np.flatnonzero(fresh))],
+                                      self.stage_id)
         bibs = np.r_[self.known_bib, fixes.bib]
         times = np.r_[self.last_t, fixes.t]
         order = np.lexsort((times, bibs))

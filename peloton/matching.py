@@ -22,8 +22,8 @@ from peloton.course import Candidates, Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
 
-__all__ = ["MatchParams", "Matched", "dedupe", "conflicting_fixes", "inconsistent_fixes", "viterbi", "match_fixes",
-           "smoothed_speed_kph"]
+__all__ = ["MatchParams", "Matched", "dedupe", "conflicting_fixes", "inconsistent_fixes", "unreachable_passes",
+           "viterbi", "match_fixes", "smoothed_speed_kph"]
 
 
 @dataclass(frozen=True)
@@ -147,22 +147,53 @@ def inconsistent_fixes(fixes: FixBatch, params: MatchParams = MatchParams()) -> 
     Causal (only earlier fixes decide), so live and replay agree. Input
     sorted by (bib, t), one fix per (bib, t).
     """
-    n = len(fixes)
+    slack = params.gps_slack_m
+    return _off_chain(fixes.bib, fixes.t, (fixes.lat, fixes.lon),
+                      lambda a, b, dt: haversine_m(a[0], a[1], b[0], b[1]) > params.max_speed_mps * dt + slack,
+                      params.chain_lookback)
+
+
+def unreachable_passes(bib: np.ndarray, t: np.ndarray, s: np.ndarray, params: MatchParams = MatchParams()) -> np.ndarray:
+    """Mask of matched fixes on a pass of the course the rider cannot have reached (the next hairpin, a lap away).
+
+    The rule of :func:`inconsistent_fixes`, measured along the course: a
+    noisy fix 300 m off the road, next to the hairpin above, is a short ride
+    from its neighbours as the crow flies, but its only candidates are 2 km
+    further up the road, and Viterbi must take one. Along the road, as in
+    the air, a rider gets no further than ``max_speed_mps`` times the time
+    plus ``gps_slack_m``, either way (riders stop and turn back, but not at
+    that speed; and the course polyline is longer than the road ridden
+    where it goes round a roundabout the race cuts). A fix on another pass
+    starts a chain of its own and is rejected; the fix after it links back
+    to the history. Input sorted by (bib, t), ``s`` the matched polyline metres.
+    """
+    slack = params.gps_slack_m
+    return _off_chain(bib, t, (s,), lambda a, b, dt: np.abs(a[0] - b[0]) > params.max_speed_mps * dt + slack,
+                      params.chain_lookback)
+
+
+def _off_chain(bib: np.ndarray, t: np.ndarray, coords: tuple, unreachable, lookback: int) -> np.ndarray:
+    """Fixes off their rider's longest chain of fixes that could follow one another (see :func:`inconsistent_fixes`).
+
+    ``unreachable(a, b, dt)``: whether a fix at ``a`` cannot follow one at
+    ``b`` ``dt`` seconds earlier, points as tuples of ``coords`` arrays
+    (broadcast: a fix against its previous ``lookback``).
+    """
+    n = bib.size
     bad = np.zeros(n, dtype=bool)
     if n < 2:
         return bad
-    same_prev = np.r_[False, fixes.bib[1:] == fixes.bib[:-1]]
-    step_m = np.r_[0.0, haversine_m(fixes.lat[:-1], fixes.lon[:-1], fixes.lat[1:], fixes.lon[1:])]
-    step_s = np.r_[0.0, np.diff(fixes.t)]
-    jump = same_prev & (step_m > params.max_speed_mps * step_s + params.gps_slack_m)
+    pick = lambda rows: tuple(c[rows] for c in coords)  # noqa: E731
+    jump = np.r_[False, (bib[1:] == bib[:-1]) & unreachable(pick(slice(1, None)), pick(slice(None, -1)), np.diff(t))]
     if not jump.any():
         return bad
-    sel = np.flatnonzero(np.isin(fixes.bib, np.unique(fixes.bib[jump])))  # only tracks with a jump
-    bib, t, lat, lon = fixes.bib[sel], fixes.t[sel], fixes.lat[sel], fixes.lon[sel]
-    starts, lengths = _track_bounds(bib)
+    sel = np.flatnonzero(np.isin(bib, np.unique(bib[jump])))  # only tracks with a jump
+    bib_s, t_s = bib[sel], t[sel]
+    xy = tuple(c[sel] for c in coords)
+    starts, lengths = _track_bounds(bib_s)
     score = np.ones(sel.size)
     kept = np.ones(sel.size, dtype=bool)
-    lags = np.arange(1, params.chain_lookback + 1)
+    lags = np.arange(1, lookback + 1)
     riders = np.arange(starts.size)
     for step in range(1, int(lengths.max())):
         active = riders[lengths > step]
@@ -170,8 +201,8 @@ def inconsistent_fixes(fixes: FixBatch, params: MatchParams = MatchParams()) -> 
         back = idx[:, None] - lags[None, :]
         valid = lags[None, :] <= step
         back = np.where(valid, back, idx[:, None])
-        d = haversine_m(lat[idx][:, None], lon[idx][:, None], lat[back], lon[back])
-        reachable = valid & (d <= params.max_speed_mps * (t[idx][:, None] - t[back]) + params.gps_slack_m)
+        reachable = valid & ~unreachable(tuple(c[idx][:, None] for c in xy), tuple(c[back] for c in xy),
+                                         t_s[idx][:, None] - t_s[back])
         best_before = np.where(valid, score[back], 0.0).max(axis=1)
         score[idx] = 1.0 + np.where(reachable, score[back], 0.0).max(axis=1)
         kept[idx] = score[idx] > best_before
@@ -344,8 +375,19 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
                          f"more than {params.radius_m:.0f} m from every part of the course"))
         fixes = fixes.take(np.flatnonzero(on))
         cands.s, cands.off_m = cands.s[on], cands.off_m[on]
-    rows = np.arange(len(fixes))
     col = _choose_passes(fixes, cands.s, cands.off_m, params)
+    far = unreachable_passes(fixes.bib, fixes.t, cands.s[np.arange(len(fixes)), col], params)
+    if far.any():
+        rejected.append((fixes.take(np.flatnonzero(far)), Reason.IMPOSSIBLE_JUMP,
+                         "matches only a pass of the course the rider cannot have reached from his recent fixes "
+                         f"(further along the road than {params.max_speed_mps * 3.6:.0f} km/h allows)"))
+        affected = np.unique(fixes.bib[far])
+        keep = np.flatnonzero(~far)
+        fixes, cands.s, cands.off_m, col = fixes.take(keep), cands.s[keep], cands.off_m[keep], col[keep]
+        # the passes of those riders again, without the fix that pulled its neighbours' transitions
+        again = np.flatnonzero(np.isin(fixes.bib, affected))
+        col[again] = _choose_passes(fixes.take(again), cands.s[again], cands.off_m[again], params)
+    rows = np.arange(len(fixes))
     s = cands.s[rows, col]
     off = cands.off_m[rows, col]
     km = course.km_at(s)

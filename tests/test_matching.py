@@ -4,7 +4,7 @@ import pytest
 from peloton.course import Course
 from peloton.feed import FixBatch, concat_batches
 from peloton.matching import (MatchParams, conflicting_fixes, dedupe, inconsistent_fixes, match_fixes,
-                              smoothed_speed_kph)
+                              smoothed_speed_kph, unreachable_passes)
 from peloton.stage import parse_course_text
 from tests.conftest import COURSES
 from tests.helpers import line_course, track_along
@@ -69,6 +69,41 @@ def test_hairpins_climb():
     fixes, s = track_along(course, 1, 5.0, 6.0, 10.0, seed=5)
     matched, _, _ = match_fixes(fixes, course)
     assert np.abs(matched.s - s).max() < 60.0
+
+
+def test_a_noisy_fix_by_the_hairpin_above_is_rejected_not_matched_two_km_up_the_climb():
+    """Alpe d'Huez (2022-12): a fix 390 m off the road, 40 m from the next hairpin up (a simulated race's noise).
+
+    As the crow flies it is a ride of 6 s from its neighbours; along the road
+    its only candidates are 2 km further up. Matched there it led the race for
+    a tick. Whole track (the replay) or ending at it (the live engine's view).
+    """
+    course = _course(2022, 12)
+    spike = (45.077668, 6.051153)
+    before = course.candidates(np.array([45.074375]), np.array([6.049625]), 500.0, 32)
+    s0 = float(before.s[0, np.nanargmin(before.off_m[0])])
+    fixes, s = track_along(course, 33, 3.3, 6.0, 5.0, seed=6, start_s=s0 - 600.0, end_s=s0 + 600.0)
+    i = int(np.argmin(np.abs(s - s0))) + 1
+    fixes.lat[i], fixes.lon[i] = spike
+    spike_s = course.candidates(np.array([spike[0]]), np.array([spike[1]]), 500.0, 32).s[0]
+    assert np.nanmin(np.abs(spike_s - s[i])) > 1500.0  # no candidate anywhere near the rider's true position
+    for upto in (len(fixes), i + 1):
+        part = fixes.take(np.arange(upto))
+        matched, rejected, _ = match_fixes(part, course)
+        assert np.abs(matched.s - s[np.searchsorted(part.t, matched.fixes.t)]).max() < 60.0
+        assert [(r, b.t.tolist()) for b, r, _ in rejected] == [("impossible_jump", [part.t[i]])]
+
+
+def test_along_the_road_a_pass_out_of_reach_is_off_the_chain_but_not_a_fast_descent_or_a_turn_back():
+    t = np.arange(20) * 6.0
+    one = np.ones(20, dtype=np.int64)
+    for jump in (700.0, -2000.0):  # the hairpin above in 6 s, the one below
+        s = np.r_[np.arange(10) * 25.0, 225.0 + jump, np.arange(11, 20) * 25.0]
+        assert unreachable_passes(one, t, s).tolist() == [False] * 10 + [True] + [False] * 9
+    fast = np.arange(20) * 133.0  # 80 km/h
+    back = np.r_[np.arange(10) * 25.0, np.arange(10) * 25.0]  # he turned back 225 m (stage 4's feed has such)
+    assert not unreachable_passes(one, t, fast).any()
+    assert not unreachable_passes(one, t, back).any()
 
 
 def test_dedupe_drops_repeats_but_keeps_a_second_position_for_the_conflict_check():
