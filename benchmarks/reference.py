@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.finish import STAGE4  # noqa: E402
+from benchmarks.finish import STAGE4, median_p90_p99  # noqa: E402
 from benchmarks.groups import CASES  # noqa: E402
 from peloton.course import Course  # noqa: E402
 from peloton.evaluate import error_stats, official_values, read_table  # noqa: E402
@@ -266,10 +266,6 @@ def feed_lead_changes(text: str, until: float) -> dict:
             "neither_within_2_s": neither}
 
 
-def _fmt(s: dict) -> str:
-    return f"{s['median']:.2f} / {s['p90']:.2f} / {s['p99']:.2f}" if s.get("n") else "-"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -283,16 +279,16 @@ def main() -> None:
           "| p99 rows with another reference | sticky | no jumps |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in sims:
-        print(f"| {r['race']} | {r['seed']} | {_fmt(r['gap'])} | {100 * r['rows_with_the_truths_reference']:.0f} % "
-              f"| {_fmt(r['gap_same_reference'])} | {_fmt(r['gap_other_reference'])} "
-              f"| {100 * r['p99_rows_with_another_reference']:.0f} % | {_fmt(r['variants']['sticky'])} "
-              f"| {_fmt(r['variants']['no_jumps'])} |")
+        print(f"| {r['race']} | {r['seed']} | {median_p90_p99(r['gap'])} | {100 * r['rows_with_the_truths_reference']:.0f} % "
+              f"| {median_p90_p99(r['gap_same_reference'])} | {median_p90_p99(r['gap_other_reference'])} "
+              f"| {100 * r['p99_rows_with_another_reference']:.0f} % | {median_p90_p99(r['variants']['sticky'])} "
+              f"| {median_p90_p99(r['variants']['no_jumps'])} |")
     for r in sims:
         print(f"\n{r['race']} seed {r['seed']}, p99 rows by (our reference, the truth's):")
         for p in r["p99_pairs"]:
             print("  ", json.dumps(p))
     print("\nstage 4 before the winner crossed, against secToFirstRider:",
-          {k: _fmt(v) for k, v in s4.items() if k != "feed_lead_changes"})
+          {k: median_p90_p99(v) for k, v in s4.items() if k != "feed_lead_changes"})
     print("stage 4's feed at its lead changes:", json.dumps(s4["feed_lead_changes"], indent=1))
 
 
