@@ -290,7 +290,11 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
     recording = load_recording(text)
     if args.start_s < 0 or args.duration_s < 0:
         raise RaceCenterError("--start-s and --duration-s must not be negative")
+    total_events = len(recording.get("events") or [])
     recording = window_events(recording, args.start_s, args.duration_s)
+    if total_events and not recording["events"]:
+        raise RaceCenterError(f"nothing to serve: no event from --start-s {args.start_s:g} on (the recording's "
+                              f"{total_events:,} events)")
     faults = _parse_faults(args)
     try:
         server = RaceCenterServer(recording, args.host, args.port, speed=args.speed, faults=faults,
@@ -331,6 +335,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def _check_date(date: str) -> str:
     if not _DATE.match(date or ""):
         raise RaceCenterError(f"--date must be YYYY-MM-DD: got {date!r}")
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        raise RaceCenterError(f"--date {date} is not a day of the calendar") from None
     return date
 
 
@@ -365,6 +373,8 @@ def cmd_record(args, _beam_args) -> int:
     """Record the stream and the REST snapshot in the shipped recordings' format (rewritten every minute)."""
     date = _check_date(args.date) if args.date else datetime.datetime.now(PARIS).date().isoformat()
     base = race_center_base(args.source)
+    if os.path.isdir(args.out):
+        raise RaceCenterError(f"--out {args.out} is a folder: give a file name")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise RaceCenterError(f"no folder for {args.out}")
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

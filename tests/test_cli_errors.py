@@ -164,6 +164,20 @@ BAD_INPUTS = [
     ("stage", "required: stage_command"),
     ("stage export {missing}", "no such file"),
     ("stage export {stage}", "not an official feed recording"),
+    ("serve --stage {file} --output-topic-prefix {prefix}", "not a stage file"),
+    ("report {tables} --stage {rec}", "unknown key 'events'"),
+    # racecenter serve, bridge, record: numbers checked like everyone else's, before any socket is opened
+    ("racecenter serve {rec} --port 70000", "--port"),
+    ("racecenter serve {rec} --port -1", "--port"),
+    ("racecenter serve {rec} --speed nan", "--speed"),
+    ("racecenter serve {rec} --keepalive-s 0", "--keepalive-s"),
+    ("racecenter serve {rec} --start-s 99999", "nothing to serve"),
+    ("bridge --source http://127.0.0.1:1 --topic {topic} --progress-s -1", "--progress-s"),
+    ("bridge --source http://127.0.0.1:1 --topic {topic} --buffer 0", "--buffer"),
+    ("record --source http://127.0.0.1:1 --out {empty}", "is a folder"),
+    ("record --source http://127.0.0.1:1 --out {new}.json.gz --date 2026-13-40", "not a day of the calendar"),
+    ("record --source http://127.0.0.1:1 --out {new}.json.gz --write-every-s 0", "--write-every-s"),
+    ("stage fetch --source http://127.0.0.1:1 --date 2026-02-30", "not a day of the calendar"),
 ]
 
 
