@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from peloton.course import Anchor, Course
 
@@ -61,6 +61,16 @@ class Stage:
     def from_json(cls, text: str) -> "Stage":
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise StageError(f"not a stage file: {exc}") from None
+        if not isinstance(data, dict):
+            raise StageError("not a stage file: a JSON object from 'peloton stage export' is expected")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown or "stage_id" not in data:
+            what = f"unknown key {unknown[0]!r}" if unknown else "no 'stage_id'"
+            raise StageError(f"not a stage file ({what}): write one with 'peloton stage export'")
+        try:
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise StageError(f"not a stage file: {exc}") from None
