@@ -95,6 +95,29 @@ def small_text(driver, min_px: float = 12.0) -> list:
       return out;""", min_px)
 
 
+def split_words(driver) -> list:
+    """Words of the tables broken across two lines ("Gr/ou/p", "BALLE/RINI"): what a column squeezed below its
+    longest word shows. A hyphen is a fair place to break; the free-text last column (the groups' riders) may
+    still break a word longer than the whole column, rather than push the page sideways."""
+    return driver.execute_script("""
+      const out = [];
+      for (const cell of document.querySelectorAll('table td, table th')) {
+        if (!cell.getClientRects().length || (cell.matches(':last-child:not(.num)') && cell.cellIndex > 0)) continue;
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        while (walker.nextNode()) {
+          const n = walker.currentNode, word = /[^\\s-]+/g;
+          for (let m; (m = word.exec(n.textContent));) {
+            const r = document.createRange();
+            r.setStart(n, m.index);
+            r.setEnd(n, m.index + m[0].length);
+            if (new Set([...r.getClientRects()].map(b => Math.round(b.top))).size > 1)
+              out.push([cell.closest('table').id, m[0]]);
+          }
+        }
+      }
+      return out;""")
+
+
 def chart_axes(driver) -> dict:
     """Each chart's axis labels (uPlot's, the profile's)."""
     return driver.execute_script("""

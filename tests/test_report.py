@@ -20,7 +20,7 @@ from peloton.stage import Stage
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
 from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,
-                         screenshot, sideways_overflow, small_text, strip_groups)
+                         screenshot, sideways_overflow, small_text, split_words, strip_groups)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +55,7 @@ def _as_a_person_would(driver, name: str) -> None:
     assert overlapping_labels(driver) == []
     assert small_text(driver) == []
     screenshot(driver, name)
+    assert split_words(driver) == [], "a table column narrower than its words"
 
 
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
