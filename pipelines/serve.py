@@ -95,7 +95,8 @@ class LivePage:
                 raise PubSubError(f"cannot subscribe to {topic}: {exc.message}") from None
             self._subscriptions.append(name)
             self._futures.append(self.subscriber.subscribe(name, callback=self._on_message))
-        log.info("live page listening to %s-{%s}", self.topic_prefix, ",".join(SERVED_TABLES))
+        suffixes = [output_topic(self.topic_prefix, t)[len(self.topic_prefix) + 1:] for t in SERVED_TABLES]
+        log.info("live page listening to %s-{%s}", self.topic_prefix, ",".join(suffixes))
 
     def _on_message(self, message) -> None:
         try:

@@ -7,6 +7,8 @@ follow each new tick, open at "now", and say when the feed stalls, measured
 from the newest row's event time.
 """
 import json
+import logging
+import re
 import threading
 import time
 import uuid
@@ -23,7 +25,7 @@ from pipelines.pubsub import output_topic
 from pipelines.serve import LivePage
 from tests.conftest import slice_recording
 from tests.pages import (DESK, PHONE, dots, errors, expected_strip, open_browser, overlapping_labels, screenshot, sideways_overflow,
-                         small_text, strip_groups)
+                         small_text, split_words, strip_groups)
 from transforms.sinks import _table_messages
 
 PROJECT = "peloton-test"
@@ -119,6 +121,7 @@ def test_the_live_page_follows_the_feed_and_says_when_it_stalls(pubsub_emulator,
             assert _wait_for(lambda: strip_groups(browser) == expected_strip(page.data(), data["frames"]["t"][-1])), (
                 strip_groups(browser), expected_strip(page.data(), data["frames"]["t"][-1]))
             assert sideways_overflow(browser) <= 0 and overlapping_labels(browser) == [] and small_text(browser) == []
+            assert split_words(browser) == []  # the groups table's labels whole in the desk's half-width card
         # the group events the engine confirmed are on the gap chart (the key ones labelled, all with "all events")
         said = [e for step in (first, second) for e in step.race_events.to_rows()
                 if e["event_type"] in ("split", "merge", "attack", "bridge", "dropped")]
@@ -160,3 +163,21 @@ def test_the_live_badge_measures_freshness_from_the_rows_not_from_their_arrival(
         browser.quit()
         page.server.shutdown()
         page.server.server_close()
+
+
+def test_the_page_says_which_topics_it_listens_to(pubsub_emulator, stage4, caplog):
+    """The start-up line names topics that exist (NAME-rider-state, not the table's name NAME-rider_state)."""
+    from google.cloud import pubsub_v1
+
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"projects/{PROJECT}/topics/said-{tag}"
+    assert peloton(["-q", "pubsub", "init", "--topic", f"projects/{PROJECT}/topics/feed-{tag}",
+                    "--subscription", f"projects/{PROJECT}/subscriptions/feed-{tag}",
+                    "--output-topic-prefix", prefix]) == 0
+    with caplog.at_level(logging.INFO, logger="peloton"):
+        LivePage(stage4, prefix, port=0).start().stop()
+    said = re.search(r"listening to (\S+)-\{(.+)\}", caplog.text)
+    assert said and said[1] == prefix, caplog.text
+    named = {f"{prefix}-{suffix}" for suffix in said[2].split(",")}
+    topics = {t.name for t in pubsub_v1.PublisherClient().list_topics(request={"project": f"projects/{PROJECT}"})}
+    assert len(named) >= 5 and named <= topics, sorted(named - topics)
