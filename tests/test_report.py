@@ -189,6 +189,7 @@ def test_a_time_trial_page_is_built_for_a_time_trial(stage16_report, size):
         for card in ("gaps-card", "catch-card", "eta-card", "groups-card"):
             assert not driver.find_element("id", card).is_displayed()  # no road-race cards
         assert "peloton" not in driver.find_element("id", "map-legend").text
+        assert driver.find_element("id", "strip-note").text.startswith("opened at the last finish")
         # it opens when the last rider home crossed the line: the best time of the day heads the standings
         finish = read_tables(str(stage16_report.parent), ("virtual_standings",))["virtual_standings"]
         best = min(s["elapsed_s"] for s in finish if s["km"] == max(f["km"] for f in finish))
@@ -209,6 +210,7 @@ def test_a_time_trial_page_is_built_for_a_time_trial(stage16_report, size):
         assert chips[:1] == ["Best time"] and "On the course" in chips
         driver.execute_script("const s = document.getElementById('time'); s.value = Math.round(s.max * 0.6);"
                               "s.dispatchEvent(new Event('input'));")
+        assert driver.find_element("id", "strip-note").text == ""  # not where it opened any more
         road = driver.find_elements("css selector", "#road-table tr")[1:]
         assert len(road) > 3 and all(r.find_elements("tag name", "td")[3].text.startswith("+") for r in road)
         assert len(dots(driver)) > 5
