@@ -143,6 +143,15 @@ def _check_output_file(path: str, what: str) -> None:
         raise CliError(f"{what} {path}: no folder {os.path.dirname(path) or folder}")
 
 
+def _check_recording(path: str) -> None:
+    """A recording that can be read and is one of the two formats (RecordingError, one line, otherwise)."""
+    from peloton.recording import detect_format, load_recording, read_text
+
+    text = read_text(path)
+    if detect_format(text) == "recording":
+        load_recording(text)
+
+
 def _check_dataset(dataset: str | None) -> None:
     if dataset and not re.match(r"^[\w-]+[:.][\w]+$", dataset):
         raise CliError("--bigquery-dataset must look like PROJECT:DATASET")
@@ -179,6 +188,8 @@ def cmd_replay(args, beam_args) -> int:
             replay.group_gap_s + replay.group_hysteresis_s):
         raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
     stage = resolve_stage(args.recording, args.course, args.stage)
+    if args.stage:  # the stage file spared reading the recording: a bad one is still refused here, not in a worker
+        _check_recording(args.recording)
     course = stage.course()
     log.info("stage %s (%s): course %.1f km of polyline, %d of %d km marks used, finish at km %.2f",
              stage.stage_id, stage.name or "?", course.length_m / 1000, len(course.used_anchors),

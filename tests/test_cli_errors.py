@@ -99,6 +99,10 @@ BAD_INPUTS = [
     ("replay {stage16} --out {new}", "--course"),
     ("replay {rec} --out {new} --course {gpx} --stage {stage}", "not both"),
     ("replay {garbage_gz} --out {new}", "not UTF-8"),
+    # with a stage file the recording is not needed for the stage: still refused before the pipeline runs
+    ("replay {missing} --out {new} --stage {stage}", "no such file"),
+    ("replay {garbage_gz} --out {new} --stage {stage}", "not UTF-8"),
+    ("replay {stage} --out {new} --stage {stage}", "not an official feed recording"),
     # live
     ("live --stage {stage} --out {new}", "required: --subscription"),
     ("live --subscription feed --stage {stage} --out {new}", "--subscription must look like"),
