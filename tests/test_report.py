@@ -176,6 +176,13 @@ def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4
                               "f.dispatchEvent(new Event('change'));", "team: " + stage4_data["riders"][str(bib)]["team"])
         team = [int(b) for b, r in stage4_data["riders"].items() if r["team"] == stage4_data["riders"][str(bib)]["team"]]
         assert sorted(driver.execute_script("return window.pelotonState().followed")) == sorted(team)
+        # "team: " and part of its name, as a person types it (a word of it no other team's name has)
+        teams = {r["team"] for r in stage4_data["riders"].values()}
+        word = next(w for w in stage4_data["riders"][str(bib)]["team"].split()
+                    if sum(w.lower() in t.lower() for t in teams) == 1)
+        driver.execute_script("const f = document.getElementById('follow'); f.value = arguments[0];"
+                              "f.dispatchEvent(new Event('change'));", "team: " + word.lower())
+        assert sorted(driver.execute_script("return window.pelotonState().followed")) == sorted(team)
         assert errors(driver) == []
     finally:
         driver.quit()
