@@ -15,6 +15,8 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message
 from peloton.matching import dedupe
@@ -22,7 +24,7 @@ from peloton.predict import StageModel
 from peloton.recording import iter_messages
 from pipelines.cli import main as peloton
 from pipelines.pubsub import output_topic
-from pipelines.serve import LivePage
+from pipelines.serve import STALL_AFTER_S, LivePage
 from tests.conftest import slice_recording
 from tests.pages import (DESK, PHONE, dots, errors, expected_strip, open_browser, overlapping_labels, screenshot, sideways_overflow,
                          small_text, split_words, strip_groups)
@@ -181,3 +183,14 @@ def test_the_page_says_which_topics_it_listens_to(pubsub_emulator, stage4, caplo
     named = {f"{prefix}-{suffix}" for suffix in said[2].split(",")}
     topics = {t.name for t in pubsub_v1.PublisherClient().list_topics(request={"project": f"projects/{PROJECT}"})}
     assert len(named) >= 5 and named <= topics, sorted(named - topics)
+
+
+def test_the_badge_does_not_call_the_feeds_own_gaps_a_stall(stage4_recording):
+    """The Race Center ticks every 6 s, but stage 4's feed often waits 36 s between ticks: a badge that turned red
+    at 30 s cried "feed stalled" over healthy publishing; only its real outages (a handful) may turn it red."""
+    payloads = [json.loads(p) for _kind, p in iter_messages(json.dumps(stage4_recording))]
+    ticks = np.unique([m["data"]["TimeStamp"] for m in payloads if "TimeStamp" in (m.get("data") or {})])
+    gaps = np.diff(ticks)
+    assert np.percentile(gaps, 99) < STALL_AFTER_S
+    assert (gaps > 30).sum() > 200  # the holes the old threshold called stalls
+    assert (gaps > STALL_AFTER_S).sum() <= 12
