@@ -659,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc_serve = rc_sub.add_parser("serve", help="serve a recording as the Race Center does: SSE /live-stream at "
                                                "the recorded rhythm, and the REST API")
     rc_serve.add_argument("recording", help="official feed recording (*.json, *.json.gz)")
-    rc_serve.add_argument("--speed", type=_number(low=0), default=1.0, help="times real speed (default 1); 0 = at once")
+    rc_serve.add_argument("--speed", type=_number(low=0), default=1.0,
+                          help="times real speed (default 1); 0 = at once")
     rc_serve.add_argument("--port", type=_number(int, low=0, high=65535), default=8090,
                           help="port to listen on (default 8090; 0: any free port)")
     rc_serve.add_argument("--host", default="127.0.0.1", help="address to bind (default localhost only)")
@@ -668,20 +669,25 @@ def build_parser() -> argparse.ArgumentParser:
     rc_serve.add_argument("--lead-s", type=_number(), default=0.0,
                           help="with --shift-to-now: the first tick's time this far after now (the local runner "
                                "gives provisional rows only for ticks ahead of its clock)")
-    rc_serve.add_argument("--start-s", type=_number(low=0), default=0.0, help="start this many seconds into the recording")
-    rc_serve.add_argument("--duration-s", type=_number(low=0), default=0.0, help="serve this many seconds of it (0: all)")
+    rc_serve.add_argument("--start-s", type=_number(low=0), default=0.0,
+                          help="start this many seconds into the recording")
+    rc_serve.add_argument("--duration-s", type=_number(low=0), default=0.0,
+                          help="serve this many seconds of it (0: all)")
     rc_serve.add_argument("--max-gap-s", type=_number(low=0), default=0.0,
                           help="wait at most this long between events (default 0: as recorded)")
-    rc_serve.add_argument("--keepalive-s", type=_number(above=0), default=15.0, help="keep-alive comment period (default 15)")
+    rc_serve.add_argument("--keepalive-s", type=_number(above=0), default=15.0,
+                          help="keep-alive comment period (default 15)")
     rc_serve.add_argument("--drop-at", help="cut the connection in the middle of these events (e.g. 10,40)")
     rc_serve.add_argument("--stall-at", help="go silent before these events, EVENT:SECONDS (e.g. 30:90)")
-    rc_serve.add_argument("--malformed-every", type=_number(int, low=0), default=0, help="a malformed event after every N events")
+    rc_serve.add_argument("--malformed-every", type=_number(int, low=0), default=0,
+                          help="a malformed event after every N events")
     rc_serve.add_argument("--other-every", type=_number(int, low=0), default=0,
                           help="an event of another bind after every N events")
     rc_serve.add_argument("--chunk-quirks", action="store_true",
                           help="chunk framing strict HTTP parsers reject; events split across chunks")
     rc_serve.add_argument("--seed", type=_number(int, low=0), default=0, help="seed of the chunk splits")
-    rc_serve.add_argument("--serve-for-s", type=_number(low=0), default=0.0, help="stop after this long (default: Ctrl-C)")
+    rc_serve.add_argument("--serve-for-s", type=_number(low=0), default=0.0,
+                          help="stop after this long (default: Ctrl-C)")
     rc_serve.set_defaults(func=cmd_racecenter_serve)
 
     bridge = sub.add_parser("bridge", help="publish the Race Center's live telemetry to a Pub/Sub topic, as "
@@ -696,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ticks held while Pub/Sub is slow; beyond that the oldest are dropped (default 1000)")
     bridge.add_argument("--idle-timeout-s", type=_number(above=0), default=60.0,
                         help="a stream silent this long (not even a keep-alive) is reopened (default 60)")
-    bridge.add_argument("--progress-s", type=_number(low=0), default=10.0, help="progress line period on stderr (default 10)")
+    bridge.add_argument("--progress-s", type=_number(low=0), default=10.0,
+                        help="progress line period on stderr (default 10)")
     bridge.add_argument("--duration-s", type=_number(low=0), default=0.0, help="stop after this long (default: Ctrl-C)")
     bridge.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     bridge.set_defaults(func=cmd_bridge)
@@ -707,11 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--date", help="the stage's date, YYYY-MM-DD (default: today in Europe/Paris)")
     record.add_argument("--trace-base", help="where stage traces live (default: ASO's bucket for the real Race "
                                              "Center, the source itself for a stand-in)")
-    record.add_argument("--idle-timeout-s", type=_number(above=0), default=60.0, help="a silent stream is reopened after this")
+    record.add_argument("--idle-timeout-s", type=_number(above=0), default=60.0,
+                        help="a silent stream is reopened after this")
     record.add_argument("--duration-s", type=_number(low=0), default=0.0, help="stop after this long (default: Ctrl-C)")
     record.add_argument("--silence-s", type=_number(low=0), default=1800.0,
                         help="stop when no event came for this long (default 1800: the stage is over)")
-    record.add_argument("--write-every-s", type=_number(above=0), default=60.0, help="rewrite the file this often (default 60)")
+    record.add_argument("--write-every-s", type=_number(above=0), default=60.0,
+                        help="rewrite the file this often (default 60)")
     record.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     record.set_defaults(func=cmd_record)
     return parser
