@@ -265,9 +265,13 @@ def test_the_result_shows_winner_first_ten_and_same_time_groups(stage4_report, s
             assert driver.find_element("id", "result").is_displayed()
             # opened before the line: the page does not give the result away until asked
             assert "press End to see the result" in driver.find_element("id", "result").text
+            assert driver.find_element("id", "prediction-now").text.startswith("at ")
             driver.find_element("tag name", "h1").click()
             ActionChains(driver).send_keys(Keys.END).perform()
             assert "Winner: " + stage4_data["riders"][str(bibs[0])]["name"] in driver.find_element("id", "result").text
+            # after the winner's finish the first group on the road is not "the head of the race"
+            said = driver.find_element("id", "prediction-now").text
+            assert said.startswith("the winner crossed the line at ") and "first group still on the road" in said, said
             cells = [[c.text for c in r.find_elements("tag name", "td")]
                      for r in driver.find_elements("css selector", "#result-table tr")[1:]]
             assert len(cells) == 10
