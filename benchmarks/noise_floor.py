@@ -84,17 +84,16 @@ def race_floor(out: Path, name: str, course_path: Path, seed: int) -> dict:
     true_ms = race.true_kph[ti, ci] / 3.6
     true_gap = race.gap_to_leader_s[ti, ci]
     err = d["gap"] - true_gap
-    own = (d["ktf"] - true_ktf) * 1000.0 / np.where(true_ms > 1.0, true_ms, np.nan)
+    seconds_per_m = 1.0 / np.where(true_ms > 1.0, true_ms, np.nan)
+    own = (d["ktf"] - true_ktf) * 1000.0 * seconds_per_m
     first = np.nanmin(race.finish_t)
     usable = np.isfinite(err) & np.isfinite(own) & (true_ktf > 0.05)
+    fitted_own = {k: (fitted_km(d["t"], d["bib"], d["ktf"], k) - true_ktf) * 1000.0 * seconds_per_m
+                  for k in FIT_FIXES}  # the own part with a line through the last k fixes
     result = {"race": name, "seed": seed}
     for part, sel in (("after_first_finish", usable & (d["t"] >= first)), ("last_10_km", usable & (true_ktf <= 10)),
                       ("all", usable)):
-        fits = {}
-        for k in FIT_FIXES:
-            fitted = fitted_km(d["t"], d["bib"], d["ktf"], k)
-            f_own = (fitted - true_ktf) * 1000.0 / np.where(true_ms > 1.0, true_ms, np.nan)
-            fits[str(k)] = error_stats(f_own[sel & np.isfinite(f_own)])
+        fits = {str(k): error_stats(f_own[sel & np.isfinite(f_own)]) for k, f_own in fitted_own.items()}
         result[part] = {"rows": int(sel.sum()), "gap_vs_exact_truth_s": error_stats(err[sel]),
                         "gap_vs_feed_truth_s": error_stats((d["gap"] - d["ref"] - 0.5)[sel & np.isfinite(d["ref"])]),
                         "own_position_s": error_stats(own[sel]), "rest_s": error_stats((err - own)[sel]),
