@@ -38,6 +38,7 @@ from peloton.race import RaceParams
 from peloton.results import same_time_gap_s
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
+from peloton.table import Columns
 from transforms.worker_cache import stage_model
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
@@ -70,6 +71,7 @@ class _EngineFn(beam.DoFn):
         self.stage, self.course, self.forecast = stage_model(self.stage_json)
 
 
+@beam.typehints.with_output_types(Columns)
 class CausalReplayFn(_EngineFn):
     """(stage_id, [FixBatch]) -> what the live pipeline would have said: rider_state, groups, predictions,
     race_events, results, dead letters. The end of the input is the end of the stage."""
@@ -151,6 +153,7 @@ class CausalRaceState(beam.PTransform):
                 .with_outputs("groups", "predictions", *FINAL_ONLY, DEAD_LETTER, main="rider_state"))
 
 
+@beam.typehints.with_output_types(Columns)
 class LiveRaceStateFn(_EngineFn):
     """(stage_id, FixBatch pane) -> provisional rows now, final rows when a window settles.
 

@@ -143,6 +143,7 @@ class Accepted(NamedTuple):
     published_s: float | None = None  # when Pub/Sub received it (set by the service, not the publisher)
 
 
+@beam.typehints.with_output_types(Fix)
 class RejectReplaysFn(beam.DoFn):
     """(signature, Accepted) -> its fixes and dead letters, once per signature; else one ``replayed`` or
     ``stale`` dead letter for the whole message.
@@ -198,6 +199,7 @@ class RejectReplaysFn(beam.DoFn):
         seen.clear()
 
 
+@beam.typehints.with_output_types(Fix)
 class ParsePubsubFn(beam.DoFn):
     """PubsubMessage (or raw bytes) -> Fix elements stamped with their own event time; dead letters tagged.
 
@@ -250,6 +252,7 @@ def _seen_from_stamp(ts) -> float:
     return t if 1e9 < t < 1e10 else float("nan")
 
 
+@beam.typehints.with_output_types(Fix)
 class SplitLateFn(beam.DoFn):
     """(stage_id, Fix) -> Fix, or tagged ``late`` when it is behind the watermark by more than the lateness.
 
@@ -298,6 +301,7 @@ class SplitLateFn(beam.DoFn):
             armed.write(False)  # caught up with the data: the next element re-arms
 
 
+@beam.typehints.with_output_types(Fix)
 class DropDuplicatesFn(beam.DoFn):
     """("stage@window", Fix) -> the first Fix of each (bib, event time) and of each other position; repeats dropped.
 

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from peloton.feed import concat_batches
-from peloton.matching import MatchParams, match_fixes
+from peloton.matching import Matched, MatchParams, match_fixes
 from peloton.rows import dead_letter_columns, rejected_dead_letters
 from peloton.stage import Stage
 from transforms.parse import DEAD_LETTER
@@ -19,6 +19,7 @@ __all__ = ["MatchStageFn", "MatchToCourse"]
 log = logging.getLogger("peloton")
 
 
+@beam.typehints.with_output_types(Matched)
 class MatchStageFn(beam.DoFn):
     """(stage_id, [FixBatch]) -> the stage's Matched fixes, plus dead-letter Columns."""
 

@@ -7,13 +7,14 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from peloton.feed import parse_message
+from peloton.feed import FixBatch, parse_message
 from peloton.rows import dead_letter_columns, split_by_time
 from peloton.tables import DEAD_LETTER  # the tag of rejected rows is their table
 
 __all__ = ["ParseMessagesFn", "ParseMessages", "DEAD_LETTER"]
 
 
+@beam.typehints.with_output_types(FixBatch)
 class ParseMessagesFn(beam.DoFn):
     """(kind, payload, source) -> FixBatch per event time, plus dead-letter Columns."""
 

@@ -23,6 +23,7 @@ __all__ = ["RaceStateFn", "DeriveRaceState"]
 log = logging.getLogger("peloton")
 
 
+@beam.typehints.with_output_types(Columns)
 class RaceStateFn(beam.DoFn):
     """Matched stage -> rider_state, groups, race_events, predictions, climb_efforts and results Columns, stamped
     with event time."""
