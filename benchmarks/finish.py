@@ -173,7 +173,7 @@ def _fmt3(s: dict) -> str:
 
 
 def median_p90_p99(s: dict) -> str:
-    """error_stats as the tables of BENCHMARKS.md write them."""
+    """error_stats as the tables of benchmarks/HISTORY.md write them."""
     return f"{s['median']:.2f} / {s['p90']:.2f} / {s['p99']:.2f}" if s.get("n") else "-"
 
 

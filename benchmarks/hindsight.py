@@ -46,7 +46,7 @@ MODES = ("hindsight", "causal")
 FEED_STEPS_S = (2.0, 3.0)
 #: stage 16: the feed's hot seat before this rider finishes (14:30 UTC) is a ride that started before the
 #: recording, whose splits nobody can know; from his finish on he is the hot seat in the feed and in our data
-#: (BENCHMARKS.md, "Time trial")
+#: (benchmarks/HISTORY.md, "Time trial")
 SHARED_HOT_SEAT_BIB = 22
 STAGES = {"4": CASES["stage 4 (road)"], "16": CASES["stage 16 (ITT, derived course)"]}
 

@@ -21,7 +21,8 @@ __all__ = ["CATCH_COEF", "catch_probability", "gap_trend", "catch_probability_ru
 #: Logistic calibration of the catch probability, P(caught) = 1 / (1 + exp(coef . features)), on the features
 #: [1, physics margin z, rule = log(gap / a minute per 10 km), gap trend, rule * near, near] with
 #: near = 1 / (1 + km to go / 20). Fitted on simulated races of the TRAIN courses by
-#: ``python benchmarks/predictions.py --fit``; scored on the TEST courses (BENCHMARKS.md).
+#: ``python benchmarks/predictions.py --fit``; scored on the TEST courses (BENCHMARKS.md;
+#: benchmarks/HISTORY.md, "Will the breakaway be caught").
 CATCH_COEF = np.array([-1.792, 0.015, -0.372, 0.874, 6.401, 6.472])
 
 

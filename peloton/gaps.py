@@ -158,7 +158,7 @@ class Trajectory:
     with a clock too the two readings are averaged: across the recordings'
     36 s holes the clock knows the road and the speeds know the rider, and
     their mean predicts left-out fixes and the official gaps better than
-    either alone (BENCHMARKS.md).
+    either alone (benchmarks/HISTORY.md, "Time gaps").
     """
 
     def __init__(self, t: np.ndarray, km: np.ndarray, clock: RoadClock | None = None,

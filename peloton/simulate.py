@@ -395,8 +395,8 @@ def _weather_checkpoints(race: SimulatedRace) -> dict:
 
     The force is that of the riders' own wind, as if it blew 10 m up: the profile brings a forecast down to
     a rider's height (0.54 of it), so the predictor sees about half the wind the simulated riders ride in.
-    Reporting the stronger 10 m force instead was tried and is a wash for the finale (BENCHMARKS.md, "The
-    wind at a rider's height, tried"); the catch calibration was fitted on this report."""
+    Reporting the stronger 10 m force instead was tried and is a wash for the finale (benchmarks/HISTORY.md,
+    "The wind at a rider's height, tried"); the catch calibration was fitted on this report."""
     force = int(round((race.wind_kph / 3.6 / 0.836) ** (2.0 / 3.0)))
     points = ["N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSO", "SO", "OSO", "O", "ONO", "NO", "NNO"]
     direction = points[int(round(race.wind_from_deg / 22.5)) % 16]
