@@ -3,7 +3,12 @@
 #
 #   ./run_local.sh            replay the shipped stage 4 recording, print a summary and the accuracy,
 #                             write its HTML report and print its path
-#   ./run_local.sh test       run the whole test suite (installs Debian's chromium for the page tests when root)
+#   ./run_local.sh test       run the fast test suite (a few minutes): every test not marked slow, emulator, browser
+#                             or realtime
+#   ./run_local.sh test-all   run the whole suite, as CI does (installs Debian's chromium for the page tests when
+#                             root; overlaps the tests that mostly wait: pytest-xdist, PELOTON_TEST_WORKERS, default 4)
+#   ./run_local.sh lock       upgrade constraints.txt to the newest versions setup.py allows, if the whole suite
+#                             passes on them; says what changed
 #   ./run_local.sh live [MIN] rehearse a live stage: the Pub/Sub emulator, 'peloton live', and MIN minutes
 #                             (default 3) of stage 4 published at real speed; tables in out/live04
 #   ./run_local.sh bench      run the benchmarks (see BENCHMARKS.md)
@@ -14,17 +19,61 @@ VENV=${PELOTON_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 DATA=${PELOTON_DATA:-../shared/data}
 
+install() {  # install(VENV, pip args...): quiet, its log kept in VENV/install.log and shown only if it fails
+  local venv=$1; shift
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check "$@" >"$venv/install.log" 2>&1; then
+    cat "$venv/install.log" >&2
+    echo "run_local.sh: installing into $venv failed (log above, and in $venv/install.log)" >&2
+    exit 1
+  fi
+}
+
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
     echo "creating virtualenv $VENV" >&2
     "$PYTHON" -m venv "$VENV"
   fi
-  # reinstall when the package definition changed
-  if [ ! -f "$VENV/.installed" ] || [ setup.py -nt "$VENV/.installed" ]; then
-    echo "installing peloton and its dependencies into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  # exactly the versions the project is tested with (constraints.txt); again when the package or the lock changed
+  if [ ! -f "$VENV/.installed" ] || [ setup.py -nt "$VENV/.installed" ] || [ constraints.txt -nt "$VENV/.installed" ]; then
+    echo "installing peloton and its locked dependencies (constraints.txt) into $VENV" >&2
+    install "$VENV" --upgrade pip
+    install "$VENV" -c constraints.txt -e ".[test]"
     touch "$VENV/.installed"
+  fi
+}
+
+lock() {
+  # the newest versions setup.py allows, in a venv of their own; the lock changes only if the whole suite passes
+  local venv="$VENV-lock" new
+  new=$(mktemp)
+  rm -rf "$venv"
+  echo "resolving the newest versions setup.py allows, in $venv" >&2
+  "$PYTHON" -m venv "$venv"
+  install "$venv" --upgrade pip
+  install "$venv" -e ".[test]"
+  { sed -n '1,2p' constraints.txt; "$venv/bin/python" -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > "$new"
+  "$venv/bin/python" - constraints.txt "$new" <<'PY'
+import sys
+def pins(path):
+    return dict(line.strip().split("==", 1) for line in open(path) if "==" in line and not line.startswith("#"))
+old, new = pins(sys.argv[1]), pins(sys.argv[2])
+changed = [f"  {n}: {old.get(n, '-')} -> {new.get(n, '-')}" for n in sorted(set(old) | set(new), key=str.lower)
+           if old.get(n) != new.get(n)]
+print(f"{len(changed)} of {len(new)} locked packages would change" + (":" if changed else ""))
+print("\n".join(changed))
+PY
+  if cmp -s "$new" constraints.txt; then
+    echo "constraints.txt is up to date"; rm -f "$new"; rm -rf "$venv"; return 0
+  fi
+  echo "running the whole suite on the new versions" >&2
+  if PELOTON_VENV="$venv" "$0" test-all --no-install "$@"; then
+    mv "$new" constraints.txt
+    rm -rf "$venv"
+    echo "the suite passed: constraints.txt updated (commit it; ./run_local.sh reinstalls from it)"
+  else
+    rm -f "$new"
+    echo "run_local.sh lock: the suite failed on the new versions: constraints.txt unchanged ($venv kept to look into)" >&2
+    return 1
   fi
 }
 
@@ -61,8 +110,15 @@ case "$cmd" in
     ;;
   test)
     setup
+    exec "$VENV/bin/python" -m pytest tests -m "not (slow or emulator or browser or realtime)" -n 2 "$@"
+    ;;
+  test-all)
+    if [ "${1:-}" = "--no-install" ]; then shift; else setup; fi
     browser
-    exec "$VENV/bin/python" -m pytest tests "$@"
+    exec "$VENV/bin/python" -m pytest tests -n "${PELOTON_TEST_WORKERS:-4}" "$@"
+    ;;
+  lock)
+    lock "$@"
     ;;
   live)
     minutes=${1:-3}
@@ -118,7 +174,7 @@ case "$cmd" in
     exec "$VENV/bin/python" benchmarks/run_all.py "$@"
     ;;
   *)
-    echo "usage: $0 [replay|test|live|bench] [args...]" >&2
+    echo "usage: $0 [replay|test|test-all|live|bench|lock] [args...]" >&2
     exit 2
     ;;
 esac

@@ -732,6 +732,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _refuse_misspelt_own_options(parser: argparse.ArgumentParser, command: str, beam_args: list[str]) -> None:
+    """A near miss of the command's own option is said at once: before Beam loads and Pub/Sub is asked (whose
+    answer would hide the typo), and the rest goes to Beam's own check."""
+    import difflib
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]  # noqa: SLF001
+    own = [f for action in sub._actions for f in action.option_strings if f.startswith("--")]  # noqa: SLF001
+    for word in beam_args:
+        flag = word.split("=", 1)[0]
+        if not flag.startswith("--") or flag.replace("_", "-") in own:  # Beam's spelling of our own options
+            continue
+        near = difflib.get_close_matches(flag, own, n=1, cutoff=0.8)
+        if near:
+            raise CliError(f"unknown option {word}: neither peloton's nor Beam's (did you mean {near[0]}?)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -748,6 +764,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.pubsub import PubSubError
 
     try:
+        if beam_args:
+            _refuse_misspelt_own_options(parser, args.command, beam_args)
         return args.func(args, beam_args)
     except BrokenPipeError:  # the reader went away (`| head`): as quiet as a process stopped by SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

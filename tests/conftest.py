@@ -20,6 +20,15 @@ STAGE16_COURSE = DATA / "racecenter-2026" / "derived" / "2026-07-21_stage16_ITT_
 COURSES = DATA / "courses-tdf-2022-2024"
 
 
+def pytest_collection_modifyitems(items):
+    """The markers a test's fixtures imply: the fast suite deselects them without each test saying so."""
+    for item in items:
+        if "pubsub_emulator" in item.fixturenames:
+            item.add_marker(pytest.mark.emulator)
+        if "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+
+
 def pytest_sessionstart(session):
     if not STAGE4.exists():
         raise pytest.UsageError(f"reference data not found at {DATA} (set PELOTON_DATA)")

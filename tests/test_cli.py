@@ -57,6 +57,7 @@ def test_stage_export_round_trips(tmp_path, capsys):
     assert not any("kmToFinish" in json.dumps(a) for a in stage["anchors"])
 
 
+@pytest.mark.slow
 def test_console_script_replays_a_slice_and_prints_a_summary(tmp_path, stage4_recording):
     rec = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 700, 730))
     out = tmp_path / "out"
@@ -73,6 +74,7 @@ def test_console_script_replays_a_slice_and_prints_a_summary(tmp_path, stage4_re
     assert report["km_to_finish_error_m"]["on_course"]["median"] < 10
 
 
+@pytest.mark.slow
 def test_flat_csv_replays_with_an_exported_stage(tmp_path, capsys):
     assert main(["stage", "export", str(STAGE4)]) == 0
     stage_file = tmp_path / "stage.json"
@@ -100,6 +102,7 @@ def test_flat_csv_without_course_or_stage_is_refused(tmp_path, capsys):
     assert "--stage" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_simulate_writes_a_recording_and_its_truth(tmp_path, capsys):
     course = tmp_path / "line.geojson"
     course.write_text(json.dumps({"type": "LineString", "coordinates": [[6.0, 45.0, 200], [6.1, 45.0, 260],
@@ -125,6 +128,7 @@ def test_simulate_rejects_nonsense(tmp_path, capsys):
     assert "--riders" in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_group_gap_is_configurable(tmp_path, stage4_recording, capsys):
     from peloton.evaluate import read_table
 

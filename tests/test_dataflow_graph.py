@@ -6,10 +6,13 @@ be unique and the same on every build, or a running job cannot be updated.
 """
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+import pytest
 
 from pipelines.live import build_live
 from pipelines.replay import build_replay
 from transforms.live import FeedSecurity
+
+pytestmark = [pytest.mark.slow]
 
 DATAFLOW = ["--runner=DataflowRunner", "--project=peloton-prod", "--region=europe-west1",
             "--temp_location=gs://peloton-prod-dataflow/tmp", "--staging_location=gs://peloton-prod-dataflow/staging",
@@ -38,8 +41,13 @@ def test_the_live_graph_builds_and_pickles_for_dataflow_with_stable_unique_label
 
 
 def test_the_replay_graph_builds_and_pickles_for_dataflow(stage4):
-    build = lambda p: build_replay(p, stage4, "gs://peloton-race/recordings/2026-07-07.json.gz",  # noqa: E731
-                                   "gs://peloton-race/replays/2026-07-07", bigquery_dataset="peloton-prod:race")
-    labels = _labels(build, streaming=False)
+    def build(causal):
+        return lambda p: build_replay(p, stage4, "gs://peloton-race/recordings/2026-07-07.json.gz",
+                                      "gs://peloton-race/replays/2026-07-07", bigquery_dataset="peloton-prod:race",
+                                      causal=causal, write_fixes=causal)
+    labels = _labels(build(False), streaming=False)
     assert len(labels) == len(set(labels)) > 20 and any("BigQuery_rider_state" in name for name in labels)
-    assert labels == _labels(build, streaming=False)
+    assert labels == _labels(build(False), streaming=False)
+    # the causal replay with the parsed fixes: every type hint between its steps checked as it is built
+    labels = _labels(build(True), streaming=False)
+    assert any("BigQuery_tracker_fix" in name for name in labels) and any("FixColumns" in name for name in labels)

@@ -79,6 +79,7 @@ def test_causal_positions_and_gaps_stay_close_to_hindsight(slice_fixes, stage4, 
     assert gaps.size > 0.5 * len(live) and gaps.min() >= 0 and np.median(gaps) > 30  # a breakaway is away
 
 
+@pytest.mark.slow
 def test_started_mid_stage_gaps_are_null_or_right_from_the_first_row(stage4_recording, slice_fixes, stage4,
                                                                      stage4_course):
     """Live and replay started at tick 640 against the same from the stage's first tick: no gap wrong by 5 s."""
@@ -112,6 +113,7 @@ def test_started_mid_stage_gaps_are_null_or_right_from_the_first_row(stage4_reco
         assert sum(g is not None for g in at_first) < 0.2 * len(at_first)
 
 
+@pytest.mark.slow
 def test_the_causal_replay_pipeline_gives_the_engine_rows(tmp_path, slice40, slice_fixes, stage4, stage4_course):
     path = write_recording(tmp_path / "slice.json.gz", slice40)
     p = TestPipeline()

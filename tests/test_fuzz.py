@@ -10,6 +10,8 @@ from peloton.auth import AuthReason, Keyring, Limits, admit
 from peloton.feed import KNOWN_REASONS, Reason, parse_message
 from tests import fuzzing
 
+pytestmark = [pytest.mark.slow]
+
 KNOWN = KNOWN_REASONS | {v for k, v in vars(AuthReason).items() if k.isupper()}
 KEYRING = Keyring.from_text(fuzzing.KEYS_TEXT)
 #: What each kind of mutation must be rejected as, with authentication on.

@@ -17,6 +17,7 @@ import uuid
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+import pytest
 
 from peloton.publish import PlanParams, plan_messages
 from pipelines.cli import main as peloton
@@ -25,6 +26,8 @@ from tests.conftest import slice_recording
 from tests.helpers import publish_at_pace
 from transforms.engine import DEAD_LETTER, LATE, LiveRaceState
 from transforms.live import FeedSecurity, IngestLive, LiveParams
+
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 PROJECT = "peloton-test"
 LATENESS_S = 30.0

@@ -15,6 +15,8 @@ from peloton.publish import PlanParams, plan_messages
 from tests import hostile
 from tests.conftest import slice_recording
 
+pytestmark = [pytest.mark.slow]
+
 SLICE = (700, 730)  # 30 ticks, 3 minutes
 OLD = (550, 554)  # ticks captured 15 minutes earlier
 

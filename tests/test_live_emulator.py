@@ -17,6 +17,7 @@ import uuid
 import apache_beam as beam
 import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
+import pytest
 
 from peloton.publish import PlanParams, plan_messages
 from pipelines.cli import main as peloton
@@ -27,6 +28,8 @@ from tests.conftest import slice_recording
 from tests.helpers import canonical_rows, causal_step, publish_at_pace
 from tests.pages import dots, errors
 from transforms.live import LiveParams
+
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 PROJECT = "peloton-test"
 LATENESS_S = 40.0

@@ -65,6 +65,7 @@ def run(stream, params=LiveParams(early_after_s=1000), security=FeedSecurity()):
     return _COLLECTED.get("panes", []), _COLLECTED.get("late", []), _COLLECTED.get("dead", [])
 
 
+@pytest.mark.slow
 def test_on_time_fixes_fire_once_per_window_when_the_watermark_passes():
     stream = (TestStream()
               .add_elements([stamped(tick_message(T0, [1, 2, 3])), stamped(tick_message(T0 + 3, [1, 2]))])
@@ -183,6 +184,7 @@ def test_with_authentication_only_signed_untampered_unreplayed_messages_reach_th
     assert not late
 
 
+@pytest.mark.slow
 def test_a_signed_message_is_stale_by_its_age_when_published_not_when_read():
     """A restart re-reads the stage's history (sought back): published in its time, it is not stale; the same
     capture published an hour later is."""

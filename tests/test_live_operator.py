@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from peloton.engine import RaceEngine
 from peloton.evaluate import read_table
@@ -30,6 +31,8 @@ from peloton.publish import PlanParams, plan_messages
 from peloton.recording import iter_messages
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 PROJECT = "peloton-test"
 LATENESS_S = 20.0

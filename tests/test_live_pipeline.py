@@ -25,6 +25,8 @@ from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
 from transforms.live import IngestLive, LiveParams
 from transforms.sinks import WriteLiveAvroTable
 
+pytestmark = [pytest.mark.slow]
+
 LATENESS_S = 60.0
 #: Every table the engine writes (dead letters are checked by accounting for every row).
 TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "virtual_standings", "climb_efforts")

@@ -28,6 +28,7 @@ def _laps_ok(matched, truth_by_bib, tol_m=60.0):
     return np.abs(err)
 
 
+@pytest.mark.slow
 def test_paris_finishing_circuit_every_fix_on_the_right_lap(paris):
     """Synthetic riders with GPS noise on the Champs-Elysees laps: no fix on another lap."""
     tracks, truth = [], {}

@@ -136,6 +136,8 @@ def test_shift_to_now_never_puts_an_event_time_ahead_of_the_clock():
     assert first + shift_to_now(first, last, 10.0, now) == pytest.approx(now - 1800 * 0.9, abs=6.0)
 
 
+@pytest.mark.slow
+@pytest.mark.realtime
 def test_shift_to_now_at_10x_into_the_emulator_is_never_in_the_future(pubsub_emulator, tmp_path, stage4_recording):
     """What 'peloton live' checks (--future-tolerance-s): each event time against the clock when it arrives."""
     from google.cloud import pubsub_v1

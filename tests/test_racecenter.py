@@ -276,6 +276,7 @@ def test_bridge_publishes_signed_ticks_as_publish_does(pubsub_emulator, slice30,
         assert m.attributes[ATTR_SIGNATURE] == sign(m.data, dict(m.attributes), bytes(32))  # over every attribute
 
 
+@pytest.mark.slow
 def test_record_then_replay_gives_the_tables_of_the_original(slice30, tmp_path, capsys):
     from peloton.stage import stage_from_recording
     from pipelines.replay import build_replay

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+import pytest
 
 from peloton.racecenter import Faults, RaceCenterServer
 from pipelines.cli import main as peloton
@@ -27,6 +28,8 @@ from pipelines.pubsub import output_topic
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows, causal_step
 from transforms.live import LiveParams
+
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 PROJECT = "peloton-test"
 LATENESS_S = 40.0

@@ -56,6 +56,7 @@ def clean_replay(tmp_path_factory, slice_ticks, stage4):
     return read_table(str(out), "rider_state"), read_table(str(out), "dead_letter"), others
 
 
+@pytest.mark.slow
 def test_replay_writes_avro_tables_and_accounts_for_every_row(clean_replay, slice_ticks):
     rows, dead, _ = clean_replay
     assert len(rows) > 10_000
@@ -90,6 +91,7 @@ def test_replay_predicts_every_group_at_every_tick(clean_replay):
     assert all(900 < e["vam_m_per_h"] < 2000 and 3 < e["power_wkg"] < 9 for e in efforts)
 
 
+@pytest.mark.slow
 def test_official_derived_fields_do_not_change_the_output(tmp_path, slice_ticks, stage4, clean_replay):
     stripped = []
     for e in slice_ticks["events"]:
@@ -102,6 +104,7 @@ def test_official_derived_fields_do_not_change_the_output(tmp_path, slice_ticks,
     assert _canonical(read_table(str(out), "rider_state")) == _canonical(clean_replay[0])
 
 
+@pytest.mark.slow
 def test_duplicates_disorder_and_malformed_messages(tmp_path, slice_ticks, stage4, clean_replay):
     events = list(slice_ticks["events"])
     rng = random.Random(4)
@@ -121,6 +124,7 @@ def test_duplicates_disorder_and_malformed_messages(tmp_path, slice_ticks, stage
     assert len(rows) + len(dead) + counters["duplicates_removed"] == rows_in
 
 
+@pytest.mark.slow
 def test_race_state_composites_stamp_rows_with_event_time(stage4, slice_ticks):
     messages = [("tick", e["data"], "test") for e in slice_ticks["events"][:20]]
     with TestPipeline() as p:
@@ -134,6 +138,7 @@ def test_race_state_composites_stamp_rows_with_event_time(stage4, slice_ticks):
             assert_that(stamps | f"Distinct_{name}" >> beam.Distinct(), equal_to([True]), label=f"Check_{name}")
 
 
+@pytest.mark.slow
 def test_replay_writes_the_result_and_keeps_the_winner_as_the_reference_after_the_line(tmp_path, stage4_recording,
                                                                                      stage4):
     finish = slice_recording(stage4_recording, 1560, 1590)  # 15:37-15:43: the winners and the second group finish

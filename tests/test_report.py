@@ -58,6 +58,8 @@ def _as_a_person_would(driver, name: str) -> None:
     assert split_words(driver) == [], "a table column narrower than its words"
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
 def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_report, stage4_data, size):
     html = stage4_report.read_text(encoding="utf-8")
@@ -115,6 +117,8 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         driver.quit()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_play_and_the_keys_move_time(stage4_report):
     driver = open_browser(DESK)
     try:
@@ -139,6 +143,8 @@ def test_play_and_the_keys_move_time(stage4_report):
         driver.quit()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
 def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4_report, stage4_data, size):
     # a rider of the group at the head at the decisive moment
@@ -188,6 +194,8 @@ def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4
         driver.quit()
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.parametrize("size", [DESK, PHONE], ids=["desk", "phone"])
 def test_a_time_trial_page_is_built_for_a_time_trial(stage16_report, size):
     driver = open_browser(size)

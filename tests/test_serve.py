@@ -16,6 +16,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from peloton.engine import RaceEngine
 from peloton.feed import concat_batches, parse_message
@@ -74,6 +75,9 @@ def _shift(*steps, by_ms: int) -> None:
                     cols.data[name] = cols.data[name] + by_ms
 
 
+@pytest.mark.slow
+@pytest.mark.realtime
+@pytest.mark.browser
 def test_the_live_page_follows_the_feed_and_says_when_it_stalls(pubsub_emulator, stage4, stage4_course,
                                                                  stage4_recording):
     from google.cloud import pubsub_v1

@@ -56,6 +56,7 @@ def test_a_steep_climb_is_slow_and_splits_the_bunch():
     assert race.true_s[top].max() > race.true_s[top][race.group[top] >= 0].min() + 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("caught", [True, False])
 def test_the_breakaway_is_caught_or_survives_as_the_scenario_says(caught):
     course = line_course([[0, 0], [50000, 0]])
@@ -74,6 +75,7 @@ def test_the_breakaway_is_caught_or_survives_as_the_scenario_says(caught):
         assert lead[finish] > 100
 
 
+@pytest.mark.slow
 def test_a_stopped_rider_stands_still_then_rides_on():
     course = line_course([[0, 0], [30000, 0]])
     race = simulate_race(course, SimParams(riders=20, seed=4, hz=1.0, breakaway_size=0, stops=1, wind_kph=0.0))
@@ -115,6 +117,7 @@ def test_adjusted_rand_index_on_partitions_known_by_hand():
     assert adjusted_rand_index(np.array([1, 1, 1]), np.array([2, 2, 2])) == 1.0
 
 
+@pytest.mark.slow
 def test_replayed_simulation_finds_the_true_groups(tmp_path):
     """End to end: simulate the first 40 km of a real mountain stage, replay it through Beam, score the groups."""
     from apache_beam.testing.test_pipeline import TestPipeline
