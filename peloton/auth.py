@@ -16,7 +16,8 @@ A replayed message (a signature seen before) is caught by the pipeline,
 which remembers the signatures of accepted messages for as long as data may
 be late, and refuses a signed message older than that as ``stale`` whatever
 it remembers (:class:`transforms.live.RejectReplaysFn`), so a restart with
-empty state cannot be fooled; here are the stateless checks.
+empty state cannot be fooled; here are the stateless checks, which the gate
+(:class:`peloton.gate.Gate`) runs before parsing.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "accept", "admit",
-           "AuthReason", "event_time_attribute_s"]
+__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "AuthReason",
+           "event_time_attribute_s"]
 
 ATTR_SIGNATURE = "signature"
 ATTR_KEY_ID = "key_id"
@@ -155,36 +156,3 @@ def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | 
         reason = keyring.verify(payload, attributes)
         verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
     return verdict
-
-
-def accept(stage_id: str, payload: bytes, attributes: dict, limits: Limits, now_s: float | None, start_list=None):
-    """A screened message -> (FixBatch, dead-letter rows): parsing (start list, rider limit), then every fix's
-    time against the clock and the ``event_time`` attribute."""
-    from peloton.feed import check_event_times, parse_message
-
-    kind = attributes.get("kind", "auto")
-    fixes, dead = parse_message(stage_id, kind if kind in ("tick", "fix") else "auto", payload, source="pubsub",
-                                start_list=start_list, max_riders=limits.max_riders)
-    fixes, wrong_time = check_event_times(fixes, event_time_attribute_s(attributes), now_s,
-                                          limits.future_tolerance_s, limits.skew_tolerance_s)
-    return fixes, dead + wrong_time
-
-
-def admit(stage_id: str, payload: bytes, attributes: dict, limits: Limits = Limits(), keyring: Keyring | None = None,
-          now_s: float | None = None, start_list=None):
-    """Limits, signature, then parsing and time checks: one message -> (FixBatch, dead-letter rows), never an
-    exception.
-
-    The live pipeline runs the same steps as separate Beam steps (replays
-    are caught after parsing: a message is remembered only once accepted);
-    this is the whole stateless gate in one call, for the fuzz tests and the
-    reliability figures.
-    """
-    from peloton.feed import FixBatch, dead_letter
-
-    verdict = screen(payload, attributes, limits, keyring, now_s)
-    if verdict is not None:
-        return FixBatch.empty(stage_id), [dead_letter(stage_id, verdict[0], payload[:20000].decode("utf-8", "replace"),
-                                                      verdict[1], t=event_time_attribute_s(attributes),
-                                                      source="pubsub")]
-    return accept(stage_id, payload, attributes, limits, now_s, start_list)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peloton.auth import AuthReason, Keyring, Limits, admit
+from peloton.auth import AuthReason, Keyring, Limits
+from peloton.gate import Gate
 from peloton.feed import KNOWN_REASONS, Reason, parse_message
 from tests import fuzzing
 
@@ -40,6 +41,11 @@ def start_list(stage4_recording):
     return fuzzing.start_list(stage4_recording)
 
 
+@pytest.fixture(scope="module")
+def gate(start_list):
+    return Gate.of("s4", start_list)
+
+
 def _fixes(batch):
     return sorted(zip(batch.bib.tolist(), batch.t.tolist(), batch.lat.tolist(), batch.lon.tolist()))
 
@@ -55,10 +61,10 @@ def _sane(batch, dead):
     assert np.all(np.abs(batch.lat) <= 90) and np.all(np.abs(batch.lon) <= 180)
 
 
-def test_every_valid_message_passes_whole(valid, start_list):
+def test_every_valid_message_passes_whole(valid, gate):
     assert len(valid) > 400
     for data, attrs in valid:
-        batch, dead = admit("s4", data, attrs, Limits(), KEYRING, _now(attrs), start_list)
+        batch, dead = gate.admit(data, attrs, KEYRING, _now(attrs))
         expected, expected_dead = parse_message("s4", attrs["kind"], data)
         assert _fixes(batch) == _fixes(expected) and len(dead) == len(expected_dead)
 
@@ -66,17 +72,17 @@ def test_every_valid_message_passes_whole(valid, start_list):
 @settings(max_examples=10_000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(pick=st.integers(min_value=0), seed=st.integers(min_value=0, max_value=2**32 - 1))
-def test_mutated_messages_never_crash_the_gate_and_are_all_accounted_for(valid, start_list, pick, seed):
+def test_mutated_messages_never_crash_the_gate_and_are_all_accounted_for(valid, gate, start_list, pick, seed):
     data, attrs = valid[pick % len(valid)]
     bad, bad_attrs, kind = fuzzing.mutate(data, attrs, random.Random(seed))
     now = _now(attrs)
     for keyring in (KEYRING, None):  # authentication on, and off
-        batch, dead = admit("s4", bad, bad_attrs, Limits(), keyring, now, start_list)
+        batch, dead = gate.admit(bad, bad_attrs, keyring, now)
         _sane(batch, dead)
         assert np.isin(batch.bib, start_list).all()
         assert np.all(batch.t <= now + Limits().future_tolerance_s)
         assert len(batch) + len(dead) >= 1  # nothing vanishes
-    batch, dead = admit("s4", bad, bad_attrs, Limits(), KEYRING, now, start_list)
+    batch, dead = gate.admit(bad, bad_attrs, KEYRING, now)
     genuine = _fixes(parse_message("s4", attrs["kind"], data)[0])
     if (bad, bad_attrs) == (data, attrs) or kind == "old_key":  # unchanged, or signed by the other active key
         assert _fixes(batch) == genuine

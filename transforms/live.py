@@ -45,8 +45,9 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from peloton import eventtime
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, event_time_attribute_s
 from peloton.feed import FixBatch, Reason, dead_letter
+from peloton.gate import Gate
 from peloton.rows import dead_letter_columns
 from peloton.windowing import Windowing
 
@@ -99,16 +100,18 @@ def _now(security_clock, check_clock: bool) -> float | None:
     return float(security_clock()) if security_clock is not None else time.time()
 
 
+@beam.typehints.with_output_types(typing.Any)  # the message it was given (a PubsubMessage, or raw bytes)
 class ScreenMessagesFn(beam.DoFn):
     """PubsubMessage -> the same message, or a dead letter when it breaks a limit or its signature is bad.
 
-    Runs before any parsing: size, attribute and rider-count limits, event
-    times in the future, and (with a keyring) the HMAC signature.
+    Runs :meth:`peloton.gate.Gate.screen` before any parsing: size and
+    attribute limits, event times in the future, and (with a keyring) the
+    HMAC signature.
     """
 
-    def __init__(self, stage_id: str, limits: Limits = Limits(), keys_text: str | None = None,
-                 require_signature: bool = False, check_clock: bool = True, clock=None):
-        self.stage_id, self.limits = stage_id, limits
+    def __init__(self, gate: Gate, keys_text: str | None = None, require_signature: bool = False,
+                 check_clock: bool = True, clock=None):
+        self.gate = gate
         self.keys_text, self.require_signature, self.check_clock = keys_text, require_signature, check_clock
         self.clock = clock
         self.keyring = None
@@ -122,15 +125,12 @@ class ScreenMessagesFn(beam.DoFn):
     def process(self, message):
         data = getattr(message, "data", message)
         attrs = dict(getattr(message, "attributes", None) or {})
-        verdict = screen(data, attrs, self.limits, self.keyring, _now(self.clock, self.check_clock))
-        if verdict is None:
+        dead = self.gate.screen(data, attrs, self.keyring, _now(self.clock, self.check_clock))
+        if not dead:
             yield message
             return
-        reason, detail = verdict
-        beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc()
-        raw = data[:20000].decode("utf-8", errors="replace")
-        yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-            self.stage_id, reason, raw, detail, t=event_time_attribute_s(attrs), source="pubsub")]))
+        beam.metrics.Metrics.counter("peloton", f"dead_letter.{dead[0]['reason']}").inc()
+        yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
 
 
 class Accepted(NamedTuple):
@@ -198,6 +198,7 @@ class RejectReplaysFn(beam.DoFn):
         seen.clear()
 
 
+@beam.typehints.with_output_types(Fix)
 class ParsePubsubFn(beam.DoFn):
     """PubsubMessage (or raw bytes) -> Fix elements stamped with their own event time; dead letters tagged.
 
@@ -208,17 +209,14 @@ class ParsePubsubFn(beam.DoFn):
     whole as ``(signature, Accepted)`` for :class:`RejectReplaysFn`.
     """
 
-    def __init__(self, stage_id: str, limits: Limits = Limits(), start_list=None, check_clock: bool = True,
-                 clock=None, keyed: bool = False):
-        self.stage_id, self.limits = stage_id, limits
-        self.start_list = None if start_list is None else tuple(int(b) for b in start_list)
+    def __init__(self, gate: Gate, check_clock: bool = True, clock=None, keyed: bool = False):
+        self.gate, self.stage_id = gate, gate.stage_id
         self.check_clock, self.clock, self.keyed = check_clock, clock, keyed
 
     def process(self, message, ts=beam.DoFn.TimestampParam):
         data = getattr(message, "data", message)
         attrs = getattr(message, "attributes", None) or {}
-        fixes, dead = accept(self.stage_id, data, attrs, self.limits, _now(self.clock, self.check_clock),
-                             self.start_list)
+        fixes, dead = self.gate.accept(data, attrs, _now(self.clock, self.check_clock))
         counter = beam.metrics.Metrics.counter
         counter("peloton", "messages_read").inc()
         counter("peloton", "rows_in").inc(len(fixes) + len(dead))
@@ -371,18 +369,17 @@ class IngestLive(beam.PTransform):
         """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``."""
         super().__init__()
         self.stage_id = stage_id
-        if start_list is not None:
-            security = security._replace(start_list=tuple(int(b) for b in start_list))
         self.params = params
         self.security = security
+        self.gate = Gate.of(stage_id, security.start_list if start_list is None else start_list, security.limits)
 
     def expand(self, messages):
         p, sec = self.params, self.security
         screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
-            self.stage_id, sec.limits, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
+            self.gate, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
             DEAD_LETTER, main="passed")
         parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
-            self.stage_id, sec.limits, sec.start_list, sec.check_clock, sec.clock, keyed=sec.authenticate)
+            self.gate, sec.check_clock, sec.clock, keyed=sec.authenticate)
         ).with_outputs(DEAD_LETTER, ACCEPTED, main="fixes")
         dead = [screened[DEAD_LETTER], parsed[DEAD_LETTER]]
         fixes = parsed.fixes
