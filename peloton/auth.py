@@ -27,26 +27,14 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "AuthReason",
+from peloton.reasons import Reason
+
+__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen",
            "event_time_attribute_s"]
 
 ATTR_SIGNATURE = "signature"
 ATTR_KEY_ID = "key_id"
 ENV_KEYS = "PELOTON_FEED_KEYS"
-
-
-class AuthReason:
-    """Dead-letter reason codes of authentication and limits (stable strings)."""
-
-    UNSIGNED = "unsigned"
-    UNKNOWN_KEY = "unknown_key"
-    BAD_SIGNATURE = "bad_signature"  # tampered, or signed with another key
-    REPLAYED = "replayed"
-    STALE = "stale"  # signed, but older than replay protection remembers
-    TOO_LARGE = "too_large"
-    TOO_MANY_RIDERS = "too_many_riders"
-    BAD_ATTRIBUTE = "bad_attribute"
-    FUTURE_TIME = "future_time"
 
 
 @dataclass(frozen=True)
@@ -105,13 +93,13 @@ class Keyring:
         signature = attributes.get(ATTR_SIGNATURE)
         key_id = attributes.get(ATTR_KEY_ID)
         if not signature or not key_id:
-            return AuthReason.UNSIGNED
+            return Reason.UNSIGNED
         key = self.keys.get(key_id)
         if key is None:
-            return AuthReason.UNKNOWN_KEY
+            return Reason.UNKNOWN_KEY
         expected = sign(payload, attributes, key)
         if not hmac.compare_digest(expected.encode("ascii"), str(signature).encode("utf-8", "replace")):
-            return AuthReason.BAD_SIGNATURE
+            return Reason.BAD_SIGNATURE
         return None
 
 
@@ -121,20 +109,20 @@ def check_limits(payload: bytes, attributes: dict, limits: Limits, now_s: float 
     ``now_s``: the wall clock, for event times in the future (None: not checked, as in a replay).
     """
     if len(payload) > limits.max_payload_bytes:
-        return AuthReason.TOO_LARGE, f"{len(payload):,} bytes (limit {limits.max_payload_bytes:,})"
+        return Reason.TOO_LARGE, f"{len(payload):,} bytes (limit {limits.max_payload_bytes:,})"
     if len(attributes) > limits.max_attributes:
-        return AuthReason.BAD_ATTRIBUTE, f"{len(attributes)} attributes (limit {limits.max_attributes})"
+        return Reason.BAD_ATTRIBUTE, f"{len(attributes)} attributes (limit {limits.max_attributes})"
     for name, value in attributes.items():
         if len(str(name)) > limits.max_attribute_chars or len(str(value)) > limits.max_attribute_chars:
-            return AuthReason.BAD_ATTRIBUTE, f"attribute {str(name)[:40]!r} longer than {limits.max_attribute_chars}"
+            return Reason.BAD_ATTRIBUTE, f"attribute {str(name)[:40]!r} longer than {limits.max_attribute_chars}"
     # (the rider limit counts parsed entries: see peloton.feed.parse_message)
     if "event_time" in attributes:
         event_s = event_time_attribute_s(attributes)
         if event_s is None:
-            return AuthReason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch (2001-2286)"
+            return Reason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch (2001-2286)"
         ahead = event_s - (now_s if now_s is not None else event_s)
         if ahead > limits.future_tolerance_s:
-            return AuthReason.FUTURE_TIME, f"event time {ahead:.0f} s ahead of the clock"
+            return Reason.FUTURE_TIME, f"event time {ahead:.0f} s ahead of the clock"
     return None
 
 
@@ -151,7 +139,7 @@ def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | 
     """Limits, then the signature (with a keyring): (reason, detail) of the first check failed, else None."""
     verdict = check_limits(payload, attributes, limits, now_s)
     if verdict is None and keyring is not None and "event_time" not in attributes:
-        verdict = AuthReason.BAD_ATTRIBUTE, "a signed message needs its event_time (replays are bounded by it)"
+        verdict = Reason.BAD_ATTRIBUTE, "a signed message needs its event_time (replays are bounded by it)"
     if verdict is None and keyring is not None:
         reason = keyring.verify(payload, attributes)
         verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))

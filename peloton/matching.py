@@ -351,7 +351,7 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     ``candidates`` (of ``fixes``, row for row) stands in for the course's search: a fix's candidates never
     change, so the live engine remembers them instead of searching its context again.
     """
-    from peloton.feed import Reason
+    from peloton.reasons import Reason
 
     rows = _deduped_rows(fixes)  # the input's rows kept, in the order of those kept
     fixes, n_dupes = fixes.take(rows), len(fixes) - rows.size

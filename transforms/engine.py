@@ -45,7 +45,7 @@ __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL",
 log = logging.getLogger("peloton")
 
 from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
-LATE = "late"
+LATE = Reason.LATE  # the tag of late rows is their reason
 PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups, provisional_predictions
 
 

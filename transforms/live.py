@@ -45,7 +45,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from peloton import eventtime
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, event_time_attribute_s
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.gate import Gate
 from peloton.rows import dead_letter_columns
@@ -54,7 +54,7 @@ from peloton.windowing import Windowing
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
-LATE = "late"
+LATE = Reason.LATE  # the tag of late rows is their reason
 from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
@@ -174,11 +174,11 @@ class RejectReplaysFn(beam.DoFn):
         now = message.published_s if message.published_s is not None else _now(self.clock, self.check_clock)
         age = None if now is None or message.event_time_s is None else now - message.event_time_s
         if age is not None and age > self.stale_after_s:
-            yield self._refused(AuthReason.STALE, message, f"signed {age:.0f} s before it was published: older than "
+            yield self._refused(Reason.STALE, message, f"signed {age:.0f} s before it was published: older than "
                                                             f"replay protection remembers ({self.stale_after_s:.0f} s)")
             return
         if seen.read():
-            yield self._refused(AuthReason.REPLAYED, message, "a message with this signature was accepted before")
+            yield self._refused(Reason.REPLAYED, message, "a message with this signature was accepted before")
             return
         seen.write(True)
         expire.set(ts + Duration(seconds=max(self.allowed_lateness_s, min(self.stale_after_s, 7 * 86400.0))
@@ -276,7 +276,7 @@ class SplitLateFn(beam.DoFn):
         if fix.t < known - self.allowed_lateness_s:
             beam.metrics.Metrics.counter("peloton", "late_beyond_allowed").inc()
             yield pvalue.TaggedOutput(LATE, dead_letter(
-                fix.stage_id, "late", json.dumps(fix._asdict()),
+                fix.stage_id, Reason.LATE, json.dumps(fix._asdict()),
                 f"{known - fix.t:.0f} s behind the watermark (allowed {self.allowed_lateness_s:.0f} s)",
                 bib=fix.bib, t=fix.t, source="live"))
             return
@@ -418,4 +418,4 @@ class IngestLive(beam.PTransform):
                  | "GatherTick" >> beam.GroupByKey()
                  | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
         late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
-        return {"ticks": ticks, "late": late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}
+        return {"ticks": ticks, LATE: late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}
