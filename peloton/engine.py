@@ -37,6 +37,7 @@ from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops
                              rank_results, stop_runs)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
+from peloton.windowing import TICK_S, window_index
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
@@ -51,7 +52,7 @@ TRACKER_SHORTFALL_KM = 0.2
 
 @dataclass(frozen=True)
 class EngineParams:
-    window_s: float = 6.0  # one feed tick
+    window_s: float = TICK_S  # one feed tick
     match_context_s: float = 180.0  # each rider's recent fixes, to match the next (pace looks 90 s back)
     history_s: float = 2700.0  # matched fixes kept for gaps: the last rider may be 45 min behind the first
     speed_lookback_s: float = 45.0  # speed over the last 45 s: the feed has 36 s holes, and groups need a speed
@@ -70,10 +71,6 @@ class Step:
     results: Columns = None  # result rows, final (a rider's once his crossing has settled; the rest at the end)
     virtual_standings: Columns = None  # time trials: a rider's row at a km mark once he has passed it
     climb_efforts: Columns = None  # a rider's effort up a climb once he has passed its summit
-
-
-def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
-    return np.floor(np.asarray(t) / window_s).astype(np.int64)
 
 
 class RaceEngine:

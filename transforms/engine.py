@@ -31,13 +31,14 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from peloton.clock import ClockWatch
-from peloton.engine import EngineParams, RaceEngine, Step, window_index
+from peloton.engine import EngineParams, RaceEngine, Step
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
 from peloton.race import RaceParams
 from peloton.results import same_time_gap_s
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
+from peloton.windowing import window_end, window_index, window_start
 from transforms.worker_cache import stage_model
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
@@ -198,7 +199,7 @@ class LiveRaceStateFn(_EngineFn):
         settle.set(Timestamp.of(self._window_end(first) + self.settle_s))
 
     def _window_end(self, t: float) -> float:
-        return (math.floor(t / self.params.window_s) + 1) * self.params.window_s
+        return float(window_end(t, self.params.window_s))
 
     def _late(self, batch: FixBatch, until: float):
         beam.metrics.Metrics.counter("peloton", "late_after_final").inc(len(batch))
@@ -213,7 +214,7 @@ class LiveRaceStateFn(_EngineFn):
                        final=beam.DoFn.StateParam(FINAL_ENGINE), settled=beam.DoFn.StateParam(SETTLED),
                        settle=beam.DoFn.TimerParam(SETTLE)):
         fixes = concat_batches(list(pending.read()), self.stage.stage_id)
-        horizon = math.floor((float(fired) - self.settle_s) / self.params.window_s) * self.params.window_s
+        horizon = float(window_start(float(fired) - self.settle_s, self.params.window_s))
         ready = fixes.t < horizon
         pending.clear()
         rest = fixes.take(np.flatnonzero(~ready))

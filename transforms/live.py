@@ -49,7 +49,7 @@ from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_a
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.gate import Gate
 from peloton.rows import dead_letter_columns
-from peloton.windowing import Windowing
+from peloton.windowing import Windowing, window_end, window_index
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
@@ -324,8 +324,7 @@ class DropDuplicatesFn(beam.DoFn):
         positions_seen = seen.read()
         if positions_seen is None:
             positions_seen = {}
-            window_end = (np.floor(fix.t / self.window_s) + 1) * self.window_s
-            expire.set(Timestamp.of(window_end + self.allowed_lateness_s + 60.0))
+            expire.set(Timestamp.of(float(window_end(fix.t, self.window_s)) + self.allowed_lateness_s + 60.0))
         fix_key = (fix.bib, eventtime.ms(fix.t))
         positions = positions_seen.get(fix_key, ())
         if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
@@ -349,7 +348,7 @@ class DropDuplicatesFn(beam.DoFn):
 
 def dedupe_key(fix: Fix, window_s: float) -> str:
     """The key :class:`DropDuplicatesFn` keeps a fix's repeats under: its stage and tick window."""
-    return f"{fix.stage_id}@{int(np.floor(fix.t / window_s))}"
+    return f"{fix.stage_id}@{int(window_index(fix.t, window_s))}"
 
 
 def _to_batch(keyed) -> tuple:
