@@ -21,6 +21,7 @@ import numpy as np
 from peloton.course import Candidates, Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
+from peloton.quality import Quality
 
 __all__ = ["MatchParams", "Matched", "dedupe", "conflicting_fixes", "inconsistent_fixes", "unreachable_passes",
            "viterbi", "match_fixes", "smoothed_speed_kph"]
@@ -392,12 +393,12 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     off = cands.off_m[rows, col]
     km = course.km_at(s)
     km_to_finish = course.finish_km - km
-    quality = np.full(len(fixes), "good", dtype=object)
-    quality[off > params.off_route_m] = "off_route"
-    quality[km < 0] = "neutral"
-    quality[km_to_finish < 0] = "finished"
+    quality = np.full(len(fixes), Quality.GOOD, dtype=object)
+    quality[off > params.off_route_m] = Quality.OFF_ROUTE
+    quality[km < 0] = Quality.NEUTRAL
+    quality[km_to_finish < 0] = Quality.FINISHED
     if fixes.clock_off is not None:  # its time cannot be trusted (peloton.clock): not a reference for anyone
-        quality[fixes.clock_off] = "clock_off"
+        quality[fixes.clock_off] = Quality.CLOCK_OFF
     matched = Matched(
         fixes=fixes, s=s, off_m=off, km=km, km_to_finish=km_to_finish,
         altitude_m=course.altitude_at(s), gradient_pct=course.gradient_at(s),

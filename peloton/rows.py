@@ -6,6 +6,7 @@ import numpy as np
 from peloton import eventtime
 from peloton.feed import FixBatch
 from peloton.matching import Matched
+from peloton.quality import Quality
 from peloton.table import Columns
 
 __all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
@@ -22,7 +23,7 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
     n = len(f)
     nan = np.full(n, np.nan)
     gid = nan if race is None else np.where(race.group_id >= 0, race.group_id, np.nan)
-    untimed = m.quality == "clock_off"  # a gap read off a wrong clock is that clock's offset, not a gap: null
+    untimed = m.quality == Quality.CLOCK_OFF  # a gap read off a wrong clock is that clock's offset, not a gap: null
     return Columns("rider_state", {
         "stage_id": np.full(n, f.stage_id, dtype=object),
         "bib": f.bib.astype(np.int64),
