@@ -48,6 +48,7 @@ from peloton import eventtime
 from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.gate import Gate
+from peloton.matching import MAX_POSITIONS_PER_FIX, same_position
 from peloton.rows import dead_letter_columns
 from peloton.windowing import Windowing, window_end, window_index
 
@@ -58,8 +59,6 @@ LATE = Reason.LATE  # the tag of late rows is their reason
 from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
-#: A fix repeated with this many different positions already seen is a dead letter at once (bounded state).
-MAX_POSITIONS_PER_FIX = 3
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
 GROUPING_GRACE_S = 86400.0
 
@@ -327,7 +326,7 @@ class DropDuplicatesFn(beam.DoFn):
             expire.set(Timestamp.of(float(window_end(fix.t, self.window_s)) + self.allowed_lateness_s + 60.0))
         fix_key = (fix.bib, eventtime.ms(fix.t))
         positions = positions_seen.get(fix_key, ())
-        if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
+        if positions and same_position(*np.array(positions).T, fix.lat, fix.lon).any():
             beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()
             return
         if len(positions) >= MAX_POSITIONS_PER_FIX:
