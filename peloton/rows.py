@@ -10,7 +10,7 @@ from peloton.quality import Quality
 from peloton.table import Columns
 
 __all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
-           "rejected_dead_letters"]
+           "fix_raw", "rejected_dead_letters"]
 
 
 def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
@@ -60,9 +60,14 @@ def tracker_fix_columns(f: FixBatch) -> Columns:
 
 
 def fix_json(batch: FixBatch, i: int) -> str:
-    """One fix as the ``raw`` of its dead letter."""
-    return ('{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}'
-            % (batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i]))
+    """One fix of a batch as the ``raw`` of its dead letter."""
+    return fix_raw(batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i])
+
+
+def fix_raw(bib, t, lat, lon) -> str:
+    """A fix set aside after parsing, as its dead letter's ``raw``: one shape wherever it was set aside (the
+    engine, the matcher, the live ingest's late and duplicate steps), the ``fix`` message's own fields."""
+    return '{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}' % (bib, t, lat, lon)
 
 
 def rejected_dead_letters(stage_id: str, rejected: list, source: str = "match") -> list[dict]:

@@ -31,7 +31,6 @@ the ``event_time`` attribute and stamps each fix with its own time.
 """
 from __future__ import annotations
 
-import json
 import time
 import typing
 from typing import Callable, NamedTuple
@@ -49,7 +48,7 @@ from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_a
 from peloton.feed import FixBatch, Reason, dead_letter
 from peloton.gate import Gate
 from peloton.matching import MAX_POSITIONS_PER_FIX, same_position
-from peloton.rows import dead_letter_columns
+from peloton.rows import dead_letter_columns, fix_raw
 from peloton.windowing import Windowing, window_end, window_index
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
@@ -275,7 +274,7 @@ class SplitLateFn(beam.DoFn):
         if fix.t < known - self.allowed_lateness_s:
             beam.metrics.Metrics.counter("peloton", "late_beyond_allowed").inc()
             yield pvalue.TaggedOutput(LATE, dead_letter(
-                fix.stage_id, Reason.LATE, json.dumps(fix._asdict()),
+                fix.stage_id, Reason.LATE, fix_raw(fix.bib, fix.t, fix.lat, fix.lon),
                 f"{known - fix.t:.0f} s behind the watermark (allowed {self.allowed_lateness_s:.0f} s)",
                 bib=fix.bib, t=fix.t, source="live"))
             return
@@ -332,7 +331,7 @@ class DropDuplicatesFn(beam.DoFn):
         if len(positions) >= MAX_POSITIONS_PER_FIX:
             beam.metrics.Metrics.counter("peloton", f"dead_letter.{Reason.CONFLICTING_FIX}").inc()
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-                fix.stage_id, Reason.CONFLICTING_FIX, json.dumps(fix._asdict()),
+                fix.stage_id, Reason.CONFLICTING_FIX, fix_raw(fix.bib, fix.t, fix.lat, fix.lon),
                 f"{len(positions) + 1} different positions for bib {fix.bib} at one time", bib=fix.bib, t=fix.t,
                 source="live")]))
             return
