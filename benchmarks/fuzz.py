@@ -9,7 +9,7 @@ forged and wrong-key signatures, oversized payloads, thousands of riders
 unreadable or beyond any date, payload times ahead of the attribute, signed
 attributes changed, bibs of the wrong type or not on the start list, deep
 nesting, invalid UTF-8) mixed one to one with the valid messages, through
-``peloton.auth.admit`` (limits, signature, parsing with the start list, time
+``peloton.gate.Gate.admit`` (limits, signature, parsing with the start list, time
 checks) with authentication on and off. Replays and stale messages are
 caught by the pipeline's state (``benchmarks/hostile.py``), not here.
 """
@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.auth import Keyring, Limits, admit  # noqa: E402
+from peloton.auth import Keyring, Limits  # noqa: E402
+from peloton.gate import Gate  # noqa: E402
 from peloton.feed import parse_message  # noqa: E402
 from tests import fuzzing  # noqa: E402
 
@@ -48,6 +49,7 @@ def main() -> None:
     valid = fuzzing.valid_messages(recording, "s4")
     start_list = fuzzing.start_list(recording)
     keyring = Keyring.from_text(fuzzing.KEYS_TEXT)
+    gate = Gate.of("s4", start_list)
     rng = random.Random(args.seed)
     counts = {mode: collections.Counter() for mode in ("on", "off")}
     crashes, lost, valid_fixes, tried = [], 0, 0, 0
@@ -57,7 +59,7 @@ def main() -> None:
         data, attrs = valid[i % len(valid)]
         now = int(attrs["event_time"]) / 1000.0
         # a valid message: every fix must come through
-        batch, _ = admit("s4", data, attrs, Limits(), keyring, now, start_list)
+        batch, _ = gate.admit(data, attrs, keyring, now)
         expected, _ = parse_message("s4", attrs["kind"], data)
         valid_fixes += len(expected)
         lost += len(expected) - len(batch)
@@ -65,7 +67,7 @@ def main() -> None:
         tried += 2
         for mode, ring in (("on", keyring), ("off", None)):
             try:
-                batch, dead = admit("s4", bad, bad_attrs, Limits(), ring, now, start_list)
+                batch, dead = gate.admit(bad, bad_attrs, ring, now)
             except Exception:  # noqa: BLE001 - the figure is the number of these
                 crashes.append((kind, traceback.format_exc(limit=2)))
                 continue

@@ -16,7 +16,8 @@ A replayed message (a signature seen before) is caught by the pipeline,
 which remembers the signatures of accepted messages for as long as data may
 be late, and refuses a signed message older than that as ``stale`` whatever
 it remembers (:class:`transforms.live.RejectReplaysFn`), so a restart with
-empty state cannot be fooled; here are the stateless checks.
+empty state cannot be fooled; here are the stateless checks, which the gate
+(:class:`peloton.gate.Gate`) runs before parsing.
 """
 from __future__ import annotations
 
@@ -26,26 +27,14 @@ import json
 import os
 from dataclasses import dataclass
 
-__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen", "accept", "admit",
-           "AuthReason", "event_time_attribute_s"]
+from peloton.reasons import Reason
+
+__all__ = ["ATTR_SIGNATURE", "ATTR_KEY_ID", "Limits", "Keyring", "sign", "check_limits", "screen",
+           "event_time_attribute_s"]
 
 ATTR_SIGNATURE = "signature"
 ATTR_KEY_ID = "key_id"
 ENV_KEYS = "PELOTON_FEED_KEYS"
-
-
-class AuthReason:
-    """Dead-letter reason codes of authentication and limits (stable strings)."""
-
-    UNSIGNED = "unsigned"
-    UNKNOWN_KEY = "unknown_key"
-    BAD_SIGNATURE = "bad_signature"  # tampered, or signed with another key
-    REPLAYED = "replayed"
-    STALE = "stale"  # signed, but older than replay protection remembers
-    TOO_LARGE = "too_large"
-    TOO_MANY_RIDERS = "too_many_riders"
-    BAD_ATTRIBUTE = "bad_attribute"
-    FUTURE_TIME = "future_time"
 
 
 @dataclass(frozen=True)
@@ -104,13 +93,13 @@ class Keyring:
         signature = attributes.get(ATTR_SIGNATURE)
         key_id = attributes.get(ATTR_KEY_ID)
         if not signature or not key_id:
-            return AuthReason.UNSIGNED
+            return Reason.UNSIGNED
         key = self.keys.get(key_id)
         if key is None:
-            return AuthReason.UNKNOWN_KEY
+            return Reason.UNKNOWN_KEY
         expected = sign(payload, attributes, key)
         if not hmac.compare_digest(expected.encode("ascii"), str(signature).encode("utf-8", "replace")):
-            return AuthReason.BAD_SIGNATURE
+            return Reason.BAD_SIGNATURE
         return None
 
 
@@ -120,20 +109,20 @@ def check_limits(payload: bytes, attributes: dict, limits: Limits, now_s: float 
     ``now_s``: the wall clock, for event times in the future (None: not checked, as in a replay).
     """
     if len(payload) > limits.max_payload_bytes:
-        return AuthReason.TOO_LARGE, f"{len(payload):,} bytes (limit {limits.max_payload_bytes:,})"
+        return Reason.TOO_LARGE, f"{len(payload):,} bytes (limit {limits.max_payload_bytes:,})"
     if len(attributes) > limits.max_attributes:
-        return AuthReason.BAD_ATTRIBUTE, f"{len(attributes)} attributes (limit {limits.max_attributes})"
+        return Reason.BAD_ATTRIBUTE, f"{len(attributes)} attributes (limit {limits.max_attributes})"
     for name, value in attributes.items():
         if len(str(name)) > limits.max_attribute_chars or len(str(value)) > limits.max_attribute_chars:
-            return AuthReason.BAD_ATTRIBUTE, f"attribute {str(name)[:40]!r} longer than {limits.max_attribute_chars}"
+            return Reason.BAD_ATTRIBUTE, f"attribute {str(name)[:40]!r} longer than {limits.max_attribute_chars}"
     # (the rider limit counts parsed entries: see peloton.feed.parse_message)
     if "event_time" in attributes:
         event_s = event_time_attribute_s(attributes)
         if event_s is None:
-            return AuthReason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch (2001-2286)"
+            return Reason.BAD_ATTRIBUTE, "event_time is not milliseconds since the epoch (2001-2286)"
         ahead = event_s - (now_s if now_s is not None else event_s)
         if ahead > limits.future_tolerance_s:
-            return AuthReason.FUTURE_TIME, f"event time {ahead:.0f} s ahead of the clock"
+            return Reason.FUTURE_TIME, f"event time {ahead:.0f} s ahead of the clock"
     return None
 
 
@@ -150,41 +139,8 @@ def screen(payload: bytes, attributes: dict, limits: Limits, keyring: Keyring | 
     """Limits, then the signature (with a keyring): (reason, detail) of the first check failed, else None."""
     verdict = check_limits(payload, attributes, limits, now_s)
     if verdict is None and keyring is not None and "event_time" not in attributes:
-        verdict = AuthReason.BAD_ATTRIBUTE, "a signed message needs its event_time (replays are bounded by it)"
+        verdict = Reason.BAD_ATTRIBUTE, "a signed message needs its event_time (replays are bounded by it)"
     if verdict is None and keyring is not None:
         reason = keyring.verify(payload, attributes)
         verdict = None if reason is None else (reason, "message signature " + reason.replace("_", " "))
     return verdict
-
-
-def accept(stage_id: str, payload: bytes, attributes: dict, limits: Limits, now_s: float | None, start_list=None):
-    """A screened message -> (FixBatch, dead-letter rows): parsing (start list, rider limit), then every fix's
-    time against the clock and the ``event_time`` attribute."""
-    from peloton.feed import check_event_times, parse_message
-
-    kind = attributes.get("kind", "auto")
-    fixes, dead = parse_message(stage_id, kind if kind in ("tick", "fix") else "auto", payload, source="pubsub",
-                                start_list=start_list, max_riders=limits.max_riders)
-    fixes, wrong_time = check_event_times(fixes, event_time_attribute_s(attributes), now_s,
-                                          limits.future_tolerance_s, limits.skew_tolerance_s)
-    return fixes, dead + wrong_time
-
-
-def admit(stage_id: str, payload: bytes, attributes: dict, limits: Limits = Limits(), keyring: Keyring | None = None,
-          now_s: float | None = None, start_list=None):
-    """Limits, signature, then parsing and time checks: one message -> (FixBatch, dead-letter rows), never an
-    exception.
-
-    The live pipeline runs the same steps as separate Beam steps (replays
-    are caught after parsing: a message is remembered only once accepted);
-    this is the whole stateless gate in one call, for the fuzz tests and the
-    reliability figures.
-    """
-    from peloton.feed import FixBatch, dead_letter
-
-    verdict = screen(payload, attributes, limits, keyring, now_s)
-    if verdict is not None:
-        return FixBatch.empty(stage_id), [dead_letter(stage_id, verdict[0], payload[:20000].decode("utf-8", "replace"),
-                                                      verdict[1], t=event_time_attribute_s(attributes),
-                                                      source="pubsub")]
-    return accept(stage_id, payload, attributes, limits, now_s, start_list)

@@ -26,6 +26,7 @@ from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
 from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
+from peloton.quality import Quality
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
@@ -37,12 +38,12 @@ from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops
                              rank_results, stop_runs)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
+from peloton.windowing import TICK_S, window_index
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
 _HIST = ("bib", "t", "km", "ktf", "speed", "sensor", "usable", "gid", "climbing")
 #: Matched fixes that count on a climb (as the replay's climb efforts count them).
-CLIMBING = ("good", "off_route", "finished", "neutral")
 #: A group not seen for this long is gone: a change waiting for it to live long enough is dropped.
 GROUP_GONE_S = 60.0
 #: Trackers stop short of the line: a time-trial ride counts as finished this far before it (as in the standings).
@@ -51,7 +52,7 @@ TRACKER_SHORTFALL_KM = 0.2
 
 @dataclass(frozen=True)
 class EngineParams:
-    window_s: float = 6.0  # one feed tick
+    window_s: float = TICK_S  # one feed tick
     match_context_s: float = 180.0  # each rider's recent fixes, to match the next (pace looks 90 s back)
     history_s: float = 2700.0  # matched fixes kept for gaps: the last rider may be 45 min behind the first
     speed_lookback_s: float = 45.0  # speed over the last 45 s: the feed has 36 s holes, and groups need a speed
@@ -70,10 +71,6 @@ class Step:
     results: Columns = None  # result rows, final (a rider's once his crossing has settled; the rest at the end)
     virtual_standings: Columns = None  # time trials: a rider's row at a km mark once he has passed it
     climb_efforts: Columns = None  # a rider's effort up a climb once he has passed its summit
-
-
-def window_index(t: np.ndarray, window_s: float) -> np.ndarray:
-    return np.floor(np.asarray(t) / window_s).astype(np.int64)
 
 
 class RaceEngine:
@@ -268,10 +265,10 @@ class RaceEngine:
         self.newest_t = max(self.newest_t, newest)
 
     def _append_history(self, m: Matched, newest: float) -> None:
-        usable = np.isin(m.quality, ("good", "finished", "neutral"))
+        usable = np.isin(m.quality, Quality.TIMED)
         new = dict(bib=m.fixes.bib, t=m.fixes.t, km=m.km, ktf=m.km_to_finish, speed=m.speed_kph,
                    sensor=m.fixes.sensor_kph, usable=usable, gid=np.full(len(m), -1, dtype=np.int64),
-                   climbing=np.isin(m.quality, CLIMBING) & np.isfinite(m.km))
+                   climbing=np.isin(m.quality, Quality.TRUSTED) & np.isfinite(m.km))
         cutoff = newest - self.params.history_s
         rows = self._history_rows()
         if not self.time_trial:  # (time trials keep every row: the hot seat may have started hours ago; no road clock)
@@ -361,7 +358,7 @@ class RaceEngine:
         (:meth:`finish`). Also the riders whose crossing became known for good (their ``finished`` events).
         """
         f, ra = m.fixes, self.race_params
-        racing = np.isin(m.quality, ("good", "neutral")) & (m.km_to_finish > ra.at_line_km) & (m.km >= 0)
+        racing = np.isin(m.quality, Quality.RACING) & (m.km_to_finish > ra.at_line_km) & (m.km >= 0)
         self.last_seen.update(last_seen(f.t, m.km, f.bib, racing))
         none = Columns.from_rows("results", [])
         if self.over:
@@ -440,7 +437,7 @@ class RaceEngine:
         pre_ktf = np.array([x for c in carried for x in (c[2], np.nan)], dtype=float)
         B, T, K = np.r_[pre_bib, bib], np.r_[pre_t, t], np.r_[pre_ktf, ktf]
         S = np.r_[np.zeros(pre_t.size), speed]
-        on_course = np.r_[np.ones(pre_t.size, dtype=bool), np.isin(quality, ("good", "off_route"))]
+        on_course = np.r_[np.ones(pre_t.size, dtype=bool), np.isin(quality, Quality.ON_COURSE)]
         order = np.lexsort((T, B))
         is_last = np.zeros(B.size, dtype=bool)
         is_last[order[np.r_[B[order][1:] != B[order][:-1], True]]] = True
@@ -472,7 +469,7 @@ class RaceEngine:
         profile = forecast.profile
         climbs = profile.climbs
         points = np.r_[[c.start_km for c in climbs], [c.summit_km for c in climbs]]  # feet, then summits
-        riders, before, now = self._reach(m, np.isin(m.quality, CLIMBING), "climb_reach")
+        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TRUSTED), "climb_reach")
         passed = (before[:, None] < points[None, :]) & (points[None, :] <= now[:, None])
         h = self.hist
         rows = []
@@ -520,7 +517,7 @@ class RaceEngine:
         if not self.time_trial or not len(m):
             return []
         marks, labels = mark_kms(self.finish_km)
-        riders, before, now = self._reach(m, np.isin(m.quality, ("good", "finished", "neutral")), "mark_reach")
+        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TIMED), "mark_reach")
         passed = (before[:, None] < marks[None, :]) & (marks[None, :] <= now[:, None])
         if not passed.any():
             return []

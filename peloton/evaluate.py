@@ -11,6 +11,7 @@ import os
 import fastavro
 import numpy as np
 
+from peloton.quality import Quality
 from peloton.recording import detect_format, iter_messages
 
 __all__ = ["TableError", "NothingToEvaluate",
@@ -106,7 +107,7 @@ def evaluate_replay(recording_text: str, out_dir: str) -> dict:
     quality = np.array([r["quality"] for r in rows], dtype=object)
     ref_km = reference("kmToFinish")
     err = (column("km_to_finish") - ref_km) * 1000.0
-    on_course = quality == "good"
+    on_course = quality == Quality.GOOD
     reasons: dict = {}
     for d in dead:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1

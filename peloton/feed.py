@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peloton import eventtime
+from peloton.reasons import KNOWN_REASONS, Reason
 
 __all__ = ["FixBatch", "Reason", "PLACEHOLDER_LAT", "PLACEHOLDER_LON", "parse_message", "check_event_times",
            "dead_letter", "concat_batches", "in_sink_range", "KNOWN_REASONS"]
@@ -35,25 +36,6 @@ PLACEHOLDER_RADIUS_DEG = 0.002  # ~200 m
 SINK_MIN_S, SINK_MAX_S = -62_135_596_800.0, 253_402_300_799.0
 #: Fix times the feed can carry: epoch seconds from 2001 to 2286 (inside the sinks' range).
 FIX_MIN_S, FIX_MAX_S = 1e9, 1e10
-
-
-class Reason:
-    """Dead-letter reason codes (stable strings: downstream consumers filter on them)."""
-
-    MALFORMED_JSON = "malformed_json"
-    BAD_SHAPE = "bad_shape"
-    MISSING_FIELD = "missing_field"
-    BAD_VALUE = "bad_value"
-    IMPOSSIBLE_COORDINATES = "impossible_coordinates"
-    PLACEHOLDER_POSITION = "placeholder_position"
-    OFF_COURSE = "off_course"
-    IMPOSSIBLE_JUMP = "impossible_jump"
-    LATE = "late"
-    UNKNOWN_RIDER = "unknown_rider"  # a bib not on the stage's start list
-    TOO_MANY_RIDERS = "too_many_riders"  # more parsed rider entries than the limit
-    FUTURE_TIME = "future_time"  # a payload time ahead of the clock (a tracker's clock ahead of the field's)
-    TIME_MISMATCH = "time_mismatch"  # payload time and event_time attribute disagree
-    CONFLICTING_FIX = "conflicting_fix"  # two different positions for one bib at one time
 
 
 def in_sink_range(t) -> np.ndarray:
@@ -327,5 +309,3 @@ def check_event_times(fixes: FixBatch, attribute_t: float | None, now_s: float |
                 for i in np.flatnonzero(mismatch)]
     return fixes.take(np.flatnonzero(~(future | mismatch))), letters
 
-
-KNOWN_REASONS = frozenset(v for k, v in vars(Reason).items() if k.isupper())

@@ -21,9 +21,10 @@ import numpy as np
 from peloton.course import Candidates, Course
 from peloton.feed import FixBatch
 from peloton.geo import haversine_m
+from peloton.quality import Quality
 
-__all__ = ["MatchParams", "Matched", "dedupe", "conflicting_fixes", "inconsistent_fixes", "unreachable_passes",
-           "viterbi", "match_fixes", "smoothed_speed_kph"]
+__all__ = ["MatchParams", "Matched", "dedupe", "same_position", "MAX_POSITIONS_PER_FIX", "conflicting_fixes",
+           "inconsistent_fixes", "unreachable_passes", "viterbi", "match_fixes", "smoothed_speed_kph"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class Matched:
                        pick(self.altitude_m), pick(self.gradient_pct), self.speed_kph[idx], self.quality[idx])
 
 
+#: Two positions of one (bib, time) this close (degrees, ~1 cm) are one fix sent twice; farther apart, a conflict.
+SAME_POSITION_DEG = 1e-7
+#: Positions of one (bib, time) told apart; a fix with more is a ``conflicting_fix`` whatever it holds.
+MAX_POSITIONS_PER_FIX = 3
+
+
+def same_position(lat_a, lon_a, lat_b, lon_b):
+    """The dedup rule (vectorised): the same bib at the same time at this position is a repeat, dropped; the
+    replay, the live ingest and the race engine all drop repeats by it."""
+    return (np.abs(np.subtract(lat_a, lat_b)) < SAME_POSITION_DEG) & \
+        (np.abs(np.subtract(lon_a, lon_b)) < SAME_POSITION_DEG)
+
+
 def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
     """Sort by (bib, t) and drop repeats of a fix (same bib, time and position). Returns (fixes, n_removed).
 
@@ -85,11 +99,9 @@ def _deduped_rows(fixes: FixBatch) -> np.ndarray:
         same_fix = (np.diff(bib) == 0) & (np.diff(t) == 0)
         # a repeat of any earlier position of its (bib, t): compare with the run's first (a run is short)
         run_start = np.maximum.accumulate(np.where(np.concatenate([[True], ~same_fix]), np.arange(n), 0))
-        for back in range(1, 4):  # up to 3 positions per (bib, t) compared; more are conflicts anyway
+        for back in range(1, MAX_POSITIONS_PER_FIX + 1):  # more positions per (bib, t) are conflicts anyway
             j = np.maximum(np.arange(n) - back, 0)
-            repeat = (np.arange(n) - back >= run_start) & (np.abs(lat - lat[j]) < 1e-7) & \
-                (np.abs(lon - lon[j]) < 1e-7)
-            keep &= ~repeat
+            keep &= ~((np.arange(n) - back >= run_start) & same_position(lat, lon, lat[j], lon[j]))
     return order[keep]
 
 
@@ -351,7 +363,7 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     ``candidates`` (of ``fixes``, row for row) stands in for the course's search: a fix's candidates never
     change, so the live engine remembers them instead of searching its context again.
     """
-    from peloton.feed import Reason
+    from peloton.reasons import Reason
 
     rows = _deduped_rows(fixes)  # the input's rows kept, in the order of those kept
     fixes, n_dupes = fixes.take(rows), len(fixes) - rows.size
@@ -392,12 +404,12 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     off = cands.off_m[rows, col]
     km = course.km_at(s)
     km_to_finish = course.finish_km - km
-    quality = np.full(len(fixes), "good", dtype=object)
-    quality[off > params.off_route_m] = "off_route"
-    quality[km < 0] = "neutral"
-    quality[km_to_finish < 0] = "finished"
+    quality = np.full(len(fixes), Quality.GOOD, dtype=object)
+    quality[off > params.off_route_m] = Quality.OFF_ROUTE
+    quality[km < 0] = Quality.NEUTRAL
+    quality[km_to_finish < 0] = Quality.FINISHED
     if fixes.clock_off is not None:  # its time cannot be trusted (peloton.clock): not a reference for anyone
-        quality[fixes.clock_off] = "clock_off"
+        quality[fixes.clock_off] = Quality.CLOCK_OFF
     matched = Matched(
         fixes=fixes, s=s, off_m=off, km=km, km_to_finish=km_to_finish,
         altitude_m=course.altitude_at(s), gradient_pct=course.gradient_at(s),

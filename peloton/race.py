@@ -11,6 +11,7 @@ import numpy as np
 from peloton.gaps import Trajectory, gap_to_leader_s, gap_to_rider_ahead_s
 from peloton.groups import GroupParams, label_groups, track_groups
 from peloton.matching import Matched
+from peloton.quality import Quality
 from peloton.results import line_crossings, stage_results, stop_runs
 from peloton.table import Columns
 
@@ -48,7 +49,7 @@ class RaceState:
 def riding_fixes(m: Matched) -> np.ndarray:
     """Fixes that take part in groups: on the road, not past the line (the replay's and the live engine's
     groups are tracked over the same fixes)."""
-    return np.isin(m.quality, ("good", "off_route", "neutral"))
+    return np.isin(m.quality, Quality.RIDING)
 
 
 def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
@@ -57,7 +58,7 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
     flat stages, :func:`peloton.results.same_time_gap_s`)."""
     f = m.fixes
     n = len(f)
-    usable = np.isin(m.quality, ("good", "finished", "neutral"))
+    usable = np.isin(m.quality, Quality.TIMED)
     if time_trial:
         starts = estimate_start_times(f.bib, f.t, m.km, usable, params.itt_start_grid_s)
         trusted = trusted_tracks(f.bib, f.t, m.km, usable, params)
@@ -84,7 +85,7 @@ def derive_race_state(m: Matched, finish_km: float, time_trial: bool = False,
 
 def _results(m: Matched, usable, gid, params: RaceParams, gap_s: float, starts=None, ranked=None) -> Columns:
     f = m.fixes
-    on_course = np.isin(m.quality, ("good", "off_route"))
+    on_course = np.isin(m.quality, Quality.ON_COURSE)
     return Columns.from_rows("results", stage_results(
         f.stage_id, f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, on_course, gid,
         at_line_km=params.at_line_km, stopped_kph=params.stopped_kph, stopped_min_s=params.stopped_min_s,
@@ -206,10 +207,10 @@ def _rider_events(m: Matched, finish_km: float, params: RaceParams, events: list
         prev_t = np.where(same_prev, np.r_[np.nan, f.t[:-1]], np.nan)
         prev_ktf = np.where(same_prev, np.r_[np.nan, m.km_to_finish[:-1]], np.nan)
         events += signal_events(stage_id, f.bib, f.t, m.km_to_finish, prev_t, prev_ktf, np.unique(f.t), params)
-        on_course = np.isin(m.quality, ("good", "off_route"))
+        on_course = np.isin(m.quality, Quality.ON_COURSE)
         a, z = stop_runs(f.bib, f.t, m.speed_kph, on_course, params.stopped_kph, params.stopped_min_s)
         events += [stop_event(stage_id, f.bib[i], f.t[i], m.km_to_finish[i], f.t[j]) for i, j in zip(a, z)]
-        usable = np.isin(m.quality, ("good", "finished", "neutral"))
+        usable = np.isin(m.quality, Quality.TIMED)
         c = line_crossings(f.t, m.km, f.bib, usable, m.km_to_finish, m.speed_kph, params.at_line_km,
                            params.finish_tolerance_km)
         events += [finished_event(stage_id, rider, crossed, seen)

@@ -19,6 +19,7 @@ import numpy as np
 from peloton.evaluate import read_table
 from peloton.eventtime import row_ms
 from peloton.profile import build_profile
+from peloton.quality import Quality
 from peloton.stage import Stage
 from peloton.tables import drawn
 
@@ -96,8 +97,7 @@ def course_data(stage: Stage) -> dict:
 
 def _frames(rows: list[dict], frame_s: float = FRAME_S) -> dict:
     """Every rider's km along the course and group every ``frame_s`` (his last fix of the minute before)."""
-    usable = [r for r in rows if r.get("km_from_start") is not None and r.get("quality") in ("good", "off_route",
-                                                                                             "finished", "neutral")]
+    usable = [r for r in rows if r.get("km_from_start") is not None and r.get("quality") in Quality.TRUSTED]
     if not usable:
         return {"t": [], "bibs": [], "km": [], "group": []}
     bib = np.array([r["bib"] for r in usable])

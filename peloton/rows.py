@@ -6,10 +6,11 @@ import numpy as np
 from peloton import eventtime
 from peloton.feed import FixBatch
 from peloton.matching import Matched
+from peloton.quality import Quality
 from peloton.table import Columns
 
 __all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
-           "rejected_dead_letters"]
+           "fix_raw", "rejected_dead_letters"]
 
 
 def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
@@ -22,7 +23,7 @@ def rider_state_columns(m: Matched, race=None) -> Columns:
     n = len(f)
     nan = np.full(n, np.nan)
     gid = nan if race is None else np.where(race.group_id >= 0, race.group_id, np.nan)
-    untimed = m.quality == "clock_off"  # a gap read off a wrong clock is that clock's offset, not a gap: null
+    untimed = m.quality == Quality.CLOCK_OFF  # a gap read off a wrong clock is that clock's offset, not a gap: null
     return Columns("rider_state", {
         "stage_id": np.full(n, f.stage_id, dtype=object),
         "bib": f.bib.astype(np.int64),
@@ -59,9 +60,14 @@ def tracker_fix_columns(f: FixBatch) -> Columns:
 
 
 def fix_json(batch: FixBatch, i: int) -> str:
-    """One fix as the ``raw`` of its dead letter."""
-    return ('{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}'
-            % (batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i]))
+    """One fix of a batch as the ``raw`` of its dead letter."""
+    return fix_raw(batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i])
+
+
+def fix_raw(bib, t, lat, lon) -> str:
+    """A fix set aside after parsing, as its dead letter's ``raw``: one shape wherever it was set aside (the
+    engine, the matcher, the live ingest's late and duplicate steps), the ``fix`` message's own fields."""
+    return '{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}' % (bib, t, lat, lon)
 
 
 def rejected_dead_letters(stage_id: str, rejected: list, source: str = "match") -> list[dict]:

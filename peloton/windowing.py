@@ -7,16 +7,34 @@ the replay's do). A change of tick length is made here.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
-__all__ = ["Windowing", "WINDOWING"]
+import numpy as np
+
+__all__ = ["Windowing", "WINDOWING", "TICK_S", "window_index", "window_start", "window_end"]
+
+#: One feed tick (s): the windows the race is cut into unless a spec says otherwise.
+TICK_S = 6.0
+
+
+def window_index(t, window_s: float):
+    """The window an event time falls in, ``floor(t / window_s)`` (vectorised): the one cut of event time into
+    windows, so the ingest, the engine and its timers agree on every window's edges."""
+    return np.floor(np.asarray(t) / window_s).astype(np.int64)
+
+
+def window_start(t, window_s: float):
+    return window_index(t, window_s) * window_s
+
+
+def window_end(t, window_s: float):
+    return (window_index(t, window_s) + 1) * window_s
 
 
 @dataclass(frozen=True)
 class Windowing:
     #: one feed tick: the windows the race is cut into (s)
-    window_s: float = 6.0
+    window_s: float = TICK_S
     #: provisional rows this many processing-time seconds after a pane's first fix (whole seconds, at least 1) ...
     early_after_s: int = 1
     #: ... or as soon as this many fixes are in (a tick message carries the whole field: at once)
@@ -40,7 +58,7 @@ class Windowing:
 
     def whole_windows(self, shift_s: float) -> float:
         """``shift_s`` rounded down to a whole number of windows (never ahead of the clock)."""
-        return self.window_s * math.floor(shift_s / self.window_s) if self.window_s > 0 else shift_s
+        return float(window_start(shift_s, self.window_s)) if self.window_s > 0 else shift_s
 
     def nearest_windows(self, shift_s: float) -> float:
         """``shift_s`` rounded to the nearest whole number of windows."""

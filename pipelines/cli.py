@@ -508,8 +508,13 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from peloton.auth import Limits
+    from peloton.groups import GroupParams
+    from peloton.publish import PlanParams
     from peloton.tables import CAUSAL, written_by
     from peloton.windowing import WINDOWING
+
+    groups, limits, plan = GroupParams(), Limits(), PlanParams()  # the defaults are the dataclasses'
 
     parser = _Parser(prog="peloton", description="Live race state from rider GPS trackers.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
@@ -546,8 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--early-after-s", type=_number(int, low=1), default=WINDOWING.early_after_s,
                       help=f"provisional rows this many seconds after a window's first fix arrives, or as soon as "
                            f"{WINDOWING.early_after_fixes} fixes are in (default {WINDOWING.early_after_s})")
-    live.add_argument("--group-gap-s", type=_number(above=0), default=1.0, help="gap that starts a new group (s)")
-    live.add_argument("--group-hysteresis-s", type=_number(low=0), default=0.75, help="hysteresis of the groups (s)")
+    live.add_argument("--group-gap-s", type=_number(above=0), default=groups.threshold_s,
+                      help="gap that starts a new group (s)")
+    live.add_argument("--group-hysteresis-s", type=_number(low=0), default=groups.hysteresis_s,
+                      help="hysteresis of the groups (s)")
     live.add_argument("--avro-flush-s", type=_number(above=0), default=60.0,
                       help="with --out: write the final rows gathered so far this often (default 60 s)")
     live.add_argument("--bigquery-dataset", help="PROJECT:DATASET: final rows to BigQuery tables (one per table)")
@@ -559,9 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "dead letters")
     live.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS "
                                           "on the workers)")
-    live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=256 * 1024,
+    live.add_argument("--max-payload-bytes", type=_number(int, low=1), default=limits.max_payload_bytes,
                       help="larger messages are dead letters")
-    live.add_argument("--future-tolerance-s", type=_number(low=0), default=30.0,
+    live.add_argument("--future-tolerance-s", type=_number(low=0), default=limits.future_tolerance_s,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
     live.add_argument("--duration-s", type=_number(low=0), default=0.0,
@@ -607,16 +614,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="event times moved to the clock: at --speed N the first tick lands "
                           "D*(1-1/N) before now (D: the duration published), so no tick is ahead of the clock "
                           "when it goes out (now at speed 1)")
-    pub.add_argument("--duplicate-rate", type=_number(low=0, high=1), default=0.0,
+    pub.add_argument("--duplicate-rate", type=_number(low=0, high=1), default=plan.duplicate_rate,
                      help="share of messages published twice")
-    pub.add_argument("--disorder-s", type=_number(low=0), default=0.0, help="publish each message up to S s late")
-    pub.add_argument("--malformed-rate", type=_number(low=0, high=1), default=0.0,
+    pub.add_argument("--disorder-s", type=_number(low=0), default=plan.disorder_s,
+                     help="publish each message up to S s late")
+    pub.add_argument("--malformed-rate", type=_number(low=0, high=1), default=plan.malformed_rate,
                      help="extra broken messages, as a share")
-    pub.add_argument("--seed", type=_number(int, low=0), default=0, help="seed of the fault draws")
+    pub.add_argument("--seed", type=_number(int, low=0), default=plan.seed, help="seed of the fault draws")
     pub.add_argument("--sign-key-id", help="sign every message with this key (HMAC-SHA256)")
     pub.add_argument("--feed-keys", help="JSON file {\"key id\": \"hex secret\"} (default: $PELOTON_FEED_KEYS)")
-    pub.add_argument("--start-s", type=_number(low=0), default=0.0, help="start this many seconds into the recording")
-    pub.add_argument("--duration-s", type=_number(low=0), default=0.0, help="publish this many seconds of it (0: all)")
+    pub.add_argument("--start-s", type=_number(low=0), default=plan.start_s,
+                     help="start this many seconds into the recording")
+    pub.add_argument("--duration-s", type=_number(low=0), default=plan.duration_s,
+                     help="publish this many seconds of it (0: all)")
     pub.set_defaults(func=cmd_publish)
 
     report = sub.add_parser("report", help="one self-contained HTML page of a replay: map, profile, gaps, "

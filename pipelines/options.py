@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from peloton.groups import GroupParams
+
 __all__ = ["ReplayOptions"]
 
 
@@ -19,7 +21,9 @@ class ReplayOptions(PipelineOptions):
         parser.add_argument("--stage", default=None, help="stage file (JSON, from 'peloton stage export')")
         parser.add_argument("--write_fixes", "--write-fixes", dest="write_fixes", action="store_true",
                             default=False, help="also write the parsed fixes (table tracker_fix)")
-        parser.add_argument("--group_gap_s", "--group-gap-s", dest="group_gap_s", type=float, default=1.0,
+        parser.add_argument("--group_gap_s", "--group-gap-s", dest="group_gap_s", type=float,
+                            default=GroupParams.threshold_s,
                             help="a time gap of this many seconds starts a new group (1 s: the UCI rule)")
         parser.add_argument("--group_hysteresis_s", "--group-hysteresis-s", dest="group_hysteresis_s", type=float,
-                            default=0.75, help="riders who were together stay together up to gap + this")
+                            default=GroupParams.hysteresis_s,
+                            help="riders who were together stay together up to gap + this")

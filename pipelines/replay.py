@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from peloton.gate import Gate
 from peloton.race import RaceParams
 from peloton.stage import Stage
 from peloton.rows import tracker_fix_columns
@@ -29,10 +30,10 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
     causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
     more accurate).
     """
-    # source: the archive, cut into feed ticks
+    # source: the archive, cut into feed ticks, through the live pipeline's gate (the stage's start list)
     parsed = (pipeline
               | "ReadArchive" >> ReadArchive(recording)
-              | "ParseMessages" >> ParseMessages(stage.stage_id))
+              | "ParseMessages" >> ParseMessages(Gate.of_stage(stage)))
     # race state: window by window from the past only, or with hindsight over the whole stage
     if causal:
         race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, windowing.engine_params())

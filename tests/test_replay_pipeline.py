@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from peloton.evaluate import read_table
+from peloton.gate import Gate
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
 from transforms.match import MatchToCourse
@@ -128,7 +129,7 @@ def test_duplicates_disorder_and_malformed_messages(tmp_path, slice_ticks, stage
 def test_race_state_composites_stamp_rows_with_event_time(stage4, slice_ticks):
     messages = [("tick", e["data"], "test") for e in slice_ticks["events"][:20]]
     with TestPipeline() as p:
-        parsed = p | beam.Create(messages) | ParseMessages(stage4.stage_id)
+        parsed = p | beam.Create(messages) | ParseMessages(Gate.of_stage(stage4))
         matched = parsed.fixes | MatchToCourse(stage4)
         race = matched.matched | DeriveRaceState(stage4)
         for name in ("rider_state", "groups"):

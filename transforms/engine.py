@@ -31,7 +31,7 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from peloton.clock import ClockWatch
-from peloton.engine import EngineParams, RaceEngine, Step, window_index
+from peloton.engine import EngineParams, RaceEngine, Step
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
 from peloton.matching import MatchParams, dedupe
 from peloton.race import RaceParams
@@ -39,6 +39,7 @@ from peloton.results import same_time_gap_s
 from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
 from peloton.table import Columns
+from peloton.windowing import window_end, window_index, window_start
 from transforms.worker_cache import stage_model
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
@@ -46,7 +47,7 @@ __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL",
 log = logging.getLogger("peloton")
 
 from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
-LATE = "late"
+LATE = Reason.LATE  # the tag of late rows is their reason
 PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups, provisional_predictions
 
 
@@ -201,7 +202,7 @@ class LiveRaceStateFn(_EngineFn):
         settle.set(Timestamp.of(self._window_end(first) + self.settle_s))
 
     def _window_end(self, t: float) -> float:
-        return (math.floor(t / self.params.window_s) + 1) * self.params.window_s
+        return float(window_end(t, self.params.window_s))
 
     def _late(self, batch: FixBatch, until: float):
         beam.metrics.Metrics.counter("peloton", "late_after_final").inc(len(batch))
@@ -216,7 +217,7 @@ class LiveRaceStateFn(_EngineFn):
                        final=beam.DoFn.StateParam(FINAL_ENGINE), settled=beam.DoFn.StateParam(SETTLED),
                        settle=beam.DoFn.TimerParam(SETTLE)):
         fixes = concat_batches(list(pending.read()), self.stage.stage_id)
-        horizon = math.floor((float(fired) - self.settle_s) / self.params.window_s) * self.params.window_s
+        horizon = float(window_start(float(fired) - self.settle_s, self.params.window_s))
         ready = fixes.t < horizon
         pending.clear()
         rest = fixes.take(np.flatnonzero(~ready))

@@ -31,7 +31,6 @@ the ``event_time`` attribute and stamps each fix with its own time.
 """
 from __future__ import annotations
 
-import json
 import time
 import typing
 from typing import Callable, NamedTuple
@@ -45,20 +44,20 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from peloton import eventtime
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, AuthReason, Keyring, Limits, accept, event_time_attribute_s, screen
+from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
 from peloton.feed import FixBatch, Reason, dead_letter
-from peloton.rows import dead_letter_columns
-from peloton.windowing import Windowing
+from peloton.gate import Gate
+from peloton.matching import MAX_POSITIONS_PER_FIX, same_position
+from peloton.rows import dead_letter_columns, fix_raw
+from peloton.windowing import Windowing, window_end, window_index
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
-LATE = "late"
+LATE = Reason.LATE  # the tag of late rows is their reason
 from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
-#: A fix repeated with this many different positions already seen is a dead letter at once (bounded state).
-MAX_POSITIONS_PER_FIX = 3
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
 GROUPING_GRACE_S = 86400.0
 
@@ -99,16 +98,18 @@ def _now(security_clock, check_clock: bool) -> float | None:
     return float(security_clock()) if security_clock is not None else time.time()
 
 
+@beam.typehints.with_output_types(typing.Any)  # the message it was given (a PubsubMessage, or raw bytes)
 class ScreenMessagesFn(beam.DoFn):
     """PubsubMessage -> the same message, or a dead letter when it breaks a limit or its signature is bad.
 
-    Runs before any parsing: size, attribute and rider-count limits, event
-    times in the future, and (with a keyring) the HMAC signature.
+    Runs :meth:`peloton.gate.Gate.screen` before any parsing: size and
+    attribute limits, event times in the future, and (with a keyring) the
+    HMAC signature.
     """
 
-    def __init__(self, stage_id: str, limits: Limits = Limits(), keys_text: str | None = None,
-                 require_signature: bool = False, check_clock: bool = True, clock=None):
-        self.stage_id, self.limits = stage_id, limits
+    def __init__(self, gate: Gate, keys_text: str | None = None, require_signature: bool = False,
+                 check_clock: bool = True, clock=None):
+        self.gate = gate
         self.keys_text, self.require_signature, self.check_clock = keys_text, require_signature, check_clock
         self.clock = clock
         self.keyring = None
@@ -122,15 +123,12 @@ class ScreenMessagesFn(beam.DoFn):
     def process(self, message):
         data = getattr(message, "data", message)
         attrs = dict(getattr(message, "attributes", None) or {})
-        verdict = screen(data, attrs, self.limits, self.keyring, _now(self.clock, self.check_clock))
-        if verdict is None:
+        dead = self.gate.screen(data, attrs, self.keyring, _now(self.clock, self.check_clock))
+        if not dead:
             yield message
             return
-        reason, detail = verdict
-        beam.metrics.Metrics.counter("peloton", f"dead_letter.{reason}").inc()
-        raw = data[:20000].decode("utf-8", errors="replace")
-        yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-            self.stage_id, reason, raw, detail, t=event_time_attribute_s(attrs), source="pubsub")]))
+        beam.metrics.Metrics.counter("peloton", f"dead_letter.{dead[0]['reason']}").inc()
+        yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
 
 
 class Accepted(NamedTuple):
@@ -175,11 +173,11 @@ class RejectReplaysFn(beam.DoFn):
         now = message.published_s if message.published_s is not None else _now(self.clock, self.check_clock)
         age = None if now is None or message.event_time_s is None else now - message.event_time_s
         if age is not None and age > self.stale_after_s:
-            yield self._refused(AuthReason.STALE, message, f"signed {age:.0f} s before it was published: older than "
+            yield self._refused(Reason.STALE, message, f"signed {age:.0f} s before it was published: older than "
                                                             f"replay protection remembers ({self.stale_after_s:.0f} s)")
             return
         if seen.read():
-            yield self._refused(AuthReason.REPLAYED, message, "a message with this signature was accepted before")
+            yield self._refused(Reason.REPLAYED, message, "a message with this signature was accepted before")
             return
         seen.write(True)
         expire.set(ts + Duration(seconds=max(self.allowed_lateness_s, min(self.stale_after_s, 7 * 86400.0))
@@ -210,17 +208,14 @@ class ParsePubsubFn(beam.DoFn):
     whole as ``(signature, Accepted)`` for :class:`RejectReplaysFn`.
     """
 
-    def __init__(self, stage_id: str, limits: Limits = Limits(), start_list=None, check_clock: bool = True,
-                 clock=None, keyed: bool = False):
-        self.stage_id, self.limits = stage_id, limits
-        self.start_list = None if start_list is None else tuple(int(b) for b in start_list)
+    def __init__(self, gate: Gate, check_clock: bool = True, clock=None, keyed: bool = False):
+        self.gate, self.stage_id = gate, gate.stage_id
         self.check_clock, self.clock, self.keyed = check_clock, clock, keyed
 
     def process(self, message, ts=beam.DoFn.TimestampParam):
         data = getattr(message, "data", message)
         attrs = getattr(message, "attributes", None) or {}
-        fixes, dead = accept(self.stage_id, data, attrs, self.limits, _now(self.clock, self.check_clock),
-                             self.start_list)
+        fixes, dead = self.gate.accept(data, attrs, _now(self.clock, self.check_clock))
         counter = beam.metrics.Metrics.counter
         counter("peloton", "messages_read").inc()
         counter("peloton", "rows_in").inc(len(fixes) + len(dead))
@@ -281,7 +276,7 @@ class SplitLateFn(beam.DoFn):
         if fix.t < known - self.allowed_lateness_s:
             beam.metrics.Metrics.counter("peloton", "late_beyond_allowed").inc()
             yield pvalue.TaggedOutput(LATE, dead_letter(
-                fix.stage_id, "late", json.dumps(fix._asdict()),
+                fix.stage_id, Reason.LATE, fix_raw(fix.bib, fix.t, fix.lat, fix.lon),
                 f"{known - fix.t:.0f} s behind the watermark (allowed {self.allowed_lateness_s:.0f} s)",
                 bib=fix.bib, t=fix.t, source="live"))
             return
@@ -330,17 +325,16 @@ class DropDuplicatesFn(beam.DoFn):
         positions_seen = seen.read()
         if positions_seen is None:
             positions_seen = {}
-            window_end = (np.floor(fix.t / self.window_s) + 1) * self.window_s
-            expire.set(Timestamp.of(window_end + self.allowed_lateness_s + 60.0))
+            expire.set(Timestamp.of(float(window_end(fix.t, self.window_s)) + self.allowed_lateness_s + 60.0))
         fix_key = (fix.bib, eventtime.ms(fix.t))
         positions = positions_seen.get(fix_key, ())
-        if any(abs(lat - fix.lat) < 1e-7 and abs(lon - fix.lon) < 1e-7 for lat, lon in positions):
+        if positions and same_position(*np.array(positions).T, fix.lat, fix.lon).any():
             beam.metrics.Metrics.counter("peloton", "duplicates_removed").inc()
             return
         if len(positions) >= MAX_POSITIONS_PER_FIX:
             beam.metrics.Metrics.counter("peloton", f"dead_letter.{Reason.CONFLICTING_FIX}").inc()
             yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns([dead_letter(
-                fix.stage_id, Reason.CONFLICTING_FIX, json.dumps(fix._asdict()),
+                fix.stage_id, Reason.CONFLICTING_FIX, fix_raw(fix.bib, fix.t, fix.lat, fix.lon),
                 f"{len(positions) + 1} different positions for bib {fix.bib} at one time", bib=fix.bib, t=fix.t,
                 source="live")]))
             return
@@ -355,7 +349,7 @@ class DropDuplicatesFn(beam.DoFn):
 
 def dedupe_key(fix: Fix, window_s: float) -> str:
     """The key :class:`DropDuplicatesFn` keeps a fix's repeats under: its stage and tick window."""
-    return f"{fix.stage_id}@{int(np.floor(fix.t / window_s))}"
+    return f"{fix.stage_id}@{int(window_index(fix.t, window_s))}"
 
 
 def _to_batch(keyed) -> tuple:
@@ -375,18 +369,17 @@ class IngestLive(beam.PTransform):
         """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``."""
         super().__init__()
         self.stage_id = stage_id
-        if start_list is not None:
-            security = security._replace(start_list=tuple(int(b) for b in start_list))
         self.params = params
         self.security = security
+        self.gate = Gate.of(stage_id, security.start_list if start_list is None else start_list, security.limits)
 
     def expand(self, messages):
         p, sec = self.params, self.security
         screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
-            self.stage_id, sec.limits, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
+            self.gate, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
             DEAD_LETTER, main="passed")
         parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
-            self.stage_id, sec.limits, sec.start_list, sec.check_clock, sec.clock, keyed=sec.authenticate)
+            self.gate, sec.check_clock, sec.clock, keyed=sec.authenticate)
         ).with_outputs(DEAD_LETTER, ACCEPTED, main="fixes")
         dead = [screened[DEAD_LETTER], parsed[DEAD_LETTER]]
         fixes = parsed.fixes
@@ -425,4 +418,4 @@ class IngestLive(beam.PTransform):
                  | "GatherTick" >> beam.GroupByKey()
                  | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
         late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
-        return {"ticks": ticks, "late": late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}
+        return {"ticks": ticks, LATE: late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}

@@ -1,4 +1,4 @@
-"""Parse raw messages into fix batches stamped with event time; rejects to dead letter."""
+"""Parse archived messages through the gate into fix batches stamped with event time; rejects to dead letter."""
 from __future__ import annotations
 
 import collections
@@ -7,7 +7,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from peloton.feed import FixBatch, parse_message
+from peloton.feed import FixBatch
+from peloton.gate import Gate
 from peloton.rows import dead_letter_columns, split_by_time
 from peloton.tables import DEAD_LETTER  # the tag of rejected rows is their table
 
@@ -16,16 +17,19 @@ __all__ = ["ParseMessagesFn", "ParseMessages", "DEAD_LETTER"]
 
 @beam.typehints.with_output_types(FixBatch)
 class ParseMessagesFn(beam.DoFn):
-    """(kind, payload, source) -> FixBatch per event time, plus dead-letter Columns."""
+    """(kind, payload, source) -> FixBatch per event time, plus dead-letter Columns.
 
-    def __init__(self, stage_id: str):
-        self.stage_id = stage_id
+    Every message passes the live pipeline's gate (start list, limits), so a replay sets aside what live would.
+    """
+
+    def __init__(self, gate: Gate):
+        self.gate = gate
         self.rows_in = beam.metrics.Metrics.counter("peloton", "rows_in")
         self.fixes_parsed = beam.metrics.Metrics.counter("peloton", "fixes_parsed")
 
     def process(self, message):
         kind, payload, source = message
-        fixes, letters = parse_message(self.stage_id, kind, payload, source)
+        fixes, letters = self.gate.admit(payload, kind=kind, source=source)
         self.rows_in.inc(len(fixes) + len(letters))
         self.fixes_parsed.inc(len(fixes))
         for t, idx in split_by_time(fixes.t):
@@ -37,12 +41,12 @@ class ParseMessagesFn(beam.DoFn):
 
 
 class ParseMessages(beam.PTransform):
-    """Messages -> {'fixes': FixBatch per tick, 'dead_letter': Columns}."""
+    """Messages -> {'fixes': FixBatch per tick, 'dead_letter': Columns}, through ``gate`` (``Gate.of_stage``)."""
 
-    def __init__(self, stage_id: str):
+    def __init__(self, gate: Gate):
         super().__init__()
-        self.stage_id = stage_id
+        self.gate = gate
 
     def expand(self, messages):
-        return messages | "Parse" >> beam.ParDo(ParseMessagesFn(self.stage_id)).with_outputs(
+        return messages | "Parse" >> beam.ParDo(ParseMessagesFn(self.gate)).with_outputs(
             DEAD_LETTER, main="fixes")

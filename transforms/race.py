@@ -11,6 +11,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from peloton.climbs import climb_efforts
 from peloton.predict import forecast_race
+from peloton.quality import Quality
 from peloton.race import RaceParams, derive_race_state
 from peloton.results import same_time_gap_s
 from peloton.rows import add_wind, rider_state_columns, split_by_time
@@ -47,7 +48,7 @@ class RaceStateFn(beam.DoFn):
         add_wind(race.groups, self.forecast.profile)
         forecast = forecast_race(stage_id, race.groups.to_rows(), self.forecast,
                                  (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
-        on_course = np.isin(matched.quality, ("good", "off_route", "finished", "neutral"))
+        on_course = np.isin(matched.quality, Quality.TRUSTED)
         efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.forecast.profile)
         events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
         log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
