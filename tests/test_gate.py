@@ -93,6 +93,7 @@ def _bibs_off(tables, start_list):
             for b in ([r["bib"]] if "bib" in r else []) + list(r.get("bibs") or []) if b not in start_list]
 
 
+@pytest.mark.slow
 def test_hostile_recording_gives_the_same_dead_letters_in_replay_causal_replay_and_live(tmp_path, hostile, stage4):
     start_list = set(stage4.start_list())
     runs = {"hindsight": _replay(tmp_path, hostile, stage4, causal=False),
