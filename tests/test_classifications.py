@@ -147,3 +147,77 @@ def test_stage4_checkpoints_give_its_sprint_and_summits(stage4):
     assert [k for k in kinds if k[0] == "mountains"] == [("mountains", 48.19, 1), ("mountains", 64.82, 2),
                                                           ("mountains", 104.82, 5), ("mountains", 146.65, 5)]
     assert not [k for k in kinds if k[0] == "bonus"]  # no bonus point in this stage's checkpoints
+
+
+# ---------------------------------------------------------------------------------------------------------
+# through the real replay graphs, on the stage 4 finish (15:37-15:43: the two leaders, then the next groups)
+
+
+def _run(tmp_path, name, recording, stage, causal):
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipelines.replay import build_replay
+    from tests.conftest import write_recording
+
+    path = write_recording(tmp_path / f"{name}.json.gz", recording)
+    out = tmp_path / f"out-{name}"
+    p = TestPipeline()
+    build_replay(p, stage, str(path), str(out), causal=causal)
+    p.run().wait_until_finish()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finish_replays(tmp_path_factory, stage4_recording, stage4):
+    import dataclasses
+
+    from peloton.evaluate import read_table
+    from tests.conftest import slice_recording
+
+    tmp = tmp_path_factory.mktemp("classif")
+    finish = slice_recording(stage4_recording, 1560, 1590)
+    # standings before: every rider on the start list but bib 1 ... (made up: the data has none before stage 4)
+    bibs = stage4.start_list()
+    csv_text = "bib,gc_time_s,points\n" + "".join(f"{b},{36000 + 7 * (i % 40)},{i % 3}\n"
+                                                  for i, b in enumerate(bibs) if b != bibs[0])
+    standings = parse_standings(csv_text, "before.csv", bibs, stage4.year, stage4.number)
+    stage = dataclasses.replace(stage4, standings_before=standings.to_dict())
+    out = {kind: read_table(str(_run(tmp, kind, finish, stage, kind == "causal")), "classifications")
+           for kind in ("hindsight", "causal")}
+    results = read_table(str(tmp / "out-hindsight"), "results")
+    return out, results, bibs[0]
+
+
+def test_stage4_replay_writes_classifications(finish_replays):
+    out, results, absent = finish_replays
+    rows = out["hindsight"]
+    kinds = {r["classification"] for r in rows}
+    assert {"general", "points", "mountains", "young", "teams"} <= kinds
+    finished = {r["bib"] for r in results if r["status"] == "finished"}
+    gc = {r["bib"]: r for r in rows if r["classification"] == "general"}
+    assert set(gc) == finished - {absent}  # the rider absent from the standings before is unclassified
+    # the slice starts near the finish: no passage at the sprint or the summits was seen, so no rider's sprint
+    # or mountains points are decided
+    mountains = [r for r in rows if r["classification"] == "mountains"]
+    assert mountains and all(not r["decided"] and r["value"] is None and r["position"] is None for r in mountains)
+    assert all(r["value_max"] - r["value_min"] == 1 + 2 + 5 + 5 for r in mountains)  # cat 4, 3, 2, 2: anyone's
+    points = [r for r in rows if r["classification"] == "points"]
+    assert points and all(not r["decided"] and r["value_max"] - r["value_min"] == 20 for r in points)
+    # the stage winner (decided at the line) has the 10 s bonus in his general time
+    winner = next(r for r in results if r.get("position") == 1)
+    assert "bonus 10 s" in gc[winner["bib"]]["detail"]
+    assert len({(r["classification"], r["bib"], r["team"]) for r in rows}) == len(rows)
+
+
+def test_causal_final_classifications_equal_the_hindsight_ones(finish_replays):
+    from tests.helpers import canonical_rows
+
+    out, _, _ = finish_replays
+    hindsight, causal = out["hindsight"], out["causal"]
+    assert hindsight and causal
+
+    def decided(rows):
+        return canonical_rows([r for r in rows if r["decided"]])
+
+    assert decided(causal) == decided(hindsight)
+    assert len(causal) == len(hindsight)
