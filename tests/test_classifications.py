@@ -221,3 +221,49 @@ def test_causal_final_classifications_equal_the_hindsight_ones(finish_replays):
 
     assert decided(causal) == decided(hindsight)
     assert len(causal) == len(hindsight)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.fixture(scope="module")
+def finish_slice(tmp_path_factory, stage4_recording):
+    from tests.conftest import slice_recording, write_recording
+
+    return write_recording(tmp_path_factory.mktemp("cli") / "finish.json.gz",
+                           slice_recording(stage4_recording, 1560, 1575))
+
+
+@pytest.mark.parametrize("content, says", [
+    ("bib,gc_time_s\n999,100\n", "bib 999 is not on the start list"),
+    ("bib;gc\n1;2\n", "header bib,gc_time_s"),
+    (json.dumps(STAGE_BEFORE).replace("2026-3", "2026-9"), "after stage 9; before stage 4"),
+])
+def test_replay_refuses_bad_standings_in_one_line(tmp_path, capsys, finish_slice, content, says):
+    from pipelines.cli import main
+
+    path = tmp_path / "before"
+    path.write_text(content)
+    assert main(["replay", str(finish_slice), "--out", str(tmp_path / "out"), "--standings-before", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("peloton: error: ") and says in err[0], err
+
+
+def test_replay_with_standings_before_writes_the_general_classification(tmp_path, finish_slice, stage4):
+    from peloton.evaluate import read_table
+    from pipelines.cli import main
+
+    bibs = stage4.start_list()
+    path = tmp_path / "before.csv"
+    path.write_text("bib,gc_time_s\n" + "".join(f"{b},{50000 - b}\n" for b in bibs))
+    assert main(["-q", "replay", str(finish_slice), "--out", str(tmp_path / "out"),
+                 "--standings-before", str(path)]) == 0
+    rows = read_table(str(tmp_path / "out"), "classifications")
+    gc = [r for r in rows if r["classification"] == "general"]
+    results = {r["bib"]: r for r in read_table(str(tmp_path / "out"), "results")}
+    assert gc
+    for r in gc:  # standings before + credited time - bonus, bonus 10/6/4 to the first three at the line
+        res = results[r["bib"]]
+        bonus = {1: 10, 2: 6, 3: 4}.get(res["position"], 0)
+        assert r["value"] == pytest.approx(50000 - r["bib"] + res["credited_time_behind_s"] - bonus, abs=1e-3)
