@@ -267,3 +267,30 @@ def test_replay_with_standings_before_writes_the_general_classification(tmp_path
         res = results[r["bib"]]
         bonus = {1: 10, 2: 6, 3: 4}.get(res["position"], 0)
         assert r["value"] == pytest.approx(50000 - r["bib"] + res["credited_time_behind_s"] - bonus, abs=1e-3)
+
+
+def test_sprint_points_from_passages_and_causal_equals_hindsight(tmp_path, stage4_recording, stage4):
+    """The intermediate sprint (Quillan, km 93.3: ticks 925-975) and the finish (ticks 1560-1590) of stage 4,
+    one recording: the sprint's points are a range of at most its scale, never more than the passages allow;
+    the causal replay's decided rows are the hindsight ones."""
+    from peloton.evaluate import read_table
+    from tests.helpers import canonical_rows
+
+    both = {**stage4_recording, "events": stage4_recording["events"][925:975] + stage4_recording["events"][1560:1590]}
+    rows = {kind: read_table(str(_run(tmp_path, kind, both, stage4, kind == "causal")), "classifications")
+            for kind in ("hindsight", "causal")}
+    results = {r["bib"]: r for r in read_table(str(tmp_path / "out-hindsight"), "results")}
+    points = [r for r in rows["hindsight"] if r["classification"] == "points"]
+    scale = (30, 25, 22, 19, 17, 15, 13, 11, 9, 7, 6, 5, 4, 3, 2)  # a hilly stage's finish
+    assert points
+    for r in points:
+        at_line = scale[results[r["bib"]]["position"] - 1] if results[r["bib"]]["position"] <= 15 else 0
+        assert at_line <= r["value_min"] <= r["value_max"] <= at_line + 20
+    # seen at the sprint, the stage winner's sprint places are fewer than the field's: the passages narrow them
+    winner = next(r for r in points if results[r["bib"]]["position"] == 1)
+    assert winner["value_max"] - winner["value_min"] < 20
+
+    def decided(rs):
+        return canonical_rows([r for r in rs if r["decided"]])
+
+    assert decided(rows["causal"]) == decided(rows["hindsight"]) and len(rows["causal"]) == len(rows["hindsight"])
