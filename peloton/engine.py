@@ -26,6 +26,7 @@ from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
 from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
+from peloton.classifications import StageClassifier, passage_intervals
 from peloton.quality import Quality
 from peloton.climbs import effort_rows
 from peloton.passage import passage_times
@@ -71,6 +72,7 @@ class Step:
     results: Columns = None  # result rows, final (a rider's once his crossing has settled; the rest at the end)
     virtual_standings: Columns = None  # time trials: a rider's row at a km mark once he has passed it
     climb_efforts: Columns = None  # a rider's effort up a climb once he has passed its summit
+    classifications: Columns = None  # the classifications after the stage: at its end only
 
 
 class RaceEngine:
@@ -78,8 +80,11 @@ class RaceEngine:
 
     def __init__(self, stage_id: str, finish_km: float, time_trial: bool = False,
                  match_params: MatchParams = MatchParams(), race_params: RaceParams = RaceParams(),
-                 params: EngineParams = EngineParams(), same_time_gap_s: float = 1.0):
+                 params: EngineParams = EngineParams(), same_time_gap_s: float = 1.0,
+                 classifier: StageClassifier | None = None):
         self.stage_id = stage_id
+        self.classifier = classifier  # the classifications at the end (None: not derived)
+        self.point_passed: dict = {}  # (bib, classified point) -> (lo, hi) passage interval, once he is past it
         self.same_time_gap_s = same_time_gap_s
         self.finish_km = finish_km
         self.time_trial = time_trial
@@ -136,13 +141,14 @@ class RaceEngine:
                     Columns.concat([s.predictions for s in steps]), Columns.concat([s.race_events for s in steps]),
                     Columns.concat([s.results for s in steps]),
                     Columns.concat([s.virtual_standings for s in steps]),
-                    Columns.concat([s.climb_efforts for s in steps]))
+                    Columns.concat([s.climb_efforts for s in steps]), Columns.from_rows("classifications", []))
 
     def _empty_step(self) -> Step:
         return Step(Columns.from_rows("rider_state", []), Columns.from_rows("groups", []), [],
                     FixBatch.empty(self.stage_id), Columns.from_rows("predictions", []),
                     Columns.from_rows("race_events", []), Columns.from_rows("results", []),
-                    Columns.from_rows("virtual_standings", []), Columns.from_rows("climb_efforts", []))
+                    Columns.from_rows("virtual_standings", []), Columns.from_rows("climb_efforts", []),
+                    Columns.from_rows("classifications", []))
 
     def finish(self, forecast: StageModel | None = None) -> Step:
         """The stage is over (the end of the input): every result row not yet said, DNF rows included; the
@@ -174,7 +180,36 @@ class RaceEngine:
                             starts, ranked)
         step.results = Columns.from_rows("results", [r for r in rows if r["bib"] not in self.results_sent])
         self.results_sent |= {r["bib"] for r in rows}
+        if self.classifier is not None:
+            step.classifications = Columns.from_rows("classifications", self.classifier.rows(rows, self._passages()))
         return step
+
+    def _passages(self) -> list[tuple]:
+        """Per classified point: (riders, lo, hi) of the riders seen past it (see :meth:`_point_passages`)."""
+        out = []
+        for p in range(self.classifier.at_km.size):
+            got = sorted((b, v) for (b, q), v in self.point_passed.items() if q == p)
+            out.append((np.array([b for b, _ in got], np.int64), np.array([v[0] for _, v in got], float),
+                        np.array([v[1] for _, v in got], float)))
+        return out
+
+    def _point_passages(self, m: Matched) -> None:
+        """Passages at the sprints, bonus points and summits, kept as riders pass them: the replay's intervals
+        (:func:`peloton.classifications.passage_intervals`) on the rider's track in the history."""
+        if self.classifier is None or not self.classifier.at_km.size or not len(m):
+            return
+        points = self.classifier.at_km
+        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TRUSTED), "points_reach")
+        passed = (before[:, None] < points[None, :]) & (points[None, :] <= now[:, None])
+        if not passed.any():
+            return
+        h = self.hist
+        idx = np.flatnonzero(np.isin(h["bib"], riders[passed.any(axis=1)]) & h["climbing"])
+        who, lo, hi = passage_intervals(h["bib"][idx], h["t"][idx], h["km"][idx], points)
+        for r, p in zip(*np.nonzero(passed)):
+            k = int(np.searchsorted(who, riders[r]))
+            if k < who.size and who[k] == riders[r] and np.isfinite(lo[k, p]):
+                self.point_passed[(int(riders[r]), int(p))] = (float(lo[k, p]), float(hi[k, p]))
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -211,6 +246,7 @@ class RaceEngine:
         results, finished = self._results(m)
         standings = self._standings(m)
         efforts = self._climb_efforts(m, forecast)
+        self._point_passages(m)
         own = self._rider_events(m)  # after the others: it moves each rider's last fix and reach on
         events = Columns.concat([events, _events_columns(own + warnings + self._finished_events(finished))])
         return Step(rider_state, groups, rejected, stale, predictions, events, results,

@@ -33,7 +33,10 @@ class Stage:
     route: list[list[float]] = field(default_factory=list)  # [lat, lon, ele|None]
     anchors: list[dict] = field(default_factory=list)  # {lat, lon, km, label}
     checkpoints: list[dict] = field(default_factory=list)
-    riders: list[dict] = field(default_factory=list)  # {bib, name, team}
+    riders: list[dict] = field(default_factory=list)  # {bib, name, team[, birthdate]}
+    #: the classifications before this stage (:class:`peloton.classifications.Standings` as a dict), given at
+    #: launch (``--standings-before``); None: the classifications are of this stage alone
+    standings_before: dict | None = None
 
     def course(self) -> Course:
         if len(self.route) < 2:
@@ -49,6 +52,16 @@ class Stage:
         without one (written before start lists were kept): then bibs are not checked."""
         bibs = sorted({r["bib"] for r in self.riders if isinstance(r, dict) and type(r.get("bib")) is int})
         return bibs or None
+
+    @property
+    def year(self) -> int | None:
+        return int(self.date[:4]) if re.match(r"^\d{4}", self.date or "") else None
+
+    @property
+    def number(self) -> int | None:
+        """The stage number, from its name ("Stage 4 - Foix")."""
+        m = re.search(r"(?i)stage\s+(\d+)", self.name or "")
+        return int(m.group(1)) if m else None
 
     @property
     def is_time_trial(self) -> bool:
@@ -129,7 +142,8 @@ def stage_from_recording(recording: dict, route: list[list[float]] | None = None
     length = trace.get("totalDistance") or info.get("length")
     teams = {t.get("_id"): t.get("name") or t.get("code") for t in rest.get("teams") or [] if isinstance(t, dict)}
     riders = [{"bib": r["bib"], "name": f"{r.get('firstname', '')} {r.get('lastname', '')}".strip(),
-               "team": teams.get(r.get("$team", "").split(":")[-1]) or ""}
+               "team": teams.get(r.get("$team", "").split(":")[-1]) or "",
+               "birthdate": str(r.get("birthdate") or "")[:10]}  # the young riders' classification
               for r in rest.get("riders") or [] if isinstance(r, dict) and "bib" in r]
     checkpoints = [{"km": float(cp.get("length") or 0.0), "lat": cp.get("latitude"), "lon": cp.get("longitude"),
                     "place": cp.get("place") or "", "schedule": [cp.get("lowSchedule"), cp.get("middleSchedule"),

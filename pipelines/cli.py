@@ -187,7 +187,7 @@ def cmd_replay(args, beam_args) -> int:
     if not (replay.group_gap_s > 0 and replay.group_hysteresis_s >= 0) or not math.isfinite(
             replay.group_gap_s + replay.group_hysteresis_s):
         raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
-    stage = resolve_stage(args.recording, args.course, args.stage)
+    stage = _with_standings(resolve_stage(args.recording, args.course, args.stage), args.standings_before)
     if args.stage:  # the stage file spared reading the recording: a bad one is still refused here, not in a worker
         _check_recording(args.recording)
     course = stage.course()
@@ -261,7 +261,7 @@ def cmd_live(args, beam_args) -> int:
     from transforms.live import FeedSecurity
 
     runner = check_beam_args(beam_args)
-    stage = resolve_stage(None, None, args.stage)
+    stage = _with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
@@ -430,6 +430,22 @@ def cmd_simulate(args, _beam_args) -> int:
     return 0
 
 
+def _with_standings(stage, path: str | None):
+    """The stage with the classifications before it (``--standings-before FILE``), read and checked here: a bad
+    file is one error line at launch, not a worker's traceback."""
+    import dataclasses
+
+    from peloton.classifications import parse_standings
+    from peloton.recording import read_text
+
+    if not path:
+        return stage
+    standings = parse_standings(read_text(path), path, stage.start_list(), stage.year, stage.number)
+    log.info("standings before stage %s: %d riders in the general classification (%s)", stage.stage_id,
+             len(standings.gc_s), path)
+    return dataclasses.replace(stage, standings_before=standings.to_dict())
+
+
 def _write_stage_file(out_dir: str, stage) -> None:
     """The stage spec beside its tables (``DIR/stage.json``): what ``peloton report DIR`` draws the course from."""
     from apache_beam.io.filesystems import FileSystems
@@ -535,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="derive each window from the past only, as 'peloton live' does ("
                              f"{', '.join(written_by(CAUSAL))}): the rows the live pipeline gives for this "
                              "recording")
+    replay.add_argument("--standings-before", metavar="FILE",
+                        help="the classifications before this stage: the Race Center's rankings document "
+                             "(/api/rankingTypeArrival-YEAR-STAGE of the stage before) or a CSV "
+                             "bib,gc_time_s[,points,mountain_points]; riders absent from it are unclassified")
     replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
@@ -543,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Unknown options are passed to Beam (e.g. --runner DataflowRunner).")
     live.add_argument("--subscription", required=True, help="projects/P/subscriptions/S carrying the feed")
     live.add_argument("--stage", required=True, help="stage file from 'peloton stage export'")
+    live.add_argument("--standings-before", metavar="FILE", help="the classifications before this stage: the Race Center's rankings document "
+                             "(/api/rankingTypeArrival-YEAR-STAGE of the stage before) or a CSV "
+                             "bib,gc_time_s[,points,mountain_points]; riders absent from it are unclassified")
     live.add_argument("--out", help="folder for windowed Avro files of the final rows, one sub-folder per table")
     live.add_argument("--output-topic-prefix", help="projects/P/topics/NAME: rows go to NAME-<table> topics")
     live.add_argument("--allowed-lateness-s", type=_number(low=0), default=WINDOWING.allowed_lateness_s,
@@ -770,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     from peloton.evaluate import NothingToEvaluate, TableError
     from peloton.recording import RecordingError
+    from peloton.classifications import StandingsError
     from peloton.stage import StageError
     from pipelines.pubsub import PubSubError
 
@@ -780,7 +804,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): as quiet as a process stopped by SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CliError, RecordingError, StageError, OSError, PubSubError, TableError, NothingToEvaluate) as exc:
+    except (CliError, RecordingError, StageError, StandingsError, OSError, PubSubError, TableError,
+            NothingToEvaluate) as exc:
         print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

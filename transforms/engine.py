@@ -30,6 +30,7 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from peloton.classifications import StageClassifier
 from peloton.clock import ClockWatch
 from peloton.engine import EngineParams, RaceEngine, Step
 from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
@@ -53,7 +54,7 @@ PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_
 
 def _new_engine(stage: Stage, course, race_params: RaceParams, params: EngineParams) -> RaceEngine:
     return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial, MatchParams(), race_params, params,
-                      same_time_gap_s(stage.stage_type))
+                      same_time_gap_s(stage.stage_type), StageClassifier(stage))
 
 
 def _rejected_rows(stage_id: str, step: Step) -> list[dict]:
@@ -133,12 +134,12 @@ def _emit(step: Step, prefix: str, stamp: bool = True):
 
 
 #: The engine's tables said only when final (no provisional rows).
-FINAL_ONLY = ("race_events", "results", "virtual_standings", "climb_efforts")
+FINAL_ONLY = ("race_events", "results", "virtual_standings", "climb_efforts", "classifications")
 
 
 class CausalRaceState(beam.PTransform):
     """FixBatches -> {'rider_state', 'groups', 'predictions', 'race_events', 'results', 'virtual_standings',
-    'climb_efforts', 'dead_letter'} as the live
+    'climb_efforts', 'classifications', 'dead_letter'} as the live
     pipeline derives them (batch)."""
 
     def __init__(self, stage: Stage, race_params: RaceParams = RaceParams(), params: EngineParams = EngineParams()):

@@ -9,6 +9,7 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
+from peloton.classifications import StageClassifier
 from peloton.climbs import climb_efforts
 from peloton.predict import forecast_race
 from peloton.quality import Quality
@@ -26,8 +27,8 @@ log = logging.getLogger("peloton")
 
 @beam.typehints.with_output_types(Columns)
 class RaceStateFn(beam.DoFn):
-    """Matched stage -> rider_state, groups, race_events, predictions, climb_efforts and results Columns, stamped
-    with event time."""
+    """Matched stage -> rider_state, groups, race_events, predictions, climb_efforts, results and classifications
+    Columns, stamped with event time."""
 
     def __init__(self, stage_json: str, params: RaceParams = RaceParams()):
         self.stage_json = stage_json
@@ -36,6 +37,7 @@ class RaceStateFn(beam.DoFn):
     def setup(self):
         self.stage, course, self.forecast = stage_model(self.stage_json)
         self.finish_km = course.finish_km
+        self.classifier = StageClassifier(self.stage)
 
     def process(self, matched):
         started = time.perf_counter()
@@ -51,6 +53,8 @@ class RaceStateFn(beam.DoFn):
         on_course = np.isin(matched.quality, Quality.TRUSTED)
         efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.forecast.profile)
         events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
+        classified = Columns.from_rows("classifications", self.classifier.rows_from_fixes(
+            race.results.to_rows(), f.bib, f.t, matched.km, on_course))
         log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
                  time.perf_counter() - started, len(forecast.predictions), len(efforts))
         counter = beam.metrics.Metrics.counter
@@ -64,7 +68,7 @@ class RaceStateFn(beam.DoFn):
                            ("virtual_standings", race.standings),
                            ("predictions", Columns.from_rows("predictions", forecast.predictions)),
                            ("climb_efforts", Columns.from_rows("climb_efforts", efforts)),
-                           ("results", race.results)):
+                           ("results", race.results), ("classifications", classified)):
             if len(cols):
                 for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
                     yield pvalue.TaggedOutput(name, TimestampedValue(cols.take(idx), t))
@@ -72,7 +76,7 @@ class RaceStateFn(beam.DoFn):
 
 class DeriveRaceState(beam.PTransform):
     """Matched stages -> {'rider_state', 'groups', 'race_events', 'virtual_standings', 'predictions',
-    'climb_efforts', 'results'}: Columns per tick."""
+    'climb_efforts', 'results', 'classifications'}: Columns per tick."""
 
     def __init__(self, stage: Stage, params: RaceParams = RaceParams()):
         super().__init__()
@@ -82,4 +86,4 @@ class DeriveRaceState(beam.PTransform):
     def expand(self, matched):
         return matched | "RaceState" >> beam.ParDo(RaceStateFn(self.stage_json, self.params)).with_outputs(
             "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "results",
-            main="rider_state")
+            "classifications", main="rider_state")
