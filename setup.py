@@ -25,8 +25,9 @@ setup(
         "tzdata",  # the timetable's local clock times, where the system has no zoneinfo
     ],
     # selenium drives Debian's chromium (and its chromedriver) in the page tests; no browser download.
-    # pytest-xdist overlaps the tests that mostly wait; pytest-timeout ends one that hangs.
+    # pytest-xdist overlaps the tests that mostly wait; pytest-timeout ends one that hangs; import-linter checks
+    # the house's import rules (pyproject.toml).
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "pytest-xdist>=3.5",
-                             "pytest-timeout>=2.3"]},
+                             "pytest-timeout>=2.3", "import-linter>=2.1"]},
     entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
 )

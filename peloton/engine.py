@@ -39,7 +39,7 @@ from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops
                              rank_results, stop_runs)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
-from peloton.windowing import TICK_S, window_index
+from peloton.windowing import TICK_S, Windowing, window_index
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
 
@@ -57,6 +57,12 @@ class EngineParams:
     match_context_s: float = 180.0  # each rider's recent fixes, to match the next (pace looks 90 s back)
     history_s: float = 2700.0  # matched fixes kept for gaps: the last rider may be 45 min behind the first
     speed_lookback_s: float = 45.0  # speed over the last 45 s: the feed has 36 s holes, and groups need a speed
+
+    @classmethod
+    def on(cls, windowing: Windowing, **overrides) -> "EngineParams":
+        """The engine's parameters on the windows of the live ingest (the engine depends on the windowing, not
+        the other way round)."""
+        return cls(window_s=windowing.window_s, **overrides)
 
 
 @dataclass

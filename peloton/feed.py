@@ -27,7 +27,7 @@ from peloton import eventtime
 from peloton.reasons import KNOWN_REASONS, Reason
 
 __all__ = ["FixBatch", "Reason", "PLACEHOLDER_LAT", "PLACEHOLDER_LON", "parse_message", "check_event_times",
-           "dead_letter", "concat_batches", "in_sink_range", "KNOWN_REASONS"]
+           "dead_letter", "fix_json", "fix_raw", "concat_batches", "in_sink_range", "KNOWN_REASONS"]
 
 #: Where trackers that are not live yet report from (a depot near Barcelona).
 PLACEHOLDER_LAT, PLACEHOLDER_LON = 41.4197, 2.2014
@@ -292,7 +292,6 @@ def check_event_times(fixes: FixBatch, attribute_t: float | None, now_s: float |
     disagrees with the attribute by more than ``skew_tolerance_s`` is ``time_mismatch``: one of the two
     lies, and the runner may have stamped the message with either.
     """
-    from peloton.rows import fix_json
 
     ahead = fixes.t - now_s if now_s is not None else np.zeros(len(fixes))
     future = ahead > future_tolerance_s
@@ -309,3 +308,13 @@ def check_event_times(fixes: FixBatch, attribute_t: float | None, now_s: float |
                 for i in np.flatnonzero(mismatch)]
     return fixes.take(np.flatnonzero(~(future | mismatch))), letters
 
+
+def fix_json(batch: FixBatch, i: int) -> str:
+    """One fix of a batch as the ``raw`` of its dead letter."""
+    return fix_raw(batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i])
+
+
+def fix_raw(bib, t, lat, lon) -> str:
+    """A fix set aside after parsing, as its dead letter's ``raw``: one shape wherever it was set aside (the
+    engine, the matcher, the live ingest's late and duplicate steps), the ``fix`` message's own fields."""
+    return '{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}' % (bib, t, lat, lon)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from peloton import eventtime
-from peloton.feed import FixBatch
+from peloton.feed import FixBatch, dead_letter, fix_json
 from peloton.matching import Matched
 from peloton.quality import Quality
 from peloton.table import Columns
 
-__all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time", "fix_json",
-           "fix_raw", "rejected_dead_letters"]
+__all__ = ["rider_state_columns", "add_wind", "tracker_fix_columns", "dead_letter_columns", "split_by_time",
+           "rejected_dead_letters"]
 
 
 def _optional(a: np.ndarray | None, n: int, decimals: int) -> np.ndarray:
@@ -59,20 +59,8 @@ def tracker_fix_columns(f: FixBatch) -> Columns:
         "event_time": eventtime.ms_array(f.t), "lat": f.lat, "lon": f.lon, "sensor_speed_kph": f.sensor_kph})
 
 
-def fix_json(batch: FixBatch, i: int) -> str:
-    """One fix of a batch as the ``raw`` of its dead letter."""
-    return fix_raw(batch.bib[i], batch.t[i], batch.lat[i], batch.lon[i])
-
-
-def fix_raw(bib, t, lat, lon) -> str:
-    """A fix set aside after parsing, as its dead letter's ``raw``: one shape wherever it was set aside (the
-    engine, the matcher, the live ingest's late and duplicate steps), the ``fix`` message's own fields."""
-    return '{"bib":%d,"time":%.3f,"lat":%.6f,"lon":%.6f}' % (bib, t, lat, lon)
-
-
 def rejected_dead_letters(stage_id: str, rejected: list, source: str = "match") -> list[dict]:
     """Dead-letter rows of the fixes a step rejected: (FixBatch, reason, detail) as ``match_fixes`` gives them."""
-    from peloton.feed import dead_letter
 
     return [dead_letter(stage_id, reason, fix_json(batch, i), detail, bib=batch.bib[i], t=batch.t[i], source=source)
             for batch, reason, detail in rejected for i in range(len(batch))]

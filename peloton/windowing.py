@@ -7,7 +7,7 @@ the replay's do). A change of tick length is made here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,12 +49,6 @@ class Windowing:
     def settle_s(self) -> float:
         """A window's rows are final this long after its end: every fix that may still come has come."""
         return self.allowed_lateness_s + self.window_s
-
-    def engine_params(self, params=None):
-        """The race engine's parameters (``peloton.engine.EngineParams``) on these windows."""
-        from peloton.engine import EngineParams
-
-        return replace(params or EngineParams(), window_s=self.window_s)
 
     def whole_windows(self, shift_s: float) -> float:
         """``shift_s`` rounded down to a whole number of windows (never ahead of the clock)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from peloton.engine import EngineParams
 from peloton.race import RaceParams
 from peloton.stage import Stage
 from peloton.tables import DEAD_LETTER, LIVE, written_by
@@ -44,7 +45,7 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
               | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list()))
     # race state: provisional rows at once, final rows once a window has settled
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.settle_s, race_params,
-                                                               params.engine_params())
+                                                               EngineParams.on(params))
     tables = race_tables(race, LIVE, (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]))
     if out_dir:  # what an earlier run of this stage archived is not written again
         tables = per_table(tables, "DropWritten", lambda table: beam.ParDo(DropWrittenFn(out_dir, table)))

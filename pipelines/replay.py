@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from peloton.engine import EngineParams
 from peloton.gate import Gate
 from peloton.race import RaceParams
 from peloton.stage import Stage
@@ -36,7 +37,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
               | "ParseMessages" >> ParseMessages(Gate.of_stage(stage)))
     # race state: window by window from the past only, or with hindsight over the whole stage
     if causal:
-        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, windowing.engine_params())
+        race = parsed.fixes | "CausalRaceState" >> CausalRaceState(stage, race_params, EngineParams.on(windowing))
         rejected = race[DEAD_LETTER]
     else:
         matched = parsed.fixes | "MatchToCourse" >> MatchToCourse(stage)

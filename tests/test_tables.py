@@ -7,6 +7,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from peloton import eventtime
+from peloton.engine import EngineParams
 from peloton.publish import shift_to_now
 from peloton.schemas import field_names
 from peloton.tables import CAUSAL, LIVE, REPLAY, TABLES, drawn, table_of, written_by
@@ -49,7 +50,7 @@ def test_each_graph_writes_exactly_the_tables_the_registry_gives_its_pipeline(st
 
 def test_the_windowing_spec_sets_the_settle_time_the_engine_windows_and_the_publish_shift():
     spec = Windowing(window_s=10.0, allowed_lateness_s=60.0)
-    assert spec.settle_s == 70.0 and spec.engine_params().window_s == 10.0
+    assert spec.settle_s == 70.0 and EngineParams.on(spec).window_s == 10.0
     assert spec.whole_windows(-25.0) == -30.0 and spec.nearest_windows(26.0) == 30.0
     shift = shift_to_now(1000.0, 1600.0, 1.0, 5003.0, step_s=spec.window_s)
     assert shift % 10.0 == 0 and 1000.0 + shift <= 5003.0 < 1000.0 + shift + 10.0

@@ -33,11 +33,11 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.classifications import StageClassifier
 from peloton.clock import ClockWatch
 from peloton.engine import EngineParams, RaceEngine, Step
-from peloton.feed import FixBatch, Reason, concat_batches, dead_letter
+from peloton.feed import FixBatch, Reason, concat_batches, dead_letter, fix_json
 from peloton.matching import MatchParams, dedupe
 from peloton.race import RaceParams
 from peloton.results import same_time_gap_s
-from peloton.rows import dead_letter_columns, fix_json, rejected_dead_letters, split_by_time
+from peloton.rows import dead_letter_columns, rejected_dead_letters, split_by_time
 from peloton.stage import Stage
 from peloton.table import Columns
 from peloton.windowing import window_end, window_index, window_start

@@ -45,10 +45,10 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from peloton import eventtime
 from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
-from peloton.feed import FixBatch, Reason, dead_letter
+from peloton.feed import FixBatch, Reason, dead_letter, fix_raw
 from peloton.gate import Gate
 from peloton.matching import MAX_POSITIONS_PER_FIX, same_position
-from peloton.rows import dead_letter_columns, fix_raw
+from peloton.rows import dead_letter_columns
 from peloton.windowing import Windowing, window_end, window_index
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
