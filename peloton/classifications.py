@@ -60,6 +60,7 @@ from peloton.passage import MAX_BRACKET_S
 
 __all__ = ["FINISH_POINTS", "SPRINT_POINTS", "MOUNTAIN_POINTS", "FINISH_BONUS_S", "BONUS_POINT_S",
            "PASSAGE_UNCERTAINTY_S", "YOUNG_MAX_AGE", "Standings", "StandingsError", "parse_standings",
+           "standings_from_rows", "standings_csv", "STANDINGS_CSV_COLUMNS",
            "scale_range", "places_from_intervals", "passage_intervals", "finish_places", "is_young",
            "team_stage_times", "stage_points", "classification_rows", "CLASSIFICATIONS"]
 
@@ -210,27 +211,86 @@ def team_stage_times(team: np.ndarray, credited_s: np.ndarray) -> dict:
 # the standings before the stage
 
 
+_BY_BIB = ("gc_s", "points", "mountains", "gc_s_max", "points_max", "mountains_max")
+
+
 @dataclass
 class Standings:
-    """Standings before the stage: total time (s), points, mountains points per bib; team times (s)."""
+    """Standings before the stage: total time (s), points, mountains points per bib; team times (s).
+
+    A value an earlier stage left undecided is a range: ``gc_s`` .. ``gc_s_max`` (and ``points_max``,
+    ``mountains_max``); a bib absent from a ``*_max`` dict has an exact value. Chained stages carry the range
+    on: the next stage's rows stay undecided where it hangs on it, rather than inheriting a guess."""
 
     gc_s: dict = field(default_factory=dict)
     points: dict = field(default_factory=dict)
     mountains: dict = field(default_factory=dict)
     teams_s: dict = field(default_factory=dict)
     source: str = ""
+    gc_s_max: dict = field(default_factory=dict)
+    points_max: dict = field(default_factory=dict)
+    mountains_max: dict = field(default_factory=dict)
+
+    def upper(self, kind: str) -> dict:
+        """{bib: most} of ``gc_s``, ``points`` or ``mountains``."""
+        return {**getattr(self, kind), **getattr(self, kind + "_max")}
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("gc_s", "points", "mountains"):
+        for k in _BY_BIB:
             d[k] = {str(b): v for b, v in d[k].items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Standings":
-        by_bib = {k: {int(b): float(v) for b, v in (d.get(k) or {}).items()} for k in ("gc_s", "points", "mountains")}
+        by_bib = {k: {int(b): float(v) for b, v in (d.get(k) or {}).items()} for k in _BY_BIB}
         return cls(**by_bib, teams_s={str(k): float(v) for k, v in (d.get("teams_s") or {}).items()},
                    source=str(d.get("source", "")))
+
+    def only(self, bibs) -> "Standings":
+        """These riders' standings (the start list of the next stage: who abandoned is no longer classified)."""
+        keep = set(int(b) for b in bibs)
+        by_bib = {k: {b: v for b, v in getattr(self, k).items() if b in keep} for k in _BY_BIB}
+        return Standings(**by_bib, teams_s=dict(self.teams_s), source=self.source)
+
+
+#: The CSV of standings (``--standings-before``, and ``peloton tour``'s ``standings_after.csv``): the first two
+#: columns are required; the ``*_max`` ones carry a range an undecided order left open.
+STANDINGS_CSV_COLUMNS = {"gc_time_s": "gc_s", "points": "points", "mountain_points": "mountains",
+                         "gc_time_max_s": "gc_s_max", "points_max": "points_max",
+                         "mountain_points_max": "mountains_max"}
+
+
+def standings_from_rows(rows: list[dict], source: str) -> Standings:
+    """The standings after a stage from its classification rows: each rider's value, or its range when
+    undecided (``value_min`` .. ``value_max``); riders absent from points or mountains have none."""
+    out = Standings(source=source)
+    for r in rows:
+        kind = {"general": "gc_s", "points": "points", "mountains": "mountains"}.get(r["classification"])
+        if kind is not None and r.get("bib") is not None:
+            getattr(out, kind)[int(r["bib"])] = float(r["value_min"])
+            if r["value_max"] != r["value_min"]:
+                getattr(out, kind + "_max")[int(r["bib"])] = float(r["value_max"])
+        elif r["classification"] == "teams" and r.get("team"):
+            out.teams_s[str(r["team"])] = float(r["value_min"])
+    return out
+
+
+def standings_csv(standings: Standings) -> str:
+    """Standings as the CSV ``--standings-before`` reads: every rider of the general classification, his
+    points and mountains points (0: none), and the upper end of every range (equal to the value when decided).
+    The CSV has no team times: the teams classification does not chain through it."""
+    names = list(STANDINGS_CSV_COLUMNS)
+    lines = [",".join(["bib"] + names)]
+    for bib in sorted(standings.gc_s):
+        vals = []
+        for col in names:
+            kind = STANDINGS_CSV_COLUMNS[col]
+            base = kind[:-4] if kind.endswith("_max") else kind
+            d = standings.upper(base) if kind.endswith("_max") else getattr(standings, base)
+            vals.append(f"{d.get(bib, 0.0):.12g}")
+        lines.append(",".join([str(bib)] + vals))
+    return "\n".join(lines) + "\n"
 
 
 #: Race Center ranking types read (``/api/rankingTypeArrival-YEAR-STAGE``): general time, points, mountains,
@@ -241,7 +301,8 @@ _RANKING_TYPES = {"itg": "gc_s", "ipg": "points", "img": "mountains", "etg": "te
 def parse_standings(text: str, name: str, start_list, year: int | None = None, stage_number: int | None = None,
                     teams=None) -> Standings:
     """Standings before the stage from the Race Center's rankings document (JSON) or a CSV
-    ``bib,gc_time_s[,points,mountain_points]``; :class:`StandingsError` (one line) on anything unusable:
+    ``bib,gc_time_s[,points,mountain_points,gc_time_max_s,points_max,mountain_points_max]``;
+    :class:`StandingsError` (one line) on anything unusable:
     malformed, of another race or stage (the document of stage N-1 is the one before stage N), or naming
     riders not on the start list."""
     stripped = text.lstrip()
@@ -317,7 +378,7 @@ def _parse_standings_csv(text, name) -> Standings:
         raise StandingsError(f"{name}: neither a Race Center rankings document nor a CSV with the header "
                              "bib,gc_time_s[,points,mountain_points]")
     header = [c.strip() for c in rows[0]]
-    extra = [c for c in header[2:] if c not in ("points", "mountain_points")]
+    extra = [c for c in header[2:] if c not in STANDINGS_CSV_COLUMNS]
     if extra:
         raise StandingsError(f"{name}: unknown column {extra[0]!r}")
     out = Standings(source=name)
@@ -329,13 +390,22 @@ def _parse_standings_csv(text, name) -> Standings:
             values = [float(c) if c.strip() else 0.0 for c in row[1:]]
         except ValueError:
             raise StandingsError(f"{name}:{line}: not a number in {','.join(row)!r}") from None
-        if bib <= 0 or not all(np.isfinite(v) and v >= 0 for v in values):
+        # times may be negative: chained standings are relative to the stage winners, less their bonuses
+        if bib <= 0 or not all(np.isfinite(v) and (v >= 0 or "time" in col) for col, v in zip(header[1:], values)):
             raise StandingsError(f"{name}:{line}: a bib or a value out of range")
         if bib in out.gc_s:
             raise StandingsError(f"{name}:{line}: bib {bib} twice")
         out.gc_s[bib] = values[0]
         for col, v in zip(header[2:], values[1:]):
-            (out.points if col == "points" else out.mountains)[bib] = v
+            getattr(out, STANDINGS_CSV_COLUMNS[col])[bib] = v
+    for kind in ("gc_s", "points", "mountains"):  # a range: its upper end where it is one, never below the value
+        most = getattr(out, kind + "_max")
+        for bib, hi in list(most.items()):
+            lo = getattr(out, kind).get(bib, 0.0)
+            if hi < lo:
+                raise StandingsError(f"{name}: bib {bib}: {kind} range {lo:g}..{hi:g} is upside down")
+            if hi == lo:
+                del most[bib]
     return out
 
 
@@ -432,19 +502,18 @@ def classification_rows(stage_id: str, event_ms: int, stage_type: str, year: int
     before_of = (lambda d, default: np.array([d.get(int(b), default) for b in riders.tolist()], float))
     s = standings or Standings()
     what = f"standings before from {s.source}" if standings is not None else "this stage alone (no standings before)"
-    gc_before = before_of(s.gc_s, 0.0)
-    gc_lo = gc_before + credited - got["bonus"][1]
-    gc_hi = gc_before + credited - got["bonus"][0]
+    gc_lo = before_of(s.gc_s, 0.0) + credited - got["bonus"][1]
+    gc_hi = before_of(s.upper("gc_s"), 0.0) + credited - got["bonus"][0]
     bonus = [f"{what} + credited time - bonus " + (f"{lo:g} s" if lo == hi else f"{lo:g}..{hi:g} s (undecided)")
              for lo, hi in zip(got["bonus"][0].tolist(), got["bonus"][1].tolist())]
     rows = _rank_rows(stage_id, event_ms, "general", riders, gc_lo, gc_hi, True, bonus, teams)
     pts_lo = before_of(s.points, 0.0) + got["points"][0]
-    pts_hi = before_of(s.points, 0.0) + got["points"][1]
+    pts_hi = before_of(s.upper("points"), 0.0) + got["points"][1]
     has = pts_hi > 0
     rows += _rank_rows(stage_id, event_ms, "points", riders[has], pts_lo[has], pts_hi[has], False,
                        f"{what} + finish and sprint points", teams)
     mtn_lo = before_of(s.mountains, 0.0) + got["mountains"][0]
-    mtn_hi = before_of(s.mountains, 0.0) + got["mountains"][1]
+    mtn_hi = before_of(s.upper("mountains"), 0.0) + got["mountains"][1]
     has = mtn_hi > 0
     rows += _rank_rows(stage_id, event_ms, "mountains", riders[has], mtn_lo[has], mtn_hi[has], False,
                        f"{what} + summit points", teams)

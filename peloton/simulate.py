@@ -33,7 +33,7 @@ from peloton.course import Course
 from peloton.physics import drag_n, gravity_and_rolling_n
 
 __all__ = ["SimParams", "SimulatedRace", "simulate_race", "recording_document", "truth_document",
-           "truth_path", "PLACEHOLDER"]
+           "truth_path", "PLACEHOLDER", "Roster", "make_roster", "simulate_tour", "tour_stage_ids", "TourSimError"]
 
 #: The force balance is :mod:`peloton.physics`'s; these constants are the simulated riders' own (sea-level air,
 #: sitting up, power at the wheel), not the predictions' model: the predictor must not know the answer.
@@ -86,6 +86,39 @@ class SimulatedRace:
     wind_kph: float
     wind_from_deg: float
     finish_t: np.ndarray = None  # epoch s each rider crossed the line (nan: did not), to the fraction of a second
+    mark_t: np.ndarray = None  # (n_riders, n_marks): epoch s each rider passed each mark of ``marks_m`` (nan: not)
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The same riders stage after stage: abilities, team, birth date. Drawn once for a tour."""
+
+    bibs: np.ndarray
+    mass_kg: np.ndarray  # the rider, without the bike
+    ftp_wkg: np.ndarray
+    w_prime_j: np.ndarray
+    kind: tuple  # climber | sprinter | rouleur
+    team: tuple  # teams of 8 riders, bibs 1-8, 11-18, ...
+    birthdate: tuple  # ISO dates
+
+
+def make_roster(n: int, seed: int, year: int, young_share: float = 0.25) -> Roster:
+    """``n`` riders: a fifth climbers (light, strong per kg), a sixth sprinters (heavy, a deep reserve above
+    threshold), the rest rouleurs; ``young_share`` of them 25 or younger in ``year``; teams of 8."""
+    rng = np.random.default_rng(seed + 7919)
+    bibs = np.array([10 * (i // 8) + 1 + i % 8 for i in range(n)], dtype=np.int64)
+    kind = rng.choice(np.array(["climber", "sprinter", "rouleur"]), size=n, p=[0.2, 1 / 6, 1 - 0.2 - 1 / 6])
+    mass = np.select([kind == "climber", kind == "sprinter"], [rng.normal(60, 3, n), rng.normal(75, 3, n)],
+                     rng.normal(69, 4, n)).clip(52, 85)
+    ftp = np.select([kind == "climber", kind == "sprinter"], [rng.normal(5.6, 0.2, n), rng.normal(4.7, 0.2, n)],
+                    rng.normal(5.0, 0.3, n)).clip(4.2, 6.2)
+    w_prime = np.where(kind == "sprinter", rng.normal(28000, 2000, n), rng.normal(19000, 3000, n)).clip(10000, 32000)
+    young = rng.random(n) < young_share
+    born = np.where(young, rng.integers(year - 25, year - 20, n), rng.integers(year - 38, year - 25, n))
+    dates = tuple(f"{y}-{m:02d}-{d:02d}" for y, m, d in zip(born.tolist(), rng.integers(1, 13, n).tolist(),
+                                                             rng.integers(1, 29, n).tolist()))
+    return Roster(bibs, mass, ftp, w_prime, tuple(kind.tolist()), tuple(f"TEAM {i // 8 + 1}" for i in range(n)),
+                  dates)
 
 
 def _course_profile(course: Course, wind_kph: float, wind_from_deg: float, step: float = 10.0):
@@ -106,8 +139,11 @@ def _course_profile(course: Course, wind_kph: float, wind_from_deg: float, step:
     return grid, slope, wind * np.cos(rel), np.abs(wind * np.sin(rel))
 
 
-def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedRace:
-    """Ride the race second by second; keep the truth at every feed tick."""
+def simulate_race(course: Course, params: SimParams = SimParams(), roster: Roster | None = None,
+                  marks_m=()) -> SimulatedRace:
+    """Ride the race second by second; keep the truth at every feed tick, and when each rider passed each of
+    ``marks_m`` (polyline metres: sprints, summits) to the fraction of a second. ``roster``: the riders of a
+    tour (``params.riders`` of them), else drawn from the seed."""
     rng = np.random.default_rng(params.seed)
     n = params.riders
     wind_kph = params.wind_kph if params.wind_kph is not None else float(rng.uniform(5, 35))
@@ -123,6 +159,12 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     # are survived, long climbs at a strong rider's pace are not
     w_prime = rng.normal(20000.0, 4000.0, n).clip(10000.0, 30000.0)
     w_bal = w_prime.copy()
+    if roster is not None:
+        bibs, mass, ftp_wkg, w_prime = roster.bibs, roster.mass_kg + BIKE_KG, roster.ftp_wkg, roster.w_prime_j
+        ftp = ftp_wkg * roster.mass_kg
+        w_bal = w_prime.copy()
+    marks = np.asarray(marks_m, float)
+    mark_t = np.full((n, marks.size), np.nan)
     follow_m = rng.uniform(0.5, 1.6, n)  # how close each rider sits on the wheel ahead (two abreast)
     s = -np.arange(n) * 0.6 - rng.uniform(0, 0.3, n)  # the bunch on the start line, two abreast
     rng.shuffle(s)
@@ -243,6 +285,9 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
         v = v_new
         s_before = s
         s = np.where(finished, s, s + v)
+        for j, m in enumerate(marks.tolist()):
+            hit = np.isnan(mark_t[:, j]) & (s >= m) & (s_before < m)
+            mark_t[hit, j] = t0 + t - 1.0 + (m - s_before[hit]) / np.maximum(v[hit], 1e-9)
         newly = (~finished) & (s >= length)
         finish_t[newly] = t0 + t - 1.0 + (length - s_before[newly]) / np.maximum(v[newly], 1e-9)
         if first_finisher is None and newly.any():
@@ -265,7 +310,7 @@ def simulate_race(course: Course, params: SimParams = SimParams()) -> SimulatedR
     return SimulatedRace(course, params, np.array(ticks), bibs, np.array(snap_s), np.array(snap_v),
                          np.array(snap_group), np.array(snap_gap), sorted(int(b) for b in bibs[list(break_idx)]),
                          None if attack_at is None else t0 + attack_at, caught_epoch, stops, wind_kph, wind_from,
-                         finish_t)
+                         finish_t, mark_t)
 
 
 def _truth_at(history: np.ndarray, s, v, finished, first_finisher: int | None = None):
@@ -353,11 +398,16 @@ def _rider_rows(race: SimulatedRace, rng: np.random.Generator):
         yield float(t[j]), rows
 
 
-def recording_document(race: SimulatedRace, name: str = "simulated stage") -> dict:
-    """The race as an official-feed recording (``kmToFinish`` and ``secToFirstRider`` carry the truth)."""
+def recording_document(race: SimulatedRace, name: str = "simulated stage", date: str | None = None,
+                       year: int = 2026, stage_info: dict | None = None, roster: Roster | None = None,
+                       checkpoints: list | None = None) -> dict:
+    """The race as an official-feed recording (``kmToFinish`` and ``secToFirstRider`` carry the truth).
+
+    A tour's stage (:func:`simulate_tour`) gives its ``date``, ``stage_info`` (``rest.stages[date]``: number,
+    type), the ``roster`` (teams, birth dates) and the sprint and summit ``checkpoints`` (timetable shape)."""
     course = race.course
     rng = np.random.default_rng(race.params.seed + 1)
-    date = f"sim-{race.params.seed}"
+    date = date or f"sim-{race.params.seed}"
     step = 1  # the whole polyline: the truth is measured on it
     ele = course.ele if course.ele is not None else np.full(course.lat.size, np.nan)
     route = [{"lat": round(float(a), 6), "lon": round(float(b), 6),
@@ -372,19 +422,29 @@ def recording_document(race: SimulatedRace, name: str = "simulated stage") -> di
              "label": "#finish"}]
     events, prev = [], None
     for ts, rows in _rider_rows(race, rng):
-        msg = {"bind": "telemetryCompetitor-2026", "data": {"TimeStamp": int(round(ts)), "Riders": rows}}
+        msg = {"bind": f"telemetryCompetitor-{year}", "data": {"TimeStamp": int(round(ts)), "Riders": rows}}
         events.append({"dt": 0 if prev is None else int(round((ts - prev) * 1000)),
                        "data": json.dumps(msg, separators=(",", ":"))})
         prev = ts
     riders = [{"bib": int(b), "firstname": "Rider", "lastname": str(int(b))} for b in race.bibs]
+    teams = []
+    if roster is not None:
+        names = sorted(set(roster.team))
+        teams = [{"_id": f"t{i}", "name": t, "code": f"T{i}"} for i, t in enumerate(names)]
+        riders = [{"bib": int(b), "firstname": k.capitalize(), "lastname": f"R{int(b)}", "birthdate": d,
+                   "$team": f"team-{year}:t{names.index(t)}"}
+                  for b, k, t, d in zip(roster.bibs, roster.kind, roster.team, roster.birthdate)]
+    block = _weather_checkpoints(race)
+    for cp in checkpoints or []:
+        block[str(len(block))] = {**cp, "checkpoint": len(block) + 1}
     return {
-        "meta": {"date": date, "year": 2026, "source": "peloton simulate",
+        "meta": {"date": date, "year": year, "source": "peloton simulate",
                  "note": "kmToFinish and secToFirstRider are the simulation's truth"},
-        "rest": {"riders": riders, "teams": [],
-                 "stages": {date: {"name": name, "type": "VAL", "length": round(length_km, 3)}},
+        "rest": {"riders": riders, "teams": teams,
+                 "stages": {date: {"name": name, "type": "VAL", "length": round(length_km, 3), **(stage_info or {})}},
                  "trace": {"name": name, "routePoints": route, "pointsOfInterest": pois,
                            "totalDistance": round(length_km, 3)},
-                 "checkpoints": [_weather_checkpoints(race)]},
+                 "checkpoints": [block]},
         "events": events,
     }
 
@@ -431,3 +491,157 @@ def truth_path(recording_path: str) -> str:
         if recording_path.endswith(ext):
             return recording_path[: -len(ext)] + ".truth" + ext
     return recording_path + ".truth.json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a tour: the same riders over consecutive real courses, with the truth of every classification
+
+
+class TourSimError(ValueError):
+    """A tour that cannot be simulated: one line that says why."""
+
+
+#: Stage type from the course's climbing per km (the metadata says only road or time trial): the kernel's codes.
+def stage_type_of(gain_m: float, length_km: float, time_trial: bool) -> str:
+    if time_trial:
+        return "PAS"
+    per_km = gain_m / max(length_km, 1.0)
+    return "PLN" if per_km < 9.0 else "VAL" if per_km < 17.0 else "HMG"
+
+
+def tour_stage_ids(year: int, first: int, count: int) -> list[str]:
+    """``--tour 2022 --first 3 --count 3`` -> ``['2022-03', '2022-04', '2022-05']``."""
+    return [f"{year}-{n:02d}" for n in range(first, first + count)]
+
+
+def _course_meta(courses_dir: str, stage_id: str) -> dict:
+    import csv
+    import datetime
+    import os
+
+    from peloton.stage import parse_course_text
+
+    m = __import__("re").match(r"^(\d{4})-(\d{1,2})$", stage_id)
+    if not m:
+        raise TourSimError(f"stage {stage_id!r}: expected YEAR-NN (e.g. 2022-03)")
+    year, number = int(m.group(1)), int(m.group(2))
+    folder = os.path.join(courses_dir, str(year), f"{number:02d}")
+    trace, meta = (os.path.join(folder, f"{k}_{year}_{number}.{e}") for k, e in (("trace", "geojson"),
+                                                                                ("metadata", "csv")))
+    if not (os.path.isfile(trace) and os.path.isfile(meta)):
+        raise TourSimError(f"stage {stage_id}: no course in {courses_dir} ({folder})")
+    with open(meta, encoding="utf-8") as fh:
+        row = next(csv.DictReader(fh, delimiter=";"))
+    with open(trace, encoding="utf-8") as fh:
+        route = parse_course_text(fh.read(), trace)
+    d, mo, y = (int(x) for x in row["date"].split("/"))
+    return {"year": year, "number": number, "date": datetime.date(y, mo, d).isoformat(), "route": route,
+            "name": f"Stage {number} - {row['depart']} > {row['arrivee']}", "length_km": float(row["long"]),
+            "type": stage_type_of(float(row["denivele"]), float(row["long"]), row["type"].strip() == "2")}
+
+
+def _summits_on(course: Course, climbs_dir: str, max_off_m: float = 100.0) -> list[tuple]:
+    """[(polyline m, name, category code)] of the famous climbs (GPX) whose summit the course passes over:
+    hors catégorie from 1000 m of climbing, else 1st category."""
+    import glob
+    import os
+
+    from peloton.stage import parse_course_text
+
+    out = []
+    for path in sorted(glob.glob(os.path.join(climbs_dir, "*.gpx"))):
+        with open(path, encoding="utf-8") as fh:
+            pts = np.array([[p[0], p[1], np.nan if p[2] is None else p[2]] for p in parse_course_text(fh.read(), path)])
+        top = int(np.nanargmax(pts[:, 2]))
+        x, y = course.proj.forward(pts[top:top + 1, 0], pts[top:top + 1, 1])
+        d = np.hypot(course.x - x[0], course.y - y[0])
+        if d.min() > max_off_m:
+            continue
+        name = os.path.basename(path)[:-4].split("-from-")[0].replace("-", " ").title()
+        gain = pts[top, 2] - np.nanmin(pts[: top + 1, 2])
+        at = float(course.cum_m[int(np.argmin(d))])
+        if not any(n == name and abs(a - at) < 500.0 for a, n, _ in out):  # both sides of one summit: one summit
+            out.append((at, name, "H" if gain >= 1000 else "1"))
+    return sorted(out)
+
+
+def _stage_checkpoints(course: Course, summits: list) -> list[dict]:
+    """An intermediate sprint at 60 % of the course and the categorised summits, as the timetable gives them
+    (``checkpointTypes``, ``checkpointSummits``; no position: not km marks). Points within 1 km of the start or
+    the line are left out (the kernel takes the finish from the result)."""
+    length = course.length_m
+    cps = [(0.6 * length, {"place": "Sprint", "checkpointTypes": [{"type": "sprint"}], "checkpointSummits": []})]
+    cps += [(s_m, {"place": name, "checkpointTypes": [], "checkpointSummits": [{"code": code, "summit": {"name": name}}]})
+            for s_m, name, code in summits if 1000.0 < s_m < length - 1000.0]
+    return [{**cp, "length": round(s_m / 1000.0, 3)} for s_m, cp in sorted(cps, key=lambda c: c[0])]
+
+
+def classification_truth(race: SimulatedRace, doc: dict, marks_m: np.ndarray, standings_before):
+    """The exact classifications after a simulated stage: its result from the true crossing times (the
+    results' own same-time rule), its sprints and summits from the true passages, through the kernel of
+    :mod:`peloton.classifications` (its scales, its rules). Returns (rows, standings after)."""
+    from peloton.classifications import StageClassifier, standings_from_rows
+    from peloton.results import Crossings, rank_results, same_time_gap_s
+    from peloton.stage import stage_from_recording
+
+    stage = stage_from_recording(doc)
+    if standings_before is not None:
+        stage.standings_before = standings_before.to_dict()
+    ok = np.isfinite(race.finish_t)
+    n = int(ok.sum())
+    crossings = Crossings(race.bibs[ok], race.finish_t[ok], race.finish_t[ok], np.full(n, stage.length_km or 0.0),
+                          np.ones(n, bool), np.zeros(n))
+    results = rank_results(stage.stage_id, crossings, same_time_gap_s(stage.stage_type))
+    clf = StageClassifier(stage)
+    passages = []
+    for km in clf.at_km.tolist():
+        j = int(np.argmin(np.abs(marks_m - km * 1000.0)))
+        passages.append((race.bibs, race.mark_t[:, j], race.mark_t[:, j]))
+    rows = clf.rows(results, passages)
+    return rows, standings_from_rows(rows, f"truth after {stage.stage_id}")
+
+
+def simulate_tour(stage_ids: list[str], out_dir: str, courses_dir: str, climbs_dir: str, riders: int = 176,
+                  seed: int = 0, hz: float = 1 / 6, routes: dict | None = None, say=lambda line: None) -> list[str]:
+    """The same ``riders`` over consecutive stages: per stage ``out_dir/DATE.json.gz`` (ready for ``peloton
+    tour``) and its truth ``DATE.truth.json.gz`` (groups, and ``classifications``: every row after the stage,
+    chained from the first). ``routes`` {stage id: [[lat, lon, ele]]} replaces a course (a test's slice)."""
+    import datetime
+    import gzip
+    import os
+
+    metas = [_course_meta(courses_dir, sid) for sid in stage_ids]
+    for m, sid in zip(metas, stage_ids):
+        if m["type"] == "PAS":
+            raise TourSimError(f"stage {sid} is a time trial: the simulator rides mass-start road stages only")
+    if len({m["year"] for m in metas}) > 1:
+        raise TourSimError("the stages of one tour are of one year")
+    roster = make_roster(riders, seed, metas[0]["year"])
+    standings, paths = None, []
+    for m in metas:
+        sid = f"{m['year']}-{m['number']:02d}"
+        route = (routes or {}).get(sid, m["route"])
+        course = Course([p[0] for p in route], [p[1] for p in route],
+                        [np.nan if p[2] is None else p[2] for p in route])
+        cps = _stage_checkpoints(course, _summits_on(course, climbs_dir))
+        marks = np.array([cp["length"] * 1000.0 for cp in cps])
+        start = datetime.datetime.fromisoformat(m["date"] + "T11:00:00+00:00").timestamp()
+        params = SimParams(riders=riders, hz=hz, seed=seed + 1000 * m["number"], start_epoch=start)
+        race = simulate_race(course, params, roster, marks)
+        doc = recording_document(race, m["name"], m["date"], m["year"],
+                                 {"name": m["name"], "type": m["type"], "stage": m["number"]}, roster, cps)
+        rows, standings = classification_truth(race, doc, marks, standings)
+        truth = {**truth_document(race), "stage_type": m["type"], "checkpoints": cps,
+                 "passages": {cp["place"] + f"@{cp['length']}": {str(int(b)): round(float(t), 3)
+                                                               for b, t in zip(race.bibs, race.mark_t[:, j])
+                                                               if np.isfinite(t)} for j, cp in enumerate(cps)},
+                 "classifications": rows, "standings_after": standings.to_dict()}
+        path = os.path.join(out_dir, f"{m['date']}.json.gz")
+        for p, d in ((path, doc), (truth_path(path), truth)):
+            with open(p, "wb") as fh:
+                fh.write(gzip.compress(json.dumps(d, separators=(",", ":")).encode("utf-8"), 6))
+        paths.append(path)
+        gc = [r for r in rows if r["classification"] == "general" and r["position"] == 1]
+        say(f"simulated {m['date']} {m['name']} ({m['type']}, {course.length_m / 1000:.0f} km, "
+            f"{len(cps) - 1} summits): leader {gc[0]['bib'] if gc else '?'} -> {path}")
+    return paths

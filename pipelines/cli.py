@@ -1,10 +1,12 @@
 """The ``peloton`` command line.
 
     peloton replay RECORDING --out DIR [--course FILE] [--stage FILE] [--causal] [Beam options]
+    peloton tour DIR --out OUT [--causal] [-q] [Beam options]
     peloton live --subscription S --stage FILE [--out DIR] [--output-topic-prefix P] [Beam options]
     peloton evaluate RECORDING DIR [--json]
     peloton stage export RECORDING [--course FILE]
     peloton simulate --course FILE --out RECORDING [--riders N] [--hz F] [--seed S] [--caught yes|no]
+    peloton simulate --stages 2022-03,2022-04 | --tour 2022 --first 3 --count 3  --out DIR [--riders N]
     peloton pubsub init --topic T --subscription S [--output-topic-prefix P]
     peloton publish RECORDING --topic T [--speed N] [--per-fix] [--shift-to-now] [faults]
     peloton report DIR [--out report.html] [--stage FILE]
@@ -166,15 +168,24 @@ def _counters(result) -> dict:
     return out
 
 
-def cmd_replay(args, beam_args) -> int:
-    import apache_beam as beam
+def _replay_race_params(beam_args):
+    """The race parameters a replay's options set (``--group-gap-s``, ``--group-hysteresis-s``), checked."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from peloton.groups import GroupParams
     from peloton.race import RaceParams
-    from peloton.stage import resolve_stage
     from pipelines.options import ReplayOptions
-    from pipelines.replay import build_replay, ensure_table_files
+
+    replay = PipelineOptions(list(beam_args)).view_as(ReplayOptions)
+    if not (replay.group_gap_s > 0 and replay.group_hysteresis_s >= 0) or not math.isfinite(
+            replay.group_gap_s + replay.group_hysteresis_s):
+        raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
+    return RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s, hysteresis_s=replay.group_hysteresis_s))
+
+
+def cmd_replay(args, beam_args) -> int:
+    from peloton.stage import resolve_stage
+    from pipelines.replay import run_replay
 
     started = time.perf_counter()
     check_beam_args(beam_args)
@@ -182,11 +193,7 @@ def cmd_replay(args, beam_args) -> int:
         raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     _check_out_folder(args.out, "--out")
     _check_dataset(args.bigquery_dataset)
-    options = PipelineOptions(beam_args + ["--recording", args.recording, "--out", args.out])
-    replay = options.view_as(ReplayOptions)
-    if not (replay.group_gap_s > 0 and replay.group_hysteresis_s >= 0) or not math.isfinite(
-            replay.group_gap_s + replay.group_hysteresis_s):
-        raise CliError("--group-gap-s must be positive and --group-hysteresis-s not negative")
+    race_params = _replay_race_params(beam_args)
     stage = _with_standings(resolve_stage(args.recording, args.course, args.stage), args.standings_before)
     if args.stage:  # the stage file spared reading the recording: a bad one is still refused here, not in a worker
         _check_recording(args.recording)
@@ -195,17 +202,9 @@ def cmd_replay(args, beam_args) -> int:
              stage.stage_id, stage.name or "?", course.length_m / 1000, len(course.used_anchors),
              len(stage.anchors), course.finish_km)
     os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
-    pipeline = beam.Pipeline(options=options)
-    race_params = RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s,
-                                                hysteresis_s=replay.group_hysteresis_s))
-    _check_dataset(args.bigquery_dataset)
-    tables = build_replay(pipeline, stage, replay.recording, replay.out, write_fixes=args.write_fixes,
-                          race_params=race_params, causal=args.causal, bigquery_dataset=args.bigquery_dataset,
-                          bigquery_method=args.bigquery_method)
-    result = pipeline.run()
-    result.wait_until_finish()
-    ensure_table_files(replay.out, tables)
-    _write_stage_file(replay.out, stage)
+    result = run_replay(stage, args.recording, args.out, beam_args, race_params, write_fixes=args.write_fixes,
+                        causal=args.causal, bigquery_dataset=args.bigquery_dataset,
+                        bigquery_method=args.bigquery_method)
     c = _counters(result)
     wall = time.perf_counter() - started
     rejected = {k.split(".", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("dead_letter.")}
@@ -216,6 +215,22 @@ def cmd_replay(args, beam_args) -> int:
     for reason, n in rejected.items():
         print(f"    {reason:<22}{n:>9,}")
     print(f"  duplicates removed: {c.get('duplicates_removed', 0):>9,}")
+    return 0
+
+
+def cmd_tour(args, beam_args) -> int:
+    from pipelines.tour import TourError, run_tour
+
+    started = time.perf_counter()
+    check_beam_args(beam_args)
+    _check_out_folder(args.out, "--out")
+    try:
+        files = run_tour(args.dir, args.out, beam_args, _replay_race_params(beam_args), causal=args.causal,
+                         say=(lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    except TourError as exc:
+        raise CliError(str(exc)) from None
+    print(f"tour of {len(files)} stages replayed in {time.perf_counter() - started:.0f} s; standings after the "
+          f"last: {files[-1]}")
     return 0
 
 
@@ -390,7 +405,35 @@ def cmd_evaluate(args, _beam_args) -> int:
     return 0
 
 
+#: The reference data beside the project (../shared/data), for ``simulate --stages``.
+_SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+def cmd_simulate_tour(args) -> int:
+    from peloton.simulate import TourSimError, simulate_tour, tour_stage_ids
+
+    if args.course or (args.stages and args.tour):
+        raise CliError("give one of --course FILE, --stages LIST or --tour YEAR")
+    ids = [x.strip() for x in args.stages.split(",") if x.strip()] if args.stages else \
+        tour_stage_ids(args.tour, args.first, args.count)
+    _check_out_folder(args.out, "--out")
+    os.makedirs(args.out, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        paths = simulate_tour(ids, args.out, args.courses, args.climbs, riders=args.riders, seed=args.seed,
+                              hz=args.hz, say=(lambda line: None) if args.quiet else print)
+    except TourSimError as exc:
+        raise CliError(str(exc)) from None
+    print(f"simulated {len(paths)} stages of {args.riders} riders in {time.perf_counter() - started:.0f} s -> "
+          f"{args.out} (replay them with 'peloton tour {args.out} --out OUT')")
+    return 0
+
+
 def cmd_simulate(args, _beam_args) -> int:
+    if args.stages or args.tour:
+        return cmd_simulate_tour(args)
+    if not args.course:
+        raise CliError("give --course FILE (one stage), or --stages LIST / --tour YEAR (a tour into --out DIR)")
     import gzip
     import json
 
@@ -444,14 +487,6 @@ def _with_standings(stage, path: str | None):
     log.info("standings before stage %s: %d riders in the general classification (%s)", stage.stage_id,
              len(standings.gc_s), path)
     return dataclasses.replace(stage, standings_before=standings.to_dict())
-
-
-def _write_stage_file(out_dir: str, stage) -> None:
-    """The stage spec beside its tables (``DIR/stage.json``): what ``peloton report DIR`` draws the course from."""
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.create(FileSystems.join(out_dir, "stage.json")) as fh:
-        fh.write(stage.to_json().encode("utf-8"))
 
 
 def cmd_report(args, _beam_args) -> int:
@@ -559,6 +594,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
 
+    tour = sub.add_parser("tour", help="replay every stage recording of a folder in date order, the "
+                                       "classifications chained from stage to stage",
+                          description="Beside a recording STEM.json.gz: STEM.course.geojson (or .gpx), its course "
+                                      "when it has none; STEM.rankings.json, the official standings after it. "
+                                      "Unknown options are passed to each replay and to Beam.")
+    tour.add_argument("dir", help="folder of stage recordings (*.json.gz, *.json)")
+    tour.add_argument("--out", required=True, help="output folder: OUT/DATE/<table>/*.avro and "
+                                                   "OUT/DATE/standings_after.csv per stage")
+    tour.add_argument("--causal", action="store_true", help="each stage as 'peloton replay --causal'")
+    tour.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="no progress line per stage")
+    tour.set_defaults(func=cmd_tour)
+
     live = sub.add_parser("live", help="run the live pipeline of one stage from a Pub/Sub subscription",
                           description="Unknown options are passed to Beam (e.g. --runner DataflowRunner).")
     live.add_argument("--subscription", required=True, help="projects/P/subscriptions/S carrying the feed")
@@ -606,9 +654,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     sim = sub.add_parser("simulate", help="simulate a race on a real course: a feed recording and its truth")
-    sim.add_argument("--course", required=True, help="course file (GeoJSON or GPX, with elevation if possible)")
+    sim.add_argument("--course", help="course file (GeoJSON or GPX, with elevation if possible)")
     sim.add_argument("--out", required=True, help="recording to write (*.json or *.json.gz); the truth goes "
-                                                  "beside it as *.truth.json(.gz)")
+                                                  "beside it as *.truth.json(.gz). A tour: a folder")
+    sim.add_argument("--stages", help="a tour: the same riders over these courses (YEAR-NN,...: e.g. "
+                                      "2022-03,2022-04), one recording per stage and the truth of every "
+                                      "classification in --out DIR")
+    sim.add_argument("--tour", type=_number(int, low=1900, high=2100), help="a tour of YEAR's courses, with "
+                                                                            "--first N --count K")
+    sim.add_argument("--first", type=_number(int, low=1, high=30), default=1)
+    sim.add_argument("--count", type=_number(int, low=1, high=30), default=3)
+    sim.add_argument("--courses", default=os.path.join(_SHARED, "courses-tdf-2022-2024"),
+                     help="folder of YEAR/NN/trace_YEAR_N.geojson courses (default ../shared/data/...)")
+    sim.add_argument("--climbs", default=os.path.join(_SHARED, "climbs"),
+                     help="folder of climbs (GPX) whose summits are categorised where a course passes them")
     sim.add_argument("--riders", type=_number(int, low=2, high=5000), default=176)
     sim.add_argument("--hz", type=_number(low=0.01, high=10), default=1 / 6,
                      help="feed ticks per second (default one every 6 s)")
@@ -785,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, beam_args = parser.parse_known_args(argv)
-        if beam_args and args.command not in ("replay", "live"):
+        if beam_args and args.command not in ("replay", "tour", "live"):
             parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     except SystemExit as done:  # --help, or the parser's one error line: a status, also when called in-process
         return done.code if isinstance(done.code, int) else 2

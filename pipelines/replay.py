@@ -18,7 +18,7 @@ from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
 from transforms.sinks import WriteAvroTable, WriteTableToBigQuery
 
-__all__ = ["build_replay", "ensure_table_files"]
+__all__ = ["build_replay", "ensure_table_files", "run_replay", "write_stage_file"]
 
 
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
@@ -68,3 +68,26 @@ def ensure_table_files(out_dir: str, tables) -> None:
             continue
         with FileSystems.create(FileSystems.join(folder, f"{table}-empty.avro")) as fh:
             fh.write(container_header(load_schema(table), "null", os.urandom(16)))
+
+
+def run_replay(stage: Stage, recording: str, out_dir: str, beam_args: list[str], race_params: RaceParams,
+               **kw) -> object:
+    """Build, run and finish one replay (``peloton replay``, and each stage of ``peloton tour``): every table has
+    a file, the stage spec is beside them. Returns the Beam result (its counters)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args) + ["--recording", recording, "--out", out_dir]))
+    tables = build_replay(pipeline, stage, recording, out_dir, race_params=race_params, **kw)
+    result = pipeline.run()
+    result.wait_until_finish()
+    ensure_table_files(out_dir, tables)
+    write_stage_file(out_dir, stage)
+    return result
+
+
+def write_stage_file(out_dir: str, stage: Stage) -> None:
+    """The stage spec beside its tables (``DIR/stage.json``): what ``peloton report DIR`` draws the course from."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(FileSystems.join(out_dir, "stage.json")) as fh:
+        fh.write(stage.to_json().encode("utf-8"))

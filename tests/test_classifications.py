@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from peloton.classifications import (Standings, StandingsError, classified_points, parse_standings,
-                                     passage_intervals, places_from_intervals, scale_range, stage_classifications)
+                                     passage_intervals, places_from_intervals, scale_range, stage_classifications,
+                                     standings_csv, standings_from_rows)
 
 
 def _result(bib, position, credited, status="finished", t=1000.0, **extra):
@@ -121,12 +122,32 @@ def test_standings_parsers_read_good_input():
     assert Standings.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 
+def test_chained_standings_carry_ranges_through_the_csv_and_into_the_next_stage():
+    # stage 1: riders 1-3 in one undecided same-time group at places 1-3 (bonus 4..10 s), rider 4 alone
+    results = [_result(b, None, 0.0, place_min=1, place_max=3, order_decided=False) for b in (1, 2, 3)]
+    results.append(_result(4, 4, 30.0))
+    after = standings_from_rows(stage_classifications("s1", results, [], [], "PLN", 2026, None, TEAMS, {}), "s1")
+    assert after.gc_s[1] == -10 and after.gc_s_max[1] == -4 and after.gc_s[4] == 30 and 4 not in after.gc_s_max
+    assert after.points[1] == 20 and after.points_max[1] == 50 and after.points[4] == 18
+    text = standings_csv(after)
+    assert text.splitlines()[0] == "bib,gc_time_s,points,mountain_points,gc_time_max_s,points_max,mountain_points_max"
+    again = parse_standings(text, "after.csv", [1, 2, 3, 4])
+    assert again.gc_s == after.gc_s and again.gc_s_max == after.gc_s_max and again.points_max == after.points_max
+    # stage 2, everyone together at the line and no points: the range of stage 1 is carried, never collapsed
+    results2 = [_result(b, b, 0.0) for b in (1, 2, 3, 4)]
+    gc = _by(stage_classifications("s2", results2, [], [], "PAS", 2026, again, TEAMS, {}), "general")
+    assert (gc[1]["value_min"], gc[1]["value_max"], gc[1]["decided"]) == (-10, -4, False)
+    assert gc[4]["value"] == 30 and gc[4]["position"] == 4 and gc[4]["decided"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("bib,time\n1,2\n", "header"),
     ("bib,gc_time_s\n1,abc\n", "not a number"),
     ("bib,gc_time_s\n1,10\n1,11\n", "twice"),
     ("bib,gc_time_s\n99,10\n", "not on the start list"),
-    ("bib,gc_time_s\n1,-5\n", "out of range"),
+    ("bib,gc_time_s,points\n1,-5,-1\n", "out of range"),  # a time may be negative (relative), points not
+    ("bib,gc_time_s,gc_time_max_s\n1,10,9\n", "upside down"),
+    ("bib,gc_time_s,bonus\n1,10,9\n", "unknown column"),
     ("[{\"type\": \"itg\"}]", "not a Race Center rankings document"),
     ("{not json", "not JSON"),
     (json.dumps(STAGE_BEFORE).replace("2026-3", "2026-7"), "after stage 7"),

@@ -1,0 +1,90 @@
+"""A whole Tour (issue 25): a simulated 3-stage tour through ``peloton tour``, scored against its exact truth.
+
+    .venv/bin/python -m benchmarks.tour [--stages 2022-10,2022-11,2022-12] [--riders 60] [--work DIR]
+
+60 riders, not 176, to keep it a few minutes on this machine. Per stage and classification (general, points,
+mountains): where the pipeline's row is decided, is it the truth (times within 1 s, points exactly, the same
+place)? Where it is undecided, does its range hold the truth? And the share of riders left undecided.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from peloton.evaluate import read_table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+
+
+def score_stage(rows: list[dict], truth_rows: list[dict]) -> dict:
+    """{classification: counts} of the pipeline's rows against the truth's (by bib)."""
+    out = {}
+    for kind in ("general", "points", "mountains"):
+        truth = {r["bib"]: r for r in truth_rows if r["classification"] == kind}
+        got = [r for r in rows if r["classification"] == kind]
+        tol = 1.0 if kind == "general" else 0.0
+        decided = [r for r in got if r["decided"] and r["bib"] in truth]
+        # the truth itself is a range where values tie (no official tie-breaks): a place is right when it is
+        # the truth's range
+        right = [r for r in decided if abs(r["value"] - truth[r["bib"]]["value"]) <= tol
+                 and (r["place_min"], r["place_max"]) == (truth[r["bib"]]["place_min"], truth[r["bib"]]["place_max"])]
+        open_ = [r for r in got if not r["decided"] and r["bib"] in truth]
+        holds = [r for r in open_ if r["value_min"] - tol <= truth[r["bib"]]["value"] <= r["value_max"] + tol
+                 and r["place_min"] <= truth[r["bib"]]["place_min"] <= truth[r["bib"]]["place_max"] <= r["place_max"]]
+        out[kind] = {"truth": len(truth), "rows": len(got), "decided": len(decided), "decided_right": len(right),
+                     "undecided": len(open_), "range_holds_truth": len(holds),
+                     "missing": len(set(truth) - {r["bib"] for r in got}),
+                     "wrong": [(r["bib"], r["value"], truth[r["bib"]]["value"]) for r in decided if r not in right][:5]}
+    return out
+
+
+def score_tour(sim_dir: str, out_dir: str) -> list[dict]:
+    """Every stage of a simulated tour (``sim_dir``) replayed into ``out_dir``, scored."""
+    scores = []
+    for name in sorted(os.listdir(sim_dir)):
+        if not name.endswith(".truth.json.gz"):
+            continue
+        date = name.split(".")[0]
+        with gzip.open(os.path.join(sim_dir, name)) as fh:
+            truth = json.load(fh)
+        scores.append({"date": date, **score_stage(read_table(os.path.join(out_dir, date), "classifications"),
+                                                   truth["classifications"])})
+    return scores
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--stages", default="2022-10,2022-11,2022-12")
+    ap.add_argument("--riders", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", help="keep the simulated tour and the replay here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    work = args.work or tempfile.mkdtemp(prefix="tour-bench-")
+    sim, out = os.path.join(work, "sim"), os.path.join(work, "out")
+    peloton = [sys.executable, "-m", "pipelines.cli"]
+    t0 = time.perf_counter()
+    subprocess.run(peloton + ["simulate", "--stages", args.stages, "--riders", str(args.riders), "--seed",
+                              str(args.seed), "--out", sim], check=True, cwd=ROOT)
+    t1 = time.perf_counter()
+    subprocess.run(peloton + ["-q", "tour", sim, "--out", out], check=True, cwd=ROOT)
+    t2 = time.perf_counter()
+    print(f"simulated in {t1 - t0:.0f} s, 'peloton tour' in {t2 - t1:.0f} s ({args.riders} riders, {args.stages})")
+    print(f"{'stage':<11}{'class.':<10}{'truth':>6}{'decided':>8}{'right':>6}{'undec.':>7}{'range ok':>9}"
+          f"{'missing':>8}  wrong (bib, got, truth)")
+    for s in score_tour(sim, out):
+        for kind in ("general", "points", "mountains"):
+            c = s[kind]
+            print(f"{s['date']:<11}{kind:<10}{c['truth']:>6}{c['decided']:>8}{c['decided_right']:>6}"
+                  f"{c['undecided']:>7}{c['range_holds_truth']:>9}{c['missing']:>8}  {c['wrong']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
