@@ -221,10 +221,15 @@ def stage_result(rows: list[dict], limit: int = 10) -> dict | None:
     """The stage result from the ``results`` table (schemas/results.avsc): winner, first ``limit``, same-time groups.
 
     None if there is no result yet. Each place carries the credited gap and whether it is the same time as the
-    rider before (the UCI time rule: "s.t." on a results sheet).
+    rider before (the UCI time rule: "s.t." on a results sheet), and the range of places it may hold: where the
+    data does not decide the order (``order_decided`` false) there is no winner, only the front group
+    (``front``: the riders who may be first). ``provisional``: the rows are the trackers', not the organiser's.
     """
-    finished = sorted((r for r in rows if r.get("status") == "finished" and r.get("position") is not None),
-                      key=lambda r: r["position"])
+    def first_place(r):
+        return r.get("place_min") if r.get("place_min") is not None else r.get("position")
+
+    finished = sorted((r for r in rows if r.get("status") == "finished" and first_place(r) is not None),
+                      key=lambda r: (first_place(r), r.get("finish_time") or 0, r["bib"]))
     if not finished:
         return None
     places = []
@@ -234,12 +239,20 @@ def stage_result(rows: list[dict], limit: int = 10) -> dict | None:
             behind = r.get("time_behind_winner_s")
         group = r.get("same_time_group")
         same = i > 0 and group is not None and group == finished[i - 1].get("same_time_group")
-        places.append({"position": r["position"], "bib": r["bib"], "behind_s": behind, "same_time": bool(same),
-                       "same_time_group": group, "elapsed_s": r.get("elapsed_s"),
+        decided = r.get("order_decided", r.get("position") is not None) and r.get("position") is not None
+        places.append({"position": r["position"] if decided else None, "bib": r["bib"], "behind_s": behind,
+                       "same_time": bool(same), "same_time_group": group, "elapsed_s": r.get("elapsed_s"),
+                       "place_min": first_place(r), "place_max": r.get("place_max", r.get("position")),
+                       "order_decided": bool(decided),
                        "finish_time": row_ms(r["finish_time"]) if r.get("finish_time") is not None else None})
-    return {"places": places, "finished": len(finished),
+    winner = places[0]["bib"] if places[0]["order_decided"] and places[0]["position"] == 1 else None
+    front = [] if winner is not None else [r["bib"] for r in finished if first_place(r) == 1]
+    first_t = min((p["finish_time"] for p in places if p["finish_time"] is not None), default=None)
+    return {"places": places, "finished": len(finished), "winner": winner, "front": front,
+            "first_finish_time": first_t,
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
             "racing": sum(1 for r in rows if r.get("status") == "racing"),
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
             "final": True}
 
 

@@ -161,3 +161,40 @@ def test_a_crossing_extrapolated_from_far_short_of_the_line_orders_nobody_it_ove
     # the 3 s gap is not decided either: one same-time group, no rider credited behind the other
     assert rows[2]["credited_time_behind_s"] == 0.0 and rows[2]["same_time_group"] == 1
     assert abs(rows[1]["finish_uncertainty_s"] - 6.4) < 0.01
+
+
+def test_a_simulated_race_whose_riders_cross_well_apart_gets_decided_places(tmp_path):
+    """End to end through Beam on a simulated race (exact crossings): every true crossing lies in its interval,
+    every decided place is the true one, and the riders who crossed seconds clear of the others are decided."""
+    import gzip
+    import json
+
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from peloton.evaluate import read_table
+    from peloton.simulate import SimParams, recording_document, simulate_race
+    from peloton.stage import stage_from_recording
+    from pipelines.replay import build_replay
+    from tests.helpers import line_course
+
+    race = simulate_race(line_course([[0, 0], [30000, 0]]),
+                         SimParams(riders=30, seed=3, breakaway_size=1, caught=False, stops=0, wind_kph=0.0))
+    doc = recording_document(race, "30 km, a lone breakaway stays away")
+    path = tmp_path / "sim.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    p = TestPipeline()
+    build_replay(p, stage_from_recording(doc), str(path), str(tmp_path / "out"))
+    p.run().wait_until_finish()
+    rows = [r for r in read_table(str(tmp_path / "out"), "results") if r["status"] == "finished"]
+    true_t = dict(zip(race.bibs.tolist(), race.finish_t.tolist()))
+    true_place = {b: i + 1 for i, b in enumerate(sorted(true_t, key=true_t.get))}
+    assert len(rows) == 30
+    for r in rows:
+        assert abs(r["finish_time"].timestamp() - true_t[r["bib"]]) <= r["finish_uncertainty_s"]
+        assert r["place_min"] <= true_place[r["bib"]] <= r["place_max"]
+    decided = [r for r in rows if r["order_decided"]]
+    assert all(r["position"] == true_place[r["bib"]] for r in decided)
+    clear = [b for b, t in true_t.items() if min(abs(t - o) for c, o in true_t.items() if c != b) > 8.0]
+    assert clear and {r["bib"] for r in decided} >= set(clear)
+    winner = min(true_t, key=true_t.get)
+    assert [r["position"] for r in rows if r["bib"] == winner] == [1]  # the lone winner, a minute clear
