@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Crossings", "line_crossings", "finale_stops", "stop_runs", "rank_results", "stage_results",
-           "same_time_gap_s", "crossing_uncertainty_s", "place_ranges", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
+           "same_time_gap_s", "crossing_uncertainty_s", "place_ranges", "split_bounds", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
 
 #: Trackers stop short of the line: a rider last seen riding this close to it has finished (at his last speed).
 FINISH_TOLERANCE_KM = 0.6
@@ -83,6 +83,20 @@ def place_ranges(t: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     interval ends before this one starts), up to the count of riders not surely behind. Equal: decided."""
     lo, hi = np.sort(t - u), np.sort(t + u)
     return 1 + np.searchsorted(hi, t - u, side="left"), np.searchsorted(lo, t + u, side="right")
+
+
+def split_bounds(t: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each gap between consecutive times of sorted ``t`` (+- ``u``): the least and the most it may be, in s,
+    between the riders ahead of it and those behind (least < 0: the order across it is not decided)."""
+    ahead_late, ahead_early = np.maximum.accumulate(t + u), np.maximum.accumulate(t - u)
+    behind_early = np.minimum.accumulate((t - u)[::-1])[::-1]
+    behind_late = np.minimum.accumulate((t + u)[::-1])[::-1]
+    return behind_early[1:] - ahead_late[:-1], behind_late[1:] - ahead_early[:-1]
+
+
+def _heads(new_group: np.ndarray) -> np.ndarray:
+    """Index of the first of each one's group, from the flags that start a group."""
+    return np.maximum.accumulate(np.where(new_group, np.arange(new_group.size), 0))
 
 
 def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray, km_to_finish: np.ndarray,
@@ -182,7 +196,8 @@ def finale_stops(t: np.ndarray, bib: np.ndarray, km_to_finish: np.ndarray, speed
 
 
 def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict | None = None,
-                 last_seen: dict | None = None, starts: dict | None = None, ranked: set | None = None) -> list[dict]:
+                 last_seen: dict | None = None, starts: dict | None = None, ranked: set | None = None,
+                 uncertainty_s: np.ndarray | None = None) -> list[dict]:
     """Result rows: the riders of ``crossings`` ranked, and a DNF row for every rider of ``last_seen``
     ({bib: (t, km)}) who did not cross (``racing`` if he was seen in the input's last ``STILL_RACING_S``).
 
@@ -195,12 +210,20 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
     group to cross. Time trials (``starts`` given, {bib: start epoch s}):
     place by elapsed time, decided alike; riders without a start, or not in
     ``ranked`` (trackers that teleport), are not ranked.
+
+    The credited time is decided only where his group is: the range
+    ``credited_time_min_s``..``credited_time_max_s`` splits the riders only
+    at the gaps surely ``gap_s`` or more (every crossing at its interval's
+    worst) up to every gap that may be (:func:`credited_ranges`).
+    ``uncertainty_s``: each crossing's half-width, in ``crossings``' order
+    (default :func:`crossing_uncertainty_s`; zeros for exact crossings, a
+    simulator's truth).
     """
     rows = []
     order = np.argsort(crossings.crossed_t, kind="stable")
     bib, crossed = crossings.bib[order], crossings.crossed_t[order]
     seen, short = crossings.seen_at_line[order], crossings.short_km[order]
-    u = crossing_uncertainty_s(crossings)[order]
+    u = (crossing_uncertainty_s(crossings) if uncertainty_s is None else np.asarray(uncertainty_s, float))[order]
     how = np.where(seen, "crossed the line", "")
     details = [h if s else f"tracker stopped {k * 1000:.0f} m short of the line: at his last speed"
                for h, s, k in zip(how.tolist(), seen.tolist(), short.tolist())]
@@ -209,12 +232,15 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
     elif bib.size:
         behind = crossed - crossed[0]
         low, high = place_ranges(crossed, u)
+        sure, may = split_bounds(crossed, u)
         # a gap splits a same-time group only where the data decides the order across it
-        ahead_ends = np.maximum.accumulate(crossed + u)
-        behind_starts = np.minimum.accumulate((crossed - u)[::-1])[::-1]
-        new_group = np.r_[True, (np.diff(crossed) >= gap_s) & (behind_starts[1:] > ahead_ends[:-1])]
-        head = np.maximum.accumulate(np.where(new_group, np.arange(bib.size), 0))
+        new_group = np.r_[True, (np.diff(crossed) >= gap_s) & (sure > 0)]
+        head = _heads(new_group)
         credited, group_pos = behind[head], head + 1
+        # ... and his credited time is decided only where every gap ahead of him to his group's head surely is
+        # less than gap_s, and the gap before that head surely is gap_s or more
+        credited_min = behind[_heads(np.r_[True, sure >= gap_s])]
+        credited_max = behind[_heads(np.r_[True, may >= gap_s])]
         place = {int(b): i for i, b in enumerate(bib.tolist())}
         for rider, (_t, mates) in (stops or {}).items():
             i = place.get(rider)
@@ -224,10 +250,12 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
             k = min(ahead)
             if k < i:
                 credited[i], group_pos[i] = credited[k], group_pos[k]
+                credited_min[i], credited_max[i] = credited_min[k], credited_max[k]
                 details[i] = f"stopped in the last {FINALE_KM:g} km: the time of his group"
         for i, rider in enumerate(bib.tolist()):
             rows.append(_row(stage_id, crossed[i], rider, "finished", None, crossed[i], None, behind[i],
-                             credited[i], int(group_pos[i]), None, details[i], u[i], low[i], high[i]))
+                             credited[i], int(group_pos[i]), None, details[i], u[i], low[i], high[i],
+                             (credited_min[i], credited_max[i])))
     done = set(bib.tolist())
     end_t = max([t for t, _ in (last_seen or {}).values()] + crossed.tolist(), default=-np.inf)
     for rider, (t_last, km_last) in sorted((last_seen or {}).items()):
@@ -270,19 +298,25 @@ def _num(x, nd=3):
 
 
 def _row(stage_id, event_t, bib, status, position, finish_t, elapsed, behind, credited, group_pos, last_km, detail,
-         uncertainty=None, low=None, high=None):
-    """A provisional row; ``low``/``high``: the places he may hold. ``position`` only where they agree."""
+         uncertainty=None, low=None, high=None, credited_range=None):
+    """A provisional row; ``low``/``high``: the places he may hold. ``position`` only where they agree.
+    ``credited_range``: (least, most) credited time he may have (default: the credited time, decided)."""
     decided = low is not None and int(low) == int(high)
     if decided:
         position = int(low)
     elif low is not None:
         detail = f"{detail}; order not decided: places {int(low)}-{int(high)}"
+    c_min, c_max = credited_range if credited_range is not None else (credited, credited)
+    credited_decided = credited is not None and _num(c_min) == _num(c_max)
+    if credited is not None and not credited_decided:
+        detail = f"{detail}; credited time not decided: {_num(c_min, 1):g}-{_num(c_max, 1):g} s"
     return {"stage_id": stage_id, "event_time": int(round(float(event_t) * 1000)), "bib": int(bib),
             "status": status, "position": position,
             "finish_time": None if finish_t is None else int(round(float(finish_t) * 1000)),
             "finish_uncertainty_s": None if uncertainty is None else _num(uncertainty),
             "elapsed_s": _num(elapsed), "time_behind_winner_s": _num(behind),
-            "credited_time_behind_s": _num(credited), "same_time_group": group_pos,
+            "credited_time_behind_s": _num(credited), "credited_time_min_s": _num(c_min),
+            "credited_time_max_s": _num(c_max), "credited_time_decided": credited_decided, "same_time_group": group_pos,
             "place_min": None if low is None else int(low), "place_max": None if high is None else int(high),
             "order_decided": decided, "last_km": last_km, "detail": detail, "source": "provisional"}
 

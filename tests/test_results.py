@@ -198,3 +198,25 @@ def test_a_simulated_race_whose_riders_cross_well_apart_gets_decided_places(tmp_
     assert clear and {r["bib"] for r in decided} >= set(clear)
     winner = min(true_t, key=true_t.get)
     assert [r["position"] for r in rows if r["bib"] == winner] == [1]  # the lone winner, a minute clear
+
+
+def test_a_credited_time_is_decided_only_where_every_gap_ahead_of_him_to_his_group_head_is():
+    """+-0.5 s each: 0.6 s between wheels may be 1.6 s (a split under the 1 s rule) or 0; the 1.3 s gap is ordered
+    but may be 0.3 s. Only the winner and the rider 6.9 s clear have a decided credited time."""
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0))
+    assert [rows[b]["credited_time_decided"] for b in SPRINT[0]] == [True, False, False, False, False, True]
+    assert [rows[b]["credited_time_min_s"] for b in SPRINT[0]] == [0.0, 0.0, 0.0, 0.0, 0.0, 10.0]
+    assert [rows[b]["credited_time_max_s"] for b in SPRINT[0]] == [0.0, 0.6, 1.2, 2.5, 3.1, 10.0]
+    assert all(r["credited_time_min_s"] <= r["credited_time_behind_s"] <= r["credited_time_max_s"]
+               for r in rows.values())
+    assert "credited time not decided: 0-2.5 s" in rows[4]["detail"]
+    # exact crossings (a simulator's truth): the rule alone, every credited time decided
+    exact = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0, uncertainty_s=np.zeros(6)))
+    assert [exact[b]["credited_time_behind_s"] for b in SPRINT[0]] == [0.0, 0.0, 0.0, 2.5, 2.5, 10.0]
+    assert [exact[b]["position"] for b in SPRINT[0]] == [1, 2, 3, 4, 5, 6]
+    assert all(r["credited_time_decided"] for r in exact.values())
+    # a rider who stopped in the finale takes his group's range with its time
+    stops = {6: (T0 - 100, np.array([4, 5]))}
+    rows = _by_bib(rank_results("s", _crossings(*SPRINT), gap_s=1.0, stops=stops))
+    assert (rows[6]["credited_time_min_s"], rows[6]["credited_time_max_s"]) == (0.0, 2.5)
+    assert not rows[6]["credited_time_decided"]
