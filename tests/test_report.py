@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from peloton.report import (ETA_HORIZON_S, _eta_rows, race_timezone, read_tables, render_report, report_data,
+from peloton.report import (ETA_HORIZON_S, _eta_rows, family_name, race_timezone, read_tables, render_report, report_data,
                             stage_result)
 from peloton.stage import Stage
 from pipelines.cli import main
@@ -338,6 +338,17 @@ def test_stage4_names_no_winner_the_trackers_never_saw_win(stage4_report, stage4
             cells = [[c.text for c in r.find_elements("tag name", "td")]
                      for r in driver.find_elements("css selector", "#result-table tr")[1:]]
             assert [c[0] for c in cells[:n]] == [f"1-{n}"] * n
+            # no hint of a winner: the front group alphabetically by family name, in the table and the heading
+            family = [family_name(c[1].split(" (")[0]) for c in cells[:n]]
+            assert family == sorted(family) and "listed alphabetically" in text, family
+            assert [family_name(x) for x in result["front_names"]] == family
+            # brought into view, the result's heading is not under the sticky strip
+            driver.execute_script("document.getElementById('result').scrollIntoView()")
+            top, strip_bottom = driver.execute_script(
+                "return [document.querySelector('#result h2').getBoundingClientRect().top,"
+                " document.getElementById('strip-wrap').getBoundingClientRect().bottom]")
+            assert top >= strip_bottom, (top, strip_bottom)
+            assert sideways_overflow(driver) == 0
             screenshot(driver, f"report-stage4-undecided-{'desk' if size == DESK else 'phone'}")
         finally:
             driver.quit()
@@ -354,3 +365,20 @@ def test_the_time_trial_result_is_decided_where_the_times_are_seconds_apart(stag
         assert abs(r["elapsed_s"] - elapsed) <= 2.0, (bib, r["elapsed_s"])
     undecided = [r for r in rows.values() if r["elapsed_s"] is not None and not r["order_decided"]]
     assert undecided and all(r["position"] is None and r["place_min"] < r["place_max"] for r in undecided)
+
+
+def test_riders_the_data_does_not_order_are_listed_alphabetically_not_in_crossing_order():
+    """A front group of three (places 1-3, same time), then a decided 4th, then two riders of the next group whose
+    order is not decided: each undecided run in alphabetical order of family name, the decided rider in place."""
+    def row(bib, t_ms, lo, hi, group):
+        r = _result_row(bib, "finished", lo if lo == hi else None, t_ms, t_ms / 1000, group - 1.0, group)
+        return dict(r, place_min=lo, place_max=hi, order_decided=lo == hi)
+    names = {1: "Zed ZULU", 2: "Ann ALPHA", 3: "Kim ÉCLAIR", 4: "Bob BRAVO", 5: "Yan YANKEE", 6: "Cy CHARLIE"}
+    rows = [row(1, 0, 1, 3, 1), row(2, 500, 1, 3, 1), row(3, 900, 1, 3, 1), row(4, 20_000, 4, 4, 4),
+            row(5, 40_000, 5, 6, 5), row(6, 40_400, 5, 6, 5)]
+    result = stage_result(rows, names=names)
+    assert [p["bib"] for p in result["places"]] == [2, 3, 1, 4, 6, 5]
+    assert result["front"] == [2, 3, 1] and result["front_names"] == ["ALPHA", "ÉCLAIR", "ZULU"]
+    assert result["winner"] is None and result["neutral_order"] == "alphabetical"
+    assert [p["same_time"] for p in result["places"]] == [False, True, True, False, False, True]
+    assert [p["bib"] for p in stage_result(rows)["places"]][:3] == [1, 2, 3]  # no names: by bib
