@@ -9,9 +9,12 @@ each rider's true crossing of the line to the truth file), replayed with
 * gaps against the simulator's truth (time since the first rider on the
   road, finished or not, passed the rider's point): all rows, the rows after
   the head of the race crossed the line, and the last 10 km;
-* results against the truth: positions of the first 20, crossing-time
-  errors, and the credited times (UCI rule, 1 s: the simulated stages are
-  typed hilly) against those the rule gives on the true crossings.
+* results against the truth: the places the crossings' intervals decide
+  (and whether they are right), the share of riders whose place is not, the
+  pairs of riders ordered, crossing-time errors, and the credited times (UCI
+  rule, 1 s: the simulated stages are typed hilly) against those the rule
+  gives on the true crossings, with the share decided and whether the truth
+  lies in the credited range.
 
 Stage 4 (a benchmark may read the official values, the pipeline never):
 our results against the finish order the feed implies. Its ``kmToFinish``
@@ -61,21 +64,55 @@ def gap_rows(out: Path, recording_text: str) -> dict:
     return {"t": t, "err": ours - ref - 0.5, "ktf": ktf, "ours": ours, "ref": ref}
 
 
+def _crossing_order(rows) -> list[dict]:
+    """Rows in crossing order (``position`` is null where the crossings do not decide the place)."""
+    return sorted(rows, key=lambda r: (r["finish_time"].timestamp() if hasattr(r["finish_time"], "timestamp")
+                                       else r["finish_time"] / 1000, r["bib"]))
+
+
+def places_scored(rows: list[dict], true_place: dict | None = None, true_t: dict | None = None) -> dict:
+    """What our place ranges decide: places decided (and right, against ``true_place``), the share of riders whose
+    place is not, and the pairs of riders whose order the crossings' intervals decide (and right)."""
+    n = len(rows)
+    decided = [r for r in rows if r["order_decided"]]
+    out = {"riders": n, "places_decided": len(decided), "place_undecided_share": 1 - len(decided) / n if n else None,
+           "place_range_width_median": float(np.median([r["place_max"] - r["place_min"] + 1 for r in rows]))
+           if n else None}
+    t = np.array([r["finish_time"].timestamp() for r in rows])
+    u = np.array([r["finish_uncertainty_s"] for r in rows])
+    i, j = np.triu_indices(n, 1)
+    pair = np.abs(t[i] - t[j]) > u[i] + u[j]  # their intervals do not overlap: ordered
+    out["pairs"], out["pairs_decided"] = int(i.size), int(pair.sum())
+    if true_place is not None:
+        out["places_decided_right"] = sum(r["position"] == true_place[r["bib"]] for r in decided)
+        out["place_range_holds_truth_share"] = float(np.mean([r["place_min"] <= true_place[r["bib"]] <= r["place_max"]
+                                                               for r in rows])) if n else None
+        tt = np.array([true_t[r["bib"]] for r in rows])
+        out["pairs_decided_right"] = int((np.sign(t[i] - t[j]) == np.sign(tt[i] - tt[j]))[pair].sum())
+    return out
+
+
 def score_results(results: list[dict], finish: dict, gap_s: float = 1.0) -> dict:
     """Our results table against the true crossings (and the credits the rule gives on them)."""
     bibs = np.array([int(b) for b in finish], dtype=np.int64)
     true_t = np.array([finish[str(b)] for b in bibs.tolist()])
     n = bibs.size
-    truth = rank_results("truth", Crossings(bibs, true_t, true_t, np.zeros(n), np.ones(n, bool), np.zeros(n)), gap_s)
+    # the truth's crossings are exact: the rule alone, every place decided
+    truth = rank_results("truth", Crossings(bibs, true_t, true_t, np.zeros(n), np.ones(n, bool), np.zeros(n)), gap_s,
+                         uncertainty_s=np.zeros(n))
     true_by = {r["bib"]: r for r in truth}
     ours = {r["bib"]: r for r in results if r["status"] == "finished"}
     true_order = [r["bib"] for r in sorted(truth, key=lambda r: r["position"])]
-    our_order = [r["bib"] for r in sorted(ours.values(), key=lambda r: r["position"])]
+    our_order = [r["bib"] for r in _crossing_order(ours.values())]
     top_right = sum(a == b for a, b in zip(true_order[:TOP], our_order[:TOP]))
     both = sorted(set(ours) & set(true_by))
     t_err = np.array([ours[b]["finish_time"].timestamp() - true_by[b]["finish_time"] / 1000 for b in both])
     behind_err = np.array([ours[b]["time_behind_winner_s"] - true_by[b]["time_behind_winner_s"] for b in both])
     credit_err = np.array([ours[b]["credited_time_behind_s"] - true_by[b]["credited_time_behind_s"] for b in both])
+    c_decided = np.array([bool(ours[b].get("credited_time_decided")) for b in both], bool)
+    true_credit = np.array([true_by[b]["credited_time_behind_s"] for b in both])
+    c_lo = np.array([ours[b]["credited_time_min_s"] for b in both], float)
+    c_hi = np.array([ours[b]["credited_time_max_s"] for b in both], float)
     # same-time groups: is the rider credited with the time of the same rider as in the truth?
     head_of = lambda rows_by, order, b: order[rows_by[b]["same_time_group"] - 1]  # noqa: E731
     same_head = [head_of(ours, our_order, b) == head_of(true_by, true_order, b) for b in both]
@@ -84,15 +121,26 @@ def score_results(results: list[dict], finish: dict, gap_s: float = 1.0) -> dict
                                            == rows_by[b]["same_time_group"]) for b in rows_by}
     ours_sets, true_sets = members(ours), members(true_by)
     same_set = [ours_sets[b] == true_sets[b] for b in both]
+    true_place = {r["bib"]: r["position"] for r in truth}
+    won = [r["bib"] for r in ours.values() if r["position"] == 1]
     return {"true_finishers": n, "our_finishers": len(ours), "dnf_ours": sum(r["status"] == "DNF" for r in results),
-            "top20_positions_right": top_right, "winner_right": bool(our_order[:1] == true_order[:1]),
+            "top20_crossing_order_right": top_right,
+            "winner": "not decided" if not won else ("right" if won == true_order[:1] else "wrong"),
+            "places": places_scored([ours[b] for b in both], true_place, {b: finish[str(b)] for b in both}),
             "crossing_error_s": error_stats(t_err), "time_behind_error_s": error_stats(behind_err),
             "credited_error_s": error_stats(credit_err),
             "credited_exact_share": float(np.mean(np.abs(credit_err) < 0.01)) if both else None,
             "credited_within_1s_share": float(np.mean(np.abs(credit_err) < 1.0)) if both else None,
+            "credited_within_half_s_share": float(np.mean(np.abs(credit_err) < 0.5)) if both else None,
+            "credited_decided_share": float(np.mean(c_decided)) if both else None,
+            "credited_error_decided_s": error_stats(credit_err[c_decided]),
+            "credited_error_undecided_s": error_stats(credit_err[~c_decided]),
+            # the range leaves out each crossing's own error (a few tenths): held within 0.5 s of it
+            "credited_range_holds_truth_share": float(np.mean((true_credit >= c_lo - 0.5) & (true_credit <= c_hi + 0.5)))
+            if both else None,
+            "credited_range_width_median_s": float(np.median(c_hi - c_lo)) if both else None,
             "same_time_group_head_right_share": float(np.mean(same_head)) if both else None,
             "same_time_group_right_share": float(np.mean(same_set)) if both else None,
-            "credited_within_half_s_share": float(np.mean(np.abs(credit_err) < 0.5)) if both else None,
             "true_same_time_groups": len({r["same_time_group"] for r in truth}),
             "our_same_time_groups": len({r["same_time_group"] for r in ours.values()})}
 
@@ -122,7 +170,7 @@ def simulated(out: Path, seeds: int, reuse: bool) -> list[dict]:
                  "results": score_results(read_table(str(replay), "results"), truth["finish"])}
             results.append(r)
             print(f"{name} seed {seed}: gaps {r['gap_all']['median']:.2f}/{r['gap_all']['p90']:.2f}/"
-                  f"{r['gap_all']['p99']:.2f} s, top 20 right {r['results']['top20_positions_right']}",
+                  f"{r['gap_all']['p99']:.2f} s, places decided {r['results']['places']['places_decided']}",
                   file=sys.stderr, flush=True)
     return results
 
@@ -148,7 +196,7 @@ def stage4(out: Path, reuse: bool) -> dict:
     order = np.argsort(feed.crossed_t)
     feed_bibs, feed_t = feed.bib[order], feed.crossed_t[order]
     ours = {r["bib"]: r for r in read_table(str(replay), "results") if r["status"] == "finished"}
-    our_order = [r["bib"] for r in sorted(ours.values(), key=lambda r: r["position"])]
+    our_order = [r["bib"] for r in _crossing_order(ours.values())]
     both = [b for b in feed_bibs.tolist() if b in ours]
     dt = np.array([ours[b]["finish_time"].timestamp() - feed_t[feed_bibs.tolist().index(b)] for b in both])
     # the feed's tick order: riders the same tick first finds within 600 m of the line cannot be told apart
@@ -157,7 +205,10 @@ def stage4(out: Path, reuse: bool) -> dict:
     ok = np.isfinite(g["err"])
     feed_order = feed_bibs.tolist()
     return {"feed_finishers": int(feed_bibs.size), "feed_seen_at_line": int(feed.seen_at_line.sum()),
-            "our_finishers": len(ours), "top10_feed": feed_order[:10], "top10_ours": our_order[:10],
+            "our_finishers": len(ours), "places": places_scored(list(ours.values())),
+            "credited_decided": sum(bool(r.get("credited_time_decided")) for r in ours.values()),
+            "front_group": sorted(r["bib"] for r in ours.values() if r["place_min"] == 1),
+            "top10_feed": feed_order[:10], "top10_ours_crossing_order": our_order[:10],
             "top10_positions_equal": sum(a == b for a, b in zip(feed_order[:10], our_order[:10])),
             "top20_positions_equal": sum(a == b for a, b in zip(feed_order[:TOP], our_order[:TOP])),
             "same_riders_in_top20": len(set(feed_order[:TOP]) & set(our_order[:TOP])),
@@ -195,17 +246,23 @@ def main() -> None:
         for r in sims:
             print(f"| {r['course']} | {r['seed']} | {median_p90_p99(r['gap_all'])} | {median_p90_p99(r['gap_after_first_finish'])} "
                   f"({r['gap_after_first_finish'].get('n', 0):,} rows) | {median_p90_p99(r['gap_last_10_km'])} |")
-        print("\n| course | seed | finishers (truth / ours) | top 20 right | winner "
-              "| crossing error median / p90 / max s | credited error median / p90 / max s "
-              "| credited within 0.5 s / 1 s | same-time group (its riders) right | groups (truth / ours) |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("\n| course | seed | finishers (truth / ours) | winner | places decided (right) | place undecided "
+              "| place range holds the truth | pairs ordered (right) | crossing error median / p90 / max s "
+              "| credited error median / p90 / max s | credited within 0.5 s / 1 s | credited decided "
+              "| credited error where decided, median / p90 / max s | truth within the credited range (+-0.5 s) "
+              "| same-time group (its riders) right | groups (truth / ours) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sims:
-            x = r["results"]
+            x, pl = r["results"], r["results"]["places"]
             c = x["crossing_error_s"]
-            print(f"| {r['course']} | {r['seed']} | {x['true_finishers']} / {x['our_finishers']} | "
-                  f"{x['top20_positions_right']} / {TOP} | {'yes' if x['winner_right'] else 'no'} | "
+            print(f"| {r['course']} | {r['seed']} | {x['true_finishers']} / {x['our_finishers']} | {x['winner']} | "
+                  f"{pl['places_decided']} ({pl['places_decided_right']}) | {100 * pl['place_undecided_share']:.0f} % | "
+                  f"{100 * pl['place_range_holds_truth_share']:.0f} % | "
+                  f"{100 * pl['pairs_decided'] / pl['pairs']:.1f} % ({pl['pairs_decided_right']} of {pl['pairs_decided']}) | "
                   f"{c['median']:.2f} / {c['p90']:.2f} / {c['max']:.2f} | {_fmt3(x['credited_error_s'])} | "
                   f"{100 * x['credited_within_half_s_share']:.0f} % / {100 * x['credited_within_1s_share']:.0f} % | "
+                  f"{100 * x['credited_decided_share']:.0f} % | {_fmt3(x['credited_error_decided_s'])} | "
+                  f"{100 * x['credited_range_holds_truth_share']:.0f} % | "
                   f"{100 * x['same_time_group_right_share']:.0f} % | "
                   f"{x['true_same_time_groups']} / {x['our_same_time_groups']} |")
     print("\nstage 4 against the finish the feed implies:")

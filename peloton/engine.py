@@ -35,8 +35,8 @@ from peloton.race import (RaceParams, RaceState, RiderTracks, change_event, chan
                           estimate_start_times, finished_event, groups_and_gap_ahead, groups_by_tick, groups_of_change,
                           mark_kms, riding_fixes, signal_events, standing_rows, stop_event, time_trial_gaps,
                           trusted_tracks)
-from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
-                             rank_results, stop_runs)
+from peloton.results import (CROSSING_BASE_S, FINALE_KM, RESULT_SETTLE_S, Crossings, crossing_uncertainty_s,
+                             finale_stops, last_seen, line_crossings, rank_results, stop_runs)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
 from peloton.windowing import TICK_S, Windowing, window_index
@@ -418,7 +418,10 @@ class RaceEngine:
                              ra.stopped_min_s)
         for rider, stop in stops.items():
             self.stops.setdefault(rider, stop)
-        settled = {b for b, known in self.crossed.items() if known[1] <= self.newest_t - RESULT_SETTLE_S}
+        # final once no crossing still unknown can overlap his interval: an unknown one's starts no sooner than
+        # RESULT_SETTLE_S + CROSSING_BASE_S ago (his last fix is newer, and he extrapolates from it)
+        settled = {b for b, known in self.crossed.items()
+                   if known[1] + _uncertainty(known) <= self.newest_t - RESULT_SETTLE_S - CROSSING_BASE_S}
         if not settled - self.results_sent:
             return none, finished
         rows = rank_results(self.stage_id, self._crossings(), self.same_time_gap_s, self.stops)
@@ -669,3 +672,9 @@ class _PerRider:
         for name, v in values.items():
             col = self.cols.setdefault(name, np.full(self.bib.size, np.nan))
             col[pos] = v
+
+
+def _uncertainty(known: tuple) -> float:
+    """The half-width of a remembered crossing's interval ((last fix t, crossed t, ...): :meth:`_remember_crossings`)."""
+    last, crossed = known[0], known[1]
+    return float(crossing_uncertainty_s(Crossings(*(np.array([x]) for x in (0, last, crossed, 0, True, 0))))[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import unicodedata
 from importlib import resources
 
 import numpy as np
@@ -217,29 +218,78 @@ def decisive_moment(stage: Stage, tables: dict, frames_t: list[int]) -> dict | N
     return {"event_time": finish, "why": "the finish"}
 
 
-def stage_result(rows: list[dict], limit: int = 10) -> dict | None:
+def family_name(name: str, fold: bool = True) -> str:
+    """The family name of a start-list name ("Raul GARCIA PIERNA" -> "GARCIA PIERNA": its trailing words in
+    capitals; else its last word); ``fold``: for sorting (no accents, upper case)."""
+    words = name.split()
+    k = len(words)
+    while k > 0 and words[k - 1] == words[k - 1].upper() and any(c.isalpha() for c in words[k - 1]):
+        k -= 1
+    family = " ".join(words[k:] if k < len(words) else words[-1:])
+    if not fold:
+        return family
+    return "".join(c for c in unicodedata.normalize("NFKD", family) if not unicodedata.combining(c)).upper()
+
+
+def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -> dict | None:
     """The stage result from the ``results`` table (schemas/results.avsc): winner, first ``limit``, same-time groups.
 
     None if there is no result yet. Each place carries the credited gap and whether it is the same time as the
-    rider before (the UCI time rule: "s.t." on a results sheet).
+    rider before (the UCI time rule: "s.t." on a results sheet), and the range of places it may hold: where the
+    data does not decide the order (``order_decided`` false) there is no winner, only the front group
+    (``front``: the riders who may be first). ``provisional``: the rows are the trackers', not the organiser's.
+
+    No hint of an order the data does not decide: the riders of a same-time group whose places it does not tell
+    apart (consecutive, their place ranges overlapping) are listed alphabetically by family name (``names``:
+    {bib: "First FAMILY"}; by bib without it), and so is ``front``; ``neutral_order`` says which.
     """
-    finished = sorted((r for r in rows if r.get("status") == "finished" and r.get("position") is not None),
-                      key=lambda r: r["position"])
+    def first_place(r):
+        return r.get("place_min") if r.get("place_min") is not None else r.get("position")
+
+    def last_place(r):
+        return r.get("place_max") if r.get("place_max") is not None else r.get("position")
+
+    def decided(r):
+        return bool(r.get("order_decided", r.get("position") is not None) and r.get("position") is not None)
+
+    def neutral(bib):
+        return (family_name(names[bib]), bib) if names and bib in names else ("", bib)
+
+    finished = sorted((r for r in rows if r.get("status") == "finished" and first_place(r) is not None),
+                      key=lambda r: (first_place(r), r.get("finish_time") or 0, r["bib"]))
     if not finished:
         return None
+    # runs of riders the data does not order, within one same-time group: each listed in the neutral order
+    run = [0] * len(finished)
+    for i in range(1, len(finished)):
+        a, b = finished[i - 1], finished[i]
+        together = (not decided(a) and not decided(b) and a.get("same_time_group") is not None
+                    and a.get("same_time_group") == b.get("same_time_group") and first_place(b) <= last_place(a))
+        run[i] = run[i - 1] if together else i
+    shown = sorted(range(min(limit, len(finished))), key=lambda i: (run[i], neutral(finished[i]["bib"])))
     places = []
-    for i, r in enumerate(finished[:limit]):
+    for k, i in enumerate(shown):
+        r = finished[i]
         behind = r.get("credited_time_behind_s")
         if behind is None:
             behind = r.get("time_behind_winner_s")
         group = r.get("same_time_group")
-        same = i > 0 and group is not None and group == finished[i - 1].get("same_time_group")
-        places.append({"position": r["position"], "bib": r["bib"], "behind_s": behind, "same_time": bool(same),
-                       "same_time_group": group, "elapsed_s": r.get("elapsed_s"),
+        same = k > 0 and group is not None and group == finished[shown[k - 1]].get("same_time_group")
+        places.append({"position": r["position"] if decided(r) else None, "bib": r["bib"], "behind_s": behind,
+                       "same_time": bool(same), "same_time_group": group, "elapsed_s": r.get("elapsed_s"),
+                       "place_min": first_place(r), "place_max": last_place(r),
+                       "order_decided": decided(r), "credited_decided": r.get("credited_time_decided", True),
                        "finish_time": row_ms(r["finish_time"]) if r.get("finish_time") is not None else None})
-    return {"places": places, "finished": len(finished),
+    winner = places[0]["bib"] if places[0]["order_decided"] and places[0]["position"] == 1 else None
+    front = [] if winner is not None else sorted((r["bib"] for r in finished if first_place(r) == 1), key=neutral)
+    first_t = min((p["finish_time"] for p in places if p["finish_time"] is not None), default=None)
+    return {"places": places, "finished": len(finished), "winner": winner, "front": front,
+            "front_names": [family_name(names[b], fold=False) if names and b in names else f"#{b}" for b in front],
+            "neutral_order": "alphabetical" if names else "bib",
+            "first_finish_time": first_t,
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
             "racing": sum(1 for r in rows if r.get("status") == "racing"),
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
             "final": True}
 
 
@@ -312,7 +362,7 @@ def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
         "frames": frames, "groups": group_rows, "events": events, "head_eta": _eta_rows(preds),
         "catch": catch, "climb_efforts": best, "standings": standings,
         "decisive": decisive_moment(stage, tables, frames["t"]),
-        "result": stage_result(tables.get("results", [])),
+        "result": stage_result(tables.get("results", []), names={b: v["name"] for b, v in names.items()}),
         "newest_event_time": max((r["event_time"] for r in tables.get("rider_state", [])), default=None),
     }
 

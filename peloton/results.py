@@ -16,6 +16,11 @@ once and the live engine runs as the race goes (:mod:`peloton.engine`):
   or ``racing`` if they were still riding when the input ended (a recording
   that stops before the last riders reach the line: that is not known).
   Time trials: elapsed time from the start found in the track, ranked.
+
+Every crossing is uncertain (:func:`crossing_uncertainty_s`): two riders
+are ordered, and a rider given a ``position``, only where their crossing
+intervals do not overlap; elsewhere a row carries the range of places it
+may hold (:func:`place_ranges`) and says the order is not decided.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Crossings", "line_crossings", "finale_stops", "stop_runs", "rank_results", "stage_results",
-           "same_time_gap_s", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
+           "same_time_gap_s", "crossing_uncertainty_s", "place_ranges", "split_bounds", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
 
 #: Trackers stop short of the line: a rider last seen riding this close to it has finished (at his last speed).
 FINISH_TOLERANCE_KM = 0.6
@@ -38,6 +43,13 @@ STOP_LOOKBACK_S = 12.0
 SPEED_FIXES = 2
 #: A rider who did not cross but was seen this close to the end of the input was still racing, not DNF.
 STILL_RACING_S = 60.0
+#: A crossing seen between fixes either side of the line: GPS noise and the straight line between them, in s ...
+CROSSING_BASE_S = 0.5
+#: ... plus this share of the time from his last fix short of the line to the crossing: his mean speed over that
+#: stretch may differ from his last speed by this much (a sprint takes 55 km/h to 70; a rider who sits up slows).
+#: Simulated finishes (benchmarks/finish.py, exact crossings): every crossing within 0.5 s + 0.2 x that time,
+#: also extrapolated from 250 and 450 m short (their errors reach 0.14 x at most; no sprint is simulated).
+SPEED_CHANGE_SHARE = 0.2
 #: Stage type codes (``rest.stages``) on which the organiser applies the 3 s rule.
 FLAT_STAGE_TYPES = ("PLN",)
 
@@ -57,6 +69,34 @@ class Crossings:
     line_km: np.ndarray  # the line, in km from the start
     seen_at_line: np.ndarray  # bool: a fix of his at or past the line (else: at his last speed)
     short_km: np.ndarray  # how far short of the line his last fix was (0 when seen at the line)
+
+
+def crossing_uncertainty_s(c: "Crossings") -> np.ndarray:
+    """Half-width (s) of each crossing's interval: a fraction of a second between fixes either side of the line,
+    growing with the time extrapolated at his last speed from his last fix short of it (riders accelerate in a
+    sprint: 450 m at 55 km/h, 29 s of extrapolation, is +-6 s)."""
+    return CROSSING_BASE_S + SPEED_CHANGE_SHARE * np.maximum(c.crossed_t - c.last_fix_t, 0.0)
+
+
+def place_ranges(t: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(best, worst) place of each of the times ``t`` +- ``u``: one place before every rider surely ahead (his
+    interval ends before this one starts), up to the count of riders not surely behind. Equal: decided."""
+    lo, hi = np.sort(t - u), np.sort(t + u)
+    return 1 + np.searchsorted(hi, t - u, side="left"), np.searchsorted(lo, t + u, side="right")
+
+
+def split_bounds(t: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each gap between consecutive times of sorted ``t`` (+- ``u``): the least and the most it may be, in s,
+    between the riders ahead of it and those behind (least < 0: the order across it is not decided)."""
+    ahead_late, ahead_early = np.maximum.accumulate(t + u), np.maximum.accumulate(t - u)
+    behind_early = np.minimum.accumulate((t - u)[::-1])[::-1]
+    behind_late = np.minimum.accumulate((t + u)[::-1])[::-1]
+    return behind_early[1:] - ahead_late[:-1], behind_late[1:] - ahead_early[:-1]
+
+
+def _heads(new_group: np.ndarray) -> np.ndarray:
+    """Index of the first of each one's group, from the flags that start a group."""
+    return np.maximum.accumulate(np.where(new_group, np.arange(new_group.size), 0))
 
 
 def line_crossings(t: np.ndarray, km: np.ndarray, bib: np.ndarray, usable: np.ndarray, km_to_finish: np.ndarray,
@@ -156,31 +196,51 @@ def finale_stops(t: np.ndarray, bib: np.ndarray, km_to_finish: np.ndarray, speed
 
 
 def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict | None = None,
-                 last_seen: dict | None = None, starts: dict | None = None, ranked: set | None = None) -> list[dict]:
+                 last_seen: dict | None = None, starts: dict | None = None, ranked: set | None = None,
+                 uncertainty_s: np.ndarray | None = None) -> list[dict]:
     """Result rows: the riders of ``crossings`` ranked, and a DNF row for every rider of ``last_seen``
     ({bib: (t, km)}) who did not cross (``racing`` if he was seen in the input's last ``STILL_RACING_S``).
 
-    Road stages: place by crossing; a same-time group runs while consecutive
-    crossings are less than ``gap_s`` apart, and its riders are credited
-    with the time behind of its first rider; a rider of ``stops`` gets the
-    credited time of the first of his group to cross. Time trials (``starts``
-    given, {bib: start epoch s}): place by elapsed time; riders without a
-    start, or not in ``ranked`` (trackers that teleport), are not ranked.
+    Road stages: place by crossing, where the crossings' intervals decide it
+    (:func:`crossing_uncertainty_s`; else ``position`` is null and the row
+    has the range of places it may hold); a same-time group runs until
+    consecutive crossings are ``gap_s`` apart with the order across the gap
+    decided, and its riders are credited with the time behind of its first
+    rider; a rider of ``stops`` gets the credited time of the first of his
+    group to cross. Time trials (``starts`` given, {bib: start epoch s}):
+    place by elapsed time, decided alike; riders without a start, or not in
+    ``ranked`` (trackers that teleport), are not ranked.
+
+    The credited time is decided only where his group is: the range
+    ``credited_time_min_s``..``credited_time_max_s`` splits the riders only
+    at the gaps surely ``gap_s`` or more (every crossing at its interval's
+    worst) up to every gap that may be (:func:`credited_ranges`).
+    ``uncertainty_s``: each crossing's half-width, in ``crossings``' order
+    (default :func:`crossing_uncertainty_s`; zeros for exact crossings, a
+    simulator's truth).
     """
     rows = []
     order = np.argsort(crossings.crossed_t, kind="stable")
     bib, crossed = crossings.bib[order], crossings.crossed_t[order]
     seen, short = crossings.seen_at_line[order], crossings.short_km[order]
+    u = (crossing_uncertainty_s(crossings) if uncertainty_s is None else np.asarray(uncertainty_s, float))[order]
     how = np.where(seen, "crossed the line", "")
     details = [h if s else f"tracker stopped {k * 1000:.0f} m short of the line: at his last speed"
                for h, s, k in zip(how.tolist(), seen.tolist(), short.tolist())]
     if starts is not None:
-        rows += _time_trial_rows(stage_id, bib, crossed, details, starts, ranked)
+        rows += _time_trial_rows(stage_id, bib, crossed, u, details, starts, ranked)
     elif bib.size:
         behind = crossed - crossed[0]
-        new_group = np.r_[True, np.diff(crossed) >= gap_s]
-        head = np.maximum.accumulate(np.where(new_group, np.arange(bib.size), 0))
+        low, high = place_ranges(crossed, u)
+        sure, may = split_bounds(crossed, u)
+        # a gap splits a same-time group only where the data decides the order across it
+        new_group = np.r_[True, (np.diff(crossed) >= gap_s) & (sure > 0)]
+        head = _heads(new_group)
         credited, group_pos = behind[head], head + 1
+        # ... and his credited time is decided only where every gap ahead of him to his group's head surely is
+        # less than gap_s, and the gap before that head surely is gap_s or more
+        credited_min = behind[_heads(np.r_[True, sure >= gap_s])]
+        credited_max = behind[_heads(np.r_[True, may >= gap_s])]
         place = {int(b): i for i, b in enumerate(bib.tolist())}
         for rider, (_t, mates) in (stops or {}).items():
             i = place.get(rider)
@@ -190,10 +250,12 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
             k = min(ahead)
             if k < i:
                 credited[i], group_pos[i] = credited[k], group_pos[k]
+                credited_min[i], credited_max[i] = credited_min[k], credited_max[k]
                 details[i] = f"stopped in the last {FINALE_KM:g} km: the time of his group"
         for i, rider in enumerate(bib.tolist()):
-            rows.append(_row(stage_id, crossed[i], rider, "finished", i + 1, crossed[i], None, behind[i],
-                             credited[i], int(group_pos[i]), None, details[i]))
+            rows.append(_row(stage_id, crossed[i], rider, "finished", None, crossed[i], None, behind[i],
+                             credited[i], int(group_pos[i]), None, details[i], u[i], low[i], high[i],
+                             (credited_min[i], credited_max[i])))
     done = set(bib.tolist())
     end_t = max([t for t, _ in (last_seen or {}).values()] + crossed.tolist(), default=-np.inf)
     for rider, (t_last, km_last) in sorted((last_seen or {}).items()):
@@ -208,19 +270,22 @@ def rank_results(stage_id: str, crossings: Crossings, gap_s: float, stops: dict 
     return rows
 
 
-def _time_trial_rows(stage_id, bib, crossed, details, starts, ranked):
+def _time_trial_rows(stage_id, bib, crossed, u, details, starts, ranked):
     start = np.array([starts.get(int(b), np.nan) for b in bib.tolist()])
     elapsed = crossed - start
     ok = np.isfinite(elapsed) & np.array([ranked is None or int(b) in ranked for b in bib.tolist()], bool)
     order = np.flatnonzero(ok)[np.argsort(elapsed[ok], kind="stable")]
     place = np.full(bib.size, -1)
     place[order] = np.arange(1, order.size + 1)
+    low, high = np.zeros(bib.size, np.int64), np.zeros(bib.size, np.int64)
+    low[ok], high[ok] = place_ranges(elapsed[ok], u[ok])  # the start is on the grid: the crossing's uncertainty
     best = elapsed[order[0]] if order.size else np.nan
     rows = []
     for i, rider in enumerate(bib.tolist()):
         if ok[i]:
-            rows.append(_row(stage_id, crossed[i], rider, "finished", int(place[i]), crossed[i], elapsed[i],
-                             elapsed[i] - best, elapsed[i] - best, int(place[i]), None, details[i]))
+            rows.append(_row(stage_id, crossed[i], rider, "finished", None, crossed[i], elapsed[i],
+                             elapsed[i] - best, elapsed[i] - best, int(place[i]), None, details[i], u[i],
+                             low[i], high[i]))
         else:
             why = "start not in the data" if not np.isfinite(elapsed[i]) else "track not plausible: not ranked"
             rows.append(_row(stage_id, crossed[i], rider, "finished", None, crossed[i], None, None, None, None,
@@ -232,13 +297,28 @@ def _num(x, nd=3):
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
-def _row(stage_id, event_t, bib, status, position, finish_t, elapsed, behind, credited, group_pos, last_km, detail):
+def _row(stage_id, event_t, bib, status, position, finish_t, elapsed, behind, credited, group_pos, last_km, detail,
+         uncertainty=None, low=None, high=None, credited_range=None):
+    """A provisional row; ``low``/``high``: the places he may hold. ``position`` only where they agree.
+    ``credited_range``: (least, most) credited time he may have (default: the credited time, decided)."""
+    decided = low is not None and int(low) == int(high)
+    if decided:
+        position = int(low)
+    elif low is not None:
+        detail = f"{detail}; order not decided: places {int(low)}-{int(high)}"
+    c_min, c_max = credited_range if credited_range is not None else (credited, credited)
+    credited_decided = credited is not None and _num(c_min) == _num(c_max)
+    if credited is not None and not credited_decided:
+        detail = f"{detail}; credited time not decided: {_num(c_min, 1):g}-{_num(c_max, 1):g} s"
     return {"stage_id": stage_id, "event_time": int(round(float(event_t) * 1000)), "bib": int(bib),
             "status": status, "position": position,
             "finish_time": None if finish_t is None else int(round(float(finish_t) * 1000)),
+            "finish_uncertainty_s": None if uncertainty is None else _num(uncertainty),
             "elapsed_s": _num(elapsed), "time_behind_winner_s": _num(behind),
-            "credited_time_behind_s": _num(credited), "same_time_group": group_pos, "last_km": last_km,
-            "detail": detail}
+            "credited_time_behind_s": _num(credited), "credited_time_min_s": _num(c_min),
+            "credited_time_max_s": _num(c_max), "credited_time_decided": credited_decided, "same_time_group": group_pos,
+            "place_min": None if low is None else int(low), "place_max": None if high is None else int(high),
+            "order_decided": decided, "last_km": last_km, "detail": detail, "source": "provisional"}
 
 
 def last_seen(t: np.ndarray, km: np.ndarray, bib: np.ndarray, racing: np.ndarray) -> dict:

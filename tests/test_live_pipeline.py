@@ -172,8 +172,10 @@ def test_live_results_equal_the_causal_replay_on_the_finish(stage4_recording, st
     expected_step = _causal_rows(text, stage4, stage4_course)
     _assert_every_table_equal(out, expected_step)
     assert {e["event_type"] for e in out["race_events"]} >= {"finished"}
-    finished = sorted((r for r in out["results"] if r["status"] == "finished"), key=lambda r: r["position"])
-    assert len(finished) >= 10 and [r["position"] for r in finished] == list(range(1, len(finished) + 1))
+    finished = sorted((r for r in out["results"] if r["status"] == "finished"), key=lambda r: r["finish_time"])
+    # a place where the crossings decide it, else the range that holds it (the front nine: 1-9)
+    assert len(finished) >= 10 and all(r["place_min"] <= i + 1 <= r["place_max"] and r["position"] in (None, i + 1)
+                                       for i, r in enumerate(finished))
     assert finished[0]["time_behind_winner_s"] == 0 and finished[0]["credited_time_behind_s"] == 0
     # the second group crossed about 2 min 37 s after the winner, its riders within a second of each other
     second = [r for r in finished if 150 < r["time_behind_winner_s"] < 165]

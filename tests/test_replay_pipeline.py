@@ -146,8 +146,11 @@ def test_replay_writes_the_result_and_keeps_the_winner_as_the_reference_after_th
     out, _ = _replay(tmp_path, "finish", finish, stage4)
     results = read_table(str(out), "results")
     assert len({r["bib"] for r in results}) == len(results)
-    finished = sorted((r for r in results if r["status"] == "finished"), key=lambda r: r["position"])
+    finished = sorted((r for r in results if r["status"] == "finished"), key=lambda r: r["finish_time"])
     assert len(finished) >= 10 and finished[0]["time_behind_winner_s"] == 0
+    # each rider's place range holds his place in crossing order; a position only where it is decided
+    assert all(r["place_min"] <= i + 1 <= r["place_max"] and r["position"] in (None, i + 1)
+               for i, r in enumerate(finished))
     winner_crossed = finished[0]["finish_time"].timestamp()
     assert all(r["finish_time"].timestamp() >= winner_crossed for r in finished)
     # credited times never exceed measured ones, and a same-time group names its first rider's place

@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from peloton.report import (ETA_HORIZON_S, _eta_rows, race_timezone, read_tables, render_report, report_data,
+from peloton.report import (ETA_HORIZON_S, _eta_rows, family_name, race_timezone, read_tables, render_report, report_data,
                             stage_result)
 from peloton.stage import Stage
 from pipelines.cli import main
@@ -245,7 +245,8 @@ def _result_row(bib, status, position, finish_ms, behind, credited, group, detai
     return {"stage_id": "2026-07-07", "event_time": finish_ms, "bib": bib, "status": status, "position": position,
             "finish_time": finish_ms if status == "finished" else None, "elapsed_s": None,
             "time_behind_winner_s": behind, "credited_time_behind_s": credited, "same_time_group": group,
-            "last_km": None if status == "finished" else 120.5, "detail": detail}
+            "last_km": None if status == "finished" else 120.5, "detail": detail,
+            "place_min": position, "place_max": position, "order_decided": position is not None}  # decided places
 
 
 def test_the_result_shows_winner_first_ten_and_same_time_groups(stage4_report, stage4_data, tmp_path):
@@ -315,3 +316,77 @@ def test_the_predicted_finish_leaves_out_absurd_guesses():
     preds[1]["eta_finish"] = t  # in the past
     kept = _eta_rows(preds)
     assert [p["event_time"] for p in kept] == [t + k * 60_000 for k in range(2, 5)]
+
+
+def test_stage4_names_no_winner_the_trackers_never_saw_win(stage4_report, stage4_data):
+    """Its trackers stop 420-470 m short: the sprint of the riders in front is not in the data. Officially Pedersen
+    (33) won, Simmons (34) and Garcia Pierna (144) on the same time: the page shows them as one group, no winner."""
+    rows = read_tables(str(stage4_report.parent), ("results",))["results"]
+    front = [r for r in rows if r["status"] == "finished" and r["place_min"] == 1]
+    assert {33, 34, 144} <= {r["bib"] for r in front}
+    n = len(front)
+    assert all(r["position"] is None and not r["order_decided"] and (r["place_min"], r["place_max"]) == (1, n)
+               and r["credited_time_behind_s"] == 0.0 and r["same_time_group"] == 1 for r in front)
+    assert all(r["source"] == "provisional" for r in rows) and "order not decided" in front[0]["detail"]
+    result = stage4_data["result"]
+    assert result["winner"] is None and set(result["front"]) == {r["bib"] for r in front} and result["provisional"]
+    assert all(p["position"] is None for p in result["places"][:n])
+    page = stage4_report
+    for size in (DESK, PHONE):
+        driver = open_browser(size)
+        try:
+            driver.get(page.as_uri())
+            driver.find_element("tag name", "h1").click()
+            ActionChains(driver).send_keys(Keys.END).perform()
+            text = driver.find_element("id", "result").text
+            assert "Winner" not in text and "Same time: " in text and "order not decided" in text, text
+            assert "PEDERSEN" in text.upper() and "provisional" in text
+            said = driver.find_element("id", "prediction-now").text
+            assert "the winner" not in said and said.startswith("the first riders crossed the line at "), said
+            cells = [[c.text for c in r.find_elements("tag name", "td")]
+                     for r in driver.find_elements("css selector", "#result-table tr")[1:]]
+            assert [c[0] for c in cells[:n]] == [f"1-{n}"] * n
+            # no hint of a winner: the front group alphabetically by family name, in the table and the heading
+            family = [family_name(c[1].split(" (")[0]) for c in cells[:n]]
+            assert family == sorted(family) and "listed alphabetically" in text, family
+            assert [family_name(x) for x in result["front_names"]] == family
+            # brought into view, the result's heading is not under the sticky strip
+            driver.execute_script("document.getElementById('result').scrollIntoView()")
+            top, strip_bottom = driver.execute_script(
+                "return [document.querySelector('#result h2').getBoundingClientRect().top,"
+                " document.getElementById('strip-wrap').getBoundingClientRect().bottom]")
+            assert top >= strip_bottom, (top, strip_bottom)
+            assert sideways_overflow(driver) == 0
+            screenshot(driver, f"report-stage4-undecided-{'desk' if size == DESK else 'phone'}")
+        finally:
+            driver.quit()
+
+
+def test_the_time_trial_result_is_decided_where_the_times_are_seconds_apart(stage16_report):
+    """Stage 16: Evenepoel (21) 32'19", Pogacar (1) 32'47", Skjelmose (35) 33'23" officially: our elapsed times
+    within 2 s of these, and their places decided (tens of seconds apart, each known to a few)."""
+    rows = {r["bib"]: r for r in read_tables(str(stage16_report.parent), ("results",))["results"]}
+    official = {21: 32 * 60 + 19, 1: 32 * 60 + 47, 35: 33 * 60 + 23}
+    for place, (bib, elapsed) in enumerate(official.items(), start=1):
+        r = rows[bib]
+        assert r["position"] == place and r["order_decided"] and r["place_min"] == r["place_max"] == place
+        assert abs(r["elapsed_s"] - elapsed) <= 2.0, (bib, r["elapsed_s"])
+    undecided = [r for r in rows.values() if r["elapsed_s"] is not None and not r["order_decided"]]
+    assert undecided and all(r["position"] is None and r["place_min"] < r["place_max"] for r in undecided)
+
+
+def test_riders_the_data_does_not_order_are_listed_alphabetically_not_in_crossing_order():
+    """A front group of three (places 1-3, same time), then a decided 4th, then two riders of the next group whose
+    order is not decided: each undecided run in alphabetical order of family name, the decided rider in place."""
+    def row(bib, t_ms, lo, hi, group):
+        r = _result_row(bib, "finished", lo if lo == hi else None, t_ms, t_ms / 1000, group - 1.0, group)
+        return dict(r, place_min=lo, place_max=hi, order_decided=lo == hi)
+    names = {1: "Zed ZULU", 2: "Ann ALPHA", 3: "Kim ÉCLAIR", 4: "Bob BRAVO", 5: "Yan YANKEE", 6: "Cy CHARLIE"}
+    rows = [row(1, 0, 1, 3, 1), row(2, 500, 1, 3, 1), row(3, 900, 1, 3, 1), row(4, 20_000, 4, 4, 4),
+            row(5, 40_000, 5, 6, 5), row(6, 40_400, 5, 6, 5)]
+    result = stage_result(rows, names=names)
+    assert [p["bib"] for p in result["places"]] == [2, 3, 1, 4, 6, 5]
+    assert result["front"] == [2, 3, 1] and result["front_names"] == ["ALPHA", "ÉCLAIR", "ZULU"]
+    assert result["winner"] is None and result["neutral_order"] == "alphabetical"
+    assert [p["same_time"] for p in result["places"]] == [False, True, True, False, False, True]
+    assert [p["bib"] for p in stage_result(rows)["places"]][:3] == [1, 2, 3]  # no names: by bib
