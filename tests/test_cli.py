@@ -208,6 +208,7 @@ class _Relay:
         self.fail("cut")
 
 
+@pytest.mark.realtime  # a wall-clock limit
 @pytest.mark.parametrize("pubsub", ["up", "cut", "silent"])
 def test_serve_stops_on_ctrl_c_within_2_s_whatever_pubsub_does(pubsub_emulator, stage4, tmp_path, pubsub):
     import signal

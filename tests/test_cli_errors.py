@@ -186,6 +186,7 @@ BAD_INPUTS = [
 
 
 @pytest.mark.slow
+@pytest.mark.realtime  # the emulator must answer within the CLI's 4.5 s: not beside a CPU-bound test
 def test_every_subcommand_refuses_bad_input_in_one_line(files):
     env = {"PELOTON_FEED_KEYS": ""}
 
@@ -257,6 +258,7 @@ PUBSUB_COMMANDS = {
 
 
 @pytest.mark.slow
+@pytest.mark.realtime  # a wall-clock limit
 @pytest.mark.parametrize("where", ["refused", "silent", "no credentials"])
 @pytest.mark.parametrize("command", sorted(PUBSUB_COMMANDS))
 def test_pubsub_out_of_reach_is_one_line_within_10_s(files, silent_port, command, where, tmp_path):
