@@ -64,7 +64,7 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    bunch_run_in: bool = True  # a bunch on a flat or rolling run-in rides a chase and a lead-out (BunchRunIn)
+    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule, off (BENCHMARKS.md)
     bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
     bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
     bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there

@@ -268,7 +268,8 @@ def test_a_bunch_run_in_is_not_a_climb():
 
 
 def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
-    pred = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(every_s=0.0))
+    pred = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(
+        every_s=0.0, finale_params=FinaleParams(bunch_run_in=True)))
 
     def bunch_row(t):
         return group_row(t, 2, 2, 60.0 - 26.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=90.0, speed=48.0)
