@@ -19,7 +19,14 @@ another group. So, once a group has fewer than ``window_km`` to go:
 * **the interval**: at least ``pace_spread`` of the time to go either way
   (the last minutes' pace swings with attacks, lead-outs and the sprint);
 * **a group caught before the line finishes with the group that caught
-  it**: no group is predicted to finish after a group behind it.
+  it**: no group is predicted to finish after a group behind it;
+* **a bunch races for the line** (:class:`BunchRunIn`, issue 26): on a
+  flat or rolling run-in a big group that already rides like a chase
+  does not hold its recent pace, it speeds up: a chase, then a lead-out
+  and the sprint, at the published speeds of Grand Tour bunch finales
+  (the shape), at the level its last minutes show, in the wind ahead.
+  With the rule above, the head of the race's finish is the earliest of
+  the groups' (the catch included).
 
 The finale's prediction takes over from the stage's gradually, from
 ``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
@@ -33,10 +40,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from peloton.physics import SpeedTables
+from peloton.physics import BUNCH_FINALE_KPH, SpeedTables
 from peloton.power_fit import Z80
 
-__all__ = ["FinaleParams", "FinaleModel", "recent_rides", "first_to_line", "blend_weight"]
+__all__ = ["FinaleParams", "FinaleModel", "BunchRunIn", "recent_rides", "first_to_line", "blend_weight"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,14 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
+    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule, off (BENCHMARKS.md)
+    bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
+    bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
+    bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there
+    bunch_level: tuple = (0.95, 1.1)  # its level against the published speeds, bounded
+    bunch_spread: float = 0.08  # the 80 % interval of its time to go either way (the level's spread over races)
+    #: km to go, km/h of a bunch finale on a calm flat road (published figures: peloton.simulate.SprintFinale)
+    bunch_kph: tuple = BUNCH_FINALE_KPH
 
 
 def blend_weight(km_to_go, params: FinaleParams = FinaleParams()) -> np.ndarray:
@@ -123,6 +138,13 @@ class FinaleModel:
         self._flat_tables = copy.copy(self.tables)
         self._flat_tables.to_finish = np.concatenate(
             [np.cumsum(seg[..., ::-1], axis=-1)[..., ::-1], np.zeros(t.shape[:-1] + (1,))], axis=-1)
+
+    @property
+    def bunch(self) -> "BunchRunIn":
+        """The bunch's run-in rule of this stage, built on first use."""
+        if getattr(self, "_bunch", None) is None:
+            self._bunch = BunchRunIn(self.profile, self.params)
+        return self._bunch
 
     def flat_run_in_km(self, km) -> np.ndarray:
         """Kilometres of flat road in the run-in between ``km`` and the line."""
@@ -202,12 +224,18 @@ class FinaleModel:
         flat_physics = self._flat_physics_s(grid_powers, km[ks], size[ks])
         if p.run_in_floor:
             here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
+        racing = np.zeros(ks.size, dtype=bool)
+        if p.bunch_run_in:  # a bunch racing for the line: its chase, lead-out and sprint
+            bunch, racing = self.bunch.remaining_s(km[ks], size[ks], recent_speed[ks], recent_from[ks])
+            here = np.where(racing[:, None], bunch, here)
         w = weight[ks][:, None]
         if p.by_precision:
             # the stage's and the finale's predictions, each weighted by how sure it is (its interval)
             var_base = np.square(base[ks, 1] - base[ks, 2])
             var_here = np.square(here[:, 1] - here[:, 2])
-            w = w * (var_base / np.maximum(var_base + var_here, 1e-9))[:, None]
+            share = var_base / np.maximum(var_base + var_here, 1e-9)
+            # a racing bunch's stage prediction is its recent pace: what misleads on a sprint stage
+            w = w * np.where(racing, 1.0, share)[:, None]
         blended = (1 - w) * base[ks] + w * here
         # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the
         # tuned races of benchmarks/finale.py)
@@ -237,3 +265,74 @@ class FinaleModel:
     def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Seconds the tables give for the flat kilometres of the run-in still ahead (n, 3)."""
         return self._flat_tables.remaining_s(powers, km[:, None], size[:, None])
+
+
+class BunchRunIn:
+    """A bunch on a flat or rolling run-in races for the line: seconds to go by a chase + lead-out profile.
+
+    A big group's last minutes do not say its last kilometres on a sprint stage: once the catch is on, it
+    speeds up (the chase), then the lead-out trains and the sprint (issue 26: a real flat stage's head of the
+    race predicted 174 s late 30 minutes out, 43 s 5 minutes out). So its speed ahead is ``bunch_kph``, the
+    published speeds of Grand Tour bunch finales on a calm flat road (km to go: 47 km/h 20 out, a last
+    10 km of ~54, a last km of ~62, a sprint of 64-68; sources in peloton.simulate.SprintFinale), times its
+    level (its last minutes' speed against that profile's over the same road, in the same wind; bounded),
+    each km moved to the wind there (the same power into the air: v (v + headwind)^2 kept). It applies to
+    groups of ``bunch_min_size`` or more, on a run-in with no km steeper than ``bunch_max_gradient`` up or
+    down, whose level says they race (``bunch_racing``): a bunch riding tempo keeps the physics.
+    """
+
+    STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)
+
+    def __init__(self, profile, params: FinaleParams = FinaleParams()):
+        self.profile = profile
+        self.params = params
+        km, kph = zip(*params.bunch_kph[::-1])
+        self._km, self._ms = np.array(km), np.array(kph) / 3.6
+        # from each km on a 100 m grid: the steepest km ahead to the line, up or down (flat or rolling)
+        finish = profile.finish_km
+        grid = np.arange(max(finish - params.window_km - 2.0, profile.km[0]), finish + 1e-9, 0.1)
+        ele = profile.altitude_at(grid) if profile.has_elevation else np.zeros(grid.size)
+        ahead = np.minimum(grid + 1.0, finish)
+        steep = np.abs(profile.altitude_at(ahead) - ele) / np.maximum((ahead - grid) * 1000.0, 100.0) \
+            if profile.has_elevation else np.zeros(grid.size)
+        self._grid, self._steepest = grid, np.maximum.accumulate(steep[::-1])[::-1]
+
+    def flat(self, km) -> np.ndarray:
+        """Whether the road from ``km`` to the line is flat or rolling."""
+        worst = np.interp(np.asarray(km, dtype=float), self._grid, self._steepest)
+        return worst <= self.params.bunch_max_gradient
+
+    def calm_kph(self, km_to_go) -> np.ndarray:
+        """The published profile's speed, km/h, at ``km_to_go`` on a calm flat road."""
+        return np.interp(km_to_go, self._km, self._ms) * 3.6
+
+    def seconds(self, km_from, km_to) -> np.ndarray:
+        """Seconds the profile takes from ``km_from`` to ``km_to`` (course km, arrays), in the wind there."""
+        km_from, km_to = np.asarray(km_from, dtype=float), np.asarray(km_to, dtype=float)
+        frac = np.linspace(0.0, 1.0, self.STEPS + 1) ** 0.5  # finer towards km_to (the line)
+        edges = km_from[:, None] + (km_to - km_from)[:, None] * frac
+        mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
+        v0 = np.interp(self.profile.finish_km - mid, self._km, self._ms)
+        head = self.profile.wind_at(mid)[0]
+        v = v0.copy()
+        work = v0 ** 3
+        for _ in range(20):  # Newton on v (v + h)^2 = v0^3
+            air = np.maximum(v + head, 1.0)
+            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+        return np.sum(np.diff(edges, axis=1) * 1000.0 / v, axis=1)
+
+    def remaining_s(self, km, size, recent_speed, recent_from) -> tuple[np.ndarray, np.ndarray]:
+        """Seconds to the line (m, 3: central, late, early) of each group as a racing bunch, and which race.
+
+        ``recent_speed`` (km/s) is the group's over its last minutes from ``recent_from``."""
+        p = self.params
+        km = np.asarray(km, dtype=float)
+        finish = self.profile.finish_km
+        ok = np.isfinite(recent_speed) & np.isfinite(recent_from) & (km - recent_from > 0.2)
+        start = np.where(ok, recent_from, km - 1.0)
+        level = np.where(ok, recent_speed * self.seconds(start, km) / np.maximum(km - start, 1e-3), 0.0)
+        racing = ok & (np.asarray(size) >= p.bunch_min_size) & self.flat(start) & (level >= p.bunch_racing)
+        central = self.seconds(km, np.full(km.shape, finish)) / np.clip(level, *p.bunch_level)
+        central = np.where(racing, central, np.nan)
+        half = p.bunch_spread * central
+        return np.stack([central, central + half, central - half], axis=1), racing

@@ -156,3 +156,10 @@ class SpeedTables:
 
     def power_for(self, km_from: float, km_to: float, seconds: float, size: int) -> float:
         return float(self.powers_for(km_from, km_to, seconds, size)[0])
+
+
+#: Published speeds of a Grand Tour bunch finale on a calm flat road: (km to go, km/h). The last 10 km average
+#: ~54 km/h, the last km ~62, the sprint 64-68 (sources in :class:`peloton.simulate.SprintFinale`). One table for
+#: the simulator's lead-out and the finale model's bunch run-in (:class:`peloton.finale.BunchRunIn`).
+BUNCH_FINALE_KPH = ((20.0, 47.0), (10.0, 50.0), (5.0, 52.0), (3.0, 55.0), (2.0, 58.0), (1.0, 61.0),
+                    (0.25, 64.0), (0.0, 68.0))

@@ -4,7 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from peloton.finale import FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
+from peloton.finale import BunchRunIn, FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
 from peloton.group_state import GroupHistory, GroupState
 from peloton.predict import PredictParams, Predictor, RiderModel, SpeedTables, StageModel
 from peloton.profile import build_profile
@@ -93,12 +93,13 @@ def test_a_group_in_the_finale_is_predicted_from_its_own_last_minutes():
         (row,) = rows
         return row, (row["eta_finish"] / 1000 - (T0 + 1500))
 
-    row, eta_s = last_row(PredictParams(), 35.0)  # 14.9 km to go: all finale
+    own = PredictParams(finale_params=FinaleParams(bunch_run_in=False))  # not as a racing bunch (tested below)
+    row, eta_s = last_row(own, 35.0)  # 14.9 km to go: all finale
     assert row["km_to_finish"] == pytest.approx(35.0 - 11.25 - 55.0 / 6, abs=0.01)
     assert eta_s == pytest.approx(row["km_to_finish"] / 55.0 * 3600, rel=0.02)
     _row, eta_old = last_row(PredictParams(finale=False), 35.0)
     assert eta_old > eta_s + 30  # the 20-minute fit still rides part of it at 45 km/h
-    far, eta_far = last_row(PredictParams(), 80.0)  # 60 km to go: before the finale, unchanged
+    far, eta_far = last_row(own, 80.0)  # 60 km to go: before the finale, unchanged
     _far, eta_far_old = last_row(PredictParams(finale=False), 80.0)
     assert eta_far == eta_far_old
     assert row["checkpoints"][-1]["kind"] == "finish" and row["checkpoints"][-1]["eta"] == row["eta_finish"]
@@ -122,7 +123,9 @@ def test_the_head_of_the_race_is_not_predicted_after_a_faster_chase():
                                 group_row(t, 2, 2, finish_km - chase_km, size=30, gap=60.0, speed=45.0)])
         return {r["rank"]: r for r in rows}
 
-    on, off = run(PredictParams()), run(PredictParams(finale=False))
+    # the chase at its own pace (as a racing bunch it would be faster still: tested below)
+    on = run(PredictParams(finale_params=FinaleParams(bunch_run_in=False)))
+    off = run(PredictParams(finale=False))
     now = T0 + 900
     assert on[1]["km_to_finish"] == pytest.approx(12.0, abs=0.01)
     assert on[2]["km_to_finish"] == pytest.approx(13.5, abs=0.01)
@@ -238,3 +241,43 @@ def test_the_run_in_floor_rides_the_last_minutes_power_into_the_run_in_wind():
     assert v < v_r - 2.0  # 8 m/s more air: markedly slower
     assert v * (v + 5.0) ** 2 == pytest.approx(v_r * (v_r - 3.0) ** 2, rel=1e-3)
     assert np.isnan(FinaleModel(windy, RiderModel())._speed_in_run_in_wind(np.array([np.nan]), *args)[0])
+
+
+def test_a_bunch_racing_on_a_flat_run_in_speeds_up_to_the_line_at_the_published_profile():
+    profile = flat_profile(50_000)
+    bunch = BunchRunIn(profile)
+    km = np.array([30.0, 30.0, 30.0, 45.0])
+    # 20 km to go at the profile's own 47 km/h, level 1: its time is the profile's, faster than holding 47 km/h
+    racing_speed = 47.0 / 3600.0
+    out, racing = bunch.remaining_s(km, np.array([40, 40, 10, 40]), np.array([racing_speed, 35.0 / 3600.0,
+                                                                              racing_speed, racing_speed]),
+                                    km - 8.0)
+    assert list(racing) == [True, False, False, True]  # a bunch at 35 km/h rides tempo; 10 riders are no bunch
+    expected = bunch.seconds(np.array([30.0]), np.array([50.0]))[0]
+    assert out[0, 0] == pytest.approx(expected)
+    assert 20.0 / 55.0 * 3600 < out[0, 0] < 20.0 / 50.0 * 3600  # last 20 km: a chase, a lead-out, a sprint
+    assert out[0, 2] < out[0, 0] < out[0, 1]
+    assert 5.0 / 60.0 * 3600 < out[3, 0] < 5.0 / 51.0 * 3600  # the last 5 km at lead-out speeds
+    assert np.isnan(out[1, 0])
+
+
+def test_a_bunch_run_in_is_not_a_climb():
+    climb = build_profile(course_with_elevation(30_000, 90.0, lambda s: 100.0 + np.clip(s - 25_000, 0, None) * 0.07))
+    assert not BunchRunIn(climb).flat(20.0)
+    assert BunchRunIn(flat_profile(30_000)).flat(5.0)
+
+
+def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
+    pred = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(
+        every_s=0.0, finale_params=FinaleParams(bunch_run_in=True)))
+
+    def bunch_row(t):
+        return group_row(t, 2, 2, 60.0 - 26.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=90.0, speed=48.0)
+
+    rows = ride(pred, 40.0, 26.5, 60.0, 12, size=1, extra=[bunch_row])
+    head, chase = sorted(rows, key=lambda r: r["rank"])
+    assert head["eta_finish"] == chase["eta_finish"]  # the bunch is predicted to catch it: the same finish
+    alone = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(
+        every_s=0.0, finale_params=FinaleParams(bunch_run_in=False)))
+    before = sorted(ride(alone, 40.0, 26.5, 60.0, 12, size=1, extra=[bunch_row]), key=lambda r: r["rank"])[0]
+    assert head["eta_finish"] < before["eta_finish"]

@@ -169,3 +169,33 @@ def test_the_truth_keeps_the_winner_as_the_reference_after_he_finishes_and_says_
         assert abs(race.gap_to_leader_s[last, i] - (race.finish_t[i] - race.finish_t[winner])) < 2.0
     truth = truth_document(race)
     assert set(truth["finish"]) == {str(b) for b in race.bibs.tolist()}
+
+
+def test_a_sprint_finale_catches_the_breakaway_late_then_leads_out_at_the_published_speeds():
+    course = line_course([[0, 0], [40000, 0]])
+    params = SimParams(riders=30, seed=4, breakaway_size=2, breakaway_km=5.0, stops=0, wind_kph=0.0,
+                       finale="sprint", late_tracker_share=0.0)
+    race = simulate_race(course, params)
+    assert race.caught_at is not None
+    caught = np.searchsorted(race.tick_t, race.caught_at)
+    assert 2.0 < 40.0 - race.true_s[caught].max() / 1000.0 < 16.0  # caught in the last kilometres
+    first = int(np.nanargmin(race.finish_t))
+    s, t = race.true_s[:, first], race.tick_t
+    on_road = s < course.length_m - 1.0
+
+    def kph(a_km, b_km):  # the winner's average speed from a_km to b_km to go
+        at = [np.interp(course.length_m - k * 1000.0, s[on_road], t[on_road]) if k > 0 else race.finish_t[first]
+              for k in (a_km, b_km)]
+        return 3.6 * (a_km - b_km) * 1000.0 / (at[1] - at[0])
+
+    assert 50.0 < kph(10, 0) < 57.0  # last 10 km averages of 50-55 km/h, a calm flat road
+    assert kph(1, 0) > 58.0  # the last kilometre at lead-out speeds
+    assert kph(10, 0) > kph(20, 10) + 2.0
+    finished = race.finish_t[np.isfinite(race.finish_t)]
+    assert (finished - finished.min() < 3.0).sum() >= 10  # a bunch sprints for the line
+
+
+def test_the_steady_finale_is_the_default_and_an_unknown_one_is_refused():
+    assert SimParams().finale == "steady"
+    with pytest.raises(ValueError):
+        simulate_race(line_course([[0, 0], [2000, 0]]), SimParams(riders=4, finale="sprnt"))
