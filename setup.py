@@ -19,5 +19,7 @@ setup(
     ],
     # selenium drives Debian's chromium (and its chromedriver) in the page tests; no browser download
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20"]},
-    entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
+    # peloton-flink-worker: the Python SDK harness a Flink TaskManager starts (--runner FlinkRunner, PROCESS)
+    entry_points={"console_scripts": ["peloton=pipelines.cli:main",
+                                      "peloton-flink-worker=pipelines.flink_worker:main"]},
 )
