@@ -188,8 +188,6 @@ def cmd_replay(args, beam_args) -> int:
     beam_args = normalize_flags(beam_args)
     if check_beam_args(beam_args) == "FlinkRunner":
         beam_args = flink_args(beam_args)
-        # read and written by SDK workers a TaskManager starts, in its own working folder
-        args.out, args.recording = (p if "://" in p else os.path.abspath(p) for p in (args.out, args.recording))
     if args.course and args.stage:
         raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     _check_out_folder(args.out, "--out")

@@ -6,8 +6,8 @@ Nothing is downloaded at run time: the job server jar is always given to Beam (`
 
 The Python SDK harness runs as a PROCESS environment: each Flink TaskManager starts ``peloton-flink-worker``
 (:mod:`pipelines.flink_worker`, this virtualenv's Python) for the workers it needs, and reaches it over gRPC
-on localhost. No Docker; the workers import the same Beam and peloton as the client, and the Avro sinks write
-from them where ``--out`` says (made absolute: a TaskManager's working folder is not the client's).
+on localhost. No Docker; the workers import the same Beam and peloton as the client, and start in its working
+folder (``PELOTON_WORKDIR``), so the Avro sinks write from them where ``--out`` says, relative or not.
 Not LOOPBACK: with two TaskManagers the client's worker pool mixes up their workers (see
 :mod:`pipelines.flink_worker`).
 """
@@ -109,6 +109,37 @@ def worker_command() -> str:
     return command
 
 
+#: Flink configuration of the job server (the Flink client): the JobGraph's batch settings come from the client's
+#: config, not the cluster's; without --flink-master it also configures the embedded cluster.
+CLIENT_CONFIG = """\
+# written by peloton (pipelines/flink.py): the Flink client's configuration, FLINK_CONF_DIR of the job server
+# a GroupByKey of one key (the whole stage) pre-combines into records larger than a sort buffer: spill them
+taskmanager.runtime.large-record-handler: true
+# the embedded cluster: a Beam batch job runs all its operators in a slot at once
+taskmanager.memory.network.min: 256mb
+taskmanager.memory.network.max: 256mb
+taskmanager.network.sort-shuffle.min-buffers: 64
+taskmanager.memory.managed.size: 256mb
+"""
+
+
+def client_conf_dir() -> str:
+    """The job server's FLINK_CONF_DIR (under the cache), written when missing or stale."""
+    folder = os.path.join(cache_dir(), "client-conf")
+    path = os.path.join(folder, "config.yaml")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == CLIENT_CONFIG:
+                return folder
+    except OSError:
+        pass
+    os.makedirs(folder, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(CLIENT_CONFIG)
+    os.replace(path + ".tmp", path)
+    return folder
+
+
 def flink_args(beam_args: list[str]) -> list[str]:
     """``beam_args`` of a FlinkRunner run, with peloton's defaults for what they leave out.
 
@@ -122,6 +153,7 @@ def flink_args(beam_args: list[str]) -> list[str]:
     elif not os.path.isfile(jar):
         raise FlinkError(f"--flink_job_server_jar {jar}: no such file (run ./run_local.sh flink setup for the "
                          f"cached one)")
+    os.environ.setdefault("FLINK_CONF_DIR", client_conf_dir())  # inherited by the job server Beam starts
     if _given(args, "--flink_version") is None:
         args += ["--flink_version", FLINK_VERSION]
     if _given(args, "--parallelism") is None:
@@ -131,7 +163,9 @@ def flink_args(beam_args: list[str]) -> list[str]:
     if session:
         check_cluster(master, max(1, int(_given(args, "--parallelism"))))
     if _given(args, "--environment_type") is None:
-        args += ["--environment_type", "PROCESS", f"--environment_options=process_command={worker_command()}"]
+        # the workers start in the client's working folder, so relative paths (--out, the recording) mean the same
+        args += ["--environment_type", "PROCESS", f"--environment_options=process_command={worker_command()}",
+                 f"--environment_options=process_variables=PELOTON_WORKDIR={os.getcwd()}"]
     if _given(args, "--job_server_jvm_properties") is None and _given(args, "--job_server_jvm_property") is None:
         args.append(f"--job_server_jvm_properties={JOB_SERVER_HEAP['session' if session else 'embedded']}")
     return args

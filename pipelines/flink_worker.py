@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
                  "--status_endpoint", "--semi_persist_dir"):
         parser.add_argument(flag, default="")
     args, _unknown = parser.parse_known_args(argv)
+    if os.environ.get("PELOTON_WORKDIR"):  # the client's working folder: relative paths mean what they meant there
+        os.chdir(os.environ["PELOTON_WORKDIR"])
 
     import grpc
     from google.protobuf import json_format, text_format

@@ -138,6 +138,9 @@ taskmanager:
     network: {min: 256mb, max: 256mb}
   # ... and each blocking (sort-shuffle) result partition would hold 512 of them
   network: {sort-shuffle: {min-buffers: 64}}
+  # a GroupByKey of one key (the whole stage) pre-combines into records larger than a sort buffer: spill them
+  # (what counts is the job server's setting, pipelines/flink.py CLIENT_CONFIG; this one for other clients)
+  runtime: {large-record-handler: true}
 rest: {address: localhost, bind-address: localhost, port: $PORT}
 parallelism: {default: 2}
 io: {tmp: {dirs: $STATE/tmp}}
