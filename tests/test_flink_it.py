@@ -95,3 +95,29 @@ def test_flink_runner_says_in_one_line_what_is_missing(tmp_path, stage4_recordin
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("peloton: error: "), done.stderr
         assert says in done.stderr
+
+
+def test_flink_runner_defaults_use_the_cache_and_never_a_download(tmp_path, monkeypatch):
+    from pipelines import flink
+
+    jar_dir = tmp_path / f"beam-flink-{flink.FLINK_VERSION}-job-server-{flink.BEAM_JAVA_VERSION}"
+    jar_dir.mkdir()
+    jar = jar_dir / f"beam-runners-flink-{flink.FLINK_VERSION}-job-server-{flink.BEAM_JAVA_VERSION}.jar"
+    jar.write_bytes(b"")
+    (tmp_path / f".ready-{flink.FLINK_RELEASE}-{flink.BEAM_JAVA_VERSION}").touch()
+    monkeypatch.setenv("PELOTON_FLINK_CACHE", str(tmp_path))
+    monkeypatch.setenv("FLINK_CONF_DIR", "")  # recorded, so flink_args's setdefault is undone after the test
+    monkeypatch.delenv("FLINK_CONF_DIR")
+    args = flink.flink_args(["--runner", "FlinkRunner"])
+    assert args[args.index("--flink_job_server_jar") + 1] == str(jar)
+    assert args[args.index("--flink_version") + 1] == "1.19"
+    assert args[args.index("--parallelism") + 1] == "2"
+    assert args[args.index("--environment_type") + 1] == "PROCESS"
+    assert any(a.startswith("--environment_options=process_command=") and a.endswith("peloton-flink-worker")
+               for a in args)
+    assert "--job_server_jvm_properties=-Xmx1536m" in args  # embedded: the job server hosts the cluster
+    assert (tmp_path / "client-conf" / "config.yaml").read_text().count("large-record-handler: true") == 1
+    # what the operator gives wins, with Beam's spelling or peloton's
+    args = flink.flink_args(["--runner", "FlinkRunner", "--parallelism", "1", "--environment-type", "LOOPBACK",
+                             "--flink_job_server_jar", str(jar)])
+    assert args.count("--parallelism") == 1 and "--environment_type" in args and "PROCESS" not in args
