@@ -188,6 +188,9 @@ def cmd_replay(args, beam_args) -> int:
     beam_args = normalize_flags(beam_args)
     if check_beam_args(beam_args) == "FlinkRunner":
         beam_args = flink_args(beam_args)
+        # a SIGTERM exits through atexit, where Beam stops the job server JVM it started (else it is orphaned)
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.course and args.stage:
         raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     _check_out_folder(args.out, "--out")
