@@ -13,6 +13,10 @@
 #   ./run_local.sh live [MIN] rehearse a live stage: the Pub/Sub emulator, 'peloton live', and MIN minutes
 #                             (default 3) of stage 4 published at real speed; tables in out/live04
 #   ./run_local.sh bench      run the benchmarks (see BENCHMARKS.md)
+#   ./run_local.sh flink setup|start|stop|status
+#                             a local Flink session cluster (JobManager + 2 TaskManagers, web UI on
+#                             localhost:8081) for 'peloton replay --runner FlinkRunner'; setup fetches Flink and
+#                             Beam's Flink job server once into ~/.cache/peloton/flink (README, "Flink")
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -179,8 +183,17 @@ case "$cmd" in
     setup
     exec "$VENV/bin/python" benchmarks/run_all.py "$@"
     ;;
+  flink)
+    sub=${1:-}
+    [ $# -gt 0 ] && shift
+    case "$sub" in
+      setup|start) setup; PELOTON_VENV=$VENV exec scripts/flink.sh "$sub" "$@" ;;
+      stop|status|jar) exec scripts/flink.sh "$sub" "$@" ;;
+      *) echo "usage: $0 flink setup|start [PORT [RPC_PORT]]|stop|status" >&2; exit 2 ;;
+    esac
+    ;;
   *)
-    echo "usage: $0 [replay|test|test-all|live|bench|lock] [args...]" >&2
+    echo "usage: $0 [replay|test|test-all|live|bench|lock|flink] [args...]" >&2
     exit 2
     ;;
 esac

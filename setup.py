@@ -29,5 +29,7 @@ setup(
     # the house's import rules (pyproject.toml).
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "selenium>=4.20", "pytest-xdist>=3.5",
                              "pytest-timeout>=2.3", "import-linter>=2.1"]},
-    entry_points={"console_scripts": ["peloton=pipelines.cli:main"]},
+    # peloton-flink-worker: the Python SDK harness a Flink TaskManager starts (--runner FlinkRunner, PROCESS)
+    entry_points={"console_scripts": ["peloton=pipelines.cli:main",
+                                      "peloton-flink-worker=pipelines.flink_worker:main"]},
 )
