@@ -59,10 +59,10 @@ import numpy as np
 from peloton.passage import MAX_BRACKET_S
 
 __all__ = ["FINISH_POINTS", "SPRINT_POINTS", "MOUNTAIN_POINTS", "FINISH_BONUS_S", "BONUS_POINT_S",
-           "PASSAGE_UNCERTAINTY_S", "YOUNG_MAX_AGE", "Standings", "StandingsError", "parse_standings",
+           "PASSAGE_UNCERTAINTY_S", "GC_TOLERANCE_S", "YOUNG_MAX_AGE", "Standings", "StandingsError", "parse_standings",
            "standings_from_rows", "standings_csv", "STANDINGS_CSV_COLUMNS",
            "scale_range", "places_from_intervals", "passage_intervals", "finish_places", "is_young",
-           "team_stage_times", "stage_points", "classification_rows", "CLASSIFICATIONS"]
+           "team_stage_times", "credited_bounds", "stage_points", "classification_rows", "CLASSIFICATIONS"]
 
 CLASSIFICATIONS = ("general", "points", "mountains", "young", "teams")
 
@@ -88,6 +88,9 @@ TIME_TRIAL_TYPES = ("PAS", "EQU", "ITT", "TTT")
 #: Half-width of a passage estimate inside a bracket of fixes: the straight line between two fixes at most
 #: MAX_BRACKET_S apart is off by 4 s at p90 on stage 4 (benchmarks/HISTORY.md, "One passage rule").
 PASSAGE_UNCERTAINTY_S = 4.0
+#: A general time is claimed to the second: decided only where the data puts it within this of its value either
+#: side (the benchmark's "right": within 1 s), the credited time's group and the bonus being decided.
+GC_TOLERANCE_S = 1.0
 #: Young riders: born on or after 1 January of the race year minus this.
 YOUNG_MAX_AGE = 25
 #: Riders of a team whose times count in the teams classification.
@@ -194,17 +197,51 @@ def is_young(birthdate, year: int) -> np.ndarray:
     return years >= year - YOUNG_MAX_AGE
 
 
-def team_stage_times(team: np.ndarray, credited_s: np.ndarray) -> dict:
-    """{team: the sum of its three best credited times behind on the stage}, teams with three finishers."""
+def team_stage_times(team: np.ndarray, credited_s: np.ndarray, credited_max_s: np.ndarray | None = None) -> dict:
+    """{team: (least, most) sum of its three best credited times behind on the stage}, teams with three
+    finishers; each rider's time may be a range (``credited_s`` .. ``credited_max_s``): the least sum takes the
+    three least, the most the three least of the most."""
     out = {}
+    most_s = np.asarray(credited_s if credited_max_s is None else credited_max_s, float)
     ok = np.array([bool(x) for x in team], bool) & np.isfinite(credited_s)
     keys = np.asarray(team, object)[ok]
-    vals = np.asarray(credited_s, float)[ok]
+    vals, most = np.asarray(credited_s, float)[ok], most_s[ok]
     for name in sorted(set(keys.tolist())):
-        best = np.sort(vals[keys == name])[:TEAM_TIMES]
-        if best.size == TEAM_TIMES:
-            out[name] = float(best.sum())
+        lo, hi = np.sort(vals[keys == name])[:TEAM_TIMES], np.sort(most[keys == name])[:TEAM_TIMES]
+        if lo.size == TEAM_TIMES:
+            out[name] = (float(lo.sum()), float(hi.sum()))
     return out
+
+
+def credited_bounds(results: list[dict], time_trial: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(least, most, decided) credited time behind of each result row (nan: none): the result's range
+    ``credited_time_min_s`` .. ``credited_time_max_s`` widened by the crossing uncertainty of whoever may head
+    his group (``finish_uncertainty_s``; absent: exact), ``decided`` as the result says.
+
+    The frame is the stage's first crossing as measured (the stage winner's time): its own error moves every
+    rider alike, and so no gap and no place. His group's true head crossed no earlier than the earliest
+    ``t - u`` of the riders not surely in a group ahead (from the ``credited_time_min_s`` head on), and no
+    later than the ``credited_time_max_s`` head's ``t + u``. In a time trial the time is his own."""
+    num = (lambda key, default=np.nan: np.array([default if r.get(key) is None else float(r[key])
+                                                 for r in results], float))
+    credited = num("credited_time_behind_s")
+    behind = num("time_behind_winner_s")
+    u = num("finish_uncertainty_s", 0.0)
+    c_min, c_max = num("credited_time_min_s"), num("credited_time_max_s")
+    c_min, c_max = np.where(np.isfinite(c_min), c_min, credited), np.where(np.isfinite(c_max), c_max, credited)
+    decided = np.array([r.get("credited_time_decided") is not False for r in results], bool) & np.isfinite(credited)
+    if time_trial:
+        return credited - u, credited + u, decided
+    crossed = np.flatnonzero(np.isfinite(behind))
+    if not crossed.size:
+        return c_min, c_max, decided
+    order = crossed[np.argsort(behind[crossed], kind="stable")]
+    t, uu = behind[order], u[order]
+    earliest_from = np.minimum.accumulate((t - uu)[::-1])[::-1]  # the earliest any rider from here on crossed
+    head = (lambda c: np.minimum(np.searchsorted(t, np.nan_to_num(c) - 5e-4, "left"), t.size - 1))
+    lo = np.where(np.isfinite(c_min), np.minimum(c_min - uu[head(c_min)], earliest_from[head(c_min)]), np.nan)
+    hi = np.where(np.isfinite(c_max), c_max + uu[head(c_max)], np.nan)
+    return lo, hi, decided
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -442,46 +479,56 @@ def stage_points(finish: tuple, points_at: list, stage_type: str) -> dict:
 
 
 def _rank_rows(stage_id, event_ms, classification, keys, lo, hi, lower_is_better, detail, teams=None,
-               key_is_team=False) -> list[dict]:
-    """Rows of one classification: places from the value intervals, the gap to a decided leader."""
+               key_is_team=False, tolerance=0.0, known=None) -> list[dict]:
+    """Rows of one classification: places from the value intervals, the gap to a decided leader.
+
+    A value is decided where ``known`` (default: everywhere) and its range is within ``tolerance`` of its
+    middle either side (points: exactly one value; times: to the second, :data:`GC_TOLERANCE_S`); a place
+    where the intervals decide it. Anything else is a range, never a guess."""
     if not len(keys):
         return []
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     pmin, pmax = places_from_intervals(lo, hi) if lower_is_better else places_from_intervals(-hi, -lo)
-    exact = lo == hi
-    best = np.min(hi) if lower_is_better else np.max(lo)
-    leader_exact = (lo == best).any() if lower_is_better else (hi == best).any()
+    exact = (hi - lo <= 2 * tolerance + 1e-9) & (np.ones(lo.size, bool) if known is None else np.asarray(known))
+    mid = (lo + hi) / 2
+    decided = exact & (pmin == pmax)
+    leader = np.flatnonzero(decided & (pmin == 1))
     rows = []
     for i in np.argsort(pmin * 10000 + pmax, kind="stable").tolist():
-        decided = bool(pmin[i] == pmax[i] and exact[i])
         gap = None
-        if exact[i] and leader_exact:
-            gap = round(float(lo[i] - best if lower_is_better else best - lo[i]), 3)
+        if exact[i] and leader.size:
+            gap = round(float(mid[i] - mid[leader[0]] if lower_is_better else mid[leader[0]] - mid[i]), 3)
         key = keys[i]
         what = detail if isinstance(detail, str) else detail[i]
+        why = ("the order is not decided by the data" if exact[i] else "the value is a range: "
+               + (f"{lo[i]:.1f}..{hi[i]:.1f}" if tolerance else f"{lo[i]:g}..{hi[i]:g}"))
         rows.append({"stage_id": stage_id, "event_time": int(event_ms), "classification": classification,
                      "bib": None if key_is_team else int(key),
                      "team": key if key_is_team else (teams or {}).get(int(key)) or None,
                      "position": int(pmin[i]) if pmin[i] == pmax[i] else None,
                      "place_min": int(pmin[i]), "place_max": int(pmax[i]),
-                     "value": round(float(lo[i]), 3) if exact[i] else None,
+                     "value": round(float(mid[i]), 3) if exact[i] else None,
                      "value_min": round(float(lo[i]), 3), "value_max": round(float(hi[i]), 3),
-                     "gap_to_leader": gap, "decided": decided, "source": "provisional",
-                     "detail": what if decided else f"{what}; undecided: "
-                     + ("the order is not decided by the data" if exact[i] else "hangs on an undecided order")})
+                     "gap_to_leader": gap, "decided": bool(decided[i]), "source": "provisional",
+                     "detail": what if decided[i] else f"{what}; undecided: {why}"})
     return rows
 
 
 def classification_rows(stage_id: str, event_ms: int, stage_type: str, year: int | None,
                         bib: np.ndarray, status, credited_s: np.ndarray, finish: tuple,
                         points_at: list, standings: Standings | None, teams: dict,
-                        birthdates: dict) -> list[dict]:
+                        birthdates: dict, credited_range: tuple | None = None) -> list[dict]:
     """Every classification row after the stage.
 
     ``bib``, ``status``, ``credited_s`` (credited time behind the winner, s), ``finish`` (place_min, place_max):
-    the stage result row for row; ``points_at``: [(kind, scale, riders, place_min, place_max)] of every sprint,
-    summit and bonus point (places of ``riders``); ``standings``: before the stage (None: this stage alone, as
-    the first one); ``teams`` {bib: team}; ``birthdates`` {bib: ISO date}.
+    the stage result row for row; ``credited_range``: (least, most, decided) of the credited time row for row
+    (:func:`credited_bounds`; default: ``credited_s``, exact); ``points_at``: [(kind, scale, riders,
+    place_min, place_max)] of every sprint, summit and bonus point (places of ``riders``); ``standings``: before
+    the stage (None: this stage alone, as the first one); ``teams`` {bib: team}; ``birthdates`` {bib: ISO date}.
+
+    The general time is a range wherever its parts are: the standings before, the credited time (its group,
+    its head's crossing), the bonus; decided to the second only where the credited time and the bonus are
+    decided and the whole range is within :data:`GC_TOLERANCE_S` of its middle.
     """
     bib = np.asarray(bib, np.int64)
     finished = (np.asarray(status, object) == "finished") & np.isfinite(credited_s)
@@ -490,6 +537,10 @@ def classification_rows(stage_id: str, event_ms: int, stage_type: str, year: int
     idx = np.flatnonzero(finished)
     riders = bib[idx]
     credited = np.asarray(credited_s, float)[idx]
+    if credited_range is None:
+        c_lo, c_hi, c_known = credited, credited, np.ones(idx.size, bool)
+    else:
+        c_lo, c_hi, c_known = (np.asarray(x)[idx] for x in credited_range)
     f_min, f_max = np.asarray(finish[0], float)[idx], np.asarray(finish[1], float)[idx]
     at = []
     for kind, scale, who, pmin, pmax in points_at:
@@ -502,11 +553,16 @@ def classification_rows(stage_id: str, event_ms: int, stage_type: str, year: int
     before_of = (lambda d, default: np.array([d.get(int(b), default) for b in riders.tolist()], float))
     s = standings or Standings()
     what = f"standings before from {s.source}" if standings is not None else "this stage alone (no standings before)"
-    gc_lo = before_of(s.gc_s, 0.0) + credited - got["bonus"][1]
-    gc_hi = before_of(s.upper("gc_s"), 0.0) + credited - got["bonus"][0]
-    bonus = [f"{what} + credited time - bonus " + (f"{lo:g} s" if lo == hi else f"{lo:g}..{hi:g} s (undecided)")
-             for lo, hi in zip(got["bonus"][0].tolist(), got["bonus"][1].tolist())]
-    rows = _rank_rows(stage_id, event_ms, "general", riders, gc_lo, gc_hi, True, bonus, teams)
+    gc_lo = before_of(s.gc_s, 0.0) + c_lo - got["bonus"][1]
+    gc_hi = before_of(s.upper("gc_s"), 0.0) + c_hi - got["bonus"][0]
+    gc_known = c_known & (got["bonus"][0] == got["bonus"][1])
+    bonus = [f"{what} + credited time " + (f"{a:.1f}..{b:.1f} s" if b - a > 1e-6 else f"{a:g} s")
+             + (" (group undecided)" if not k else "") + " - bonus "
+             + (f"{lo:g} s" if lo == hi else f"{lo:g}..{hi:g} s (undecided)")
+             for a, b, k, lo, hi in zip(c_lo.tolist(), c_hi.tolist(), c_known.tolist(), got["bonus"][0].tolist(),
+                                        got["bonus"][1].tolist())]
+    rows = _rank_rows(stage_id, event_ms, "general", riders, gc_lo, gc_hi, True, bonus, teams,
+                      tolerance=GC_TOLERANCE_S, known=gc_known)
     pts_lo = before_of(s.points, 0.0) + got["points"][0]
     pts_hi = before_of(s.upper("points"), 0.0) + got["points"][1]
     has = pts_hi > 0
@@ -520,14 +576,18 @@ def classification_rows(stage_id: str, event_ms: int, stage_type: str, year: int
     if year is not None and birthdates:
         young = is_young([birthdates.get(int(b)) for b in riders.tolist()], year)
         rows += _rank_rows(stage_id, event_ms, "young", riders[young], gc_lo[young], gc_hi[young], True,
-                           [f"born in {year - YOUNG_MAX_AGE} or later; {b}" for b, y in zip(bonus, young) if y], teams)
+                           [f"born in {year - YOUNG_MAX_AGE} or later; {b}" for b, y in zip(bonus, young) if y], teams,
+                           tolerance=GC_TOLERANCE_S, known=gc_known[young])
     if teams:
-        stage_times = team_stage_times(np.array([teams.get(int(b), "") for b in riders.tolist()], object), credited)
+        team_of = np.array([teams.get(int(b), "") for b in riders.tolist()], object)
+        stage_times = team_stage_times(team_of, c_lo, c_hi)
         names = sorted(stage_times if standings is None or not s.teams_s else set(stage_times) & set(s.teams_s))
-        totals = np.array([s.teams_s.get(n, 0.0) + stage_times[n] for n in names], float)
-        rows += _rank_rows(stage_id, event_ms, "teams", names, totals, totals, True,
+        t_known = np.array([bool(c_known[team_of == n].all()) for n in names], bool)
+        t_lo = np.array([s.teams_s.get(n, 0.0) + stage_times[n][0] for n in names], float)
+        t_hi = np.array([s.teams_s.get(n, 0.0) + stage_times[n][1] for n in names], float)
+        rows += _rank_rows(stage_id, event_ms, "teams", names, t_lo, t_hi, True,
                            f"{'team standings before + ' if s.teams_s else ''}three best credited times", None,
-                           key_is_team=True)
+                           key_is_team=True, tolerance=GC_TOLERANCE_S, known=t_known)
     return rows
 
 
@@ -588,7 +648,7 @@ def stage_classifications(stage_id: str, results: list[dict], points: list[tuple
                                   np.asarray(hi, float))
         points_at.append((kind, scale, contenders, pmin, pmax))
     return classification_rows(stage_id, event_ms, stage_type, year, bib, status, credited, finish, points_at,
-                               standings, teams, birthdates)
+                               standings, teams, birthdates, credited_bounds(results, stage_type in TIME_TRIAL_TYPES))
 
 
 class StageClassifier:

@@ -25,7 +25,7 @@ from peloton.stage import Stage
 from peloton.tables import drawn
 
 __all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S",
-           "race_timezone", "decisive_moment", "stage_result", "attack_stuck", "ETA_HORIZON_S"]
+           "race_timezone", "decisive_moment", "stage_result", "classifications_view", "attack_stuck", "ETA_HORIZON_S"]
 
 FRAME_S = 30.0  # the slider's step
 _TABLES = drawn()  # what the page draws, from the registry
@@ -293,6 +293,54 @@ def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -
             "final": True}
 
 
+#: The jerseys, in the order a broadcast shows them: (classification, jersey).
+JERSEYS = (("general", "yellow"), ("points", "green"), ("mountains", "polka-dot"), ("young", "white"))
+#: How many riders of each classification the page lists.
+CLASSIFICATION_TOP = {"general": 10, "points": 5, "mountains": 5}
+
+
+def classifications_view(rows: list[dict], names: dict | None = None) -> dict | None:
+    """The classifications after the stage as the page shows them (``classifications`` table rows): who holds
+    each jersey, the general top 10 and the points and mountains top 5. None before there are rows.
+
+    A jersey has a holder only where his first place is decided; else ``may_lead`` lists who may hold it, in
+    a neutral order (family name, as the result's undecided groups), and nobody is named first on the data's
+    behalf. A value or a gap is given where decided, else its range; the rows within one place range are
+    listed alphabetically. ``provisional``: from the trackers, not the organiser's classification."""
+    if not rows:
+        return None
+
+    def neutral(bib):
+        return (family_name(names[bib]), bib) if names and bib in names else ("", bib or 0)
+
+    by_kind = {}
+    for r in rows:
+        if r.get("bib") is not None:
+            by_kind.setdefault(r["classification"], []).append(r)
+    out = {"provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
+           "event_time": max(row_ms(r["event_time"]) for r in rows), "jerseys": [], "tables": {}}
+    for kind, jersey in JERSEYS:
+        ranked = sorted(by_kind.get(kind, []), key=lambda r: (r["place_min"], neutral(r["bib"])))
+        holder = next((r["bib"] for r in ranked if r.get("position") == 1), None)
+        out["jerseys"].append({"classification": kind, "jersey": jersey, "holder": holder,
+                               "may_lead": [] if holder is not None else [r["bib"] for r in ranked
+                                                                          if r["place_min"] == 1]})
+    for kind, top in CLASSIFICATION_TOP.items():
+        ranked = sorted(by_kind.get(kind, []), key=lambda r: (r["place_min"], r["place_max"], neutral(r["bib"])))
+        leader = next((r for r in ranked if r.get("position") == 1), None)
+        shown = []
+        for r in ranked[:top]:
+            row = {k: r.get(k) for k in ("bib", "position", "place_min", "place_max", "value", "value_min",
+                                         "value_max", "decided")}
+            row["gap"] = r.get("gap_to_leader")
+            if kind == "general" and leader is not None and row["gap"] is None:  # the range it may be
+                row["gap_min"] = max(0.0, round(r["value_min"] - leader["value_max"], 1))
+                row["gap_max"] = round(r["value_max"] - leader["value_min"], 1)
+            shown.append(row)
+        out["tables"][kind] = {"rows": shown, "classified": len(ranked), "leader_decided": leader is not None}
+    return out
+
+
 def _event_size(e: dict, ticks: _Ticks) -> int:
     """How many riders an event is about: the biggest of the groups it names (or its riders)."""
     ids = [i for i in (e.get("group_ids") or []) if i is not None]
@@ -363,6 +411,8 @@ def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
         "catch": catch, "climb_efforts": best, "standings": standings,
         "decisive": decisive_moment(stage, tables, frames["t"]),
         "result": stage_result(tables.get("results", []), names={b: v["name"] for b, v in names.items()}),
+        "classifications": classifications_view(tables.get("classifications", []),
+                                                names={b: v["name"] for b, v in names.items()}),
         "newest_event_time": max((r["event_time"] for r in tables.get("rider_state", [])), default=None),
     }
 

@@ -664,7 +664,8 @@ def classification_truth(race: SimulatedRace, doc: dict, marks_m: np.ndarray, st
     n = int(ok.sum())
     crossings = Crossings(race.bibs[ok], race.finish_t[ok], race.finish_t[ok], np.full(n, stage.length_km or 0.0),
                           np.ones(n, bool), np.zeros(n))
-    results = rank_results(stage.stage_id, crossings, same_time_gap_s(stage.stage_type))
+    # the true crossings are exact: no uncertainty (the default would give every one +-0.5 s)
+    results = rank_results(stage.stage_id, crossings, same_time_gap_s(stage.stage_type), uncertainty_s=np.zeros(n))
     clf = StageClassifier(stage)
     passages = []
     for km in clf.at_km.tolist():

@@ -61,9 +61,7 @@ TABLES = (
     Table("predictions", EVERY_PIPELINE, ("stage_id", "group_id"), ("group_id",)),
     Table("climb_efforts", EVERY_PIPELINE, ("stage_id", "climb", "bib"), ("bib", "climb")),
     Table("results", EVERY_PIPELINE, ("stage_id", "bib"), ("bib",)),
-    # not drawn yet: the report and the page do not show it
-    Table("classifications", EVERY_PIPELINE, ("stage_id", "classification"), ("classification", "bib", "team"),
-          drawn=False),
+    Table("classifications", EVERY_PIPELINE, ("stage_id", "classification"), ("classification", "bib", "team")),
     Table(DEAD_LETTER, EVERY_PIPELINE, ("stage_id", "reason"), ("reason", "bib", "raw"), drawn=False),
     Table("tracker_fix", frozenset({REPLAY, CAUSAL}), ("stage_id", "bib"), ("bib",), drawn=False, on_request=True),
 )

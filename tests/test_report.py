@@ -390,3 +390,68 @@ def test_riders_the_data_does_not_order_are_listed_alphabetically_not_in_crossin
     assert result["winner"] is None and result["neutral_order"] == "alphabetical"
     assert [p["same_time"] for p in result["places"]] == [False, True, True, False, False, True]
     assert [p["bib"] for p in stage_result(rows)["places"]][:3] == [1, 2, 3]  # no names: by bib
+
+
+# standings before stage 4: INVENTED (no data here holds the official ones after stage 3): a handful of real
+# riders of the start list, some of them in the stage's front group, some in the bunch
+INVENTED_BEFORE_STAGE4 = ("bib,gc_time_s,points,mountain_points\n1,0,62,9\n11,12,35,5\n21,31,20,0\n2,45,18,2\n"
+                          "88,58,24,0\n71,80,8,12\n33,160,110,0\n34,185,40,3\n37,240,15,0\n134,300,10,6\n"
+                          "144,330,22,0\n142,420,5,0\n")
+
+
+@pytest.fixture(scope="module")
+def stage4_with_standings(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("page") / "stage04-standings"
+    before = out.parent / "before.csv"
+    before.write_text(INVENTED_BEFORE_STAGE4)
+    assert main(["-q", "replay", str(STAGE4), "--out", str(out), "--standings-before", str(before)]) == 0
+    assert main(["-q", "report", str(out)]) == 0
+    return out / "report.html"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_classifications_after_the_stage_name_only_decided_leaders(stage4_with_standings):
+    """Who leads the race, in a glance: the four jerseys, the general top 10, points and mountains top 5;
+    a holder only where his first place is decided, a range wherever a place or a value is not."""
+    out = stage4_with_standings.parent
+    data = report_data(Stage.from_json((out / "stage.json").read_text()), read_tables(str(out)))
+    view = data["classifications"]
+    assert view and view["provisional"] and [j["jersey"] for j in view["jerseys"]] == ["yellow", "green", "polka-dot",
+                                                                                       "white"]
+    rows = read_tables(str(out), ("classifications",))["classifications"]
+    for j in view["jerseys"]:
+        first = [r["bib"] for r in rows if r["classification"] == j["classification"] and r["place_min"] == 1]
+        assert (j["holder"] is None) == (len(first) != 1 or not any(
+            r["position"] == 1 for r in rows if r["classification"] == j["classification"]))
+        assert j["holder"] in first if j["holder"] is not None else sorted(j["may_lead"]) == sorted(first)
+    assert len(view["tables"]["general"]["rows"]) == 10 and len(view["tables"]["points"]["rows"]) == 5
+    for size in (DESK, PHONE):
+        driver = open_browser(size)
+        try:
+            driver.get(stage4_with_standings.as_uri())
+            card = driver.find_element("id", "standings-after")
+            assert "press End to see them" in card.text  # opened mid-race: not given away
+            driver.find_element("tag name", "h1").click()
+            ActionChains(driver).send_keys(Keys.END).perform()
+            assert card.is_displayed() and "provisional" in driver.find_element("id", "standings-title").text
+            for j in view["jerseys"]:
+                said = driver.find_element("id", "jersey-" + j["classification"]).text
+                name = data["riders"][str(j["holder"])]["name"] if j["holder"] is not None else "not decided: "
+                assert name in said, said
+            for kind, shown in view["tables"].items():
+                cells = [[c.text for c in r.find_elements("tag name", "td")]
+                         for r in driver.find_elements("css selector", f"#class-{kind} tr")[1:]]
+                assert len(cells) == len(shown["rows"])
+                for r, (place, _rider, value) in zip(shown["rows"], cells):
+                    assert place == (str(r["position"]) if r["position"] is not None
+                                     else f"{r['place_min']}-{r['place_max']}")  # never a guessed place
+                    if kind != "general" and r["value"] is None:
+                        assert value == f"{r['value_min']:g}-{r['value_max']:g}"
+                    if kind == "general" and r["position"] != 1 and r["gap"] is None:
+                        assert "-" in value[1:] or "not decided" in value, value  # a range, not a number
+            driver.execute_script("arguments[0].scrollIntoView()", card)
+            driver.execute_script("window.scrollBy(0, -120)")
+            _as_a_person_would(driver, f"report-classifications-{'desk' if size == DESK else 'phone'}")
+        finally:
+            driver.quit()
