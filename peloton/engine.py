@@ -26,19 +26,16 @@ from peloton.gaps import gap_to_leader_s, leader_per_tick
 from peloton.groups import GroupTimeline, track_groups
 from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
-from peloton.classifications import StageClassifier, passage_intervals
+from peloton.classifications import StageClassifier
 from peloton.quality import Quality
-from peloton.climbs import effort_rows
-from peloton.passage import passage_times
 from peloton.predict import Predictor, StageModel, forecast_stage, time_trial_groups
-from peloton.race import (RaceParams, RaceState, RiderTracks, change_event, change_lasted, change_needs,
-                          estimate_start_times, finished_event, groups_and_gap_ahead, groups_by_tick, groups_of_change,
-                          mark_kms, riding_fixes, signal_events, standing_rows, stop_event, time_trial_gaps,
-                          trusted_tracks)
+from peloton.race import (RaceParams, RaceState, change_event, change_lasted, change_needs, finished_event,
+                          groups_and_gap_ahead, groups_by_tick, groups_of_change, riding_fixes, time_trial_gaps)
 from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
-                             rank_results, stop_runs)
+                             rank_results)
 from peloton.rows import add_wind, rider_state_columns
 from peloton.table import Columns
+from peloton.trackers import ClimbEfforts, Classifications, RiderEvents, VirtualStandings, Window
 from peloton.windowing import TICK_S, window_index
 
 __all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
@@ -83,8 +80,6 @@ class RaceEngine:
                  params: EngineParams = EngineParams(), same_time_gap_s: float = 1.0,
                  classifier: StageClassifier | None = None):
         self.stage_id = stage_id
-        self.classifier = classifier  # the classifications at the end (None: not derived)
-        self.point_passed: dict = {}  # (bib, classified point) -> (lo, hi) passage interval, once he is past it
         self.same_time_gap_s = same_time_gap_s
         self.finish_km = finish_km
         self.time_trial = time_trial
@@ -111,13 +106,10 @@ class RaceEngine:
         self.over = False
         self.leader_ticks = np.zeros(0)  # the history's ticks walked so far and who led each (see _leaders)
         self.leader_bibs = np.zeros(0, dtype=np.int64)
-        # riders' own events, climb efforts and standings, each said once decided (see _rider_events)
-        self.riders = _PerRider()  # each rider's last matched fix and how far he has been seen
-        self.feed_ticks = np.zeros(0)  # every tick of matched fixes so far (sorted): silences while the feed ticked
-        self.open_stops: dict = {}  # bib -> (first fix t, its km to finish, last fix t) of a stop not over yet
         self.finished_said: set = set()
-        self.climb_passed: dict = {}  # (bib, climb point) -> passage time (nan: not known closely enough)
-        self.standings_seen: dict = {}  # km mark index -> (bibs, passages, elapsed) of the riders ranked there
+        # one tracker per rule, run in this order over each window (peloton.trackers)
+        self.trackers = [*([VirtualStandings()] if time_trial else []), ClimbEfforts(),
+                         *([] if classifier is None else [Classifications(classifier)]), RiderEvents()]
 
     def advance(self, fixes: FixBatch, course: Course, forecast: StageModel | None = None) -> Step:
         """Process ``fixes`` window by window (any order within; windows ascending).
@@ -165,51 +157,27 @@ class RaceEngine:
         c = line_crossings(h["t"], h["km"], h["bib"], h["usable"], h["ktf"], h["speed"],
                            self.race_params.at_line_km)
         events = self._finished_events(self._remember_crossings(c, np.inf))
-        events += [stop_event(self.stage_id, b, t_a, ktf, t_z) for b, (t_a, ktf, t_z) in sorted(self.open_stops.items())
-                   if t_z - t_a >= self.race_params.stopped_min_s]
-        self.open_stops = {}
-        step.race_events = _events_columns(events)
-        step.climb_efforts = Columns.from_rows("climb_efforts", self._summit_finishes(forecast))
+        w = self._window_of(None, forecast)
         starts = ranked = None
         if self.time_trial:
-            tracks = self._tracks()
-            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s,
-                                          tracks)
-            ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], self.race_params, tracks).tolist())
+            starts, ranked = w.starts, w.ranked
         rows = rank_results(self.stage_id, self._crossings(), self.same_time_gap_s, self.stops, self.last_seen,
                             starts, ranked)
+        w.ranking = rows
+        said = [t.finish(w) for t in self.trackers]
+        step.race_events = _events_columns(events + [e for s in said for e in s.get("race_events", [])])
+        step.climb_efforts = Columns.from_rows("climb_efforts", [r for s in said for r in s.get("climb_efforts", [])])
         step.results = Columns.from_rows("results", [r for r in rows if r["bib"] not in self.results_sent])
         self.results_sent |= {r["bib"] for r in rows}
-        if self.classifier is not None:
-            step.classifications = Columns.from_rows("classifications", self.classifier.rows(rows, self._passages()))
+        classified = [r for s in said for r in s.get("classifications", [])]
+        if classified:
+            step.classifications = Columns.from_rows("classifications", classified)
         return step
 
-    def _passages(self) -> list[tuple]:
-        """Per classified point: (riders, lo, hi) of the riders seen past it (see :meth:`_point_passages`)."""
-        out = []
-        for p in range(self.classifier.at_km.size):
-            got = sorted((b, v) for (b, q), v in self.point_passed.items() if q == p)
-            out.append((np.array([b for b, _ in got], np.int64), np.array([v[0] for _, v in got], float),
-                        np.array([v[1] for _, v in got], float)))
-        return out
-
-    def _point_passages(self, m: Matched) -> None:
-        """Passages at the sprints, bonus points and summits, kept as riders pass them: the replay's intervals
-        (:func:`peloton.classifications.passage_intervals`) on the rider's track in the history."""
-        if self.classifier is None or not self.classifier.at_km.size or not len(m):
-            return
-        points = self.classifier.at_km
-        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TRUSTED), "points_reach")
-        passed = (before[:, None] < points[None, :]) & (points[None, :] <= now[:, None])
-        if not passed.any():
-            return
-        h = self.hist
-        idx = np.flatnonzero(np.isin(h["bib"], riders[passed.any(axis=1)]) & h["climbing"])
-        who, lo, hi = passage_intervals(h["bib"][idx], h["t"][idx], h["km"][idx], points)
-        for r, p in zip(*np.nonzero(passed)):
-            k = int(np.searchsorted(who, riders[r]))
-            if k < who.size and who[k] == riders[r] and np.isfinite(lo[k, p]):
-                self.point_passed[(int(riders[r]), int(p))] = (float(lo[k, p]), float(hi[k, p]))
+    def _window_of(self, m: Matched | None, forecast: StageModel | None) -> Window:
+        """What the trackers read of this window (``m`` None: the end of the stage)."""
+        return Window(self.stage_id, self.finish_km, self.time_trial, self.race_params, m, self.hist, self.newest_t,
+                      forecast, self._leaders, self._clock, self._track_memo())
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -239,16 +207,17 @@ class RaceEngine:
         m = matched.take(new)
         self._remember(fixes, newest, cands, dropped=[b for b, _, _ in rejected])
         self._append_history(m, newest)
-        rider_state, groups, events = self._race_rows(m)
+        w = self._window_of(m, forecast)
+        rider_state, groups, events = self._race_rows(w)
         if forecast is not None:
             add_wind(groups, forecast.profile)
         predictions, warnings = self._predict(m, groups, forecast)
         results, finished = self._results(m)
-        standings = self._standings(m)
-        efforts = self._climb_efforts(m, forecast)
-        self._point_passages(m)
-        own = self._rider_events(m)  # after the others: it moves each rider's last fix and reach on
+        said = [t.update(w) for t in self.trackers]
+        own = [e for s in said for e in s.get("race_events", [])]
         events = Columns.concat([events, _events_columns(own + warnings + self._finished_events(finished))])
+        standings = [r for s in said for r in s.get("virtual_standings", [])]
+        efforts = [r for s in said for r in s.get("climb_efforts", [])]
         return Step(rider_state, groups, rejected, stale, predictions, events, results,
                     Columns.from_rows("virtual_standings", standings), Columns.from_rows("climb_efforts", efforts))
 
@@ -324,21 +293,18 @@ class RaceEngine:
             self.hist = rows.columns()
         return rows
 
-    def _race_rows(self, m: Matched) -> tuple[Columns, Columns, Columns]:
+    def _race_rows(self, w: Window) -> tuple[Columns, Columns, Columns]:
         """Rider rows, group rows and the group events confirmed in the newest window (the last len(m) rows of
         the history)."""
+        m = w.m
         h, n = self.hist, len(m)
         newest = np.zeros(h["t"].size, dtype=bool)
         newest[h["t"].size - n:] = True
         f = m.fixes
         empty = np.full(n, np.nan)
         if self.time_trial:
-            tracks = self._tracks()
-            starts = estimate_start_times(h["bib"], h["t"], h["km"], h["usable"], self.race_params.itt_start_grid_s,
-                                          tracks)
-            self.window_starts = starts  # this window's: the standings use them too
-            gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, starts,
-                                  line_km=self.finish_km - TRACKER_SHORTFALL_KM, tracks=tracks, only=newest)[newest]
+            gap = time_trial_gaps(h["bib"], h["t"], h["km"], h["usable"], self.race_params, w.starts,
+                                  line_km=self.finish_km - TRACKER_SHORTFALL_KM, tracks=w.tracks, only=newest)[newest]
             race = RaceState(gap, empty, np.full(n, -1, dtype=np.int64), None, None, None)
             return rider_state_columns(m, race), Columns.from_rows("groups", []), Columns.from_rows("race_events", [])
         can_lead = h["ktf"] > self.race_params.at_line_km
@@ -357,12 +323,11 @@ class RaceEngine:
         events = self._group_events(group_rows, float(f.t.max()) if len(f) else self.newest_t)
         return rider_state_columns(m, race), Columns.from_rows("groups", group_rows), events
 
-    def _tracks(self) -> RiderTracks:
-        """The riders' tracks of the (time-trial) history: what is derived from a track is kept until it grows."""
+    def _track_memo(self) -> dict:
+        """What is derived from each rider's (time-trial) track, kept until it grows (not pickled)."""
         if getattr(self, "track_memo", None) is None:
             self.track_memo = {}
-        h = self.hist
-        return RiderTracks(h["bib"], h["t"], h["km"], h["usable"], self.track_memo)
+        return self.track_memo
 
     def __getstate__(self):
         """Pickled without the riders' derived values (trajectories are large): found again from the history."""
@@ -449,137 +414,6 @@ class RaceEngine:
         return Crossings(np.array(bibs, dtype=np.int64), np.array(cols[0], float), np.array(cols[1], float),
                          np.array(cols[2], float), np.array(cols[3], bool), np.array(cols[4], float))
 
-    def _rider_events(self, m: Matched) -> list[dict]:
-        """signal_lost / signal_back (said when the signal is back) and stopped (said when the rider moves on, or at
-        the end): the replay's kernels over this window's fixes, each rider's carried on from his last fix."""
-        f, ra = m.fixes, self.race_params
-        if not len(m):
-            return []
-        order = np.lexsort((f.t, f.bib))
-        bib, t, ktf = f.bib[order], f.t[order], m.km_to_finish[order]
-        speed, quality = m.speed_kph[order], m.quality[order]
-        same_prev = np.r_[False, bib[1:] == bib[:-1]]
-        last_t, last_ktf = self.riders.get(bib, "t"), self.riders.get(bib, "ktf")
-        prev_t = np.where(same_prev, np.r_[np.nan, t[:-1]], last_t)
-        prev_ktf = np.where(same_prev, np.r_[np.nan, ktf[:-1]], last_ktf)
-        self.feed_ticks = np.union1d(self.feed_ticks, t)
-        events = signal_events(self.stage_id, bib, t, ktf, prev_t, prev_ktf, self.feed_ticks, ra)
-        last = np.r_[bib[1:] != bib[:-1], True]
-        self.riders.set(bib[last], t=t[last], ktf=ktf[last])
-        # stops: a stop still open at the last window goes on with this one's fixes (its first and last fix stand in)
-        carried = [(b, *self.open_stops.pop(b)) for b in np.unique(bib).tolist() if b in self.open_stops]
-        pre_bib = np.array([c[0] for c in carried for _ in range(2)], dtype=np.int64)
-        pre_t = np.array([x for c in carried for x in (c[1], c[3])], dtype=float)
-        pre_ktf = np.array([x for c in carried for x in (c[2], np.nan)], dtype=float)
-        B, T, K = np.r_[pre_bib, bib], np.r_[pre_t, t], np.r_[pre_ktf, ktf]
-        S = np.r_[np.zeros(pre_t.size), speed]
-        on_course = np.r_[np.ones(pre_t.size, dtype=bool), np.isin(quality, Quality.ON_COURSE)]
-        order = np.lexsort((T, B))
-        is_last = np.zeros(B.size, dtype=bool)
-        is_last[order[np.r_[B[order][1:] != B[order][:-1], True]]] = True
-        first, final = stop_runs(B, T, S, on_course, ra.stopped_kph, 0.0)  # every run, however short
-        for a, z in zip(first[is_last[final]].tolist(), final[is_last[final]].tolist()):
-            self.open_stops[int(B[a])] = (float(T[a]), float(K[a]), float(T[z]))
-        first, final = stop_runs(B, T, S, on_course, ra.stopped_kph, ra.stopped_min_s)
-        over = ~is_last[final]
-        events += [stop_event(self.stage_id, B[a], T[a], K[a], T[z]) for a, z in zip(first[over], final[over])]
-        return events
-
-    def _reach(self, m: Matched, mask: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(riders of this window, how far each had been seen before it, how far now), over ``mask`` fixes."""
-        f = m.fixes
-        riders = np.unique(f.bib)
-        before = self.riders.get(riders, column, -np.inf)
-        km = np.where(mask & np.isfinite(m.km), m.km, -np.inf)
-        now = np.full(riders.size, -np.inf)
-        np.maximum.at(now, np.searchsorted(riders, f.bib), km)
-        now = np.maximum(before, now)
-        self.riders.set(riders, **{column: now})
-        return riders, before, now
-
-    def _climb_efforts(self, m: Matched, forecast: StageModel | None) -> list[dict]:
-        """Climb efforts said as riders pass summits: each passage (foot or summit) is the replay's
-        (:func:`peloton.passage.passage_times` on the rider's track), taken once he has a fix past the point."""
-        if forecast is None or not forecast.profile.climbs or not len(m):
-            return []
-        profile = forecast.profile
-        climbs = profile.climbs
-        points = np.r_[[c.start_km for c in climbs], [c.summit_km for c in climbs]]  # feet, then summits
-        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TRUSTED), "climb_reach")
-        passed = (before[:, None] < points[None, :]) & (points[None, :] <= now[:, None])
-        h = self.hist
-        rows = []
-        for r in np.flatnonzero(passed.any(axis=1)).tolist():  # the few riders at a foot or a summit
-            rider = int(riders[r])
-            idx = np.flatnonzero((h["bib"] == rider) & h["climbing"])
-            idx = idx[np.argsort(h["t"][idx], kind="stable")]
-            cols = np.flatnonzero(passed[r])
-            for p, when in zip(cols.tolist(), passage_times(h["t"][idx], h["km"][idx], points[cols]).tolist()):
-                self.climb_passed[(rider, p)] = when
-            rows += self._efforts_of(rider, [p - len(climbs) for p in cols.tolist() if p >= len(climbs)], profile)
-        return rows
-
-    def _efforts_of(self, rider: int, summits: list[int], profile) -> list[dict]:
-        climbs = profile.climbs
-        rows = []
-        for c in summits:
-            foot, top = self.climb_passed.get((rider, c), np.nan), self.climb_passed.get((rider, len(climbs) + c))
-            if top is None:
-                continue
-            rows += effort_rows(self.stage_id, np.array([rider]), [climbs[c]], np.array([[foot]]),
-                                np.array([[top]]), profile, profile.finish_km)
-        return rows
-
-    def _summit_finishes(self, forecast: StageModel | None) -> list[dict]:
-        """At the end: a summit the track ends just short of is reached at the last speed (as the replay has it)."""
-        if forecast is None or not forecast.profile.climbs:
-            return []
-        profile, climbs, h = forecast.profile, forecast.profile.climbs, self.hist
-        rows = []
-        for (rider, p), when in sorted(self.climb_passed.items()):
-            if p >= len(climbs) or not np.isfinite(when) or (rider, len(climbs) + p) in self.climb_passed:
-                continue
-            idx = np.flatnonzero((h["bib"] == rider) & h["climbing"])
-            idx = idx[np.argsort(h["t"][idx], kind="stable")]
-            top = passage_times(h["t"][idx], h["km"][idx], np.array([climbs[p].summit_km]))[0]
-            if np.isfinite(top):
-                self.climb_passed[(rider, len(climbs) + p)] = float(top)
-                rows += self._efforts_of(rider, [p], profile)
-        return rows
-
-    def _standings(self, m: Matched) -> list[dict]:
-        """Time trials: a rider's virtual standing at a km mark once he has a fix past it, ranked among the riders
-        who passed it before him (:func:`peloton.race.standing_rows`, the replay's rule)."""
-        if not self.time_trial or not len(m):
-            return []
-        marks, labels = mark_kms(self.finish_km)
-        riders, before, now = self._reach(m, np.isin(m.quality, Quality.TIMED), "mark_reach")
-        passed = (before[:, None] < marks[None, :]) & (marks[None, :] <= now[:, None])
-        if not passed.any():
-            return []
-        h, ra = self.hist, self.race_params
-        starts = self.window_starts  # estimated over the same history for this window's gaps (_race_rows)
-        tracks = self._tracks()
-        ranked = set(trusted_tracks(h["bib"], h["t"], h["km"], h["usable"], ra, tracks).tolist())
-        rows = []
-        for r in np.flatnonzero(passed.any(axis=1)).tolist():
-            rider = int(riders[r])
-            if rider not in starts or rider not in ranked:
-                continue
-            cols = np.flatnonzero(passed[r])
-            passage = tracks.trajectory(rider).passage_time(marks[cols])
-            for j, when in zip(cols.tolist(), passage.tolist()):
-                if not np.isfinite(when):
-                    continue
-                bibs, times, elapsed = self.standings_seen.setdefault(j, ([], [], []))
-                bibs.append(rider)
-                times.append(when)
-                elapsed.append(when - starts[rider])
-                mark = standing_rows(self.stage_id, float(labels[j]), np.array(bibs), np.array(times),
-                                     np.array(elapsed))
-                rows += [row for row in mark if row["bib"] == rider]
-        return rows
-
     def _leaders(self, newest: np.ndarray, can_lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ticks, leader bib) of the history's ticks, as :func:`leader_per_tick` over the whole history gives them.
 
@@ -631,35 +465,3 @@ class RaceEngine:
 
 def _events_columns(events: list[dict]) -> Columns:
     return Columns.from_rows("race_events", sorted(events, key=lambda e: (e["event_time"], e["event_type"])))
-
-
-class _PerRider:
-    """Per-rider numbers the engine carries (sorted bibs, a column per name): looked up and set for many at once."""
-
-    def __init__(self):
-        self.bib = np.zeros(0, dtype=np.int64)
-        self.cols: dict = {}
-
-    def get(self, bib: np.ndarray, name: str, default: float = np.nan) -> np.ndarray:
-        col = self.cols.get(name)
-        if col is None or not self.bib.size:
-            return np.full(np.size(bib), default)
-        pos = np.minimum(np.searchsorted(self.bib, bib), self.bib.size - 1)
-        value = np.where(self.bib[pos] == bib, col[pos], default)
-        return np.where(np.isnan(value), default, value)
-
-    def set(self, bib: np.ndarray, **values: np.ndarray) -> None:
-        """``bib`` unique."""
-        missing = np.setdiff1d(bib, self.bib)
-        if missing.size:
-            merged = np.union1d(self.bib, missing)
-            at = np.searchsorted(merged, self.bib)
-            for name, col in self.cols.items():
-                grown = np.full(merged.size, np.nan)
-                grown[at] = col
-                self.cols[name] = grown
-            self.bib = merged
-        pos = np.searchsorted(self.bib, bib)
-        for name, v in values.items():
-            col = self.cols.setdefault(name, np.full(self.bib.size, np.nan))
-            col[pos] = v
