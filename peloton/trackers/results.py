@@ -7,7 +7,6 @@ from peloton.quality import Quality
 from peloton.race import finished_event
 from peloton.results import (FINALE_KM, RESULT_SETTLE_S, Crossings, finale_stops, last_seen, line_crossings,
                              rank_results)
-from peloton.table import Columns
 from peloton.trackers.base import Window
 
 __all__ = ["Results"]
