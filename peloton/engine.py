@@ -34,7 +34,12 @@ from peloton.trackers import Window, stage_trackers
 from peloton.trackers.group_events import events_sorted
 from peloton.windowing import TICK_S, window_index
 
-__all__ = ["EngineParams", "Step", "RaceEngine", "window_index"]
+__all__ = ["EngineParams", "Step", "RaceEngine", "EngineStateError", "STATE_VERSION", "window_index"]
+
+#: The shape of a pickled engine: its own fields, its trackers' and theirs. Raise it with any change to them. Live,
+#: the runner keeps the engine in state between windows; one pickled by another version is refused whole
+#: (:class:`EngineStateError`), never half read with defaults for what it lacks.
+STATE_VERSION = 2  # 1: the engine of one class (before peloton.trackers), unversioned
 
 #: The history's columns: each matched fix's rider, time, km, km to finish, speeds, whether it is usable for times,
 #: its group (the groups tracker fills it) and whether it counts on a climb (as the replay's climb efforts count).
@@ -69,8 +74,16 @@ class Step:
 TABLES = tuple(f.name for f in fields(Step) if f.name not in ("rejected", "stale"))
 
 
+class EngineStateError(RuntimeError):
+    """A pickled engine of another :data:`STATE_VERSION`."""
+
+
 class RaceEngine:
-    """Incremental race state of one stage. Feed it fixes in event-time order of windows."""
+    """Incremental race state of one stage. Feed it fixes in event-time order of windows.
+
+    It matches each window's fixes against the recent context, appends them to its history (with the road clock
+    and the leaders it carries) and hands the window to its trackers (:mod:`peloton.trackers`), one per rule.
+    """
 
     def __init__(self, stage_id: str, finish_km: float, time_trial: bool = False,
                  match_params: MatchParams = MatchParams(), race_params: RaceParams = RaceParams(),
@@ -87,7 +100,8 @@ class RaceEngine:
         kinds = {"bib": np.int64, "gid": np.int64, "usable": bool, "climbing": bool}
         self.hist = {k: np.zeros(0, dtype=kinds.get(k, float)) for k in _HIST}
         self.road_clock = LiveRoadClock()  # of the history (road stages): its cells summed again where it changed
-        self.track_memo: dict = {}  # time trials: what is derived from each rider's track, until it grows (_tracks)
+        self.hist_rows: ColumnBuffer | None = None  # the buffers behind hist (not pickled: hist is)
+        self.track_memo: dict = {}  # time trials: what is derived from each rider's track, until it grows (not pickled)
         self.known_bib = np.zeros(0, dtype=np.int64)  # sorted
         self.last_t = np.zeros(0)  # per known_bib: the newest processed event time
         self.newest_t = -np.inf
@@ -146,7 +160,7 @@ class RaceEngine:
     def _window_of(self, m: Matched | None, forecast: StageModel | None) -> Window:
         """What the trackers read of this window (``m`` None: the end of the stage)."""
         return Window(self.stage_id, self.finish_km, self.time_trial, self.race_params, m, self.hist, self.newest_t,
-                      forecast, self._leaders, self._clock, self._track_memo())
+                      forecast, self._leaders, self._clock, self.track_memo)
 
     def _last_t_of(self, bib: np.ndarray) -> np.ndarray:
         if not self.known_bib.size:
@@ -183,7 +197,7 @@ class RaceEngine:
         """Candidates of the context and then ``fixes`` (``found``, or searched), row for row: the context's
         were searched when its fixes were new."""
         mp = self.match_params
-        known = getattr(self, "context_candidates", None)  # an engine pickled before it kept them has none
+        known = self.context_candidates  # (None: searched again)
         if known is None or known.s.shape[0] != len(self.context):
             known = course.candidates(self.context.lat, self.context.lon, mp.radius_m, mp.max_candidates)
         if found is None:
@@ -221,8 +235,6 @@ class RaceEngine:
         rows = self._history_rows()
         if not self.time_trial:  # (time trials keep every row: the hot seat may have started hours ago; no road clock)
             h = self.hist
-            if getattr(self, "road_clock", None) is None:  # an engine pickled before it kept one
-                self.road_clock = LiveRoadClock.of_history(h["bib"], h["t"], h["km"], h["usable"])
             self.road_clock.update(new["bib"], new["t"], new["km"], new["usable"], cutoff)
             rows.drop(~(h["t"] >= cutoff))
         rows.append(new)
@@ -230,24 +242,32 @@ class RaceEngine:
 
     def _history_rows(self) -> ColumnBuffer:
         """The buffers behind ``hist`` (made again from it after a pickle round trip)."""
-        rows = getattr(self, "hist_rows", None)
+        rows = self.hist_rows
         if rows is None or not rows.holds(self.hist):
             rows = self.hist_rows = ColumnBuffer({k: self.hist[k] for k in _HIST})
             self.hist = rows.columns()
         return rows
 
-    def _track_memo(self) -> dict:
-        """What is derived from each rider's (time-trial) track, kept until it grows (not pickled)."""
-        if getattr(self, "track_memo", None) is None:
-            self.track_memo = {}
-        return self.track_memo
-
     def __getstate__(self):
-        """Pickled without the riders' derived values (trajectories are large): found again from the history."""
-        state = dict(self.__dict__)
+        """Pickled with its version, without the riders' derived values (trajectories are large: found again from
+        the history) and hist's buffers (hist, their views, pickles as its rows alone)."""
+        state = dict(self.__dict__, state_version=STATE_VERSION)
         state.pop("track_memo", None)
-        state.pop("hist_rows", None)  # hist's buffers (hist, their views, pickles as its rows alone)
+        state.pop("hist_rows", None)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        """An engine of this version, or :class:`EngineStateError`: one kept by another version (a runner's state
+        from before an upgrade) is not read with guesses for what it lacks; the stage is restarted instead."""
+        version = state.get("state_version", 1)
+        if version != STATE_VERSION:
+            raise EngineStateError(
+                f"race engine state of version {version} (stage {state.get('stage_id', '?')}); this peloton reads "
+                f"version {STATE_VERSION} only. Restart the stage: 'peloton live' rebuilds the race state from the "
+                "subscription's retained messages (or replay the archive with 'peloton replay --causal')")
+        state = dict(state)
+        del state["state_version"]
+        self.__dict__.update(state, hist_rows=None, track_memo={})
 
     def _clock(self):
         """The road clock of the history (None: built from it by :func:`gap_to_leader_s`)."""
@@ -272,7 +292,7 @@ class RaceEngine:
         that tick (late fixes) change earlier ticks, so then the whole history is walked again.
         """
         h = self.hist
-        ticks, bibs = getattr(self, "leader_ticks", None), getattr(self, "leader_bibs", None)
+        ticks, bibs = self.leader_ticks, self.leader_bibs  # (ticks None: walked again from the whole history)
         if not newest.any():
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         start = float(h["t"][newest].min())
