@@ -23,8 +23,8 @@ import numpy as np
 from peloton.classifications import StageClassifier
 from peloton.course import Candidates, Course
 from peloton.feed import FixBatch, concat_batches
-from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.gaps import leader_per_tick
+from peloton.incremental import LEADER_LOOKBACK_S, ColumnBuffer, LiveRoadClock, empty_candidates, stack_candidates
 from peloton.matching import MatchParams, Matched, match_fixes
 from peloton.predict import StageModel
 from peloton.quality import Quality
