@@ -140,6 +140,8 @@ class LiveRoadClock:
         self.last_km, self.last_usable = np.zeros(0), np.zeros(0, dtype=bool)
         self.base = 0  # the cell of total[0] and covered[0]
         self.total, self.covered = np.zeros(0), np.zeros(0)  # cell_sums of the intervals
+        self.pace_sorted: np.ndarray | None = None  # log_pace sorted (None: sorted again)
+        self.interval_rows: ColumnBuffer | None = None  # the buffers behind the interval columns (not pickled)
 
     def update(self, bib: np.ndarray, t: np.ndarray, km: np.ndarray, usable: np.ndarray, cutoff: float) -> None:
         """The history gained these fixes (each newer than its rider's fixes already in it) and dropped its fixes
@@ -161,9 +163,8 @@ class LiveRoadClock:
             K, U = np.concatenate([self.last_km[known], km]), np.concatenate([self.last_usable[known], usable])
             first, second, pace_new = road_intervals(T, K, B, U, self.max_dt_s)
             a, b = K[first] / self.step_km, K[second] / self.step_km
-            shift = getattr(self, "shift", 0)  # (an engine pickled before it was kept: 0)
-            if shift:
-                a, b = a + shift, b + shift
+            if self.shift:
+                a, b = a + self.shift, b + self.shift
             lo, hi = np.floor(a).astype(np.int64), np.floor(b).astype(np.int64)
             intervals.append(dict(bib=B[first], t0=T[first], a=a, b=b, log_pace=pace_new, lo=lo, hi=hi))
             dirty.append(self._cells_of(lo, hi))
@@ -174,7 +175,7 @@ class LiveRoadClock:
 
     def _intervals(self) -> ColumnBuffer:
         """The buffers behind the interval columns (made again from them after a pickle round trip)."""
-        intervals = getattr(self, "interval_rows", None)
+        intervals = self.interval_rows
         columns = {k: getattr(self, k) for k in _INTERVAL_COLUMNS}
         if intervals is None or not intervals.holds(columns):
             intervals = self.interval_rows = ColumnBuffer(columns)
@@ -184,8 +185,8 @@ class LiveRoadClock:
     def _pace_changed(self, gone: np.ndarray, new: np.ndarray) -> None:
         """Keep ``pace_sorted`` (the intervals' log paces, sorted: their median is the clock's typical pace) as
         the intervals ``gone`` go and ``new`` ones come."""
-        paces = getattr(self, "pace_sorted", None)
-        if paces is None or paces.size != self.log_pace.size + gone.size - new.size:  # (an engine pickled before)
+        paces = self.pace_sorted
+        if paces is None or paces.size != self.log_pace.size + gone.size - new.size:
             self.pace_sorted = np.sort(self.log_pace)
             return
         if gone.size:
@@ -199,14 +200,14 @@ class LiveRoadClock:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("interval_rows", None)  # the interval columns' buffers: their views pickle as the rows alone
+        state["interval_rows"] = None  # the interval columns' buffers: their views pickle as the rows alone
         return state
 
     def clock(self, lo_km: float, hi_km: float) -> RoadClock | None:
         """The clock a :class:`RoadClock` built from the history (usable fixes from ``lo_km`` to ``hi_km``) is; None
         when its cells are not this clock's (:meth:`shift_for`: the neutral start came into the history or left it)."""
         origin, n_cells = clock_cells(lo_km, hi_km, self.step_km)
-        shift = getattr(self, "shift", 0)
+        shift = self.shift
         if self.shift_for(lo_km, self.step_km) != shift:
             return None
         typical = self._typical_pace()
@@ -231,7 +232,7 @@ class LiveRoadClock:
     @classmethod
     def of_history(cls, bib, t, km, usable, step_km: float = 0.01, max_dt_s: float = 7.0,
                    shift: int = 0) -> "LiveRoadClock":
-        """The clock of a history, at once (an engine pickled before it kept one; the cells' shift changed)."""
+        """The clock of a history, at once (the cells' shift changed: see :meth:`clock`)."""
         clock = cls(step_km, max_dt_s, shift)
         order = np.lexsort((t, bib))
         clock.update(bib[order], t[order], km[order], usable[order], -np.inf)
@@ -250,7 +251,7 @@ class LiveRoadClock:
         n = self.log_pace.size
         if not n:
             return np.log(100.0)
-        paces = getattr(self, "pace_sorted", None)
+        paces = self.pace_sorted
         if paces is None or paces.size != n:
             return np.median(self.log_pace)
         if np.isnan(paces[-1]):  # (nan sorts last; the median of a nan is nan)

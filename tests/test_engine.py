@@ -147,3 +147,28 @@ def test_live_group_events_are_the_replays_said_once_their_groups_have_lasted(st
     min_life_ms = engine.race_params.groups.min_life_s * 1000
     splits = [(at, e) for at, e in said if e["detail"].startswith("split")]
     assert splits and all(at - e["event_time"] >= min_life_ms for at, e in splits)  # said once the group lasted
+
+
+def test_an_engine_pickled_by_another_version_is_refused(slice_fixes, stage4, stage4_course, monkeypatch):
+    """A runner's state kept by another version of the engine is refused with what to do, not read half; one of
+    this version goes on as if never pickled."""
+    import pickle
+
+    import peloton.engine
+    from peloton.engine import STATE_VERSION, EngineStateError
+
+    first = slice_fixes.take(np.flatnonzero(slice_fixes.t < slice_fixes.t.min() + 60))
+    engine = _engine(stage4, stage4_course)
+    engine.advance(first, stage4_course)
+    monkeypatch.setattr(peloton.engine, "STATE_VERSION", STATE_VERSION - 1)
+    older = pickle.dumps(engine)
+    monkeypatch.undo()
+    with pytest.raises(EngineStateError, match=f"version {STATE_VERSION - 1} .*reads version {STATE_VERSION}.*Restart"):
+        pickle.loads(older)
+    unversioned = engine.__getstate__()
+    del unversioned["state_version"]  # an engine pickled before versions (1)
+    with pytest.raises(EngineStateError, match="version 1 "):
+        RaceEngine.__new__(RaceEngine).__setstate__(unversioned)
+    rest = slice_fixes.take(np.flatnonzero(slice_fixes.t >= slice_fixes.t.min() + 60))
+    again = pickle.loads(pickle.dumps(engine)).advance(rest, stage4_course)
+    assert _rows(again.rider_state) == _rows(engine.advance(rest, stage4_course).rider_state)
