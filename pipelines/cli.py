@@ -289,9 +289,11 @@ def cmd_live(args, beam_args) -> int:
     from peloton.publish import ATTR_MESSAGE_ID
     from peloton.race import RaceParams
     from pipelines.live import build_live
+    from pipelines.options import with_local_runner
     from peloton.windowing import Windowing
     from transforms.live import FeedSecurity
 
+    beam_args = with_local_runner(beam_args, streaming=True)
     runner = check_beam_args(beam_args)
     stage = _with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable

@@ -5,7 +5,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from peloton.groups import GroupParams
 
-__all__ = ["ReplayOptions"]
+__all__ = ["ReplayOptions", "with_local_runner"]
 
 
 class ReplayOptions(PipelineOptions):
@@ -27,3 +27,16 @@ class ReplayOptions(PipelineOptions):
         parser.add_argument("--group_hysteresis_s", "--group-hysteresis-s", dest="group_hysteresis_s", type=float,
                             default=GroupParams.hysteresis_s,
                             help="riders who were together stay together up to gap + this")
+
+
+def with_local_runner(beam_args: list[str], streaming: bool) -> list[str]:
+    """``beam_args`` with the local runner named when no ``--runner`` is given.
+
+    Beam's DirectRunner first tries its Prism runner, downloading the binary at every run (Beam 2.77), and falls
+    back when it cannot: a batch replay to the FnApiRunner, a streaming pipeline to the BundleBasedDirectRunner
+    (whose Pub/Sub read ``transforms/read_feed.py`` replaces). Named, those run at once: no run reaches for a
+    download, and none moves silently to a runner this project has not measured where the download would work.
+    """
+    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        return list(beam_args)
+    return list(beam_args) + ["--runner", "BundleBasedDirectRunner" if streaming else "FnApiRunner"]

@@ -76,7 +76,10 @@ def run_replay(stage: Stage, recording: str, out_dir: str, beam_args: list[str],
     a file, the stage spec is beside them. Returns the Beam result (its counters)."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args) + ["--recording", recording, "--out", out_dir]))
+    from pipelines.options import with_local_runner
+
+    args = with_local_runner(beam_args, streaming=False) + ["--recording", recording, "--out", out_dir]
+    pipeline = beam.Pipeline(options=PipelineOptions(args))
     tables = build_replay(pipeline, stage, recording, out_dir, race_params=race_params, **kw)
     result = pipeline.run()
     result.wait_until_finish()
