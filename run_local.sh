@@ -109,7 +109,7 @@ case "$cmd" in
     echo "accuracy against the official feed (kmToFinish, secToFirstRider):"
     "$VENV/bin/peloton" evaluate "$recording" "$out"
     echo
-    echo "tables: $out/{rider_state,groups,race_events,virtual_standings,predictions,climb_efforts,results,dead_letter}/*.avro"
+    echo "tables: $out/{rider_state,groups,race_events,virtual_standings,predictions,climb_efforts,results,classifications,dead_letter}/*.avro"
     "$VENV/bin/peloton" report "$out"
     echo "open the report: $out/report.html"
     ;;
