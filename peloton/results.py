@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Crossings", "line_crossings", "finale_stops", "stop_runs", "rank_results", "stage_results",
-           "same_time_gap_s", "crossing_uncertainty_s", "place_ranges", "split_bounds", "FINALE_KM", "RESULT_SETTLE_S", "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
+           "same_time_gap_s", "crossing_uncertainty_s", "place_ranges", "split_bounds", "FINALE_KM", "RESULT_SETTLE_S",
+           "FINISH_TOLERANCE_KM", "STILL_RACING_S"]
 
 #: Trackers stop short of the line: a rider last seen riding this close to it has finished (at his last speed).
 FINISH_TOLERANCE_KM = 0.6

@@ -49,11 +49,12 @@ class Results:
             self.stops.setdefault(rider, stop)
         # final once no crossing still unknown can overlap his interval: an unknown one's starts no sooner than
         # RESULT_SETTLE_S + CROSSING_BASE_S ago (his last fix is newer, and he extrapolates from it)
-        settled = {b for b, known in self.crossed.items()
-                   if known[1] + _uncertainty(known) <= w.newest_t - RESULT_SETTLE_S - CROSSING_BASE_S}
+        kept = self._crossings()
+        settled = set(kept.bib[kept.crossed_t + crossing_uncertainty_s(kept)
+                               <= w.newest_t - RESULT_SETTLE_S - CROSSING_BASE_S].tolist())
         if not settled - self.sent:
             return out
-        rows = rank_results(w.stage_id, self._crossings(), self.same_time_gap_s, self.stops)
+        rows = rank_results(w.stage_id, kept, self.same_time_gap_s, self.stops)
         rows = [r for r in rows if r["bib"] in settled and r["bib"] not in self.sent]
         self.sent |= {r["bib"] for r in rows}
         out["results"] = rows
@@ -104,9 +105,3 @@ class Results:
         cols = list(zip(*(self.crossed[b] for b in bibs))) if bibs else [[]] * 5
         return Crossings(np.array(bibs, dtype=np.int64), np.array(cols[0], float), np.array(cols[1], float),
                          np.array(cols[2], float), np.array(cols[3], bool), np.array(cols[4], float))
-
-
-def _uncertainty(known: tuple) -> float:
-    """The half-width of a remembered crossing's interval ((last fix t, crossed t, ...): :meth:`_remember`)."""
-    last, crossed = known[0], known[1]
-    return float(crossing_uncertainty_s(Crossings(*(np.array([x]) for x in (0, last, crossed, 0, True, 0))))[0])
