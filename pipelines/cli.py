@@ -293,8 +293,15 @@ def cmd_live(args, beam_args) -> int:
     from peloton.windowing import Windowing
     from transforms.live import FeedSecurity
 
-    beam_args = with_local_runner(beam_args, streaming=True)
+    from pipelines.flink import _given, flink_args, normalize_flags
+
+    beam_args = with_local_runner(normalize_flags(beam_args), streaming=True)
     runner = check_beam_args(beam_args)
+    flink = runner == "FlinkRunner"
+    if flink:  # checkpointed; the feed read by peloton's own splittable reader (transforms.read_feed.PullFeedFn)
+        beam_args = flink_args(beam_args, streaming=True)
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # atexit stops the job server Beam started
     stage = _with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
@@ -311,13 +318,15 @@ def cmd_live(args, beam_args) -> int:
     pipeline = beam.Pipeline(options=options)
     build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
-               id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
+               id_label=None if flink or runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID,
+               portable=flink)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
              stage.stage_id, subscription, params.settle_s, params.early_after_s + 1)
     local = runner in ("DirectRunner", "BundleBasedDirectRunner")
-    if local:
-        _rewind(subscription)
-    return _run_until_stopped(pipeline, stage.stage_id, args.duration_s, local)
+    if local or (flink and _given(beam_args, "--savepoint_path") is None):
+        _rewind(subscription)  # a savepoint holds the race state: its job reads on from where it stopped
+    flink_job = (_given(beam_args, "--flink_master"), _given(beam_args, "--job_name")) if flink else None
+    return _run_until_stopped(pipeline, stage.stage_id, args.duration_s, local, flink_job)
 
 
 #: Longest wait for the drain after a stop: every window and file written, or an error.
@@ -339,10 +348,11 @@ def _rewind(subscription: str) -> None:
                     "(create it with 'peloton pubsub init')", subscription)
 
 
-def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) -> int:
+def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool, flink_job=None) -> int:
     """Run until SIGINT, SIGTERM or ``duration_s``; then drain: stop reading, write every row, exit 0.
 
-    A second signal stops at once (exit 130).
+    A second signal stops at once (exit 130). On a Flink session cluster (``flink_job``: its address and the
+    job's name) the job stops with a savepoint instead, to resume from with ``--savepoint-path``.
     """
     import signal
     import threading
@@ -384,6 +394,8 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
             return 0
         log.warning("live: %s: draining (no more reads; every accepted row is being written)", reason["why"])
         started = time.monotonic()
+        if flink_job is not None and flink_job[0] not in (None, "[auto]", "[local]"):
+            return _stop_flink_job(stage_id, reason["why"], *flink_job)
         if not local:
             result.cancel()  # Dataflow: 'gcloud dataflow jobs drain' drains; the job keeps its own state
             return 0
@@ -400,6 +412,23 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
         STOP.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _stop_flink_job(stage_id: str, why: str, master: str, name: str) -> int:
+    """Stop the live job on the Flink cluster with a savepoint (its state: windows, race, reader) and say where."""
+    from pipelines.flink import running_job, savepoint_dir, stop_with_savepoint
+
+    job_id = None
+    for _ in range(120):  # the job server may still be submitting it
+        job_id = running_job(master, name)
+        if job_id:
+            break
+        time.sleep(0.5)
+    if job_id is None:
+        raise CliError(f"no job {name} runs on the Flink cluster at {master}")
+    path = stop_with_savepoint(master, job_id, savepoint_dir())
+    print(f"live stage {stage_id}: stopped ({why}) with a savepoint; resume with --savepoint-path {path}")
+    return 0
 
 
 def cmd_evaluate(args, _beam_args) -> int:

@@ -33,8 +33,12 @@ PARALLELISM = 2
 #: Flink's embedded cluster (a MiniCluster), so it gets more.
 JOB_SERVER_HEAP = {"session": "-Xmx512m", "embedded": "-Xmx1536m"}
 
+#: The client's environment variables its SDK workers get too (Beam's process_variables).
+WORKER_VARIABLES = ("PUBSUB_EMULATOR_HOST",)
+
 #: Beam's Flink flags also accepted with hyphens, as peloton's own flags are spelled.
-_HYPHENATED = ("--flink-master", "--flink-job-server-jar", "--flink-version", "--environment-type")
+_HYPHENATED = ("--flink-master", "--flink-job-server-jar", "--flink-version", "--environment-type",
+               "--savepoint-path")
 
 
 class FlinkError(Exception):
@@ -140,11 +144,41 @@ def client_conf_dir() -> str:
     return folder
 
 
-def flink_args(beam_args: list[str]) -> list[str]:
+#: Checkpoints of ``peloton live`` on Flink: every 2 s, at least 1 s apart (the reader acknowledges Pub/Sub one
+#: checkpoint late and tells checkpoints apart by that pause: transforms/read_feed.py), kept in files so that a
+#: stop with a savepoint and a lost TaskManager both resume from them.
+CHECKPOINT_INTERVAL_MS = 2000
+CHECKPOINT_MIN_PAUSE_MS = 1000
+
+
+def checkpoint_dir() -> str:
+    """Where the live job's checkpoints go: ``checkpoints/`` in the cluster's state folder (``.flink``)."""
+    state = os.environ.get("PELOTON_FLINK_STATE") or ".flink"
+    return "file://" + os.path.abspath(os.path.join(state, "checkpoints"))
+
+
+def streaming_args(beam_args: list[str]) -> list[str]:
+    """``beam_args`` of a live (streaming) job on Flink with checkpointing on unless they say otherwise."""
+    import uuid
+
+    args = list(beam_args)
+    for flag, value in (("--job_name", f"peloton-live-{uuid.uuid4().hex[:8]}"),  # found by name to stop it
+                        ("--checkpointing_interval", str(CHECKPOINT_INTERVAL_MS)),
+                        ("--min_pause_between_checkpoints", str(CHECKPOINT_MIN_PAUSE_MS)),
+                        ("--state_backend", "filesystem"), ("--state_backend_storage_path", checkpoint_dir()),
+                        ("--externalized_checkpoints_enabled", None),
+                        ("--retain_externalized_checkpoints_on_cancellation", None)):
+        if _given(args, flag) is None and flag not in args:
+            args += [flag] if value is None else [flag, value]
+    return args
+
+
+def flink_args(beam_args: list[str], streaming: bool = False) -> list[str]:
     """``beam_args`` of a FlinkRunner run, with peloton's defaults for what they leave out.
 
     The cached job server jar (never a download), Flink 1.19, PROCESS SDK workers, parallelism 2, a
     modest job server heap; with ``--flink_master`` the cluster must answer now, not minutes later in Beam.
+    ``streaming``: a live job, checkpointed (:func:`streaming_args`).
     """
     args = normalize_flags(list(beam_args))
     jar = _given(args, "--flink_job_server_jar")
@@ -164,8 +198,58 @@ def flink_args(beam_args: list[str]) -> list[str]:
         check_cluster(master, max(1, int(_given(args, "--parallelism"))))
     if _given(args, "--environment_type") is None:
         # the workers start in the client's working folder, so relative paths (--out, the recording) mean the same
+        # and reach the Pub/Sub emulator the client reaches (the TaskManagers were started without it)
+        variables = [f"PELOTON_WORKDIR={os.getcwd()}"] + [
+            f"{name}={os.environ[name]}" for name in WORKER_VARIABLES if os.environ.get(name)]
         args += ["--environment_type", "PROCESS", f"--environment_options=process_command={worker_command()}",
-                 f"--environment_options=process_variables=PELOTON_WORKDIR={os.getcwd()}"]
+                 f"--environment_options=process_variables={','.join(variables)}"]
+    if streaming:
+        args = streaming_args(args)
     if _given(args, "--job_server_jvm_properties") is None and _given(args, "--job_server_jvm_property") is None:
         args.append(f"--job_server_jvm_properties={JOB_SERVER_HEAP['session' if session else 'embedded']}")
     return args
+
+
+def _rest(master: str, path: str, method: str = "GET", body: dict | None = None, timeout_s: float = 10.0) -> dict:
+    url = (master if "://" in master else f"http://{master}").rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - an operator's own address
+        text = resp.read()
+    return json.loads(text) if text else {}
+
+
+def running_job(master: str, name: str) -> str | None:
+    """The id of the job called ``name`` (Beam's ``--job_name``) running on the cluster, else None."""
+    jobs = _rest(master, "/jobs/overview").get("jobs", [])
+    ids = [j["jid"] for j in jobs if j.get("name") == name and j.get("state") in ("RUNNING", "RESTARTING",
+                                                                                  "CREATED", "INITIALIZING")]
+    return ids[0] if ids else None
+
+
+def stop_with_savepoint(master: str, job_id: str, directory: str, timeout_s: float = 120.0) -> str:
+    """Stop the job with a savepoint in ``directory`` (no drain: windows and state are kept, to resume from);
+    the savepoint's path. FlinkError when Flink cannot take it."""
+    import time
+
+    trigger = _rest(master, f"/jobs/{job_id}/stop", "POST", {"targetDirectory": directory, "drain": False})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _rest(master, f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
+        if status.get("status", {}).get("id") == "COMPLETED":
+            operation = status.get("operation", {})
+            if "location" in operation:
+                return operation["location"]
+            raise FlinkError(f"Flink could not stop job {job_id} with a savepoint: "
+                             f"{str(operation.get('failure-cause', {}).get('stack-trace', '?')).splitlines()[0]}")
+        time.sleep(0.5)
+    raise FlinkError(f"no savepoint of job {job_id} within {timeout_s:.0f} s")
+
+
+def cancel_job(master: str, job_id: str) -> None:
+    _rest(master, f"/jobs/{job_id}?mode=cancel", "PATCH")
+
+
+def savepoint_dir() -> str:
+    """Where ``peloton live`` on Flink puts the savepoint it stops with: ``savepoints/`` beside the checkpoints."""
+    return checkpoint_dir()[:-len("checkpoints")] + "savepoints"

@@ -32,16 +32,18 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
                topic_prefix: str | None = None, params: Windowing = WINDOWING,
                race_params: RaceParams = RaceParams(), security: FeedSecurity = FeedSecurity(),
                bigquery_dataset: str | None = None, bigquery_method: str = "STORAGE_WRITE_API",
-               id_label: str | None = None, avro_flush_s: float = 60.0) -> dict:
+               id_label: str | None = None, avro_flush_s: float = 60.0, portable: bool = False) -> dict:
     """Add the live pipeline of one stage to ``pipeline``; return its final tables as PCollections.
 
     ``id_label``: the attribute the runner deduplicates on (Dataflow honours
     it; None on the local runner, which reads with :mod:`transforms.read_feed`; the graph deduplicates anyway).
+    ``portable``: a runner without a Pub/Sub read of its own (Flink) reads with the splittable
+    :class:`transforms.read_feed.PullFeedFn` and publishes as the local runner does.
     """
     # source: the subscription, cut into tick windows (late data and duplicates set aside)
     local = id_label is None  # the local runner: our own Pub/Sub read and publish steps
     ingest = (pipeline
-              | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label)
+              | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label, portable=portable)
               | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list()))
     # race state: provisional rows at once, final rows once a window has settled
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.settle_s, race_params,

@@ -142,6 +142,8 @@ taskmanager:
   # (what counts is the job server's setting, pipelines/flink.py CLIENT_CONFIG; this one for other clients)
   runtime: {large-record-handler: true}
 rest: {address: localhost, bind-address: localhost, port: $PORT}
+# a TaskManager that dies is noticed within seconds (default 50 s), so a live job restarts from its checkpoint
+heartbeat: {interval: 2000, timeout: 10000}
 parallelism: {default: 2}
 io: {tmp: {dirs: $STATE/tmp}}
 blob: {server: {port: "0"}}

@@ -32,12 +32,13 @@ import logging
 import os
 import threading
 import time
+import typing
 
 import apache_beam as beam
 
 from peloton import eventtime
 
-__all__ = ["ReadFeed", "STOP", "PULL_WAIT_S", "subscriber_client", "rewind_subscription"]
+__all__ = ["ReadFeed", "PullFeedFn", "STOP", "PULL_WAIT_S", "subscriber_client", "rewind_subscription"]
 
 log = logging.getLogger("peloton")
 
@@ -81,8 +82,9 @@ def _event_time_ms(attributes) -> int | None:
 class _ReadState:
     """What one subscription's reader keeps between bundles: its client, watermark and connection health."""
 
-    def __init__(self, subscription: str):
+    def __init__(self, subscription: str, ack: bool = True):
         self.subscription = subscription
+        self.ack = ack  # False: the caller acknowledges (on Flink, once a checkpoint holds what was read)
         self.client = None
         self.watermark_ms = None  # None until the first message
         self.newest_event_ms = None
@@ -106,7 +108,7 @@ class _ReadState:
             response = self.client.pull(subscription=self.subscription, max_messages=PULL_MAX_MESSAGES,
                                         timeout=PULL_WAIT_S, retry=None)
             received = list(response.received_messages)
-            if received:
+            if received and self.ack:
                 self.client.acknowledge(subscription=self.subscription, ack_ids=[m.ack_id for m in received])
         except gexc.DeadlineExceeded:
             received = []
@@ -155,6 +157,17 @@ class _ReadState:
         return self.watermark_ms
 
 
+def _stamped(received_message, event_ms: int | None):
+    """(PubsubMessage, its element timestamp): the ``event_time`` attribute when readable, else the publish time."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    from apache_beam.utils.timestamp import Timestamp
+
+    message = PubsubMessage._from_message(received_message.message)
+    if event_ms is not None:
+        return message, eventtime.beam_timestamp(event_ms)
+    return message, Timestamp.from_utc_datetime(received_message.message.publish_time)
+
+
 _STATES: dict[tuple, _ReadState] = {}
 _STATES_LOCK = threading.Lock()
 
@@ -171,11 +184,10 @@ def _state(run, subscription: str) -> _ReadState:
 @functools.lru_cache(maxsize=None)
 def _evaluator_class():
     """Built on first use: the DirectRunner's modules load only where the local runner runs."""
-    from apache_beam.io.gcp.pubsub import PubsubMessage
     from apache_beam.pvalue import PBegin
     from apache_beam.runners.direct.transform_evaluator import TransformResult, _PubSubReadEvaluator
     from apache_beam.transforms.window import GlobalWindows
-    from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
     class FeedReadEvaluator(_PubSubReadEvaluator):
         """One pull per bundle, as the runner's own reader does, without its failure modes (module doc)."""
@@ -194,11 +206,7 @@ def _evaluator_class():
             if received:
                 bundle = self._evaluation_context.create_bundle(list(self._outputs)[0])
                 for rm, ms in zip(received, event_ms):
-                    message = PubsubMessage._from_message(rm.message)
-                    if ms is not None:
-                        stamp = eventtime.beam_timestamp(ms)
-                    else:
-                        stamp = Timestamp.from_utc_datetime(rm.message.publish_time)
+                    message, stamp = _stamped(rm, ms)
                     bundle.output(GlobalWindows.windowed_value(message, timestamp=stamp))
                 bundles.append(bundle)
             watermark = MIN_TIMESTAMP if watermark_ms is None else eventtime.beam_timestamp(watermark_ms)
@@ -230,11 +238,15 @@ class ReadFeed(beam.PTransform):
     deduplicates anyway.
     """
 
-    def __init__(self, subscription: str, local: bool = True, id_label: str | None = None):
+    def __init__(self, subscription: str, local: bool = True, id_label: str | None = None, portable: bool = False):
+        """``portable``: read with :class:`PullFeedFn` (Flink: Beam's Pub/Sub read is the Direct and Dataflow
+        runners' only)."""
         super().__init__()
-        self.subscription, self.local, self.id_label = subscription, local, id_label
+        self.subscription, self.local, self.id_label, self.portable = subscription, local, id_label, portable
 
     def expand(self, pbegin):
+        if self.portable:
+            return pbegin | "Impulse" >> beam.Impulse() | "PullFeed" >> beam.ParDo(PullFeedFn(self.subscription))
         if self.local:
             _register_local_reader()
         return pbegin | "ReadPubSub" >> beam.io.ReadFromPubSub(
@@ -261,3 +273,226 @@ def rewind_subscription(subscription: str) -> bool:
         return True
     finally:
         client.close()
+
+
+#: How long one bundle of the portable reader pulls before it hands its output on (and Flink may checkpoint).
+BUNDLE_S = 1.0
+#: Bundle finalizations closer together than this belong to one completed checkpoint (the checkpoints are
+#: seconds apart: pipelines/flink.py sets the interval and the pause between them).
+FINALIZE_ROUND_GAP_S = 0.5
+
+
+class _Acknowledger:
+    """Acknowledges what a Flink checkpoint holds, one checkpoint late.
+
+    Flink's portable runner finalizes, when a checkpoint completes, every bundle finished since the last one,
+    including those finished after that checkpoint's barrier, whose output the checkpoint does not hold. So
+    the messages of bundles finalized at one checkpoint's completion are acknowledged at the next one's, when
+    they are certainly in a completed checkpoint. A message acknowledged late is at worst delivered again:
+    the gate's dedup and the sinks' row keys remove it; acknowledged early it would be lost to a failure.
+    """
+
+    def __init__(self, subscription: str):
+        self.subscription = subscription
+        self.lock = threading.Lock()
+        self.last_call = float("-inf")
+        self.current: list[str] = []  # finalized in the current round of finalizations
+        self.ripe: list[str] = []  # finalized in earlier rounds: in a completed checkpoint
+
+    def finalized(self, ack_ids: list[str]) -> None:
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last_call > FINALIZE_ROUND_GAP_S:  # a new checkpoint completed
+                self.ripe, self.current = self.ripe + self.current, []
+            self.last_call = now
+            self.current.extend(ack_ids)
+            ripe, self.ripe = self.ripe, []
+        if ripe:
+            self._acknowledge(ripe)
+
+    def _acknowledge(self, ack_ids: list[str]) -> None:
+        client = subscriber_client()
+        try:
+            for start in range(0, len(ack_ids), 1000):
+                client.acknowledge(subscription=self.subscription, ack_ids=ack_ids[start:start + 1000])
+        except Exception as exc:  # noqa: BLE001 - expired or unknown ids: the messages come again, dedup drops them
+            log.warning("live: acknowledging %d messages failed (%s); Pub/Sub will deliver them again",
+                        len(ack_ids), str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
+        finally:
+            client.close()
+
+
+_ACKNOWLEDGERS: dict[str, _Acknowledger] = {}
+
+
+def _acknowledger(subscription: str) -> _Acknowledger:
+    with _STATES_LOCK:
+        return _ACKNOWLEDGERS.setdefault(subscription, _Acknowledger(subscription))
+
+
+#: How long the portable reader remembers a message it read (by its id), to drop Pub/Sub's redeliveries of it:
+#: well beyond the subscription's ack deadline (60 s) and the acknowledgement one checkpoint late.
+REMEMBER_S = 900.0
+
+
+class FeedRestriction(typing.NamedTuple):
+    """Where the portable reader is: pulls done, and the messages read lately ((message id, publish time s), ...),
+    kept in Flink's checkpoints with the restriction, so a restored reader drops what the checkpoint holds."""
+
+    pulls: int = 0
+    recent: tuple = ()
+
+
+class _FeedTracker(beam.io.iobase.RestrictionTracker):
+    """Claims are ``(pull, ((id, publish s), ...))``: the pull's messages join the restriction's ``recent``."""
+
+    def __init__(self, restriction: FeedRestriction):
+        self.restriction = restriction
+        self.claimed: list = []
+        self.stopped = False
+
+    def current_restriction(self):
+        return self.restriction
+
+    def try_claim(self, position):
+        if self.stopped:
+            return False
+        self.claimed.append(position)
+        return True
+
+    def recent(self) -> tuple:
+        """The restriction's messages and those claimed since, within :data:`REMEMBER_S` of the newest."""
+        recent = self.restriction.recent + tuple(m for _pull, messages in self.claimed for m in messages)
+        if not recent:
+            return ()
+        newest = max(t for _id, t in recent)
+        return tuple((i, t) for i, t in recent if t >= newest - REMEMBER_S)
+
+    def try_split(self, fraction_of_remainder):
+        if self.stopped:
+            return None
+        self.stopped = True
+        pulls = self.claimed[-1][0] + 1 if self.claimed else self.restriction.pulls
+        residual = FeedRestriction(pulls, self.recent())
+        self.restriction = FeedRestriction(self.restriction.pulls, ())  # this bundle's part: done
+        return self.restriction, residual
+
+    def check_done(self):
+        pass
+
+    def current_progress(self):
+        return beam.io.iobase.RestrictionProgress(completed=0, remaining=1)
+
+    def is_bounded(self):
+        return False
+
+
+class _FeedRestrictions(beam.transforms.core.RestrictionProvider):
+    def initial_restriction(self, element):
+        return FeedRestriction()
+
+    def create_tracker(self, restriction):
+        return _FeedTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return 1
+
+    def split(self, element, restriction):
+        yield restriction
+
+    def restriction_coder(self):
+        return beam.coders.PickleCoder()
+
+
+def _manual_watermark():
+    from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+
+    return ManualWatermarkEstimator.default_provider()
+
+
+class PullFeedFn(beam.DoFn):
+    """Impulse -> the subscription's PubsubMessages, on runners without a Pub/Sub read of their own (Flink).
+
+    A splittable DoFn with one endless restriction: each bundle pulls for :data:`BUNDLE_S` and defers the rest.
+    The messages, their timestamps and the watermark are the local reader's (:class:`_ReadState`: event times
+    while a backlog is read, the wall clock once quiet, never ahead of it); the watermark is the SDF's own
+    estimator, which Flink holds its output to and keeps in its checkpoints. Nothing is acknowledged when it is
+    read: a bundle's messages are acknowledged after a checkpoint that holds its output (bundle finalization,
+    :class:`_Acknowledger`), so a TaskManager lost in between gets them again from Pub/Sub.
+    """
+
+    def __init__(self, subscription: str):
+        self.subscription = subscription
+        self.state = None
+
+    def setup(self):
+        # one per worker process and subscription: the SDK harness runs bundles on more than one DoFn instance
+        with _STATES_LOCK:
+            self.state = _STATES.setdefault(("portable", self.subscription), _ReadState(self.subscription, ack=False))
+
+    def _resume(self, state: _ReadState, restriction: FeedRestriction, restored) -> None:
+        """A restored reader (a fresh worker, a restriction from a checkpoint or savepoint): Pub/Sub delivers again,
+        at once, every message published since the oldest one it remembers (a seek back in time), so what was
+        read after the checkpoint comes back now, before the watermark moves on; what it remembers is dropped.
+        The watermark goes on from the checkpoint's, quiet from now."""
+        if restored is not None and float(restored) > 0:
+            state.watermark_ms = state.newest_event_ms = eventtime.ms(float(restored))
+            state.last_arrival = time.time()
+        since = min((t for _i, t in restriction.recent), default=None)
+        if since is None:
+            return
+        from google.protobuf.timestamp_pb2 import Timestamp as ProtoTimestamp
+
+        when = ProtoTimestamp()
+        when.FromMilliseconds(int(since * 1000))
+        client = subscriber_client()
+        try:
+            client.seek(request={"subscription": self.subscription, "time": when}, timeout=30)
+            log.warning("live: resumed from a checkpoint; %s sought back to %s (%d messages remembered)",
+                        self.subscription, time.strftime("%H:%M:%S", time.gmtime(since)), len(restriction.recent))
+        except Exception as exc:  # noqa: BLE001 - without the seek, unacknowledged messages come after the deadline
+            log.warning("live: resumed from a checkpoint; seeking %s back failed (%s)", self.subscription,
+                        str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
+        finally:
+            client.close()
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, _impulse, finalizer=beam.DoFn.BundleFinalizerParam,
+                tracker=beam.DoFn.RestrictionParam(_FeedRestrictions()),
+                watermark=beam.DoFn.WatermarkEstimatorParam(_manual_watermark())):
+        # (the finalizer before the restriction and the watermark: Beam passes those two by name, the rest by
+        # position)
+        from apache_beam.transforms.window import TimestampedValue
+        from apache_beam.utils.timestamp import Duration
+
+        state = self.state
+        restriction = tracker.current_restriction()
+        if state.newest_event_ms is None and restriction.pulls > 0:
+            self._resume(state, restriction, watermark.current_watermark())
+        seen = {i for i, _t in restriction.recent}
+        ack_ids = []
+        position = restriction.pulls
+        until = time.monotonic() + BUNDLE_S
+        while time.monotonic() < until:
+            received = state.pull()
+            ack_ids.extend(rm.ack_id for rm in received)
+            fresh = [rm for rm in received if rm.message.message_id not in seen]  # else a redelivery: dropped
+            read = tuple((rm.message.message_id, rm.message.publish_time.timestamp()) for rm in fresh)
+            if not tracker.try_claim((position, read)):  # not emitted nor acknowledged: Pub/Sub delivers it again
+                return
+            position += 1
+            seen.update(i for i, _t in read)
+            event_ms = [_event_time_ms(rm.message.attributes) for rm in fresh]
+            watermark_ms = state.advance([e for e in event_ms if e is not None])
+            for rm, ms in zip(fresh, event_ms):
+                message, stamp = _stamped(rm, ms)
+                yield TimestampedValue(message, stamp)
+            if watermark_ms is not None:
+                stamp = eventtime.beam_timestamp(watermark_ms)
+                current = watermark.current_watermark()
+                if current is None or stamp > current:
+                    watermark.set_watermark(stamp)
+        if ack_ids:
+            acknowledger = _acknowledger(self.subscription)
+            finalizer.register(lambda: acknowledger.finalized(ack_ids))
+        tracker.defer_remainder(Duration(seconds=0))

@@ -196,7 +196,9 @@ class FlushAvroFileFn(beam.DoFn):
         armed.clear()
         if not batches:
             return
-        batch = Columns.concat(batches)
+        batch = _not_archived(self.out_dir, table, Columns.concat(batches))
+        if not len(batch):
+            return
         times = batch.data["event_time"]
         times = times[np.not_equal(times, None)].astype(np.int64) if times.dtype == object else times
         first, last = (int(times.min()), int(times.max())) if times.size else (0, 0)
@@ -211,6 +213,44 @@ class FlushAvroFileFn(beam.DoFn):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
         yield final
+
+
+#: Row keys of the archive's complete files, read once per worker and file (a file is complete, and never
+#: changes, once renamed into place): {(out_dir, table): {path: keys}}.
+_ARCHIVED: dict[tuple, dict] = {}
+
+
+def _not_archived(out_dir: str, table: str, batch: Columns) -> Columns:
+    """``batch`` without the rows the archive ``OUT/<table>`` holds already, nor a key twice (the first kept).
+
+    What makes the archive exact under a runner's replays: Flink restores a failed job to its last checkpoint
+    and runs again what came after, so rows written to a file after that checkpoint come again (in other files:
+    a file's name is its rows' times and count). Every row has a key (``peloton.tables.ROW_KEYS``): a key in a
+    complete file is not written again. Without replays nothing is dropped and the files are as before.
+    """
+    import glob
+
+    from peloton.tables import row_key
+
+    folder = os.path.join(out_dir, table)
+    read, archived = _ARCHIVED.setdefault((os.path.abspath(out_dir), table), (set(), set()))
+    for path in sorted(glob.glob(os.path.join(folder, "*.avro"))):
+        if path not in read:
+            import fastavro
+
+            with open(path, "rb") as fh:
+                archived.update(row_key(table, r) for r in fastavro.reader(fh))
+            read.add(path)
+    keys = [row_key(table, r) for r in batch.to_json_rows()]
+    fresh, seen = np.ones(len(keys), dtype=bool), set()
+    for i, key in enumerate(keys):
+        if key in archived or key in seen:
+            fresh[i] = False
+        seen.add(key)
+    if fresh.all():
+        return batch
+    beam.metrics.Metrics.counter("peloton", f"already_archived.{table}").inc(int((~fresh).sum()))
+    return batch.take(np.flatnonzero(fresh))
 
 
 class DropWrittenFn(beam.DoFn):
