@@ -331,6 +331,8 @@ def cmd_live(args, beam_args) -> int:
 
 #: Longest wait for the drain after a stop: every window and file written, or an error.
 DRAIN_TIMEOUT_S = 120.0
+#: Longest wait for a Flink job's savepoint (its tasks may still be restoring from a checkpoint).
+STOP_TIMEOUT_S = 300.0
 
 
 def _rewind(subscription: str) -> None:
@@ -384,18 +386,19 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool, 
         result = pipeline.run()
         threading.Thread(target=wait_for_end, args=(result,), daemon=True).start()
         deadline = time.monotonic() + duration_s if duration_s else None
-        while not stop.is_set() and not ended.is_set():
-            stop.wait(0.5)
+        session = flink_job is not None and flink_job[0] not in (None, "[auto]", "[local]")
+        while not stop.is_set() and not (ended.is_set() and not (session and _flink_job_runs(*flink_job))):
+            stop.wait(0.5 if not ended.is_set() else 2.0)
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        if ended.is_set():
+        if ended.is_set() and not (session and _flink_job_runs(*flink_job)):
             if failure:
                 raise CliError(f"the live pipeline failed: {str(failure[0]).splitlines()[0][:300]}")
             return 0
+        if session:
+            return _stop_flink_job(stage_id, reason["why"], *flink_job)
         log.warning("live: %s: draining (no more reads; every accepted row is being written)", reason["why"])
         started = time.monotonic()
-        if flink_job is not None and flink_job[0] not in (None, "[auto]", "[local]"):
-            return _stop_flink_job(stage_id, reason["why"], *flink_job)
         if not local:
             result.cancel()  # Dataflow: 'gcloud dataflow jobs drain' drains; the job keeps its own state
             return 0
@@ -414,6 +417,22 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool, 
             signal.signal(sig, handler)
 
 
+def _flink_job_runs(master: str, name: str) -> bool:
+    """Whether the live job still runs on the session cluster: Beam's job server may lose sight of it (its
+    stream to the client closes while Flink restarts the job from a checkpoint), the cluster does not."""
+    from pipelines.flink import running_job
+
+    try:
+        runs = running_job(master, name) is not None
+    except OSError:
+        return False
+    if runs and not getattr(_flink_job_runs, "said", False):
+        _flink_job_runs.said = True
+        log.warning("live: Beam's job server no longer follows job %s; it runs on at %s (stop it with SIGINT: a "
+                    "savepoint)", name, master)
+    return runs
+
+
 def _stop_flink_job(stage_id: str, why: str, master: str, name: str) -> int:
     """Stop the live job on the Flink cluster with a savepoint (its state: windows, race, reader) and say where."""
     from pipelines.flink import running_job, savepoint_dir, stop_with_savepoint
@@ -426,7 +445,7 @@ def _stop_flink_job(stage_id: str, why: str, master: str, name: str) -> int:
         time.sleep(0.5)
     if job_id is None:
         raise CliError(f"no job {name} runs on the Flink cluster at {master}")
-    path = stop_with_savepoint(master, job_id, savepoint_dir())
+    path = stop_with_savepoint(master, job_id, savepoint_dir(), timeout_s=STOP_TIMEOUT_S)
     print(f"live stage {stage_id}: stopped ({why}) with a savepoint; resume with --savepoint-path {path}")
     return 0
 

@@ -232,18 +232,24 @@ def stop_with_savepoint(master: str, job_id: str, directory: str, timeout_s: flo
     the savepoint's path. FlinkError when Flink cannot take it."""
     import time
 
-    trigger = _rest(master, f"/jobs/{job_id}/stop", "POST", {"targetDirectory": directory, "drain": False})
     deadline = time.monotonic() + timeout_s
+    trigger, why = None, "?"
     while time.monotonic() < deadline:
+        if trigger is None:
+            trigger = _rest(master, f"/jobs/{job_id}/stop", "POST", {"targetDirectory": directory, "drain": False})
         status = _rest(master, f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
         if status.get("status", {}).get("id") == "COMPLETED":
             operation = status.get("operation", {})
             if "location" in operation:
                 return operation["location"]
-            raise FlinkError(f"Flink could not stop job {job_id} with a savepoint: "
-                             f"{str(operation.get('failure-cause', {}).get('stack-trace', '?')).splitlines()[0]}")
+            why = str(operation.get("failure-cause", {}).get("stack-trace", "?")).splitlines()[0]
+            if "is not being executed at the moment" not in why:  # else a task (re)starting: try again
+                break
+            trigger = None
+            time.sleep(1.0)
+            continue
         time.sleep(0.5)
-    raise FlinkError(f"no savepoint of job {job_id} within {timeout_s:.0f} s")
+    raise FlinkError(f"Flink could not stop job {job_id} with a savepoint within {timeout_s:.0f} s: {why}")
 
 
 def cancel_job(master: str, job_id: str) -> None:

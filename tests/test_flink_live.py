@@ -94,13 +94,15 @@ def _completed_checkpoints(master: str, job: str) -> int:
 
 
 def _busy_taskmanager(state: Path) -> int:
-    """The pid of the TaskManager running the job: the one whose Python SDK worker runs beside it."""
-    for pid_file in sorted(state.glob("taskmanager-*.pid")):
-        pid = int(pid_file.read_text())
-        children = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-        if "peloton-flink-worker" in children:
-            return pid
-    raise AssertionError("no TaskManager runs a Python worker")
+    """The pid of the TaskManager running the job: the one whose Python SDK worker runs in its session
+    (scripts/flink.sh starts each JVM with setsid)."""
+    taskmanagers = {int(p.read_text()) for p in state.glob("taskmanager-*.pid")}
+    table = subprocess.run(["ps", "-ww", "-eo", "sid=,args="], capture_output=True, text=True).stdout
+    for line in table.splitlines():
+        sid, _, args = line.strip().partition(" ")
+        if "peloton-flink-worker" in args and int(sid) in taskmanagers:
+            return int(sid)
+    raise AssertionError(f"no TaskManager of {sorted(taskmanagers)} runs a Python worker:\n{table}")
 
 
 def test_operator_afternoon_on_flink_equals_the_causal_replay(
@@ -178,11 +180,15 @@ def test_operator_afternoon_on_flink_equals_the_causal_replay(
             break
         time.sleep(1.0)
     assert restored >= 1, _rest(master, f"/jobs/{job}/exceptions")
+    after_restore = _completed_checkpoints(master, job)
+    while _completed_checkpoints(master, job) <= after_restore:  # every task running again, checkpointing
+        assert time.time() < deadline + 120, "no checkpoint after the restore"
+        time.sleep(1.0)
     timeline["restored"] = time.time()
     # two thirds: the operator stops it with a savepoint and starts it again from there
     time.sleep(max(0.0, started + 2 * publishing_s / 3 - time.time()))
     first.send_signal(signal.SIGINT)
-    log, _ = first.communicate(timeout=180)
+    log, _ = first.communicate(timeout=330)
     assert first.returncode == 0, log
     said = [line for line in log.splitlines() if "resume with --savepoint-path" in line]
     assert said, log
@@ -208,7 +214,7 @@ def test_operator_afternoon_on_flink_equals_the_causal_replay(
             time.sleep(2.0)
         time.sleep(8.0)  # a last flush: anything beyond the expected rows would be here now
         second.send_signal(signal.SIGINT)
-        log2, _ = second.communicate(timeout=180)
+        log2, _ = second.communicate(timeout=330)
         assert second.returncode == 0, log2
     finally:
         if second.poll() is None:
