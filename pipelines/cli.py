@@ -298,8 +298,12 @@ def cmd_live(args, beam_args) -> int:
     beam_args = with_local_runner(normalize_flags(beam_args), streaming=True)
     runner = check_beam_args(beam_args)
     flink = runner == "FlinkRunner"
+    if args.savepoint_path and not flink:
+        raise CliError("--savepoint-path is for --runner FlinkRunner")
     if flink:  # checkpointed; the feed read by peloton's own splittable reader (transforms.read_feed.PullFeedFn)
         beam_args = flink_args(beam_args, streaming=True)
+        if args.savepoint_path:  # a job server option (Python's options do not know it)
+            beam_args += ["--savepoint_path", args.savepoint_path]
         import signal
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # atexit stops the job server Beam started
     stage = _with_standings(resolve_stage(None, None, args.stage), args.standings_before)
@@ -709,6 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--future-tolerance-s", type=_number(low=0), default=limits.future_tolerance_s,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
+    live.add_argument("--savepoint-path", metavar="PATH", default=None,
+                      help="--runner FlinkRunner: resume from this savepoint (the path a stop printed)")
     live.add_argument("--duration-s", type=_number(low=0), default=0.0,
                       help="stop after this many seconds (default: run until interrupted)")
     live.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)

@@ -37,8 +37,7 @@ JOB_SERVER_HEAP = {"session": "-Xmx512m", "embedded": "-Xmx1536m"}
 WORKER_VARIABLES = ("PUBSUB_EMULATOR_HOST",)
 
 #: Beam's Flink flags also accepted with hyphens, as peloton's own flags are spelled.
-_HYPHENATED = ("--flink-master", "--flink-job-server-jar", "--flink-version", "--environment-type",
-               "--savepoint-path")
+_HYPHENATED = ("--flink-master", "--flink-job-server-jar", "--flink-version", "--environment-type")
 
 
 class FlinkError(Exception):
