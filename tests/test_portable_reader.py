@@ -67,3 +67,18 @@ class _Bag:
 
     def clear(self):
         self.items = []
+
+
+def test_a_live_job_on_flink_is_checkpointed_unless_told_otherwise(monkeypatch, tmp_path):
+    from pipelines import flink
+
+    monkeypatch.setenv("PELOTON_FLINK_STATE", str(tmp_path / "state"))
+    args = flink.streaming_args(["--runner", "FlinkRunner"])
+    assert args[args.index("--checkpointing_interval") + 1] == str(flink.CHECKPOINT_INTERVAL_MS)
+    assert args[args.index("--state_backend") + 1] == "filesystem"
+    assert args[args.index("--state_backend_storage_path") + 1] == f"file://{tmp_path}/state/checkpoints"
+    assert args[args.index("--job_name") + 1].startswith("peloton-live-")
+    assert "--externalized_checkpoints_enabled" in args
+    mine = flink.streaming_args(["--checkpointing_interval", "10000", "--job_name=today"])
+    assert mine.count("--checkpointing_interval") == 1 and "--job_name" not in mine
+    assert flink.savepoint_dir() == f"file://{tmp_path}/state/savepoints"
