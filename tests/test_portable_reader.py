@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from peloton.evaluate import read_table
-from peloton.feed import dead_letter
-from peloton.rows import dead_letter_columns
+from peloton.ingest.feed import dead_letter
+from peloton.sim.evaluate import read_table
+from peloton.state.rows import dead_letter_columns
 from transforms import read_feed
 from transforms.read_feed import REMEMBER_S, FeedRestriction, _Acknowledger, _FeedTracker
 from transforms.sinks import FlushAvroFileFn, _not_archived

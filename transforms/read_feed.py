@@ -36,7 +36,7 @@ import typing
 
 import apache_beam as beam
 
-from peloton import eventtime
+from peloton.ingest import eventtime
 
 __all__ = ["ReadFeed", "PullFeedFn", "STOP", "PULL_WAIT_S", "subscriber_client", "rewind_subscription"]
 

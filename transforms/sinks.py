@@ -1,8 +1,8 @@
 """Sinks: every table written with its schema from ``schemas/``.
 
-Elements are :class:`peloton.table.Columns` batches (one feed tick's worth):
+Elements are :class:`peloton.output.table.Columns` batches (one feed tick's worth):
 Beam's per-element cost is paid per tick, not per row, and the Avro encoder
-works on whole columns (:mod:`peloton.avro_columns`).
+works on whole columns (:mod:`peloton.output.avro_columns`).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from peloton import eventtime
-from peloton.avro_columns import container_block, container_header, encode_records
-from peloton.schemas import load_schema
-from peloton.table import Columns
+from peloton.ingest import eventtime
+from peloton.output.avro_columns import container_block, container_header, encode_records
+from peloton.output.schemas import load_schema
+from peloton.output.table import Columns
 from transforms.worker_cache import once_per_pipeline, pipeline_token, publisher_client
 
 __all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "PublishRowsFn", "WriteLiveAvroTable",
@@ -225,12 +225,12 @@ def _not_archived(out_dir: str, table: str, batch: Columns) -> Columns:
 
     What makes the archive exact under a runner's replays: Flink restores a failed job to its last checkpoint
     and runs again what came after, so rows written to a file after that checkpoint come again (in other files:
-    a file's name is its rows' times and count). Every row has a key (``peloton.tables.ROW_KEYS``): a key in a
+    a file's name is its rows' times and count). Every row has a key (``peloton.output.tables.ROW_KEYS``): a key in a
     complete file is not written again. Without replays nothing is dropped and the files are as before.
     """
     import glob
 
-    from peloton.tables import row_key
+    from peloton.output.tables import row_key
 
     folder = os.path.join(out_dir, table)
     read, archived = _ARCHIVED.setdefault((os.path.abspath(out_dir), table), (set(), set()))
@@ -267,7 +267,7 @@ class DropWrittenFn(beam.DoFn):
         self.written = None
 
     def setup(self):
-        from peloton.tables import written_keys
+        from peloton.output.tables import written_keys
 
         self.written = once_per_pipeline(self.token, f"written:{self.table}",
                                          lambda: written_keys(self.out_dir, self.table))
@@ -276,7 +276,7 @@ class DropWrittenFn(beam.DoFn):
         if not self.written:
             yield batch
             return
-        from peloton.tables import row_key
+        from peloton.output.tables import row_key
 
         fresh = np.array([row_key(self.table, r) not in self.written for r in batch.to_json_rows()], dtype=bool)
         dropped = int((~fresh).sum())
@@ -318,7 +318,7 @@ class WriteTableToBigQuery(beam.PTransform):
         self.table, self.dataset, self.method = table, dataset, method
 
     def expand(self, batches):
-        from peloton.bigquery import bigquery_row, table_spec
+        from peloton.output.bigquery import bigquery_row, table_spec
 
         table, spec = self.table, table_spec(self.table)
         return (batches
