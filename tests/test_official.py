@@ -1,0 +1,119 @@
+"""The official result: the organiser's rankings document -> official results and classifications rows, and the
+gate's verdict on a bad one (malformed, another stage, riders not on the start list)."""
+import json
+
+import pytest
+
+from peloton.gate import Gate
+from peloton.official import (OFFICIAL, RankingsError, compact_rankings, official_rows, rankings_bind,
+                              rankings_from_finish, read_rankings)
+from peloton.reasons import Reason
+from peloton.table import Columns
+
+BIND = "rankingTypeArrival-2026-4"
+START_LIST = [1, 2, 3, 4, 5, 11, 12]
+DOC = [
+    {"_bind": BIND, "checkpoint": 0, "type": "ite", "rankings": [
+        {"position": 1, "bib": 11, "absolute": 15_000_000, "relative": 0, "bonus": 10_000, "penality": 0,
+         "$rider": "allCompetitors-2026:abc"},
+        {"position": 2, "bib": 1, "absolute": 15_000_000, "relative": 0, "bonus": 6_000},
+        {"position": 3, "bib": 2, "absolute": 15_157_000, "relative": 157_000, "bonus": 0, "penality": 20_000}]},
+    {"_bind": BIND, "type": "itg", "rankings": [
+        {"position": 1, "bib": 1, "absolute": 40_000_000, "relative": 0},
+        {"position": 2, "bib": 11, "absolute": 40_012_000, "relative": 12_000},
+        {"position": 3, "bib": 2, "absolute": 40_300_000, "relative": 300_000}]},
+    {"_bind": BIND, "type": "ipg", "rankings": [{"position": 1, "bib": 2, "points": 70, "absolute": 70},
+                                                 {"position": 2, "bib": 11, "points": 50, "absolute": 50}]},
+    {"_bind": BIND, "type": "ijg", "rankings": [{"position": 1, "bib": 11, "absolute": 40_012_000}]},
+    {"_bind": BIND, "type": "etg", "rankings": [{"position": 1, "team": "TEAM A", "absolute": 120_000_000}]},
+    {"_bind": BIND, "type": "ipe", "rankings": [{"position": 1, "bib": 11, "points": 20}]},
+    {"_bind": BIND, "checkpoint": 3, "type": "icg", "rankings": [{"position": 1, "bib": 3}]},  # intermediate: skipped
+]
+
+
+def _read(doc=DOC, **kw):
+    return read_rankings(json.dumps(doc), "rk.json", "2026-07-07", 2026, 4, kw.pop("start_list", START_LIST), **kw)
+
+
+def test_the_rankings_document_becomes_official_results_and_classifications():
+    out = official_rows(_read(), 1_783_000_000_000, {11: "TEAM A", 1: "TEAM B"})
+    res = {r["bib"]: r for r in out["results"]}
+    assert [r["bib"] for r in out["results"]] == [11, 1, 2]
+    assert all(r["source"] == OFFICIAL and r["order_decided"] and r["position"] == r["place_min"] == r["place_max"]
+               and r["status"] == "finished" and r["credited_time_decided"] for r in out["results"])
+    assert res[1]["credited_time_behind_s"] == 0 and res[1]["same_time_group"] == 1 and res[1]["position"] == 2
+    assert res[2]["credited_time_behind_s"] == 157 and res[2]["same_time_group"] == 3 and res[2]["elapsed_s"] == 15157
+    assert "bonus 10 s" in res[11]["detail"] and "penalty 20 s" in res[2]["detail"]
+    by = {(r["classification"], r["bib"] or r["team"]): r for r in out["classifications"]}
+    assert {c for c, _ in by} == {"general", "points", "young", "teams"}
+    assert by[("general", 11)]["value"] == 40012 and by[("general", 11)]["gap_to_leader"] == 12
+    assert by[("general", 11)]["team"] == "TEAM A" and by[("general", 2)]["team"] is None
+    assert by[("points", 11)]["value"] == 50 and by[("points", 11)]["gap_to_leader"] == 20
+    assert by[("teams", "TEAM A")]["bib"] is None and by[("teams", "TEAM A")]["value"] == 120000
+    assert all(r["decided"] and r["source"] == OFFICIAL for r in out["classifications"])
+    # the rows fit their tables' schemas
+    assert len(Columns.from_rows("results", out["results"])) == 3
+    assert len(Columns.from_rows("classifications", out["classifications"])) == len(out["classifications"])
+
+
+def test_the_same_document_has_the_same_digest_and_compacts_to_what_is_read():
+    a, b = _read(), _read()
+    assert a.digest == b.digest and a == b
+    small = compact_rankings(DOC)
+    assert [blk["type"] for blk in small] == ["ite", "itg", "ipg", "ijg", "etg", "ipe"]
+    assert "$rider" not in json.dumps(small)
+    assert official_rows(read_rankings(json.dumps(small), "x", "2026-07-07", 2026, 4, START_LIST), 0) == official_rows(a, 0)
+
+
+@pytest.mark.parametrize("text, reason, message", [
+    ("{not json", Reason.MALFORMED_JSON, "not JSON"),
+    (json.dumps({"rankings": []}), Reason.BAD_SHAPE, "not a Race Center rankings document"),
+    (json.dumps([{"type": "itg", "rankings": []}]), Reason.BAD_SHAPE, "no stage ranking (ite)"),
+    (json.dumps([{"type": "ite", "rankings": [{"bib": 1, "position": 1, "absolute": "x"}]}]), Reason.BAD_VALUE,
+     "not a number"),
+    (json.dumps([{"type": "ite", "rankings": [{"bib": 1, "position": 1, "absolute": 1}] * 2}]), Reason.BAD_SHAPE,
+     "twice"),
+    (json.dumps(DOC).replace("2026-4", "2026-5"), Reason.WRONG_STAGE, "rankings of stage 5 of 2026; this is stage 4"),
+    (json.dumps(DOC).replace("2026-4", "2025-4"), Reason.WRONG_STAGE, "of 2025"),
+    (json.dumps(DOC).replace('"bib": 2,', '"bib": 99,').replace('"bib": 1,', '"bib": 98,'), Reason.UNKNOWN_RIDER,
+     "bib 98 is not on the start list (2 such bibs)"),
+])
+def test_a_bad_rankings_document_is_refused_with_its_reason_in_one_line(text, reason, message):
+    with pytest.raises(RankingsError) as err:
+        read_rankings(text, "rk.json", "2026-07-07", 2026, 4, START_LIST)
+    assert err.value.reason == reason and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_gate_routes_a_rankings_message_and_dead_letters_a_bad_one():
+    gate = Gate.of("2026-07-07", START_LIST, year=2026, stage_number=4)
+    attrs = {"kind": "rankings", "event_time": "1783000000000", "bind": BIND}
+    assert Gate.is_rankings(attrs) and not Gate.is_rankings({"kind": "tick"})
+    (doc, t), dead = gate.rankings(json.dumps(DOC).encode(), attrs)
+    assert dead == [] and t == 1783000000 and len(doc.of("ite")) == 3
+    # fetched under another stage's bind: refused even though the document says nothing of its stage
+    bare = json.dumps([{k: v for k, v in blk.items() if k != "_bind"} for blk in DOC]).encode()
+    none, dead = gate.rankings(bare, {**attrs, "bind": rankings_bind(2026, 5)})
+    assert none is None and [d["reason"] for d in dead] == [Reason.WRONG_STAGE]
+    assert dead[0]["event_time"] == 1783000000000 and dead[0]["raw"].startswith("[")
+    none, dead = gate.rankings(b"[1, 2", attrs)
+    assert none is None and dead[0]["reason"] == Reason.MALFORMED_JSON
+    none, dead = gate.rankings(json.dumps(DOC).encode(), {"kind": "rankings", "bind": BIND})
+    assert none is None and dead[0]["reason"] == Reason.BAD_ATTRIBUTE
+
+
+def test_a_document_built_from_true_finishes_reads_back_as_the_same_result():
+    start = 1_783_400_000.0
+    finish = {11: start + 3600.0, 1: start + 3600.4, 2: start + 3700.0, 3: start + 3700.9, 4: start + 3702.5}
+    doc = rankings_from_finish(2026, 4, finish, start, 1.0, finish_points=(50, 30, 20),
+                               teams={11: "A", 1: "A", 2: "A", 3: "B"}, young={2, 4})
+    out = official_rows(read_rankings(json.dumps(doc), "truth", "s", 2026, 4, START_LIST), 0)
+    res = {r["bib"]: r for r in out["results"]}
+    assert [r["bib"] for r in out["results"]] == [11, 1, 2, 3, 4]
+    assert res[1]["credited_time_behind_s"] == 0 and res[3]["credited_time_behind_s"] == 100  # same-time groups
+    assert res[4]["credited_time_behind_s"] == 102.5 and res[4]["same_time_group"] == 5
+    gc = {r["bib"]: r for r in out["classifications"] if r["classification"] == "general"}
+    assert gc[11]["value"] == 3590 and gc[1]["value"] == 3594 and gc[2]["value"] == 3696  # less the bonuses
+    pts = {r["bib"]: r["value"] for r in out["classifications"] if r["classification"] == "points"}
+    assert pts == {11: 50, 1: 30, 2: 20}
+    assert [r["bib"] for r in out["classifications"] if r["classification"] == "young"] == [2, 4]
+    assert [r["team"] for r in out["classifications"] if r["classification"] == "teams"] == ["A"]
