@@ -11,12 +11,22 @@ the tick's ``TimeStamp``, signed when asked). Reading and publishing are two
 threads joined by a bounded buffer: a slow Pub/Sub never stalls the reading
 (the server would drop a client that does not read), and when the buffer is
 full the oldest tick is dropped and counted, said on stderr.
+
+After the finish the bridge also brings the organiser's result: once the ticks
+have stopped for ``--rankings-after-s`` (the trackers are off: the stage is
+over) it polls ``/api/rankingTypeArrival-YEAR-STAGE`` every
+``--rankings-every-s`` until the Race Center has it (404 or an empty list
+before), and publishes it once on the same topic, attribute ``kind`` =
+``rankings`` (:mod:`peloton.official`), ``bind`` what it fetched, event time
+the last tick's: the live pipeline's gate checks it and turns it into
+official rows.
 """
 from __future__ import annotations
 
 import collections
 import datetime
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -27,10 +37,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from peloton import eventtime
 from peloton.eventtime import seconds
-from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
+from peloton.official import ATTR_BIND, RANKINGS_KIND, compact_rankings, rankings_bind
+from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND, ATTR_MESSAGE_ID, ATTR_STAGE, sign_message, tick_message
 from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
-                                fetch_rest, race_center_base, race_date, trace_base_for)
+                                fetch_rest, get_json, race_center_base, race_date, trace_base_for)
 
 __all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch",
            "cmd_record", "window_events"]
@@ -56,13 +68,20 @@ class BridgeStats:
     last_tick_at: float = 0.0  # wall clock of the last tick read
     first_dropped: str = ""
     last_dropped: str = ""
+    first_tick_s: float | None = None  # event time of the first and the newest tick read
+    newest_tick_s: float | None = None
+    rankings: str = ""  # the rankings document published (its bind), once
+    rankings_polls: int = 0  # polls of the rankings before it was out
 
 
 class Bridge:
     """Read ticks from a :class:`ResilientStream`, publish each once through ``publish(data, **attrs) -> future``."""
 
     def __init__(self, stream, publish, stage_id: str | None = None, sign_key_id: str = "", sign_key: bytes = b"",
-                 buffer_max: int = 1000, max_in_flight: int = 100, progress_s: float = 5.0, say=None):
+                 buffer_max: int = 1000, max_in_flight: int = 100, progress_s: float = 5.0, say=None,
+                 fetch_rankings=None, rankings_every_s: float = 60.0, rankings_after_s: float = 120.0):
+        """``fetch_rankings(first tick s) -> (bind, document) or None`` (not out yet): the organiser's result,
+        polled every ``rankings_every_s`` once no tick came for ``rankings_after_s`` (None: not polled)."""
         self.stream, self.publish = stream, publish
         self.stage_id, self.sign_key_id, self.sign_key = stage_id, sign_key_id, sign_key
         self.buffer_max, self.max_in_flight, self.progress_s = buffer_max, max_in_flight, progress_s
@@ -74,6 +93,8 @@ class Bridge:
         self._in_flight = 0
         self._closing = False
         self._last_drop_note = 0.0
+        self.fetch_rankings = fetch_rankings
+        self.rankings_every_s, self.rankings_after_s = rankings_every_s, rankings_after_s
 
     # -- reading (the caller's thread: Ctrl-C lands here)
 
@@ -81,6 +102,8 @@ class Bridge:
         """Bridge until interrupted (KeyboardInterrupt) or ``until()`` is true; flush; return the counts."""
         worker = threading.Thread(target=self._publish_loop, name="bridge-publish", daemon=True)
         worker.start()
+        if self.fetch_rankings is not None:
+            threading.Thread(target=self._rankings_loop, name="bridge-rankings", daemon=True).start()
         try:
             for event in self.stream:
                 if event is not None:
@@ -110,6 +133,8 @@ class Bridge:
         self.stats.ticks += 1
         self.stats.last_tick_at = time.time()
         ts = float(what["data"]["TimeStamp"])
+        self.stats.first_tick_s = ts if self.stats.first_tick_s is None else min(self.stats.first_tick_s, ts)
+        self.stats.newest_tick_s = ts if self.stats.newest_tick_s is None else max(self.stats.newest_tick_s, ts)
         data, attrs = tick_message(what, self.stage_id or race_date(ts))
         message_id = attrs[ATTR_MESSAGE_ID]
         if message_id in self._seen:
@@ -120,6 +145,9 @@ class Bridge:
             self._seen.popitem(last=False)
         if self.sign_key:
             sign_message(data, attrs, self.sign_key_id, self.sign_key)
+        self._enqueue(data, attrs)
+
+    def _enqueue(self, data: bytes, attrs: dict) -> None:
         with self._cond:
             if len(self._buffer) >= self.buffer_max:
                 _, old = self._buffer.popleft()
@@ -133,6 +161,37 @@ class Bridge:
                              f"the oldest (tick of {when}); {self.stats.dropped} dropped so far")
             self._buffer.append((data, attrs))
             self._cond.notify_all()
+
+    # -- the organiser's result (a worker thread)
+
+    def _rankings_loop(self) -> None:
+        """Once the ticks have stopped (the stage is over), poll the rankings until they are out; publish once."""
+        while not self._closing:
+            time.sleep(min(self.rankings_every_s, 1.0) if not self.stats.last_tick_at else self.rankings_every_s)
+            s = self.stats
+            if self._closing or not s.last_tick_at or time.time() - s.last_tick_at < self.rankings_after_s:
+                continue
+            s.rankings_polls += 1
+            try:
+                got = self.fetch_rankings(s.first_tick_s)
+            except RaceCenterError as exc:
+                if s.rankings_polls in (1, 10) or s.rankings_polls % 100 == 0:
+                    self.say(f"bridge: rankings not out yet ({exc})")
+                continue
+            if got is None:
+                continue
+            bind, doc = got
+            data = json.dumps(compact_rankings(doc), separators=(",", ":")).encode("utf-8")
+            stage_id = self.stage_id or race_date(s.first_tick_s)
+            attrs = {ATTR_EVENT_TIME: eventtime.attribute(s.newest_tick_s), ATTR_STAGE: stage_id,
+                     ATTR_KIND: RANKINGS_KIND, ATTR_BIND: bind,
+                     ATTR_MESSAGE_ID: f"{stage_id}-{bind}-{hashlib.sha256(data).hexdigest()[:16]}"}
+            if self.sign_key:
+                sign_message(data, attrs, self.sign_key_id, self.sign_key)
+            self._enqueue(data, attrs)
+            s.rankings = bind
+            self.say(f"bridge: the official result is out ({bind}, {len(data):,} bytes): published")
+            return
 
     # -- publishing (a worker thread)
 
@@ -195,6 +254,36 @@ def _clock(epoch_s: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch_s)) + " UTC"
 
 
+def rankings_fetcher(base: str, year: int | None = None, stage_number: int | None = None):
+    """``fetch(first tick s) -> (bind, document) or None``: the stage's rankings at ``base``; the stage found by
+    the first tick's date in ``/api/stage-YEAR`` unless given. None while it is not out (404, or empty)."""
+    found: dict = {}
+
+    def fetch(first_tick_s: float):
+        if "bind" not in found:
+            if year is not None and stage_number is not None:
+                found["bind"] = rankings_bind(year, stage_number)
+            else:
+                date = race_date(first_tick_s)
+                stages = get_json(f"{base}/api/stage-{date[:4]}") or []
+                number = next((s.get("stage") for s in stages if isinstance(s, dict)
+                               and str(s.get("date", ""))[:10] == date), None)
+                if number is None:
+                    raise RaceCenterError(f"no stage on {date} in {base}/api/stage-{date[:4]}")
+                found["bind"] = rankings_bind(date[:4], number)
+        try:
+            doc = get_json(f"{base}/api/{found['bind']}")
+        except RaceCenterError as exc:
+            if "404" in str(exc):
+                return None
+            raise
+        has_result = isinstance(doc, list) and any(isinstance(b, dict) and b.get("type") == "ite"
+                                                   and b.get("rankings") for b in doc)
+        return (found["bind"], doc) if has_result else None
+
+    return fetch
+
+
 def make_publisher():
     """The Pub/Sub client of the bridge: small batches, sent within 10 ms (a tick is one message every 6 s)."""
     from google.cloud import pubsub_v1
@@ -229,9 +318,12 @@ def cmd_bridge(args, _beam_args) -> int:
         raise PubSubError(f"Pub/Sub refused: {exc.message}") from None
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     stream = ResilientStream(base, idle_timeout_s=args.idle_timeout_s, log=lambda m: say(f"bridge: {m}"))
+    year, number = _year_stage(args.rankings_stage)
+    fetch = rankings_fetcher(base, year, number) if args.rankings_every_s > 0 else None
     bridge = Bridge(stream, lambda data, **attrs: publisher.publish(topic, data, **attrs), stage_id=args.stage_id,
                     sign_key_id=args.sign_key_id or "", sign_key=sign_key, buffer_max=args.buffer,
-                    progress_s=0 if args.quiet else args.progress_s, say=say)
+                    progress_s=0 if args.quiet else args.progress_s, say=say, fetch_rankings=fetch,
+                    rankings_every_s=args.rankings_every_s, rankings_after_s=args.rankings_after_s)
     _sigterm_as_interrupt()
     say(f"bridge: {base}/live-stream -> {topic}  (Ctrl-C to stop)")
     started = time.time()
@@ -250,10 +342,21 @@ def cmd_bridge(args, _beam_args) -> int:
     print(f"  dropped (slow Pub/Sub): {stats.dropped:>5,}"
           + (f"  ticks of {stats.first_dropped} .. {stats.last_dropped}" if stats.dropped else ""))
     print(f"  reconnects:         {stream.reconnects:>9,}")
+    print(f"  official result:    {'published (' + stats.rankings + ')' if stats.rankings else 'not out'}"
+          f"  ({stats.rankings_polls} polls)")
     unsent = stats.ticks - stats.duplicates - stats.published - stats.dropped
     if unsent:
         print(f"  not flushed:        {unsent:>9,}  (Pub/Sub did not acknowledge them before the stop)")
     return 0
+
+
+def _year_stage(text: str | None) -> tuple:
+    if not text:
+        return None, None
+    m = re.match(r"^(\d{4})-(\d{1,2})$", text.strip())
+    if not m:
+        raise RaceCenterError(f"--rankings-stage must be YEAR-STAGE (2026-4): got {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def _parse_faults(args) -> Faults:
@@ -290,10 +393,12 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
         raise RaceCenterError(f"nothing to serve: no event from --start-s {args.start_s:g} on (the recording's "
                               f"{total_events:,} events)")
     faults = _parse_faults(args)
+    rankings, rankings_from = _stand_in_rankings(args.recording, recording, args.rankings)
     try:
         server = RaceCenterServer(recording, args.host, args.port, speed=args.speed, faults=faults,
                                   keepalive_s=args.keepalive_s, shift_to_now=args.shift_to_now,
-                                  max_gap_s=args.max_gap_s, shift_lead_s=args.lead_s).start()
+                                  max_gap_s=args.max_gap_s, shift_lead_s=args.lead_s, rankings=rankings,
+                                  rankings_delay_s=args.rankings_delay_s).start()
     except OSError as exc:
         raise RaceCenterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     total = server.due[-1] if server.due else 0.0
@@ -304,6 +409,9 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
           f"/api/allCompetitors-{server.year}, /api/team-{server.year}, "
           f"/api/checkpoint-{server.year}-{server.stage_number}, "
           f"/tdf/{server.year}/stage-{server.stage_number}/trace.json", flush=True)
+    print(f"  official result /api/rankingTypeArrival-{server.year}-{server.stage_number}: "
+          + (f"{rankings_from}, after the last event + {args.rankings_delay_s:g} s" if rankings is not None
+             else "none (404): no --rankings and no truth beside the recording"), flush=True)
     _sigterm_as_interrupt()
     try:
         deadline = time.time() + args.serve_for_s if args.serve_for_s else None
@@ -321,6 +429,52 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
     print(f"served {st.sent:,} events on {st.connections} connections ({st.resumed} resumed); faults: "
           f"{st.drops} drops, {st.stalls} stalls, {st.malformed} malformed, {st.other} other binds")
     return 0
+
+
+def _stand_in_rankings(path: str, recording: dict, rankings_path: str | None):
+    """(document, where from) the stand-in serves as the stage's result: ``--rankings FILE``, else for a simulated
+    stage one built from its truth (``STEM.truth.json.gz``: the true finishes), else (None, "")."""
+    from peloton.recording import read_text
+    from peloton.simulate import truth_path
+
+    if rankings_path:
+        try:
+            return json.loads(read_text(rankings_path)), rankings_path
+        except ValueError as exc:
+            raise RaceCenterError(f"{rankings_path}: not JSON ({exc})") from None
+    truth_file = truth_path(path)
+    if not os.path.exists(truth_file):
+        return None, ""
+    try:
+        truth = json.loads(read_text(truth_file))
+    except ValueError as exc:
+        raise RaceCenterError(f"{truth_file}: not JSON ({exc})") from None
+    doc = rankings_from_truth(truth, recording)
+    return (doc, f"built from {os.path.basename(truth_file)}") if doc else (None, "")
+
+
+def rankings_from_truth(truth: dict, recording: dict) -> list | None:
+    """The rankings document of a simulated stage from its true finishes (:func:`peloton.official.
+    rankings_from_finish`): the same-time gap, bonuses and finish points of its stage type; None without a
+    stage number or finishes."""
+    from peloton.classifications import FINISH_BONUS_S, FINISH_POINTS, TIME_TRIAL_TYPES, is_young
+    from peloton.official import rankings_from_finish
+    from peloton.results import same_time_gap_s
+    from peloton.stage import stage_from_recording
+
+    stage = stage_from_recording({**recording, "events": []})
+    finish = {int(b): float(t) for b, t in (truth.get("finish") or {}).items()}
+    info = ((recording.get("rest") or {}).get("stages") or {}).get(str((recording.get("meta") or {}).get("date")))
+    number = (info or {}).get("stage")
+    if not finish or stage.year is None or number is None:
+        return None
+    ticks = truth.get("ticks") or [min(finish.values())]
+    teams = {int(r["bib"]): r["team"] for r in stage.riders if r.get("team")}
+    young = {int(r["bib"]) for r, y in zip(stage.riders, is_young([r.get("birthdate") for r in stage.riders],
+                                                                   stage.year)) if y}
+    tt = stage.stage_type in TIME_TRIAL_TYPES
+    return rankings_from_finish(stage.year, int(number), finish, float(ticks[0]), same_time_gap_s(stage.stage_type),
+                                () if tt else FINISH_BONUS_S, FINISH_POINTS.get(stage.stage_type, ()), teams, young)
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -351,8 +505,26 @@ def cmd_stage_fetch(args, _beam_args) -> int:
                               f"trial has none): pass --course FILE")
     stage = stage_from_recording({"meta": {"date": date, "year": int(date[:4])}, "rest": rest}, route=route)
     stage.course()  # fail here, not on a worker, if the course is unusable
+    if args.rankings:
+        _fetch_rankings_file(base, stage, args.rankings)
     sys.stdout.write(stage.to_json() + "\n")
     return 0
+
+
+def _fetch_rankings_file(base: str, stage, out: str) -> None:
+    """The stage's rankings (``stage fetch --rankings OUT``), checked as the live gate checks them, saved as
+    fetched (compacted): the replay's ``--rankings FILE``."""
+    from peloton.gate import Gate
+
+    bind = rankings_bind(stage.year, stage.number)
+    got = rankings_fetcher(base, stage.year, stage.number)(0.0)
+    if got is None:
+        raise RaceCenterError(f"{base}/api/{bind}: the official result is not out yet")
+    text = json.dumps(compact_rankings(got[1]), separators=(",", ":"))
+    Gate.of_stage(stage).check_rankings(text, f"{base}/api/{bind}")
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    log.warning("stage fetch: the official result of stage %s (%s) -> %s", stage.number, bind, out)
 
 
 def _write_recording(path: str, recording: dict) -> None:

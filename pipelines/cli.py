@@ -208,6 +208,7 @@ def cmd_replay(args, beam_args) -> int:
     _check_dataset(args.bigquery_dataset)
     race_params = _replay_race_params(beam_args)
     stage = _with_standings(resolve_stage(args.recording, args.course, args.stage), args.standings_before)
+    rankings = _official_rankings(stage, args.rankings)
     if args.stage:  # the stage file spared reading the recording: a bad one is still refused here, not in a worker
         _check_recording(args.recording)
     course = stage.course()
@@ -217,7 +218,7 @@ def cmd_replay(args, beam_args) -> int:
     os.makedirs(args.out, exist_ok=True) if "://" not in args.out else None
     result = run_replay(stage, args.recording, args.out, beam_args, race_params, write_fixes=args.write_fixes,
                         causal=args.causal, bigquery_dataset=args.bigquery_dataset,
-                        bigquery_method=args.bigquery_method)
+                        bigquery_method=args.bigquery_method, rankings=rankings)
     c = _counters(result)
     wall = time.perf_counter() - started
     if c is None:
@@ -508,6 +509,19 @@ def _with_standings(stage, path: str | None):
     return dataclasses.replace(stage, standings_before=standings.to_dict())
 
 
+def _official_rankings(stage, path: str | None):
+    """The organiser's result of this stage (``--rankings FILE``), checked by the gate here: a bad file is one
+    error line at launch."""
+    from peloton.gate import Gate
+    from peloton.recording import read_text
+
+    if not path:
+        return None
+    doc = Gate.of_stage(stage).check_rankings(read_text(path), path)
+    log.info("official result of stage %s: %d riders ranked (%s)", stage.stage_id, len(doc.of("ite")), path)
+    return doc
+
+
 def cmd_report(args, _beam_args) -> int:
     from peloton.recording import read_text
     from peloton.report import write_report
@@ -609,6 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the classifications before this stage: the Race Center's rankings document "
                              "(/api/rankingTypeArrival-YEAR-STAGE of the stage before) or a CSV "
                              "bib,gc_time_s[,points,mountain_points]; riders absent from it are unclassified")
+    replay.add_argument("--rankings", metavar="FILE",
+                        help="the official result of this stage: the Race Center's rankings document "
+                             "(/api/rankingTypeArrival-YEAR-STAGE, as 'peloton stage fetch --rankings' saves it); "
+                             "written as results and classifications rows with source = official, as the live "
+                             "pipeline writes them when the bridge brings it")
     replay.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress lines, only the summary")
     replay.set_defaults(func=cmd_replay)
@@ -761,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--source", required=True, help="the Race Center (https://racecenter.letour.fr) or a stand-in")
     fetch.add_argument("--date", required=True, help="the stage's date, YYYY-MM-DD")
     fetch.add_argument("--course", help="course file when the API has no trace (time trials)")
+    fetch.add_argument("--rankings", metavar="OUT", help="also save the stage's official result (the Race Center's "
+                                                         "/api/rankingTypeArrival-YEAR-STAGE, once out) to OUT: "
+                                                         "'peloton replay --rankings OUT'")
     fetch.add_argument("--trace-base", help="where stage traces live (default: ASO's bucket for the real Race "
                                             "Center, the source itself for a stand-in)")
     fetch.set_defaults(func=cmd_stage_fetch)
@@ -797,6 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
     rc_serve.add_argument("--chunk-quirks", action="store_true",
                           help="chunk framing strict HTTP parsers reject; events split across chunks")
     rc_serve.add_argument("--seed", type=_number(int, low=0), default=0, help="seed of the chunk splits")
+    rc_serve.add_argument("--rankings", metavar="FILE",
+                          help="the official result to serve at /api/rankingTypeArrival-YEAR-STAGE once the last "
+                               "event has been served (default: for a simulated stage, built from its truth beside "
+                               "the recording; else none, 404)")
+    rc_serve.add_argument("--rankings-delay-s", type=_number(low=0), default=0.0,
+                          help="serve the official result this long after the last event (default 0)")
     rc_serve.add_argument("--serve-for-s", type=_number(low=0), default=0.0,
                           help="stop after this long (default: Ctrl-C)")
     rc_serve.set_defaults(func=cmd_racecenter_serve)
@@ -816,6 +844,13 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--progress-s", type=_number(low=0), default=10.0,
                         help="progress line period on stderr (default 10)")
     bridge.add_argument("--duration-s", type=_number(low=0), default=0.0, help="stop after this long (default: Ctrl-C)")
+    bridge.add_argument("--rankings-after-s", type=_number(low=0), default=120.0,
+                        help="poll the official result once no tick came for this long: the stage is over "
+                             "(default 120)")
+    bridge.add_argument("--rankings-every-s", type=_number(low=0), default=60.0,
+                        help="poll the official result this often (default 60; 0: never)")
+    bridge.add_argument("--rankings-stage", metavar="YEAR-STAGE",
+                        help="the stage whose result to poll (default: the first tick's date in /api/stage-YEAR)")
     bridge.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
     bridge.set_defaults(func=cmd_bridge)
 
@@ -872,6 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     from peloton.evaluate import NothingToEvaluate, TableError
     from peloton.recording import RecordingError
     from peloton.classifications import StandingsError
+    from peloton.official import RankingsError
     from peloton.stage import StageError
     from pipelines.flink import FlinkError
     from pipelines.pubsub import PubSubError
@@ -883,7 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): as quiet as a process stopped by SIGPIPE
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CliError, RecordingError, StageError, StandingsError, OSError, PubSubError, TableError,
+    except (CliError, RecordingError, StageError, StandingsError, RankingsError, OSError, PubSubError, TableError,
             NothingToEvaluate, FlinkError) as exc:
         print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
