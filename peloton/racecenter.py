@@ -659,8 +659,9 @@ class RaceCenterServer:
             return self.rest.get("riders") or []
         if path == f"/api/team-{y}":
             return self.rest.get("teams") or []
-        if path == f"/api/stage-{y}":
-            return list((self.rest.get("stages") or {}).values())
+        if path == f"/api/stage-{y}":  # each with its date, as the real API gives it (a recording keys them by it)
+            return [{**v, "date": v.get("date") or d} if isinstance(v, dict) else v
+                    for d, v in (self.rest.get("stages") or {}).items()]
         if path == f"/api/checkpoint-{y}-{n}" and self.rest.get("checkpoints") is not None:
             return self.rest["checkpoints"]
         if path == f"/{RACE}/{y}/stage-{n}/trace.json" and self.rest.get("trace") is not None:

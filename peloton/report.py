@@ -231,6 +231,22 @@ def family_name(name: str, fold: bool = True) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", family) if not unicodedata.combining(c)).upper()
 
 
+def official_first(table: str, rows: list[dict]) -> list[dict]:
+    """The rows a reader shows: where the organiser's (``source`` = official) are in, they supersede the trackers'
+    (provisional). ``results``: the official rows are the finishers; a provisional row stays only for a rider
+    the official result does not list and who did not finish (DNF, still racing). ``classifications``: per
+    classification, its official rows where there are any."""
+    official = [r for r in rows if r.get("source") == "official"]
+    if not official:
+        return rows
+    if table == "results":
+        listed = {r["bib"] for r in official}
+        return official + [r for r in rows if r.get("source") != "official" and r["bib"] not in listed
+                           and r.get("status") != "finished"]
+    kinds = {r["classification"] for r in official}
+    return official + [r for r in rows if r.get("source") != "official" and r["classification"] not in kinds]
+
+
 def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -> dict | None:
     """The stage result from the ``results`` table (schemas/results.avsc): winner, first ``limit``, same-time groups.
 
@@ -289,8 +305,19 @@ def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -
             "first_finish_time": first_t,
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
             "racing": sum(1 for r in rows if r.get("status") == "racing"),
-            "provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in finished),
+            "official": bool(finished) and all(r.get("source") == "official" for r in finished),
             "final": True}
+
+
+def _with_first_finish(result: dict | None, rows: list[dict]) -> dict | None:
+    """The official result has no crossing times: the page still hides it until the first rider crossed the line
+    as the trackers saw it (the provisional rows'), or until it was out (its rows' event time) if that is sooner."""
+    if result is not None and result["first_finish_time"] is None:
+        times = [row_ms(r["finish_time"]) for r in rows if r.get("finish_time") is not None]
+        times += [row_ms(r["event_time"]) for r in rows if r.get("source") == "official"]
+        result["first_finish_time"] = min(times, default=None)
+    return result
 
 
 #: The jerseys, in the order a broadcast shows them: (classification, jersey).
@@ -318,6 +345,7 @@ def classifications_view(rows: list[dict], names: dict | None = None) -> dict | 
         if r.get("bib") is not None:
             by_kind.setdefault(r["classification"], []).append(r)
     out = {"provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
+           "official": all(r.get("source") == "official" for r in rows),
            "event_time": max(row_ms(r["event_time"]) for r in rows), "jerseys": [], "tables": {}}
     for kind, jersey in JERSEYS:
         ranked = sorted(by_kind.get(kind, []), key=lambda r: (r["place_min"], neutral(r["bib"])))
@@ -410,8 +438,10 @@ def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
         "frames": frames, "groups": group_rows, "events": events, "head_eta": _eta_rows(preds),
         "catch": catch, "climb_efforts": best, "standings": standings,
         "decisive": decisive_moment(stage, tables, frames["t"]),
-        "result": stage_result(tables.get("results", []), names={b: v["name"] for b, v in names.items()}),
-        "classifications": classifications_view(tables.get("classifications", []),
+        "result": _with_first_finish(stage_result(official_first("results", tables.get("results", [])),
+                                                  names={b: v["name"] for b, v in names.items()}),
+                                     tables.get("results", [])),
+        "classifications": classifications_view(official_first("classifications", tables.get("classifications", [])),
                                                 names={b: v["name"] for b, v in names.items()}),
         "newest_event_time": max((r["event_time"] for r in tables.get("rider_state", [])), default=None),
     }

@@ -344,7 +344,7 @@ def cmd_bridge(args, _beam_args) -> int:
     print(f"  reconnects:         {stream.reconnects:>9,}")
     print(f"  official result:    {'published (' + stats.rankings + ')' if stats.rankings else 'not out'}"
           f"  ({stats.rankings_polls} polls)")
-    unsent = stats.ticks - stats.duplicates - stats.published - stats.dropped
+    unsent = stats.ticks + bool(stats.rankings) - stats.duplicates - stats.published - stats.dropped
     if unsent:
         print(f"  not flushed:        {unsent:>9,}  (Pub/Sub did not acknowledge them before the stop)")
     return 0

@@ -224,6 +224,7 @@ class ParsePubsubFn(beam.DoFn):
             official, dead = self.gate.rankings(data, attrs)
             for d in dead:
                 counter("peloton", f"dead_letter.{d['reason']}").inc()
+            if dead:
                 yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
             if official is not None:
                 yield pvalue.TaggedOutput(RANKINGS, official)

@@ -6,6 +6,8 @@ the same document again, so a document already said (by its digest) says nothing
 """
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
@@ -55,5 +57,5 @@ class OfficialRows(beam.PTransform):
 
     def expand(self, documents):
         return (documents
-                | "KeyByStage" >> beam.Map(lambda d: (d[0].stage_id, d))
+                | "KeyByStage" >> beam.Map(lambda d: (d[0].stage_id, d)).with_output_types(tuple[str, typing.Any])
                 | "SayOnce" >> beam.ParDo(OfficialRowsFn(self.teams)).with_outputs(*OFFICIAL_TABLES))
