@@ -243,3 +243,54 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
                 screenshot(driver, f"report-result-{name}-{'desk' if size == DESK else 'phone'}")
             finally:
                 driver.quit()
+
+
+def test_the_stand_in_serves_the_result_after_the_finish_and_stage_fetch_saves_it(tmp_path, capsys):
+    import urllib.request
+
+    from peloton.racecenter import RaceCenterServer
+    from pipelines.bridge import rankings_from_truth
+    from pipelines.cli import main
+
+    path, doc, truth = simulated_stage(tmp_path)
+    rankings = rankings_from_truth(truth, doc)
+    server = RaceCenterServer(doc, speed=0, rankings=rankings, rankings_delay_s=0.5).start()
+    url = f"{server.url}/api/rankingTypeArrival-2026-5"
+    try:
+        assert server.rest_document("/api/rankingTypeArrival-2026-5") is None  # the race has not run yet
+        out = tmp_path / "rk.json"
+        assert main(["-q", "stage", "fetch", "--source", server.url, "--date", doc["meta"]["date"],
+                     "--rankings", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "the official result is not out yet" in err, err
+        with urllib.request.urlopen(f"{server.url}/live-stream", timeout=5) as stream:
+            stream.read(100)  # the clock starts with the first client; at speed 0 the stage is over at once
+        deadline = time.time() + 10
+        while server.rest_document("/api/rankingTypeArrival-2026-5") is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert json.loads(urllib.request.urlopen(url, timeout=5).read()) == rankings
+        assert main(["-q", "stage", "fetch", "--source", server.url, "--date", doc["meta"]["date"],
+                     "--rankings", str(out)]) == 0
+        capsys.readouterr()
+    finally:
+        server.stop()
+    saved = read_rankings(out.read_text(), "rk.json", "x", 2026, 5, [int(b) for b in truth["finish"]])
+    assert len(saved.of("ite")) == len(truth["finish"])
+
+
+@pytest.mark.parametrize("doc, message", [
+    ([{"_bind": "rankingTypeArrival-2026-6", "type": "ite", "rankings": [{"bib": 1, "position": 1, "absolute": 5}]}],
+     "rankings of stage 6 of 2026; this is stage 5 of 2026"),
+    ([{"type": "ite", "rankings": [{"bib": 999, "position": 1, "absolute": 5}]}], "bib 999 is not on the start list"),
+    ("{oops", "not JSON"),
+])
+def test_replay_refuses_a_bad_rankings_file_in_one_line(tmp_path, capsys, doc, message):
+    from pipelines.cli import main
+
+    path, _doc, _truth = simulated_stage(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    assert main(["-q", "replay", str(path), "--out", str(tmp_path / "out"), "--rankings", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("peloton: error: ") and err.count("\n") == 0 and message in err, err
+    assert not (tmp_path / "out" / "results").exists()  # refused at launch: nothing run, nothing written
