@@ -6,7 +6,7 @@
     peloton record --source URL --out RECORDING
 
 The bridge publishes each telemetry tick as ``peloton publish`` does
-(:func:`peloton.publish.tick_message`: the same attributes, event time from
+(:func:`peloton.sim.publish.tick_message`: the same attributes, event time from
 the tick's ``TimeStamp``, signed when asked). Reading and publishing are two
 threads joined by a bounded buffer: a slow Pub/Sub never stalls the reading
 (the server would drop a client that does not read), and when the buffer is
@@ -17,7 +17,7 @@ have stopped for ``--rankings-after-s`` (the trackers are off: the stage is
 over) it polls ``/api/rankingTypeArrival-YEAR-STAGE`` every
 ``--rankings-every-s`` until the Race Center has it (404 or an empty list
 before), and publishes it once on the same topic, attribute ``kind`` =
-``rankings`` (:mod:`peloton.official`), ``bind`` what it fetched, event time
+``rankings`` (:mod:`peloton.state.official`), ``bind`` what it fetched, event time
 the last tick's: the live pipeline's gate checks it and turns it into
 official rows.
 """
@@ -37,11 +37,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from peloton import eventtime
-from peloton.eventtime import seconds
-from peloton.official import ATTR_BIND, RANKINGS_KIND, compact_rankings, rankings_bind
-from peloton.publish import ATTR_EVENT_TIME, ATTR_KIND, ATTR_MESSAGE_ID, ATTR_STAGE, sign_message, tick_message
-from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
+from peloton.ingest import eventtime
+from peloton.ingest.eventtime import seconds
+from peloton.sim.publish import ATTR_EVENT_TIME, ATTR_KIND, ATTR_MESSAGE_ID, ATTR_STAGE, sign_message, tick_message
+from peloton.state.official import ATTR_BIND, RANKINGS_KIND, compact_rankings, rankings_bind
+from peloton.ingest.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
                                 fetch_rest, get_json, race_center_base, race_date, trace_base_for)
 
 __all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch",
@@ -381,7 +381,7 @@ def window_events(recording: dict, start_s: float, duration_s: float) -> dict:
 
 
 def cmd_racecenter_serve(args, _beam_args) -> int:
-    from peloton.recording import detect_format, load_recording, read_text
+    from peloton.ingest.recording import detect_format, load_recording, read_text
 
     text = read_text(args.recording)
     if detect_format(text) != "recording":
@@ -434,8 +434,8 @@ def cmd_racecenter_serve(args, _beam_args) -> int:
 def _stand_in_rankings(path: str, recording: dict, rankings_path: str | None):
     """(document, where from) the stand-in serves as the stage's result: ``--rankings FILE``, else for a simulated
     stage one built from its truth (``STEM.truth.json.gz``: the true finishes), else (None, "")."""
-    from peloton.recording import read_text
-    from peloton.simulate import truth_path
+    from peloton.ingest.recording import read_text
+    from peloton.sim.simulate import truth_path
 
     if rankings_path:
         try:
@@ -454,13 +454,13 @@ def _stand_in_rankings(path: str, recording: dict, rankings_path: str | None):
 
 
 def rankings_from_truth(truth: dict, recording: dict) -> list | None:
-    """The rankings document of a simulated stage from its true finishes (:func:`peloton.official.
+    """The rankings document of a simulated stage from its true finishes (:func:`peloton.state.official.
     rankings_from_finish`): the same-time gap, bonuses and finish points of its stage type; None without a
     stage number or finishes."""
-    from peloton.classifications import FINISH_BONUS_S, FINISH_POINTS, TIME_TRIAL_TYPES, is_young
-    from peloton.official import rankings_from_finish
-    from peloton.results import same_time_gap_s
-    from peloton.stage import stage_from_recording
+    from peloton.match.stage import stage_from_recording
+    from peloton.state.classifications import FINISH_BONUS_S, FINISH_POINTS, TIME_TRIAL_TYPES, is_young
+    from peloton.state.official import rankings_from_finish
+    from peloton.state.results import same_time_gap_s
 
     stage = stage_from_recording({**recording, "events": []})
     finish = {int(b): float(t) for b, t in (truth.get("finish") or {}).items()}
@@ -492,8 +492,8 @@ def _check_date(date: str) -> str:
 
 def cmd_stage_fetch(args, _beam_args) -> int:
     """The stage file from the REST API, built by the same code as ``stage export`` builds it from a recording."""
-    from peloton.recording import read_text
-    from peloton.stage import parse_course_text, stage_from_recording
+    from peloton.ingest.recording import read_text
+    from peloton.match.stage import parse_course_text, stage_from_recording
 
     date = _check_date(args.date)
     base = race_center_base(args.source)
@@ -514,7 +514,7 @@ def cmd_stage_fetch(args, _beam_args) -> int:
 def _fetch_rankings_file(base: str, stage, out: str) -> None:
     """The stage's rankings (``stage fetch --rankings OUT``), checked as the live gate checks them, saved as
     fetched (compacted): the replay's ``--rankings FILE``."""
-    from peloton.gate import Gate
+    from peloton.ingest.gate import Gate
 
     bind = rankings_bind(stage.year, stage.number)
     got = rankings_fetcher(base, stage.year, stage.number)(0.0)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from peloton.engine import EngineParams
-from peloton.gate import Gate
-from peloton.race import RaceParams
-from peloton.stage import Stage
-from peloton.rows import tracker_fix_columns
-from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY
-from peloton.windowing import WINDOWING, Windowing
+from peloton.ingest.gate import Gate
+from peloton.ingest.windowing import WINDOWING, Windowing
+from peloton.match.stage import Stage
+from peloton.output.tables import CAUSAL, DEAD_LETTER, REPLAY
+from peloton.state.engine import EngineParams
+from peloton.state.race import RaceParams
+from peloton.state.rows import tracker_fix_columns
 from pipelines.graph import race_tables, with_official, write_tables
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
@@ -30,7 +30,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
 
     ``causal``: each window from the past only, as the live pipeline does (the tables the registry says the
     causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
-    more accurate). ``rankings``: the organiser's result after the stage (:class:`peloton.official.Rankings`,
+    more accurate). ``rankings``: the organiser's result after the stage (:class:`peloton.state.official.Rankings`,
     checked), written as official rows stamped with the stage's last fix, as the live pipeline stamps them with
     the last tick the bridge saw before it fetched them.
     """
@@ -69,8 +69,8 @@ def ensure_table_files(out_dir: str, tables) -> None:
 
     from apache_beam.io.filesystems import FileSystems
 
-    from peloton.avro_columns import container_header
-    from peloton.schemas import load_schema
+    from peloton.output.avro_columns import container_header
+    from peloton.output.schemas import load_schema
 
     for table in tables:
         folder = FileSystems.join(out_dir, table)

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from peloton.gate import Gate
-from peloton.official import (OFFICIAL, RankingsError, compact_rankings, official_rows, rankings_bind,
+from peloton.ingest.gate import Gate
+from peloton.state.official import (OFFICIAL, RankingsError, compact_rankings, official_rows, rankings_bind,
                               rankings_from_finish, read_rankings)
-from peloton.reasons import Reason
-from peloton.table import Columns
+from peloton.ingest.reasons import Reason
+from peloton.output.table import Columns
 
 def simulated_stage(tmp_path, start_s=1_783_504_800.0):
     """A 6 km road stage of 24 riders (three teams, some young), started at ``start_s``, as stage 5 of 2026:
     (recording path, recording, truth), the truth beside the recording (the stand-in builds its result from it)."""
-    from peloton.simulate import SimParams, make_roster, recording_document, simulate_race, truth_document, truth_path
+    from peloton.sim.simulate import SimParams, make_roster, recording_document, simulate_race, truth_document, truth_path
     from tests.helpers import line_course
 
     course = line_course([[0, 0], [6000, 0]], finish_km=6.0)
@@ -151,7 +151,7 @@ def test_the_live_ingest_turns_a_rankings_message_into_official_rows_once_and_a_
     from apache_beam.testing.util import assert_that, equal_to
     from apache_beam.transforms.window import TimestampedValue
 
-    from peloton.stage import Stage
+    from peloton.match.stage import Stage
     from transforms.live import DEAD_LETTER, RANKINGS, IngestLive, LiveParams
     from transforms.official import OfficialRows
 
@@ -182,7 +182,7 @@ def test_the_live_ingest_turns_a_rankings_message_into_official_rows_once_and_a_
 
 
 def test_a_reader_takes_the_official_row_over_the_provisional_one():
-    from peloton.report import official_first
+    from peloton.report.page import official_first
 
     prov = [{"bib": 1, "status": "finished", "source": "provisional"}, {"bib": 2, "status": "finished",
              "source": "provisional"}, {"bib": 3, "status": "DNF", "source": "provisional"}]
@@ -214,8 +214,8 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
         assert main(["-q", "report", str(out)]) == 0
         pages[name] = out / "report.html"
     winner = min(truth["finish"], key=lambda b: truth["finish"][b])
-    from peloton.report import read_tables, report_data
-    from peloton.stage import Stage
+    from peloton.match.stage import Stage
+    from peloton.report.page import read_tables, report_data
     flags = {n: report_data(Stage.from_json((p.parent / "stage.json").read_text()), read_tables(str(p.parent)))["result"]
              for n, p in pages.items()}
     assert flags["provisional"]["provisional"] and not flags["provisional"]["official"]
@@ -248,7 +248,7 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
 def test_the_stand_in_serves_the_result_after_the_finish_and_stage_fetch_saves_it(tmp_path, capsys):
     import urllib.request
 
-    from peloton.racecenter import RaceCenterServer
+    from peloton.ingest.racecenter import RaceCenterServer
     from pipelines.bridge import rankings_from_truth
     from pipelines.cli import main
 

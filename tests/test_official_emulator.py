@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from peloton.evaluate import read_table
-from peloton.gate import Gate
-from peloton.stage import stage_from_recording
+from peloton.ingest.gate import Gate
+from peloton.match.stage import stage_from_recording
+from peloton.sim.evaluate import read_table
 from pipelines.bridge import rankings_from_truth
 from pipelines.cli import main as peloton
 from tests.helpers import canonical_rows
