@@ -1,7 +1,7 @@
 """The race page opened as a person would: headless Chromium (Debian's, through its chromedriver), on a desk
 (1400x1000) and on a phone (390x844), for the whole of stage 4 and the stage 16 time trial.
 
-Each replay is made once per module (stage 4 takes about 15 s). Screenshots are kept as artefacts in
+Each replay is made once per run, shared by the pytest-xdist workers (stage 4 takes about 15 s). Screenshots are kept as artefacts in
 ``$PELOTON_ARTIFACTS`` (default ``tests/artifacts``).
 """
 import bisect
@@ -18,7 +18,7 @@ from peloton.report import (ETA_HORIZON_S, _eta_rows, family_name, race_timezone
                             stage_result)
 from peloton.stage import Stage
 from pipelines.cli import main
-from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
+from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE, built_once
 from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,
                          screenshot, sideways_overflow, small_text, split_words, strip_groups)
 
@@ -34,12 +34,13 @@ def _replay_and_report(out: Path, recording, course=None) -> Path:
 
 @pytest.fixture(scope="module")
 def stage4_report(tmp_path_factory) -> Path:
-    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage04", STAGE4)
+    return built_once(tmp_path_factory, "page-stage04", lambda out: _replay_and_report(out, STAGE4)) / "report.html"
 
 
 @pytest.fixture(scope="module")
 def stage16_report(tmp_path_factory) -> Path:
-    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage16", STAGE16, STAGE16_COURSE)
+    return built_once(tmp_path_factory, "page-stage16",
+                      lambda out: _replay_and_report(out, STAGE16, STAGE16_COURSE)) / "report.html"
 
 
 @pytest.fixture(scope="module")
@@ -401,12 +402,13 @@ INVENTED_BEFORE_STAGE4 = ("bib,gc_time_s,points,mountain_points\n1,0,62,9\n11,12
 
 @pytest.fixture(scope="module")
 def stage4_with_standings(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("page") / "stage04-standings"
-    before = out.parent / "before.csv"
-    before.write_text(INVENTED_BEFORE_STAGE4)
-    assert main(["-q", "replay", str(STAGE4), "--out", str(out), "--standings-before", str(before)]) == 0
-    assert main(["-q", "report", str(out)]) == 0
-    return out / "report.html"
+    def build(out: Path) -> None:
+        before = out / "before.csv"
+        before.write_text(INVENTED_BEFORE_STAGE4)
+        assert main(["-q", "replay", str(STAGE4), "--out", str(out), "--standings-before", str(before)]) == 0
+        assert main(["-q", "report", str(out)]) == 0
+
+    return built_once(tmp_path_factory, "page-stage04-standings", build) / "report.html"
 
 
 @pytest.mark.slow
