@@ -82,10 +82,10 @@ WARM_UP_S = 6000.0
 def _groups_of(doc: dict) -> tuple[dict, list[dict], list[dict]]:
     """A recording through the pipeline's kernels: its stage, groups rows and results rows."""
     from peloton.ingest.feed import concat_batches, parse_message
-    from peloton.match.matching import match_fixes
-    from peloton.state.race import derive_race_state
     from peloton.ingest.recording import iter_messages
+    from peloton.match.matching import match_fixes
     from peloton.match.stage import stage_from_recording
+    from peloton.state.race import derive_race_state
 
     stage = stage_from_recording(doc)
     course = stage.course()
@@ -121,8 +121,8 @@ def race_job(job: tuple) -> dict:
         first = min(finished) / 1000.0
         name = "stage 4 Carcassonne > Foix"
     else:
-        from peloton.sim.simulate import SimParams, recording_document, simulate_race
         from peloton.match.stage import parse_course_text, stage_from_recording
+        from peloton.sim.simulate import SimParams, recording_document, simulate_race
 
         name, course_file = SIMULATED[kind] if kind in SIMULATED else BUNCH[kind]
         route = parse_course_text(course_file.read_text(), str(course_file))
@@ -169,9 +169,9 @@ def _nearest(times: np.ndarray, t: float, within: float = 30.0) -> int | None:
 
 def score_race(race: dict, finale: bool = True, finale_params=None) -> dict:
     """The head of the race's predicted finish against the truth at each MINUTES out, and the baselines."""
+    from peloton.match.stage import Stage
     from peloton.predict.finale import FinaleParams
     from peloton.predict.model import PredictParams, StageModel, forecast_race, timetable
-    from peloton.match.stage import Stage
 
     stage = Stage.from_json(json.dumps(race["stage"]))
     model = StageModel.of_stage(stage)

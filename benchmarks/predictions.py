@@ -152,11 +152,11 @@ def simulate_groups(job: tuple) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     from peloton.ingest.feed import concat_batches, parse_message
-    from peloton.match.matching import match_fixes
-    from peloton.state.race import derive_race_state
     from peloton.ingest.recording import iter_messages
-    from peloton.sim.simulate import SimParams, recording_document, simulate_race
+    from peloton.match.matching import match_fixes
     from peloton.match.stage import parse_course_text, stage_from_recording
+    from peloton.sim.simulate import SimParams, recording_document, simulate_race
+    from peloton.state.race import derive_race_state
 
     route = parse_course_text(Path(course_file).read_text(), course_file)
     stage0 = stage_from_recording({"meta": {"date": "x"}, "rest": {"trace": {"routePoints": [

@@ -285,8 +285,8 @@ def cmd_live(args, beam_args) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from peloton.ingest.auth import Limits
-    from peloton.state.groups import GroupParams
     from peloton.sim.publish import ATTR_MESSAGE_ID
+    from peloton.state.groups import GroupParams
     from peloton.state.race import RaceParams
     from pipelines.live import build_live
     from pipelines.options import with_local_runner
@@ -405,8 +405,8 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
 def cmd_evaluate(args, _beam_args) -> int:
     import json
 
-    from peloton.sim.evaluate import evaluate_replay, format_report
     from peloton.ingest.recording import read_text
+    from peloton.sim.evaluate import evaluate_replay, format_report
 
     report = evaluate_replay(read_text(args.recording), args.dir)
     from peloton.sim.simulate import truth_path
@@ -456,10 +456,10 @@ def cmd_simulate(args, _beam_args) -> int:
     import gzip
     import json
 
-    from peloton.match.course import Course
     from peloton.ingest.recording import read_text
-    from peloton.sim.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
+    from peloton.match.course import Course
     from peloton.match.stage import parse_course_text
+    from peloton.sim.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
 
     if args.riders < 2 or args.riders > 5000:
         raise CliError("--riders must be between 2 and 5000")
@@ -497,8 +497,8 @@ def _with_standings(stage, path: str | None):
     file is one error line at launch, not a worker's traceback."""
     import dataclasses
 
-    from peloton.state.classifications import parse_standings
     from peloton.ingest.recording import read_text
+    from peloton.state.classifications import parse_standings
 
     if not path:
         return stage
@@ -510,8 +510,8 @@ def _with_standings(stage, path: str | None):
 
 def cmd_report(args, _beam_args) -> int:
     from peloton.ingest.recording import read_text
-    from peloton.report.page import write_report
     from peloton.match.stage import Stage
+    from peloton.report.page import write_report
 
     stage_file = args.stage or os.path.join(args.dir, "stage.json")
     if not os.path.isdir(args.dir):
@@ -579,10 +579,10 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from peloton.ingest.auth import Limits
-    from peloton.state.groups import GroupParams
-    from peloton.sim.publish import PlanParams
-    from peloton.output.tables import CAUSAL, written_by
     from peloton.ingest.windowing import WINDOWING
+    from peloton.output.tables import CAUSAL, written_by
+    from peloton.sim.publish import PlanParams
+    from peloton.state.groups import GroupParams
 
     groups, limits, plan = GroupParams(), Limits(), PlanParams()  # the defaults are the dataclasses'
 
@@ -869,10 +869,10 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    from peloton.sim.evaluate import NothingToEvaluate, TableError
     from peloton.ingest.recording import RecordingError
-    from peloton.state.classifications import StandingsError
     from peloton.match.stage import StageError
+    from peloton.sim.evaluate import NothingToEvaluate, TableError
+    from peloton.state.classifications import StandingsError
     from pipelines.flink import FlinkError
     from pipelines.pubsub import PubSubError
 

@@ -230,9 +230,9 @@ def cmd_publish(args, _beam_args) -> int:
     from google.cloud import pubsub_v1
 
     from peloton.ingest.eventtime import ATTRIBUTE, seconds
-    from peloton.sim.publish import PlanParams, plan_messages, shift_to_now
     from peloton.ingest.recording import read_text
     from peloton.match.stage import resolve_stage
+    from peloton.sim.publish import PlanParams, plan_messages, shift_to_now
 
     topic = checked_topic(args.topic)
     if not (args.speed >= 0 and math.isfinite(args.speed)):

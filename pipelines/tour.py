@@ -84,9 +84,9 @@ def find_stages(folder: str) -> list[TourStage]:
 
 def standings_after(ts: TourStage, out_dir: str):
     """The standings after a stage: the official ones beside its recording, else its own classifications."""
-    from peloton.state.classifications import parse_standings, standings_from_rows
-    from peloton.sim.evaluate import read_table
     from peloton.ingest.recording import read_text
+    from peloton.sim.evaluate import read_table
+    from peloton.state.classifications import parse_standings, standings_from_rows
 
     stage = ts.stage
     if ts.rankings:
@@ -115,8 +115,8 @@ def leader(out_dir: str, stage) -> str:
 def run_tour(folder: str, out: str, beam_args: list[str], race_params, causal: bool = False,
              say=print) -> list[str]:
     """Replay every stage of ``folder`` into ``out``, chaining the standings; returns the standings files."""
-    from peloton.state.classifications import parse_standings, standings_csv
     from peloton.ingest.recording import read_text
+    from peloton.state.classifications import parse_standings, standings_csv
     from pipelines.replay import run_replay
 
     stages = find_stages(folder)

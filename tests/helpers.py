@@ -74,11 +74,11 @@ def weather(force, direction, km=0.0, temperature=20.0):
 def causal_step(recording_text: str, stage, course: Course, shift_s: float = 0.0):
     """What the causal replay says of a recording's ticks (one engine over them all), event times moved by
     ``shift_s`` as a publisher's ``--shift-to-now`` moves them: the reference a live run is held to."""
-    from peloton.state.engine import RaceEngine
     from peloton.ingest.feed import concat_batches, parse_message
+    from peloton.ingest.recording import iter_messages
     from peloton.match.matching import dedupe
     from peloton.predict.model import StageModel
-    from peloton.ingest.recording import iter_messages
+    from peloton.state.engine import RaceEngine
 
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(recording_text)],
                            stage.stage_id)

@@ -245,10 +245,10 @@ def _combine(current, changed, plan):
 
 def reference(plan: list, stage, course, withheld: set = frozenset()):
     """The causal replay of the genuine feed (minus what a broken tracker replaced): rows and dead-letter reasons."""
-    from peloton.state.engine import RaceEngine
     from peloton.ingest.feed import concat_batches, parse_message
     from peloton.match.matching import dedupe
     from peloton.predict.model import StageModel
+    from peloton.state.engine import RaceEngine
 
     batches, reasons = [], collections.Counter()
     for m in plan:

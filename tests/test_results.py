@@ -171,9 +171,9 @@ def test_a_simulated_race_whose_riders_cross_well_apart_gets_decided_places(tmp_
 
     from apache_beam.testing.test_pipeline import TestPipeline
 
+    from peloton.match.stage import stage_from_recording
     from peloton.sim.evaluate import read_table
     from peloton.sim.simulate import SimParams, recording_document, simulate_race
-    from peloton.match.stage import stage_from_recording
     from pipelines.replay import build_replay
     from tests.helpers import line_course
 

@@ -653,9 +653,9 @@ def classification_truth(race: SimulatedRace, doc: dict, marks_m: np.ndarray, st
     """The exact classifications after a simulated stage: its result from the true crossing times (the
     results' own same-time rule), its sprints and summits from the true passages, through the kernel of
     :mod:`peloton.state.classifications` (its scales, its rules). Returns (rows, standings after)."""
+    from peloton.match.stage import stage_from_recording
     from peloton.state.classifications import StageClassifier, standings_from_rows
     from peloton.state.results import Crossings, rank_results, same_time_gap_s
-    from peloton.match.stage import stage_from_recording
 
     stage = stage_from_recording(doc)
     if standings_before is not None:
