@@ -30,7 +30,7 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
 
     ``causal``: each window from the past only, as the live pipeline does (the tables the registry says the
     causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
-    more accurate). ``rankings``: the organiser's result after the stage (:class:`peloton.state.official.Rankings`,
+    more accurate). ``rankings``: the organiser's result after the stage (:class:`peloton.ingest.official.Rankings`,
     checked), written as official rows stamped with the stage's last fix, as the live pipeline stamps them with
     the last tick the bridge saw before it fetched them.
     """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from peloton.ingest.gate import Gate
-from peloton.state.official import (OFFICIAL, RankingsError, compact_rankings, official_rows, rankings_bind,
+from peloton.ingest.official import (OFFICIAL, RankingsError, compact_rankings, official_rows, rankings_bind,
                               rankings_from_finish, read_rankings)
 from peloton.ingest.reasons import Reason
 from peloton.output.table import Columns

@@ -1,7 +1,7 @@
 """The official result as rows: checked rankings documents -> official ``results`` and ``classifications`` rows.
 
 The gate (:meth:`peloton.ingest.gate.Gate.rankings`) has checked the document against the stage; here it becomes rows
-(:func:`peloton.state.official.official_rows`), once: Pub/Sub delivers at least once and a restarted bridge fetches
+(:func:`peloton.ingest.official.official_rows`), once: Pub/Sub delivers at least once and a restarted bridge fetches
 the same document again, so a document already said (by its digest) says nothing more.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from apache_beam.coders import PickleCoder
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from peloton.ingest import eventtime
+from peloton.ingest.official import official_rows
 from peloton.match.stage import Stage
 from peloton.output.table import Columns
-from peloton.state.official import official_rows
 
 __all__ = ["OfficialRows", "OfficialRowsFn", "OFFICIAL_TABLES"]
 

@@ -14,7 +14,7 @@ riders of the recording or the stage file). A stage without one (a flat CSV
 export, a stage file written before start lists were kept) gives None, and
 then no bib is checked: that is decided here and nowhere else.
 
-The organiser's rankings after the stage (a message of ``kind`` ``rankings``, :mod:`peloton.state.official`) pass the
+The organiser's rankings after the stage (a message of ``kind`` ``rankings``, :mod:`peloton.ingest.official`) pass the
 same limits and signature, then :meth:`Gate.rankings` checks them against the stage (its year and number, its
 start list): a bad document is one dead letter, never rows.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from peloton.ingest.auth import Keyring, Limits, event_time_attribute_s, screen
 from peloton.ingest.feed import FixBatch, check_event_times, dead_letter, parse_message
+from peloton.ingest.official import ATTR_BIND, RANKINGS_KIND, Rankings, RankingsError, read_rankings
 from peloton.ingest.reasons import Reason
-from peloton.state.official import ATTR_BIND, RANKINGS_KIND, Rankings, RankingsError, read_rankings
 
 __all__ = ["Gate", "ARCHIVE_ROWS"]
 
@@ -64,7 +64,7 @@ class Gate:
 
     def rankings(self, payload, attributes: dict | None = None, source: str = "pubsub", name: str = "rankings"):
         """A screened rankings message -> ((Rankings, event time s), []) or (None, [its one dead letter]): the
-        document checked against the stage (:func:`peloton.state.official.read_rankings`), its event time the
+        document checked against the stage (:func:`peloton.ingest.official.read_rankings`), its event time the
         ``event_time`` attribute (when it was fetched, on the feed's clock)."""
         attributes = attributes or {}
         t = event_time_attribute_s(attributes)
@@ -78,7 +78,7 @@ class Gate:
         return (doc, t), []
 
     def check_rankings(self, text, name: str) -> Rankings:
-        """A rankings file (the replay's ``--rankings``): :class:`peloton.state.official.RankingsError` when unusable."""
+        """A rankings file (the replay's ``--rankings``): :class:`peloton.ingest.official.RankingsError` when unusable."""
         return read_rankings(text, name, self.stage_id, self.year, self.stage_number, self.start_list)
 
     def screen(self, payload: bytes, attributes: dict | None = None, keyring: Keyring | None = None,
