@@ -23,7 +23,9 @@ def simulated_stage(tmp_path, start_s=1_783_504_800.0):
     roster = make_roster(24, 3, 2026)
     race = simulate_race(course, SimParams(riders=24, seed=3, breakaway_size=2, stops=0, wind_kph=0.0,
                                            late_tracker_share=0.0, start_epoch=start_s), roster=roster)
-    date = time.strftime("%Y-%m-%d", time.gmtime(start_s + 7200))  # the day in Paris
+    from peloton.ingest.racecenter import race_date
+
+    date = race_date(start_s)  # the day in Paris (the bridge's rule), whatever the season and the hour
     doc = recording_document(race, "Stage 5 - Simville", date=date, stage_info={"stage": 5, "type": "PLN"},
                              roster=roster)
     path = tmp_path / "stage5.json.gz"
