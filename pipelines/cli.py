@@ -190,18 +190,31 @@ def _replay_race_params(beam_args):
     return RaceParams(groups=GroupParams(threshold_s=replay.group_gap_s, hysteresis_s=replay.group_hysteresis_s))
 
 
+def _runner_args(beam_args: list[str]) -> list[str]:
+    """``beam_args`` checked, with what the chosen runner needs from the local caches (never a download at run
+    time): Flink's job server jar (:mod:`pipelines.flink`), Prism's binary (:mod:`pipelines.prism`)."""
+    from pipelines.flink import flink_args, normalize_flags
+    from pipelines.prism import prism_args
+
+    beam_args = normalize_flags(beam_args)
+    runner = check_beam_args(beam_args)
+    if runner == "FlinkRunner":
+        beam_args = flink_args(beam_args)
+    elif runner == "PrismRunner":
+        beam_args = prism_args(beam_args)
+    if runner in ("FlinkRunner", "PrismRunner"):
+        # a SIGTERM exits through atexit, where Beam stops the job server it started (else it is orphaned)
+        import signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return beam_args
+
+
 def cmd_replay(args, beam_args) -> int:
     from peloton.stage import resolve_stage
-    from pipelines.flink import flink_args, normalize_flags
     from pipelines.replay import run_replay
 
     started = time.perf_counter()
-    beam_args = normalize_flags(beam_args)
-    if check_beam_args(beam_args) == "FlinkRunner":
-        beam_args = flink_args(beam_args)
-        # a SIGTERM exits through atexit, where Beam stops the job server JVM it started (else it is orphaned)
-        import signal
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    beam_args = _runner_args(beam_args)
     if args.course and args.stage:
         raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     _check_out_folder(args.out, "--out")
@@ -239,7 +252,7 @@ def cmd_tour(args, beam_args) -> int:
     from pipelines.tour import TourError, run_tour
 
     started = time.perf_counter()
-    check_beam_args(beam_args)
+    beam_args = _runner_args(beam_args)
     _check_out_folder(args.out, "--out")
     try:
         files = run_tour(args.dir, args.out, beam_args, _replay_race_params(beam_args), causal=args.causal,
@@ -293,7 +306,7 @@ def cmd_live(args, beam_args) -> int:
     from peloton.windowing import Windowing
     from transforms.live import FeedSecurity
 
-    beam_args = with_local_runner(beam_args, streaming=True)
+    beam_args = _runner_args(with_local_runner(beam_args, streaming=True))
     runner = check_beam_args(beam_args)
     stage = _with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable
@@ -874,6 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     from peloton.classifications import StandingsError
     from peloton.stage import StageError
     from pipelines.flink import FlinkError
+    from pipelines.prism import PrismError
     from pipelines.pubsub import PubSubError
 
     try:
@@ -884,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (CliError, RecordingError, StageError, StandingsError, OSError, PubSubError, TableError,
-            NothingToEvaluate, FlinkError) as exc:
+            NothingToEvaluate, FlinkError, PrismError) as exc:
         print(f"peloton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
