@@ -279,7 +279,9 @@ def cmd_live(args, beam_args) -> int:
     from peloton.stage import resolve_stage
     from pipelines.pubsub import (OUTPUT_TABLES, check_pubsub_reachable, checked_subscription, checked_topic,
                                   feed_keyring, feed_keys_text, output_topic)
+    from pipelines.prism import refuse_live
 
+    refuse_live(beam_args)
     subscription = checked_subscription(args.subscription)
     if args.output_topic_prefix:
         checked_topic(args.output_topic_prefix, "--output-topic-prefix")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PrismError", "cache_dir", "prism_binary", "prism_args"]
+__all__ = ["PrismError", "cache_dir", "prism_binary", "prism_args", "refuse_live"]
 
 
 class PrismError(Exception):
@@ -45,3 +45,15 @@ def prism_args(beam_args: list[str]) -> list[str]:
         raise PrismError(f"--prism_location {given}: no such file (leave it out for the binary "
                          f"./run_local.sh prism setup builds)")
     return args
+
+
+def refuse_live(beam_args: list[str]) -> None:
+    """``peloton live --runner PrismRunner``: one line, before anything starts. Prism (2.77) implements no
+    Pub/Sub read (``beam:transform:pubsub_read:v1``: "unsupported feature"), and on the live graph fed by a
+    TestStream it lost final rows in some runs (BENCHMARKS.md, "Prism (issue 27)")."""
+    from pipelines.flink import _given
+
+    if (_given(list(beam_args), "--runner") or "").split(".")[-1] == "PrismRunner":
+        raise PrismError("peloton live does not run on Prism: it cannot read Pub/Sub "
+                         "(beam:transform:pubsub_read:v1 is not implemented in Prism); leave out --runner for "
+                         "the local runner, or use Dataflow")

@@ -27,7 +27,7 @@ setup() {
   local bin tmp
   bin=$(binary)
   if [ -x "$bin" ]; then return; fi
-  command -v go >/dev/null || { say "go not found: Prism is built from the Go module proxy (Go 1.24 or later)"; exit 1; }
+  command -v go >/dev/null || { say "go not found: Prism is built from the Go module proxy (Beam 2.77 needs Go 1.26 or later)"; exit 1; }
   mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/.setup-XXXXXX")
   trap 'rm -rf "$tmp"' RETURN
