@@ -103,8 +103,10 @@ def run_tour(sim_dir: str, out: str, runner_args: list[str], cluster: list[int])
     """One ``peloton tour``: per stage, its time and the wall and peaks at its end."""
     samples, stop = [], threading.Event()
     started = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    err = open(os.path.join(out, "tour.stderr"), "w", encoding="utf-8")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([PELOTON, "tour", sim_dir, "--out", out, *runner_args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=err, text=True)
 
     def sample():
         while not stop.is_set():
@@ -132,11 +134,13 @@ def run_tour(sim_dir: str, out: str, runner_args: list[str], cluster: list[int])
             stages[-1].update({f"{k}_cpu_s": round(cpu_now[k] - cpu_before[k], 1) for k in cpu_now})
             cpu_before = cpu_now
     proc.wait()
+    err.close()
     stop.set()
     sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"scale: peloton tour {sim_dir} {' '.join(runner_args)} failed ({proc.returncode})")
-    return {"stages": stages, "wall_s": round(time.perf_counter() - started, 1),
+    if proc.returncode != 0:  # the stages done so far still count; the table says where it stopped
+        print(f"scale: peloton tour {sim_dir} {' '.join(runner_args)} failed ({proc.returncode}) after "
+              f"{len(stages)} stages: {os.path.join(out, 'tour.stderr')}", file=sys.stderr)
+    return {"stages": stages, "wall_s": round(time.perf_counter() - started, 1), "exit": proc.returncode,
             "cluster_idle_mib": round(samples[0][2]) if samples else 0}
 
 
@@ -189,6 +193,9 @@ def main() -> None:
                 r = run_tour(sim, out, extra, cluster)
                 r.update(riders=riders, runner=runner, run=run, rows=rows, load=os.getloadavg())
                 results.append(r)
+                if args.json:  # after every run: a later failure keeps what was measured
+                    with open(args.json, "w", encoding="utf-8") as fh:
+                        json.dump(results, fh, indent=1)
                 print(f"{runner} {riders} riders run {run + 1}: {r['wall_s']} s, load {r['load'][0]:.1f}; "
                       + ", ".join(f"{s['stage']}: {s['stage_s']} s" for s in r["stages"]), flush=True)
     if args.json:
