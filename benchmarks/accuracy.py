@@ -21,11 +21,11 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.evaluate import error_stats, evaluate_replay, official_values  # noqa: E402
-from peloton.feed import concat_batches, parse_message  # noqa: E402
-from peloton.matching import dedupe  # noqa: E402
-from peloton.recording import iter_messages, read_local  # noqa: E402
-from peloton.stage import resolve_stage  # noqa: E402
+from peloton.ingest.feed import concat_batches, parse_message  # noqa: E402
+from peloton.ingest.recording import iter_messages, read_local  # noqa: E402
+from peloton.match.matching import dedupe  # noqa: E402
+from peloton.match.stage import resolve_stage  # noqa: E402
+from peloton.sim.evaluate import error_stats, evaluate_replay, official_values  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "racecenter-2026"
 CASES = {

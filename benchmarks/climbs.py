@@ -4,9 +4,9 @@
 
 The course is the Tourmalet from Luz-Saint-Sauveur (``climbs/``, GPX with
 elevation); the climb's foot is found on its profile by the pipeline's rule
-(:func:`peloton.profile.find_climbs`) from the summit and the official
+(:func:`peloton.match.profile.find_climbs`) from the summit and the official
 length (19 km). Each rider's track goes through the pipeline's own
-map-matching and :func:`peloton.climbs.climb_efforts`, once at 1 Hz and
+map-matching and :func:`peloton.state.climbs.climb_efforts`, once at 1 Hz and
 once thinned to the live feed's rhythm (a fix every 6 s, a 36 s hole every
 minute). The reference needs no matching: the rider's own samples nearest
 to the foot and the summit (1 Hz, so within a second or two of the truth).
@@ -25,12 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.climbs import climb_efforts  # noqa: E402
-from peloton.feed import FixBatch  # noqa: E402
-from peloton.geo import haversine_m  # noqa: E402
-from peloton.matching import match_fixes  # noqa: E402
-from peloton.profile import build_profile, find_climbs  # noqa: E402
-from peloton.stage import Stage, read_course_file  # noqa: E402
+from peloton.ingest.feed import FixBatch  # noqa: E402
+from peloton.match.geo import haversine_m  # noqa: E402
+from peloton.match.matching import match_fixes  # noqa: E402
+from peloton.match.profile import build_profile, find_climbs  # noqa: E402
+from peloton.match.stage import Stage, read_course_file  # noqa: E402
+from peloton.state.climbs import climb_efforts  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 CLIMB = DATA / "climbs" / "col-du-tourmalet-from-luz-saint-sauveur.gpx"

@@ -6,7 +6,7 @@ Races, one per finale type (tuned: the finale's parameters were chosen looking a
 
 * **stage 4** (real, Carcassonne > Foix): a climb, a descent into Foix, a
   flat run-in; two riders of a ten-rider group contest the win;
-* simulated (``peloton.simulate``, 60 riders, a breakaway drawn by the seed)
+* simulated (``peloton.sim.simulate``, 60 riders, a breakaway drawn by the seed)
   on real courses: a **sprint** (2022-03 Vejle > Sonderborg, flat), a
   **summit** finish (2022-12 Briancon > Alpe d'Huez) and a **descent**
   finish (2023-05 Pau > Laruns: the Col de Marie Blanque's summit 18 km out).
@@ -29,7 +29,7 @@ coverage, against two baselines: the official timetable (``middleSchedule``
 at the line, and the schedule from the head's km to the line added to now;
 stage 4 only: the simulated recordings carry no timetable) and the head's
 remaining distance over its current speed. ``--no-finale`` scores the
-predictor without the finale model (peloton.finale), for the before/after.
+predictor without the finale model (peloton.predict.finale), for the before/after.
 
 Groups rows are cached in ``--out/finale`` (``--reuse``).
 """
@@ -57,7 +57,7 @@ SIMULATED = {"sprint": ("2022-03 Vejle > Sonderborg", COURSES / "2022/03/trace_2
              "sprint-b": ("2023-04 Dax > Nogaro", COURSES / "2023/04/trace_2023_4.geojson"),
              "summit-b": ("2022-18 Lourdes > Hautacam", COURSES / "2022/18/trace_2022_18.geojson"),
              "descent-b": ("2023-14 Annemasse > Morzine", COURSES / "2023/14/trace_2023_14.geojson")}
-# issue 26: bunch sprints (peloton.simulate's finale="sprint") on flat and rolling courses; ``--sprint`` scores
+# issue 26: bunch sprints (peloton.sim.simulate's finale="sprint") on flat and rolling courses; ``--sprint`` scores
 # stage 4 and these instead of the races above
 BUNCH = {"bunch-vejle": ("2022-03 Vejle > Sonderborg", COURSES / "2022/03/trace_2022_3.geojson"),
          "bunch-bordeaux": ("2023-07 Mont-de-Marsan > Bordeaux", COURSES / "2023/07/trace_2023_7.geojson"),
@@ -81,11 +81,11 @@ WARM_UP_S = 6000.0
 
 def _groups_of(doc: dict) -> tuple[dict, list[dict], list[dict]]:
     """A recording through the pipeline's kernels: its stage, groups rows and results rows."""
-    from peloton.feed import concat_batches, parse_message
-    from peloton.matching import match_fixes
-    from peloton.race import derive_race_state
-    from peloton.recording import iter_messages
-    from peloton.stage import stage_from_recording
+    from peloton.ingest.feed import concat_batches, parse_message
+    from peloton.ingest.recording import iter_messages
+    from peloton.match.matching import match_fixes
+    from peloton.match.stage import stage_from_recording
+    from peloton.state.race import derive_race_state
 
     stage = stage_from_recording(doc)
     course = stage.course()
@@ -113,7 +113,7 @@ def race_job(job: tuple) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     if kind == "stage4":
-        from peloton.recording import read_local
+        from peloton.ingest.recording import read_local
 
         doc = json.loads(read_local(str(STAGE4)))
         stage, groups, results = _groups_of(doc)
@@ -121,8 +121,8 @@ def race_job(job: tuple) -> dict:
         first = min(finished) / 1000.0
         name = "stage 4 Carcassonne > Foix"
     else:
-        from peloton.simulate import SimParams, recording_document, simulate_race
-        from peloton.stage import parse_course_text, stage_from_recording
+        from peloton.match.stage import parse_course_text, stage_from_recording
+        from peloton.sim.simulate import SimParams, recording_document, simulate_race
 
         name, course_file = SIMULATED[kind] if kind in SIMULATED else BUNCH[kind]
         route = parse_course_text(course_file.read_text(), str(course_file))
@@ -169,9 +169,9 @@ def _nearest(times: np.ndarray, t: float, within: float = 30.0) -> int | None:
 
 def score_race(race: dict, finale: bool = True, finale_params=None) -> dict:
     """The head of the race's predicted finish against the truth at each MINUTES out, and the baselines."""
-    from peloton.finale import FinaleParams
-    from peloton.predict import PredictParams, StageModel, forecast_race, timetable
-    from peloton.stage import Stage
+    from peloton.match.stage import Stage
+    from peloton.predict.finale import FinaleParams
+    from peloton.predict.model import PredictParams, StageModel, forecast_race, timetable
 
     stage = Stage.from_json(json.dumps(race["stage"]))
     model = StageModel.of_stage(stage)

@@ -21,7 +21,7 @@ our results against the finish order the feed implies. Its ``kmToFinish``
 never reaches 0 (its trackers stop 50-470 m short of the line), so the feed's
 crossing is found the way ours is, from the feed's own kmToFinish and kph
 (the first tick at the line, else the last tick within 600 m at its kph):
-:func:`peloton.results.line_crossings` on the feed's numbers.
+:func:`peloton.state.results.line_crossings` on the feed's numbers.
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.groups import CASES  # noqa: E402
-from peloton.evaluate import error_stats, evaluate_replay, official_values, read_table  # noqa: E402
-from peloton.recording import read_local  # noqa: E402
-from peloton.results import Crossings, line_crossings, rank_results  # noqa: E402
-from peloton.simulate import truth_path  # noqa: E402
+from peloton.ingest.recording import read_local  # noqa: E402
+from peloton.sim.evaluate import error_stats, evaluate_replay, official_values, read_table  # noqa: E402
+from peloton.sim.simulate import truth_path  # noqa: E402
+from peloton.state.results import Crossings, line_crossings, rank_results  # noqa: E402
 
 DATA = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data"))
 STAGE4 = DATA / "racecenter-2026" / "2026-07-07.json.gz"

@@ -17,13 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from peloton.climbs import climb_efforts  # noqa: E402
-from peloton.feed import concat_batches, parse_message  # noqa: E402
-from peloton.predict import StageModel, forecast_race  # noqa: E402
-from peloton.matching import match_fixes  # noqa: E402
-from peloton.race import derive_race_state  # noqa: E402
-from peloton.recording import iter_messages, read_local  # noqa: E402
-from peloton.stage import resolve_stage  # noqa: E402
+from peloton.ingest.feed import concat_batches, parse_message  # noqa: E402
+from peloton.ingest.recording import iter_messages, read_local  # noqa: E402
+from peloton.match.matching import match_fixes  # noqa: E402
+from peloton.match.stage import resolve_stage  # noqa: E402
+from peloton.predict.model import StageModel, forecast_race  # noqa: E402
+from peloton.state.climbs import climb_efforts  # noqa: E402
+from peloton.state.race import derive_race_state  # noqa: E402
 
 
 def main() -> None:

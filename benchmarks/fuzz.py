@@ -9,7 +9,7 @@ forged and wrong-key signatures, oversized payloads, thousands of riders
 unreadable or beyond any date, payload times ahead of the attribute, signed
 attributes changed, bibs of the wrong type or not on the start list, deep
 nesting, invalid UTF-8) mixed one to one with the valid messages, through
-``peloton.gate.Gate.admit`` (limits, signature, parsing with the start list, time
+``peloton.ingest.gate.Gate.admit`` (limits, signature, parsing with the start list, time
 checks) with authentication on and off. Replays and stale messages are
 caught by the pipeline's state (``benchmarks/hostile.py``), not here.
 """
@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.auth import Keyring, Limits  # noqa: E402
-from peloton.gate import Gate  # noqa: E402
-from peloton.feed import parse_message  # noqa: E402
+from peloton.ingest.auth import Keyring, Limits  # noqa: E402
+from peloton.ingest.feed import parse_message  # noqa: E402
+from peloton.ingest.gate import Gate  # noqa: E402
 from tests import fuzzing  # noqa: E402
 
 RECORDING = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "racecenter-2026" / "2026-07-07.json.gz"

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import CASES, naive_positions  # noqa: E402
-from peloton.evaluate import error_stats, evaluate_replay, official_values, read_table  # noqa: E402
-from peloton.gaps import RoadClock, Trajectory  # noqa: E402
-from peloton.recording import read_local  # noqa: E402
+from peloton.ingest.recording import read_local  # noqa: E402
+from peloton.sim.evaluate import error_stats, evaluate_replay, official_values, read_table  # noqa: E402
+from peloton.state.gaps import RoadClock, Trajectory  # noqa: E402
 
 
 def baseline_gaps(recording: Path, course_file: Path | None, official: dict) -> np.ndarray:

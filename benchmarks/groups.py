@@ -24,10 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.evaluate import evaluate_replay, group_accuracy, read_table  # noqa: E402
-from peloton.groups import GroupParams, track_groups  # noqa: E402
-from peloton.recording import read_local  # noqa: E402
-from peloton.simulate import truth_path  # noqa: E402
+from peloton.ingest.recording import read_local  # noqa: E402
+from peloton.sim.evaluate import evaluate_replay, group_accuracy, read_table  # noqa: E402
+from peloton.sim.simulate import truth_path  # noqa: E402
+from peloton.state.groups import GroupParams, track_groups  # noqa: E402
 
 COURSES = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "courses-tdf-2022-2024"
 CASES = {

@@ -6,7 +6,7 @@ Replays each shipped recording twice, ``peloton -q replay RECORDING --out
 OUT`` (hindsight: every rider's whole track) and the same with ``--causal``
 (the live engine, each 6 s window from the past only), and scores both
 against the official feed (the answer key, read here and in
-``peloton.evaluate`` only): km and gaps (``peloton evaluate``'s kernel),
+``peloton.sim.evaluate`` only): km and gaps (``peloton evaluate``'s kernel),
 riders' backward steps (no answer key), our groups against the feed's
 (official gaps parted at steps of 2 or 3 s) and against each other, group
 events, the finish ETAs (``benchmarks/predictions.py``'s), rows per table
@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import CASES  # noqa: E402
 from benchmarks.predictions import itt_eta, ms, road_eta  # noqa: E402
-from peloton.evaluate import (adjusted_rand_index, error_stats, evaluate_replay, official_values,  # noqa: E402
+from peloton.sim.evaluate import (adjusted_rand_index, error_stats, evaluate_replay, official_values,  # noqa: E402
                               read_table)
-from peloton.recording import read_local  # noqa: E402
-from peloton.stage import resolve_stage  # noqa: E402
-from peloton.tables import CAUSAL, REPLAY, written_by  # noqa: E402
+from peloton.ingest.recording import read_local  # noqa: E402
+from peloton.match.stage import resolve_stage  # noqa: E402
+from peloton.output.tables import CAUSAL, REPLAY, written_by  # noqa: E402
 
 MODES = ("hindsight", "causal")
 #: the feed's groups: a new group where the sorted official gaps step by this much (s); 2 s is the rule,

@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.publish import PlanParams, plan_messages  # noqa: E402
-from peloton.stage import stage_from_recording  # noqa: E402
+from peloton.match.stage import stage_from_recording  # noqa: E402
+from peloton.sim.publish import PlanParams, plan_messages  # noqa: E402
 from tests import hostile  # noqa: E402
 
 RECORDING = Path(os.environ.get("PELOTON_DATA", ROOT.parent / "shared" / "data")) / "racecenter-2026" / "2026-07-07.json.gz"

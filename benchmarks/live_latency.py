@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.publish import PlanParams, plan_messages, shift_to_now  # noqa: E402
+from peloton.sim.publish import PlanParams, plan_messages, shift_to_now  # noqa: E402
 from benchmarks.emulator import pubsub_emulator  # noqa: E402
 
 RECORDING = ROOT.parent / "shared" / "data" / "racecenter-2026" / "2026-07-07.json.gz"
@@ -138,9 +138,9 @@ def main() -> None:
     ap.add_argument("--disorder-s", default="0", help="comma-separated: each run publishes messages up to S s late")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    from peloton.stage import resolve_stage
+    from peloton.match.stage import resolve_stage
 
-    text = __import__("peloton.recording", fromlist=["read_local"]).read_local(str(RECORDING))
+    text = __import__("peloton.ingest.recording", fromlist=["read_local"]).read_local(str(RECORDING))
     stage_file = ROOT / "bench-results" / "stage04.json"
     stage_file.parent.mkdir(exist_ok=True)
     stage_file.write_text(resolve_stage(str(RECORDING)).to_json())

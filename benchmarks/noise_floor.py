@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.finish import median_p90_p99  # noqa: E402
 from benchmarks.groups import CASES  # noqa: E402
 from benchmarks.reference import replay_rows  # noqa: E402
-from peloton.course import Course  # noqa: E402
-from peloton.evaluate import error_stats  # noqa: E402
-from peloton.recording import read_text  # noqa: E402
-from peloton.simulate import SimParams, simulate_race  # noqa: E402
-from peloton.stage import parse_course_text  # noqa: E402
+from peloton.ingest.recording import read_text  # noqa: E402
+from peloton.match.course import Course  # noqa: E402
+from peloton.match.stage import parse_course_text  # noqa: E402
+from peloton.sim.evaluate import error_stats  # noqa: E402
+from peloton.sim.simulate import SimParams, simulate_race  # noqa: E402
 
 FIT_FIXES = (3, 4, 5)
 TICK_S = 6.0

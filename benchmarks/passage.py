@@ -5,11 +5,11 @@
 Every usable fix of a replay (its ``rider_state``) is timed at its own km
 with its neighbours within +-w seconds left out (w from 10 to 80 s): from
 the nearest fixes left on each side, linearly in km, and linearly on the
-road clock (:class:`peloton.gaps.RoadClock`, learnt from every rider's
+road clock (:class:`peloton.state.gaps.RoadClock`, learnt from every rider's
 fixes, the left-out ones included: 1 rider in 180, slightly optimistic).
 The error is against the fix's own time, binned by the length of the
-bracket that was read across. :data:`peloton.passage.MAX_BRACKET_S` (linear) and
-:data:`peloton.passage.MAX_BRACKET_ON_CLOCK_S` (road clock) come from this table.
+bracket that was read across. :data:`peloton.match.passage.MAX_BRACKET_S` (linear) and
+:data:`peloton.match.passage.MAX_BRACKET_ON_CLOCK_S` (road clock) come from this table.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from peloton.evaluate import read_table  # noqa: E402
-from peloton.gaps import RoadClock  # noqa: E402
+from peloton.sim.evaluate import read_table  # noqa: E402
+from peloton.state.gaps import RoadClock  # noqa: E402
 
 LEFT_OUT_S = (10, 25, 40, 50, 65, 80)
 BIN_S = 30

@@ -8,7 +8,7 @@
   rider's 10 and 5 minutes before his own finish (stage 16), against the
   official timetable and "remaining distance / current speed".
 * **Will the breakaway be caught**, on simulated races whose outcome is known
-  (``peloton.simulate``, 60 riders, every course x seed below): each minute
+  (``peloton.sim.simulate``, 60 riders, every course x seed below): each minute
   of the breakaway's life, the probability the pipeline gives it against
   the outcome. Brier score, log loss and a reliability table, against the
   "10 km per minute" rule of thumb and a Monte Carlo of both groups holding
@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.evaluate import read_table  # noqa: E402
-from peloton.predict import (PredictParams, StageModel, catch_probability_monte_carlo,  # noqa: E402
+from peloton.sim.evaluate import read_table  # noqa: E402
+from peloton.predict.model import (PredictParams, StageModel, catch_probability_monte_carlo,  # noqa: E402
                              catch_probability_rule, forecast_race, timetable)
 
 DATA = ROOT.parent / "shared" / "data" / "racecenter-2026"
@@ -151,12 +151,12 @@ def simulate_groups(job: tuple) -> dict:
     path = Path(cache) / f"{Path(course_file).stem}-{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
-    from peloton.feed import concat_batches, parse_message
-    from peloton.matching import match_fixes
-    from peloton.race import derive_race_state
-    from peloton.recording import iter_messages
-    from peloton.simulate import SimParams, recording_document, simulate_race
-    from peloton.stage import parse_course_text, stage_from_recording
+    from peloton.ingest.feed import concat_batches, parse_message
+    from peloton.ingest.recording import iter_messages
+    from peloton.match.matching import match_fixes
+    from peloton.match.stage import parse_course_text, stage_from_recording
+    from peloton.sim.simulate import SimParams, recording_document, simulate_race
+    from peloton.state.race import derive_race_state
 
     route = parse_course_text(Path(course_file).read_text(), course_file)
     stage0 = stage_from_recording({"meta": {"date": "x"}, "rest": {"trace": {"routePoints": [
@@ -182,8 +182,8 @@ def simulate_groups(job: tuple) -> dict:
 
 def catch_samples(sim: dict, params: PredictParams = PredictParams()) -> list[dict]:
     """Each minute of the breakaway's life: its predicted catch probability, the baselines' and the outcome."""
-    from peloton.profile import build_profile
-    from peloton.stage import Stage
+    from peloton.match.profile import build_profile
+    from peloton.match.stage import Stage
 
     if not sim["breakaway"] or sim["attack_at"] is None:
         return []
@@ -324,7 +324,7 @@ def main() -> None:
     ap.add_argument("--skip-sim", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
-    from peloton.stage import resolve_stage
+    from peloton.match.stage import resolve_stage
 
     road_out = replay(ROAD, None, out / "predictions-stage04", args.reuse)
     itt_out = replay(ITT[0], ITT[1], out / "predictions-stage16", args.reuse)

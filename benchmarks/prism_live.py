@@ -12,8 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import tests.test_live_pipeline as m
 from tests.conftest import STAGE4, slice_recording
 from tests.helpers import canonical_rows
-from peloton.stage import stage_from_recording
-from peloton.publish import PlanParams, plan_messages
+from peloton.match.stage import stage_from_recording
+from peloton.sim.publish import PlanParams, plan_messages
 
 RUNNER = os.environ.get("LIVE_RUNNER", "")
 if RUNNER == "PrismRunner":

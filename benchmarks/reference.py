@@ -9,8 +9,8 @@ the same ``--seeds``): the simulated mountain races, their replays and stage
 * Simulated races (2023-05 and 2022-12, re-simulated in-process to get every
   rider's true position at every tick; same seed, same race): our gap errors
   against the simulator's truth, split by whether our reference (the leader
-  of each fix, ``peloton.gaps.gap_to_leader_s``) is the truth's (the first
-  rider on the road, ``peloton.simulate._truth_at``); the p99 rows by pair
+  of each fix, ``peloton.state.gaps.gap_to_leader_s``) is the truth's (the first
+  rider on the road, ``peloton.sim.simulate._truth_at``); the p99 rows by pair
   (ours, truth's): how far apart the two truly were, and how far apart they
   passed the points of the riders whose gaps erred.
 * The same gaps with two other ways of choosing the reference (the truth
@@ -42,15 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.finish import STAGE4, median_p90_p99  # noqa: E402
 from benchmarks.groups import CASES  # noqa: E402
-from peloton.course import Course  # noqa: E402
-from peloton.evaluate import error_stats, official_values, read_table  # noqa: E402
-from peloton.gaps import gap_to_leader_s, leader_per_tick  # noqa: E402
-from peloton.recording import read_local, read_text  # noqa: E402
-from peloton.simulate import SimParams, simulate_race  # noqa: E402
-from peloton.stage import parse_course_text  # noqa: E402
+from peloton.ingest.recording import read_local, read_text  # noqa: E402
+from peloton.match.course import Course  # noqa: E402
+from peloton.match.stage import parse_course_text  # noqa: E402
+from peloton.sim.evaluate import error_stats, official_values, read_table  # noqa: E402
+from peloton.sim.simulate import SimParams, simulate_race  # noqa: E402
+from peloton.state.gaps import gap_to_leader_s, leader_per_tick  # noqa: E402
 
 MOUNTAINS = [name for name in CASES if "mountains" in name]
-AT_LINE_KM = 0.05  # peloton.race.RaceParams.at_line_km
+AT_LINE_KM = 0.05  # peloton.state.race.RaceParams.at_line_km
 NEAR_M = 15.0  # the variants: a rider less than this far ahead of the reference ...
 CAME_FROM_S = 10.0  # ... who passed a point more than this after him ...
 LOOK_S = 600.0  # ... in this many seconds before (sticky)
@@ -72,7 +72,7 @@ def replay_rows(out: Path, recording: Path) -> dict:
 
 
 def our_gaps(d: dict, leaders=None, no_jumps: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(gap, reference per fix) as the replay computes them (``peloton.race``), optionally with other leaders, or
+    """(gap, reference per fix) as the replay computes them (``peloton.state.race``), optionally with other leaders, or
     with no fix that jumped ahead leading."""
     usable = np.isin(d["quality"], ("good", "finished", "neutral"))
     can_lead = d["ktf"] > AT_LINE_KM

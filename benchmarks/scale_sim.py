@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.timing import compare  # noqa: E402
-from peloton.evaluate import group_accuracy, read_table  # noqa: E402
-from peloton.recording import read_local  # noqa: E402
-from peloton.simulate import truth_path  # noqa: E402
+from peloton.ingest.recording import read_local  # noqa: E402
+from peloton.sim.evaluate import group_accuracy, read_table  # noqa: E402
+from peloton.sim.simulate import truth_path  # noqa: E402
 
 COURSE = ROOT.parent / "shared" / "data" / "courses-tdf-2022-2024" / "2022" / "03" / "trace_2022_3.geojson"
 CASES = {"1760 riders, 6 s ticks": ["--riders", "1760", "--hz", str(1 / 6)],

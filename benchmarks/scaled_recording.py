@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from peloton.feed import PLACEHOLDER_LAT, concat_batches, parse_message  # noqa: E402
-from peloton.matching import dedupe  # noqa: E402
-from peloton.recording import iter_messages, load_recording, read_local  # noqa: E402
+from peloton.ingest.feed import PLACEHOLDER_LAT, concat_batches, parse_message  # noqa: E402
+from peloton.ingest.recording import iter_messages, load_recording, read_local  # noqa: E402
+from peloton.match.matching import dedupe  # noqa: E402
 
 MAX_GAP_S = 120.0
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from peloton.evaluate import read_table
+from peloton.sim.evaluate import read_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "data")

@@ -6,7 +6,7 @@
     peloton record --source URL --out RECORDING
 
 The bridge publishes each telemetry tick as ``peloton publish`` does
-(:func:`peloton.publish.tick_message`: the same attributes, event time from
+(:func:`peloton.sim.publish.tick_message`: the same attributes, event time from
 the tick's ``TimeStamp``, signed when asked). Reading and publishing are two
 threads joined by a bounded buffer: a slow Pub/Sub never stalls the reading
 (the server would drop a client that does not read), and when the buffer is
@@ -27,9 +27,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from peloton.eventtime import seconds
-from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
-from peloton.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
+from peloton.ingest.eventtime import seconds
+from peloton.sim.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
+from peloton.ingest.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
                                 fetch_rest, race_center_base, race_date, trace_base_for)
 
 __all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch",
@@ -278,7 +278,7 @@ def window_events(recording: dict, start_s: float, duration_s: float) -> dict:
 
 
 def cmd_racecenter_serve(args, _beam_args) -> int:
-    from peloton.recording import detect_format, load_recording, read_text
+    from peloton.ingest.recording import detect_format, load_recording, read_text
 
     text = read_text(args.recording)
     if detect_format(text) != "recording":
@@ -338,8 +338,8 @@ def _check_date(date: str) -> str:
 
 def cmd_stage_fetch(args, _beam_args) -> int:
     """The stage file from the REST API, built by the same code as ``stage export`` builds it from a recording."""
-    from peloton.recording import read_text
-    from peloton.stage import parse_course_text, stage_from_recording
+    from peloton.ingest.recording import read_text
+    from peloton.match.stage import parse_course_text, stage_from_recording
 
     date = _check_date(args.date)
     base = race_center_base(args.source)

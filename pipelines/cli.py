@@ -147,7 +147,7 @@ def _check_output_file(path: str, what: str) -> None:
 
 def _check_recording(path: str) -> None:
     """A recording that can be read and is one of the two formats (RecordingError, one line, otherwise)."""
-    from peloton.recording import detect_format, load_recording, read_text
+    from peloton.ingest.recording import detect_format, load_recording, read_text
 
     text = read_text(path)
     if detect_format(text) == "recording":
@@ -179,8 +179,8 @@ def _replay_race_params(beam_args):
     """The race parameters a replay's options set (``--group-gap-s``, ``--group-hysteresis-s``), checked."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from peloton.groups import GroupParams
-    from peloton.race import RaceParams
+    from peloton.state.groups import GroupParams
+    from peloton.state.race import RaceParams
     from pipelines.options import ReplayOptions
 
     replay = PipelineOptions(list(beam_args)).view_as(ReplayOptions)
@@ -210,7 +210,7 @@ def _runner_args(beam_args: list[str]) -> list[str]:
 
 
 def cmd_replay(args, beam_args) -> int:
-    from peloton.stage import resolve_stage
+    from peloton.match.stage import resolve_stage
     from pipelines.replay import run_replay
 
     started = time.perf_counter()
@@ -276,7 +276,7 @@ def _truthy(text) -> bool:
 
 
 def cmd_live(args, beam_args) -> int:
-    from peloton.stage import resolve_stage
+    from peloton.match.stage import resolve_stage
     from pipelines.pubsub import (OUTPUT_TABLES, check_pubsub_reachable, checked_subscription, checked_topic,
                                   feed_keyring, feed_keys_text, output_topic)
     from pipelines.prism import refuse_live
@@ -299,13 +299,13 @@ def cmd_live(args, beam_args) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from peloton.auth import Limits
-    from peloton.groups import GroupParams
-    from peloton.publish import ATTR_MESSAGE_ID
-    from peloton.race import RaceParams
+    from peloton.ingest.auth import Limits
+    from peloton.sim.publish import ATTR_MESSAGE_ID
+    from peloton.state.groups import GroupParams
+    from peloton.state.race import RaceParams
     from pipelines.live import build_live
     from pipelines.options import with_local_runner
-    from peloton.windowing import Windowing
+    from peloton.ingest.windowing import Windowing
     from transforms.live import FeedSecurity
 
     beam_args = _runner_args(with_local_runner(beam_args, streaming=True))
@@ -420,15 +420,15 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
 def cmd_evaluate(args, _beam_args) -> int:
     import json
 
-    from peloton.evaluate import evaluate_replay, format_report
-    from peloton.recording import read_text
+    from peloton.ingest.recording import read_text
+    from peloton.sim.evaluate import evaluate_replay, format_report
 
     report = evaluate_replay(read_text(args.recording), args.dir)
-    from peloton.simulate import truth_path
+    from peloton.sim.simulate import truth_path
 
     truth_file = truth_path(args.recording)
     if os.path.exists(truth_file):  # a simulated race: score the groups against its truth
-        from peloton.evaluate import group_accuracy, read_table
+        from peloton.sim.evaluate import group_accuracy, read_table
 
         try:
             truth = json.loads(read_text(truth_file))
@@ -444,7 +444,7 @@ _SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def cmd_simulate_tour(args) -> int:
-    from peloton.simulate import TourSimError, simulate_tour, tour_stage_ids
+    from peloton.sim.simulate import TourSimError, simulate_tour, tour_stage_ids
 
     if args.course or (args.stages and args.tour):
         raise CliError("give one of --course FILE, --stages LIST or --tour YEAR")
@@ -471,10 +471,10 @@ def cmd_simulate(args, _beam_args) -> int:
     import gzip
     import json
 
-    from peloton.course import Course
-    from peloton.recording import read_text
-    from peloton.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
-    from peloton.stage import parse_course_text
+    from peloton.ingest.recording import read_text
+    from peloton.match.course import Course
+    from peloton.match.stage import parse_course_text
+    from peloton.sim.simulate import SimParams, recording_document, simulate_race, truth_document, truth_path
 
     if args.riders < 2 or args.riders > 5000:
         raise CliError("--riders must be between 2 and 5000")
@@ -512,8 +512,8 @@ def _with_standings(stage, path: str | None):
     file is one error line at launch, not a worker's traceback."""
     import dataclasses
 
-    from peloton.classifications import parse_standings
-    from peloton.recording import read_text
+    from peloton.ingest.recording import read_text
+    from peloton.state.classifications import parse_standings
 
     if not path:
         return stage
@@ -524,9 +524,9 @@ def _with_standings(stage, path: str | None):
 
 
 def cmd_report(args, _beam_args) -> int:
-    from peloton.recording import read_text
-    from peloton.report import write_report
-    from peloton.stage import Stage
+    from peloton.ingest.recording import read_text
+    from peloton.match.stage import Stage
+    from peloton.report.page import write_report
 
     stage_file = args.stage or os.path.join(args.dir, "stage.json")
     if not os.path.isdir(args.dir):
@@ -544,8 +544,8 @@ def cmd_report(args, _beam_args) -> int:
 
 
 def cmd_serve(args, _beam_args) -> int:
-    from peloton.recording import read_text
-    from peloton.stage import Stage
+    from peloton.ingest.recording import read_text
+    from peloton.match.stage import Stage
     from pipelines.pubsub import check_pubsub_reachable, checked_topic, output_topic
     from pipelines.serve import SERVED_TABLES, LivePage
 
@@ -584,7 +584,7 @@ def _exit_now(exc: BaseException | None) -> None:
 
 
 def cmd_stage_export(args, _beam_args) -> int:
-    from peloton.stage import resolve_stage
+    from peloton.match.stage import resolve_stage
 
     stage = resolve_stage(args.recording, args.course, None)
     stage.course()  # fail here, not on a worker, if the course is unusable
@@ -593,11 +593,11 @@ def cmd_stage_export(args, _beam_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from peloton.auth import Limits
-    from peloton.groups import GroupParams
-    from peloton.publish import PlanParams
-    from peloton.tables import CAUSAL, written_by
-    from peloton.windowing import WINDOWING
+    from peloton.ingest.auth import Limits
+    from peloton.ingest.windowing import WINDOWING
+    from peloton.output.tables import CAUSAL, written_by
+    from peloton.sim.publish import PlanParams
+    from peloton.state.groups import GroupParams
 
     groups, limits, plan = GroupParams(), Limits(), PlanParams()  # the defaults are the dataclasses'
 
@@ -884,10 +884,10 @@ def main(argv: list[str] | None = None) -> int:
         return done.code if isinstance(done.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    from peloton.evaluate import NothingToEvaluate, TableError
-    from peloton.recording import RecordingError
-    from peloton.classifications import StandingsError
-    from peloton.stage import StageError
+    from peloton.ingest.recording import RecordingError
+    from peloton.match.stage import StageError
+    from peloton.sim.evaluate import NothingToEvaluate, TableError
+    from peloton.state.classifications import StandingsError
     from pipelines.flink import FlinkError
     from pipelines.prism import PrismError
     from pipelines.pubsub import PubSubError

@@ -2,7 +2,7 @@
 
 As in Beam's ``examples/complete/game``, the two graphs differ only at the edges. The replay reads an
 archive and writes Avro files (and BigQuery); the live pipeline reads Pub/Sub and writes topics, windowed
-Avro files and BigQuery. In between, each derives the tables the registry (:mod:`peloton.tables`) says its
+Avro files and BigQuery. In between, each derives the tables the registry (:mod:`peloton.output.tables`) says its
 pipeline writes, from the same kernels; every table's rejected rows meet in ``dead_letter``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import apache_beam as beam
 
-from peloton.tables import DEAD_LETTER, written_by
+from peloton.output.tables import DEAD_LETTER, written_by
 
 __all__ = ["race_tables", "per_table", "write_tables"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from peloton.engine import EngineParams
-from peloton.race import RaceParams
-from peloton.stage import Stage
-from peloton.tables import DEAD_LETTER, LIVE, written_by
-from peloton.windowing import WINDOWING, Windowing
+from peloton.ingest.windowing import WINDOWING, Windowing
+from peloton.match.stage import Stage
+from peloton.output.tables import DEAD_LETTER, LIVE, written_by
+from peloton.state.engine import EngineParams
+from peloton.state.race import RaceParams
 from pipelines.graph import per_table, race_tables, write_tables
 from pipelines.pubsub import output_topic
 from transforms.read_feed import ReadFeed

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from peloton.groups import GroupParams
+from peloton.state.groups import GroupParams
 
 __all__ = ["ReplayOptions", "with_local_runner"]
 

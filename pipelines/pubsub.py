@@ -14,8 +14,8 @@ import socket
 import threading
 import time
 
-from peloton.tables import LIVE, table_of, written_by
-from peloton.windowing import WINDOWING
+from peloton.ingest.windowing import WINDOWING
+from peloton.output.tables import LIVE, table_of, written_by
 
 __all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
            "check_pubsub_reachable", "checked_topic", "checked_subscription", "pubsub_host", "PROBE_TIMEOUT_S"]
@@ -201,7 +201,7 @@ def feed_keys_text(source: str | None) -> str | None:
 
 
 def feed_keyring(source: str | None):
-    from peloton.auth import ENV_KEYS, Keyring
+    from peloton.ingest.auth import ENV_KEYS, Keyring
 
     text = feed_keys_text(source)
     try:
@@ -229,10 +229,10 @@ def cmd_publish(args, _beam_args) -> int:
     from google.api_core.retry import Retry
     from google.cloud import pubsub_v1
 
-    from peloton.eventtime import ATTRIBUTE, seconds
-    from peloton.publish import PlanParams, plan_messages, shift_to_now
-    from peloton.recording import read_text
-    from peloton.stage import resolve_stage
+    from peloton.ingest.eventtime import ATTRIBUTE, seconds
+    from peloton.ingest.recording import read_text
+    from peloton.match.stage import resolve_stage
+    from peloton.sim.publish import PlanParams, plan_messages, shift_to_now
 
     topic = checked_topic(args.topic)
     if not (args.speed >= 0 and math.isfinite(args.speed)):
@@ -305,7 +305,7 @@ def cmd_publish(args, _beam_args) -> int:
 
 def _recording_span_s(text: str) -> float | None:
     """Seconds from a recording's first feed tick to its last (None without ticks)."""
-    from peloton.publish import tick_times
+    from peloton.sim.publish import tick_times
 
     times = tick_times(text)
     return (max(times) - times[0]) if times else None

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from peloton.engine import EngineParams
-from peloton.gate import Gate
-from peloton.race import RaceParams
-from peloton.stage import Stage
-from peloton.rows import tracker_fix_columns
-from peloton.tables import CAUSAL, DEAD_LETTER, REPLAY
-from peloton.windowing import WINDOWING, Windowing
+from peloton.ingest.gate import Gate
+from peloton.ingest.windowing import WINDOWING, Windowing
+from peloton.match.stage import Stage
+from peloton.output.tables import CAUSAL, DEAD_LETTER, REPLAY
+from peloton.state.engine import EngineParams
+from peloton.state.race import RaceParams
+from peloton.state.rows import tracker_fix_columns
 from pipelines.graph import race_tables, write_tables
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
@@ -59,8 +59,8 @@ def ensure_table_files(out_dir: str, tables) -> None:
 
     from apache_beam.io.filesystems import FileSystems
 
-    from peloton.avro_columns import container_header
-    from peloton.schemas import load_schema
+    from peloton.output.avro_columns import container_header
+    from peloton.output.schemas import load_schema
 
     for table in tables:
         folder = FileSystems.join(out_dir, table)

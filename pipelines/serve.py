@@ -20,9 +20,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from peloton.report import course_data, render_report, report_data
-from peloton.stage import Stage
-from peloton.tables import LIVE, drawn, row_key
+from peloton.match.stage import Stage
+from peloton.output.tables import LIVE, drawn, row_key
+from peloton.report.page import course_data, render_report, report_data
 from pipelines.pubsub import PubSubError, output_topic
 
 __all__ = ["LiveTables", "LivePage", "SERVED_TABLES", "STALL_AFTER_S"]

@@ -35,7 +35,7 @@ class TourError(ValueError):
 @dataclass
 class TourStage:
     recording: str
-    stage: object  # peloton.stage.Stage
+    stage: object  # peloton.match.stage.Stage
     rankings: str | None  # the official standings after this stage, if beside it
 
     @property
@@ -50,8 +50,8 @@ def _sidecar(stem: str, *suffixes: str) -> str | None:
 def find_stages(folder: str) -> list[TourStage]:
     """The folder's stage recordings with their specs, in date order (then stage number); every recording is
     read and its course checked here, before minutes of replay."""
-    from peloton.recording import RecordingError
-    from peloton.stage import StageError, resolve_stage
+    from peloton.ingest.recording import RecordingError
+    from peloton.match.stage import StageError, resolve_stage
 
     if not os.path.isdir(folder):
         raise TourError(f"{folder} is not a folder")
@@ -84,9 +84,9 @@ def find_stages(folder: str) -> list[TourStage]:
 
 def standings_after(ts: TourStage, out_dir: str):
     """The standings after a stage: the official ones beside its recording, else its own classifications."""
-    from peloton.classifications import parse_standings, standings_from_rows
-    from peloton.evaluate import read_table
-    from peloton.recording import read_text
+    from peloton.ingest.recording import read_text
+    from peloton.sim.evaluate import read_table
+    from peloton.state.classifications import parse_standings, standings_from_rows
 
     stage = ts.stage
     if ts.rankings:
@@ -101,7 +101,7 @@ def standings_after(ts: TourStage, out_dir: str):
 
 def leader(out_dir: str, stage) -> str:
     """The yellow jersey after the stage, or the riders who may hold it."""
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
 
     names = {int(r["bib"]): str(r.get("name") or "").split(" ")[-1].upper() for r in stage.riders}
     first = [r["bib"] for r in read_table(out_dir, "classifications")
@@ -115,8 +115,8 @@ def leader(out_dir: str, stage) -> str:
 def run_tour(folder: str, out: str, beam_args: list[str], race_params, causal: bool = False,
              say=print) -> list[str]:
     """Replay every stage of ``folder`` into ``out``, chaining the standings; returns the standings files."""
-    from peloton.classifications import parse_standings, standings_csv
-    from peloton.recording import read_text
+    from peloton.ingest.recording import read_text
+    from peloton.state.classifications import parse_standings, standings_csv
     from pipelines.replay import run_replay
 
     stages = find_stages(folder)

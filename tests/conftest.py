@@ -42,7 +42,7 @@ def stage4_recording() -> dict:
 
 @pytest.fixture(scope="session")
 def stage4(stage4_recording):
-    from peloton.stage import stage_from_recording
+    from peloton.match.stage import stage_from_recording
 
     return stage_from_recording(stage4_recording)
 
@@ -60,7 +60,7 @@ def stage16_recording() -> dict:
 
 @pytest.fixture(scope="session")
 def stage16(stage16_recording):
-    from peloton.stage import parse_course_text, stage_from_recording
+    from peloton.match.stage import parse_course_text, stage_from_recording
 
     return stage_from_recording(stage16_recording, parse_course_text(STAGE16_COURSE.read_text(), str(STAGE16_COURSE)))
 

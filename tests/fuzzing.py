@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import random
 
-from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
-from peloton.publish import PlanParams, plan_messages
+from peloton.ingest.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
+from peloton.sim.publish import PlanParams, plan_messages
 
 KEY_ID, KEY = "k2026", bytes.fromhex("7f" * 32)
 OLD_KEY_ID, OLD_KEY = "k2025", bytes.fromhex("11" * 32)  # still active: rotation

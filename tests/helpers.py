@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from peloton.course import Course
-from peloton.feed import FixBatch
-from peloton.geo import LocalProjection
+from peloton.ingest.feed import FixBatch
+from peloton.match.course import Course
+from peloton.match.geo import LocalProjection
 
 
 def track_along(course: Course, bib: int, speed_mps: float, dt_s: float, noise_m: float, seed: int,
@@ -74,11 +74,11 @@ def weather(force, direction, km=0.0, temperature=20.0):
 def causal_step(recording_text: str, stage, course: Course, shift_s: float = 0.0):
     """What the causal replay says of a recording's ticks (one engine over them all), event times moved by
     ``shift_s`` as a publisher's ``--shift-to-now`` moves them: the reference a live run is held to."""
-    from peloton.engine import RaceEngine
-    from peloton.feed import concat_batches, parse_message
-    from peloton.matching import dedupe
-    from peloton.predict import StageModel
-    from peloton.recording import iter_messages
+    from peloton.ingest.feed import concat_batches, parse_message
+    from peloton.ingest.recording import iter_messages
+    from peloton.match.matching import dedupe
+    from peloton.predict.model import StageModel
+    from peloton.state.engine import RaceEngine
 
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(recording_text)],
                            stage.stage_id)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from peloton.auth import sign
-from peloton.publish import Message
+from peloton.ingest.auth import sign
+from peloton.sim.publish import Message
 
 KEY_ID, KEY = "k1", bytes.fromhex("ab" * 32)
 KEYS_TEXT = json.dumps({KEY_ID: KEY.hex()})
@@ -245,10 +245,10 @@ def _combine(current, changed, plan):
 
 def reference(plan: list, stage, course, withheld: set = frozenset()):
     """The causal replay of the genuine feed (minus what a broken tracker replaced): rows and dead-letter reasons."""
-    from peloton.engine import RaceEngine
-    from peloton.feed import concat_batches, parse_message
-    from peloton.matching import dedupe
-    from peloton.predict import StageModel
+    from peloton.ingest.feed import concat_batches, parse_message
+    from peloton.match.matching import dedupe
+    from peloton.predict.model import StageModel
+    from peloton.state.engine import RaceEngine
 
     batches, reasons = [], collections.Counter()
     for m in plan:

@@ -3,9 +3,9 @@ import io
 import fastavro
 import numpy as np
 
-from peloton.avro_columns import write_container
-from peloton.schemas import TABLES, load_schema
-from peloton.table import Columns
+from peloton.output.avro_columns import write_container
+from peloton.output.schemas import TABLES, load_schema
+from peloton.output.table import Columns
 
 SCHEMA = {
     "type": "record", "name": "T", "fields": [

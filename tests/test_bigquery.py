@@ -2,8 +2,8 @@
 import pytest
 from apache_beam.io.gcp import bigquery_avro_tools
 
-from peloton.bigquery import CLUSTERING, bigquery_row, table_schema, table_spec
-from peloton.schemas import TABLES, load_schema
+from peloton.output.bigquery import CLUSTERING, bigquery_row, table_schema, table_spec
+from peloton.output.schemas import TABLES, load_schema
 
 _FAMILY = {"int": "long", "long": "long", "float": "double", "double": "double", "string": "string",
            "boolean": "boolean", "timestamp-millis": "timestamp", "timestamp-micros": "timestamp"}

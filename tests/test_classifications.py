@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from peloton.classifications import (Standings, StandingsError, classified_points, parse_standings,
+from peloton.state.classifications import (Standings, StandingsError, classified_points, parse_standings,
                                      passage_intervals, places_from_intervals, scale_range, stage_classifications,
                                      standings_csv, standings_from_rows)
 
@@ -192,7 +192,7 @@ def _run(tmp_path, name, recording, stage, causal):
 def finish_replays(tmp_path_factory, stage4_recording, stage4):
     import dataclasses
 
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
     from tests.conftest import slice_recording
 
     tmp = tmp_path_factory.mktemp("classif")
@@ -274,7 +274,7 @@ def test_replay_refuses_bad_standings_in_one_line(tmp_path, capsys, finish_slice
 
 
 def test_replay_with_standings_before_writes_the_general_classification(tmp_path, finish_slice, stage4):
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
     from pipelines.cli import main
 
     bibs = stage4.start_list()
@@ -302,7 +302,7 @@ def test_sprint_points_from_passages_and_causal_equals_hindsight(tmp_path, stage
     """The intermediate sprint (Quillan, km 93.3: ticks 925-975) and the finish (ticks 1560-1590) of stage 4,
     one recording: the sprint's points are a range of at most its scale, never more than the passages allow;
     the causal replay's decided rows are the hindsight ones."""
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
     from tests.helpers import canonical_rows
 
     both = {**stage4_recording, "events": stage4_recording["events"][925:975] + stage4_recording["events"][1560:1590]}

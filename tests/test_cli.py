@@ -87,7 +87,7 @@ def test_flat_csv_replays_with_an_exported_stage(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["-q", "replay", str(small), "--stage", str(stage_file), "--out", str(out)]) == 0
     assert "matched fixes" in capsys.readouterr().out
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
 
     rows = read_table(str(out), "rider_state")
     dead = read_table(str(out), "dead_letter")
@@ -130,7 +130,7 @@ def test_simulate_rejects_nonsense(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_group_gap_is_configurable(tmp_path, stage4_recording, capsys):
-    from peloton.evaluate import read_table
+    from peloton.sim.evaluate import read_table
 
     path = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 600, 640))
     groups_per_tick = {}

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from peloton.evaluate import read_table
-from peloton.tables import CAUSAL, REPLAY, written_by
+from peloton.output.tables import CAUSAL, REPLAY, written_by
+from peloton.sim.evaluate import read_table
 from pipelines.cli import main
 from tests.conftest import STAGE16_COURSE, slice_recording, write_recording
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from peloton.climbs import CLIMB_MODEL, climb_efforts, climb_power_wkg
-from peloton.physics import G
-from peloton.profile import build_profile
+from peloton.match.profile import build_profile
+from peloton.predict.physics import G
+from peloton.state.climbs import CLIMB_MODEL, climb_efforts, climb_power_wkg
 from tests.helpers import course_with_elevation
 
 T0 = 1_783_422_600.0

@@ -1,7 +1,7 @@
-"""A tracker's clock off from the field's, told from a rider behind by when his fixes arrive (peloton.clock)."""
+"""A tracker's clock off from the field's, told from a rider behind by when his fixes arrive (peloton.ingest.clock)."""
 import numpy as np
 
-from peloton.clock import ClockParams, ClockWatch
+from peloton.ingest.clock import ClockParams, ClockWatch
 
 
 def _tick(watch, t, seen, bibs=range(1, 21), offset=None):

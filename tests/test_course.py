@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from peloton.course import Anchor, Course
-from peloton.stage import StageError, parse_course_text
+from peloton.match.course import Anchor, Course
+from peloton.match.stage import StageError, parse_course_text
 from tests.conftest import COURSES
 from tests.helpers import line_course
 
@@ -27,7 +27,7 @@ def test_km_before_first_anchor_is_negative_neutral_zone():
 
 
 def _ll(x, y=0.0):
-    from peloton.geo import LocalProjection
+    from peloton.match.geo import LocalProjection
 
     lat, lon = LocalProjection(45.0, 6.0).inverse(np.array([x]), np.array([y]))
     return float(lat[0]), float(lon[0])

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from peloton.engine import RaceEngine, window_index
-from peloton.evaluate import read_table
-from peloton.feed import concat_batches, parse_message
-from peloton.matching import match_fixes
-from peloton.predict import StageModel
-from peloton.recording import iter_messages
+from peloton.ingest.feed import concat_batches, parse_message
+from peloton.ingest.recording import iter_messages
+from peloton.match.matching import match_fixes
+from peloton.predict.model import StageModel
+from peloton.sim.evaluate import read_table
+from peloton.state.engine import RaceEngine, window_index
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
 from tests.helpers import canonical_rows
@@ -83,8 +83,8 @@ def test_causal_positions_and_gaps_stay_close_to_hindsight(slice_fixes, stage4, 
 def test_started_mid_stage_gaps_are_null_or_right_from_the_first_row(stage4_recording, slice_fixes, stage4,
                                                                      stage4_course):
     """Live and replay started at tick 640 against the same from the stage's first tick: no gap wrong by 5 s."""
-    from peloton.matching import match_fixes
-    from peloton.race import derive_race_state
+    from peloton.match.matching import match_fixes
+    from peloton.state.race import derive_race_state
 
     since_start = _fixes(slice_recording(stage4_recording, 0, 680), stage4)
     window = (since_start.t >= slice_fixes.t.min()) & (since_start.t <= slice_fixes.t.max())
@@ -128,7 +128,7 @@ def test_the_causal_replay_pipeline_gives_the_engine_rows(tmp_path, slice40, sli
 
 def test_live_group_events_are_the_replays_said_once_their_groups_have_lasted(stage4_recording, stage4,
                                                                                stage4_course):
-    from peloton.race import derive_race_state
+    from peloton.state.race import derive_race_state
 
     fixes = _fixes(slice_recording(stage4_recording, 320, 415), stage4)  # 11:27-11:46: the first attack, bridges
     engine = _engine(stage4, stage4_course)
@@ -154,13 +154,13 @@ def test_an_engine_pickled_by_another_version_is_refused(slice_fixes, stage4, st
     this version goes on as if never pickled."""
     import pickle
 
-    import peloton.engine
-    from peloton.engine import STATE_VERSION, EngineStateError
+    import peloton.state.engine
+    from peloton.state.engine import STATE_VERSION, EngineStateError
 
     first = slice_fixes.take(np.flatnonzero(slice_fixes.t < slice_fixes.t.min() + 60))
     engine = _engine(stage4, stage4_course)
     engine.advance(first, stage4_course)
-    monkeypatch.setattr(peloton.engine, "STATE_VERSION", STATE_VERSION - 1)
+    monkeypatch.setattr(peloton.state.engine, "STATE_VERSION", STATE_VERSION - 1)
     older = pickle.dumps(engine)
     monkeypatch.undo()
     with pytest.raises(EngineStateError, match=f"version {STATE_VERSION - 1} .*reads version {STATE_VERSION}.*Restart"):

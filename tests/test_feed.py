@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from peloton.feed import Reason, parse_message
+from peloton.ingest.feed import Reason, parse_message
 
 
 def _tick(riders, ts=1783425798):
@@ -100,14 +100,14 @@ def test_bibs_are_json_integers_on_the_start_list_and_the_rider_limit_counts_par
 
 
 def test_stage_without_a_start_list_checks_no_bib():
-    from peloton.stage import Stage
+    from peloton.match.stage import Stage
 
     assert Stage("s").start_list() is None
     assert Stage("s", riders=[{"bib": 3}, {"bib": 1}, {"name": "x"}]).start_list() == [1, 3]
 
 
 def test_fix_times_are_checked_against_the_clock_and_the_attribute_and_dead_letters_keep_sink_dates():
-    from peloton.feed import check_event_times, dead_letter
+    from peloton.ingest.feed import check_event_times, dead_letter
 
     fixes, _ = parse_message("s", "tick", _tick([{"Bib": 1, "Latitude": 43.0, "Longitude": 2.0}]))
     t = float(fixes.t[0])

@@ -4,10 +4,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from peloton.finale import BunchRunIn, FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
-from peloton.group_state import GroupHistory, GroupState
-from peloton.predict import PredictParams, Predictor, RiderModel, SpeedTables, StageModel
-from peloton.profile import build_profile
+from peloton.match.profile import build_profile
+from peloton.predict.finale import BunchRunIn, FinaleModel, FinaleParams, blend_weight, first_to_line, recent_rides
+from peloton.predict.group_state import GroupHistory, GroupState
+from peloton.predict.model import PredictParams, Predictor, RiderModel, SpeedTables, StageModel
 from tests.helpers import course_with_elevation
 from tests.test_predict import T0, flat_profile, group_row
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peloton.auth import Keyring, Limits
-from peloton.gate import Gate
-from peloton.feed import KNOWN_REASONS, Reason, parse_message
+from peloton.ingest.auth import Keyring, Limits
+from peloton.ingest.feed import KNOWN_REASONS, Reason, parse_message
+from peloton.ingest.gate import Gate
 from tests import fuzzing
 
 pytestmark = [pytest.mark.slow]
@@ -105,7 +105,7 @@ def test_a_key_file_with_rotation_and_bad_key_files():
 
 
 def test_the_signature_covers_every_attribute():
-    from peloton.auth import sign
+    from peloton.ingest.auth import sign
 
     attrs = {"event_time": "1783425600000", "kind": "tick", "stage_id": "s4", "key_id": fuzzing.KEY_ID}
     attrs["signature"] = sign(b"{}", attrs, fuzzing.KEY)

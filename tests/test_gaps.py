@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from peloton.gaps import (RoadClock, Trajectory, first_finisher, gap_to_leader_s, gap_to_rider_ahead_s,
+from peloton.state.gaps import (RoadClock, Trajectory, first_finisher, gap_to_leader_s, gap_to_rider_ahead_s,
                           leader_per_tick, pchip_slopes)
 
 T0 = 1.78e9
@@ -98,7 +98,7 @@ def test_road_clock_shares_a_hole_in_the_leader_track_by_how_long_the_road_takes
     leader_s = np.array([0.0, 80.0])  # the leader: one fix at each end of the section
     bibs.append(np.array([1, 1])), ts.append(T0 + leader_s), kms.append(position_at(leader_s) / 1000)
     bib, t, km = (np.concatenate(x) for x in (bibs, ts, kms))
-    from peloton.gaps import RoadClock
+    from peloton.state.gaps import RoadClock
 
     clock = RoadClock(t, km, bib, np.ones(t.size, bool))
     x = np.array([150.0, 300.0, 450.0])

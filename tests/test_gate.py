@@ -12,11 +12,11 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from peloton import eventtime
-from peloton.evaluate import read_table
-from peloton.gate import Gate
-from peloton.stage import Stage
-from peloton.tables import CAUSAL, LIVE, REPLAY, written_by
+from peloton.ingest import eventtime
+from peloton.ingest.gate import Gate
+from peloton.match.stage import Stage
+from peloton.output.tables import CAUSAL, LIVE, REPLAY, written_by
+from peloton.sim.evaluate import read_table
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
 from tests.hostile import _FixedClock

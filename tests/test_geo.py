@@ -1,6 +1,6 @@
 import numpy as np
 
-from peloton.geo import LocalProjection, haversine_m
+from peloton.match.geo import LocalProjection, haversine_m
 
 
 def test_haversine_one_degree_of_latitude_is_111_km():

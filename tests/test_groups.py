@@ -1,7 +1,7 @@
 """Group detection and tracking on hand-built ticks."""
 import numpy as np
 
-from peloton.groups import GroupParams, label_groups, track_groups
+from peloton.state.groups import GroupParams, label_groups, track_groups
 
 SPEED_KPH = 36.0  # 10 m/s: a gap of 1 s is 10 m
 

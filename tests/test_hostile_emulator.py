@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 import pytest
 
-from peloton.publish import PlanParams, plan_messages
+from peloton.sim.publish import PlanParams, plan_messages
 from pipelines.cli import main as peloton
 from tests import hostile
 from tests.conftest import slice_recording

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from peloton.publish import PlanParams, plan_messages
+from peloton.sim.publish import PlanParams, plan_messages
 from tests import hostile
 from tests.conftest import slice_recording
 
@@ -74,7 +74,7 @@ def test_a_sustained_teleport_alone_changes_no_one_and_the_genuine_fix_after_it_
 
 
 def _fixes_of(bib, messages, stage):
-    from peloton.feed import parse_message
+    from peloton.ingest.feed import parse_message
 
     return sum(int((parse_message(stage.stage_id, m.attributes["kind"], m.data)[0].bib == bib).sum())
                for m in messages)

@@ -1,17 +1,17 @@
-"""What the engine carries between windows (peloton/incremental.py) changes no row: the same rows as searching
+"""What the engine carries between windows (peloton/state/incremental.py) changes no row: the same rows as searching
 every fix's candidates, walking every tick's leader and building the road clock again each window."""
 import pickle
 
 import numpy as np
 import pytest
 
-from peloton.engine import EngineParams, RaceEngine, window_index
-from peloton.feed import FixBatch, concat_batches, parse_message
-from peloton.gaps import RoadClock, leader_per_tick
-from peloton.incremental import LiveRoadClock
-from peloton.matching import match_fixes
-from peloton.predict import StageModel
-from peloton.recording import iter_messages
+from peloton.ingest.feed import FixBatch, concat_batches, parse_message
+from peloton.ingest.recording import iter_messages
+from peloton.match.matching import match_fixes
+from peloton.predict.model import StageModel
+from peloton.state.engine import EngineParams, RaceEngine, window_index
+from peloton.state.gaps import RoadClock, leader_per_tick
+from peloton.state.incremental import LiveRoadClock
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 

@@ -19,7 +19,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 import pytest
 
-from peloton.publish import PlanParams, plan_messages
+from peloton.sim.publish import PlanParams, plan_messages
 from pipelines.cli import main as peloton
 from pipelines.live import LIVE_TABLES, build_live
 from pipelines.pubsub import output_topic

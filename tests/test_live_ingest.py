@@ -16,7 +16,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
-from peloton.auth import sign
+from peloton.ingest.auth import sign
 from transforms.live import FeedSecurity, IngestLive, LiveParams
 
 T0 = 1_783_425_600  # 2026-07-07 12:00:00 UTC, a multiple of the 6 s window

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peloton.engine import RaceEngine
-from peloton.evaluate import read_table
-from peloton.feed import concat_batches, parse_message
-from peloton.matching import dedupe
-from peloton.predict import StageModel
-from peloton.publish import PlanParams, plan_messages
-from peloton.recording import iter_messages
+from peloton.ingest.feed import concat_batches, parse_message
+from peloton.ingest.recording import iter_messages
+from peloton.match.matching import dedupe
+from peloton.predict.model import StageModel
+from peloton.sim.evaluate import read_table
+from peloton.sim.publish import PlanParams, plan_messages
+from peloton.state.engine import RaceEngine
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 

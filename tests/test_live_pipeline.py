@@ -12,13 +12,13 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from peloton.engine import RaceEngine
-from peloton.evaluate import read_table
-from peloton.feed import concat_batches, parse_message
-from peloton.predict import StageModel
-from peloton.publish import PlanParams, plan_messages
-from peloton.recording import iter_messages
-from peloton.table import Columns
+from peloton.ingest.feed import concat_batches, parse_message
+from peloton.ingest.recording import iter_messages
+from peloton.output.table import Columns
+from peloton.predict.model import StageModel
+from peloton.sim.evaluate import read_table
+from peloton.sim.publish import PlanParams, plan_messages
+from peloton.state.engine import RaceEngine
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
@@ -84,7 +84,7 @@ def _stream(messages, first_ts, lag_s, then=None):
 
 def _causal_rows(text, stage, course):
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(text)], stage.stage_id)
-    from peloton.matching import dedupe
+    from peloton.match.matching import dedupe
 
     forecast = StageModel.of_stage(stage, course)
     engine = RaceEngine(stage.stage_id, course.finish_km, time_trial=stage.is_time_trial)

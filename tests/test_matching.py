@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from peloton.course import Course
-from peloton.feed import FixBatch, concat_batches
-from peloton.matching import (MatchParams, conflicting_fixes, dedupe, inconsistent_fixes, match_fixes,
+from peloton.ingest.feed import FixBatch, concat_batches
+from peloton.match.course import Course
+from peloton.match.matching import (MatchParams, conflicting_fixes, dedupe, inconsistent_fixes, match_fixes,
                               smoothed_speed_kph, unreachable_passes)
-from peloton.stage import parse_course_text
+from peloton.match.stage import parse_course_text
 from tests.conftest import COURSES
 from tests.helpers import line_course, track_along
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from peloton.passage import furthest_reach, passage_times, ride_times
+from peloton.match.passage import furthest_reach, passage_times, ride_times
 
 
 def test_the_reach_never_goes_back_and_keeps_the_first_fix_at_each_new_km():

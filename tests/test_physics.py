@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from peloton.physics import (G, POWER_GRID, RiderModel, SpeedTables, drag_n, gravity_and_rolling_n, resistance_n,
+from peloton.predict.physics import (G, POWER_GRID, RiderModel, SpeedTables, drag_n, gravity_and_rolling_n, resistance_n,
                              speed_for_power)
 from tests.test_predict import flat_profile
 

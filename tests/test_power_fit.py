@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from peloton.group_state import GroupHistory
-from peloton.power_fit import Z80, combine, rides_of
-from peloton.predict import PredictParams
+from peloton.predict.group_state import GroupHistory
+from peloton.predict.model import PredictParams
+from peloton.predict.power_fit import Z80, combine, rides_of
 
 P = PredictParams()
 

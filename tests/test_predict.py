@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from peloton.predict import (PredictParams, Predictor, StageModel, catch_probability_monte_carlo,
+from peloton.predict.model import (PredictParams, Predictor, StageModel, catch_probability_monte_carlo,
                              catch_probability_rule, forecast_race, timetable, time_trial_groups)
-from peloton.profile import build_profile
+from peloton.match.profile import build_profile
 from tests.helpers import course_with_elevation, weather
 
 T0 = 1_783_422_600.0  # 2026-07-07 11:10 UTC

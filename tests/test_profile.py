@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from peloton.profile import (RIDER_HEIGHT_WIND, air_density, beaufort_to_ms, build_profile, compass_to_deg,
+from peloton.match.profile import (RIDER_HEIGHT_WIND, air_density, beaufort_to_ms, build_profile, compass_to_deg,
                              crosswind_sections, find_climbs)
 from tests.helpers import course_with_elevation, weather
 

@@ -5,8 +5,8 @@ import uuid
 import numpy as np
 import pytest
 
-from peloton.feed import parse_message
-from peloton.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, PlanParams, plan_messages
+from peloton.ingest.feed import parse_message
+from peloton.sim.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, PlanParams, plan_messages
 from pipelines.cli import main
 from tests.conftest import slice_recording, write_recording
 
@@ -120,7 +120,7 @@ def test_a_stretch_of_the_recording_starts_at_zero(small):
 
 
 def test_shift_to_now_never_puts_an_event_time_ahead_of_the_clock():
-    from peloton.publish import shift_to_now
+    from peloton.sim.publish import shift_to_now
 
     first, last, now = 1_783_400_000.0, 1_783_400_000.0 + 1800.0, 1_800_000_000.0
     ticks = np.linspace(first, last, 301)

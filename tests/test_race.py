@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from peloton.feed import FixBatch
-from peloton.matching import Matched
-from peloton.race import derive_race_state, estimate_start_times, time_trial_gaps
+from peloton.ingest.feed import FixBatch
+from peloton.match.matching import Matched
+from peloton.state.race import derive_race_state, estimate_start_times, time_trial_gaps
 
 T0 = 1780000020.0  # on a whole minute
 
@@ -96,10 +96,10 @@ def test_a_tracker_reporting_other_riders_positions_sets_no_reference_time():
     t = np.r_[t, T0 + ts]
     km = np.r_[km, glitch_km]
     usable = np.ones(t.size, bool)
-    from peloton.race import trusted_tracks
+    from peloton.state.race import trusted_tracks
 
     assert trusted_tracks(bib, t, km, usable).tolist() == [1, 2, 3]
-    from peloton.race import virtual_standings
+    from peloton.state.race import virtual_standings
 
     assert {r["bib"] for r in virtual_standings("tt", bib, t, km, usable, finish_km=10.0)} == {1, 2, 3}
     gap = time_trial_gaps(bib, t, km, usable)
@@ -108,7 +108,7 @@ def test_a_tracker_reporting_other_riders_positions_sets_no_reference_time():
 
 
 def test_virtual_standings_at_every_kilometre():
-    from peloton.race import virtual_standings
+    from peloton.state.race import virtual_standings
 
     bib, t, km = _time_trial([72.0, 70.0, 75.0], [0.0, 90.0, 180.0])
     rows = virtual_standings("tt", bib, t, km, np.ones(t.size, bool), finish_km=10.0)
@@ -153,7 +153,7 @@ def test_groups_table_and_gap_to_the_group_ahead():
 def test_tracks_kept_while_the_fixes_grow_give_what_the_fixes_give_afresh():
     """The live engine keeps each rider's derived track values (trajectory, start, passages) from window to
     window while his track is unchanged: starts, trusted riders and gaps equal those found from the fixes alone."""
-    from peloton.race import RiderTracks, trusted_tracks
+    from peloton.state.race import RiderTracks, trusted_tracks
 
     bib, t, km = _time_trial([72.0, 70.0, 75.0, 71.0], [0.0, 60.0, 400.0, 800.0])
     order = np.argsort(t, kind="stable")  # the fixes as they come

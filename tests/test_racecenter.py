@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from peloton.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
-from peloton.evaluate import read_table
-from peloton.publish import plan_messages
-from peloton.racecenter import (Dechunker, Faults, RaceCenterError, RaceCenterServer, ResilientStream, SSEParser,
+from peloton.ingest.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
+from peloton.sim.evaluate import read_table
+from peloton.sim.publish import plan_messages
+from peloton.ingest.racecenter import (Dechunker, Faults, RaceCenterError, RaceCenterServer, ResilientStream, SSEParser,
                                 classify_update, race_center_base)
 from pipelines.cli import main
 from tests.conftest import STAGE4, slice_recording, write_recording
@@ -278,7 +278,7 @@ def test_bridge_publishes_signed_ticks_as_publish_does(pubsub_emulator, slice30,
 
 @pytest.mark.slow
 def test_record_then_replay_gives_the_tables_of_the_original(slice30, tmp_path, capsys):
-    from peloton.stage import stage_from_recording
+    from peloton.match.stage import stage_from_recording
     from pipelines.replay import build_replay
     from apache_beam.testing.test_pipeline import TestPipeline
 

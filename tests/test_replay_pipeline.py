@@ -8,8 +8,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from peloton.evaluate import read_table
-from peloton.gate import Gate
+from peloton.ingest.gate import Gate
+from peloton.sim.evaluate import read_table
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
 from transforms.match import MatchToCourse

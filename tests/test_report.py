@@ -14,9 +14,9 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from peloton.report import (ETA_HORIZON_S, _eta_rows, family_name, race_timezone, read_tables, render_report, report_data,
+from peloton.report.page import (ETA_HORIZON_S, _eta_rows, family_name, race_timezone, read_tables, render_report, report_data,
                             stage_result)
-from peloton.stage import Stage
+from peloton.match.stage import Stage
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
 from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,

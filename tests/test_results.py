@@ -1,7 +1,7 @@
 """The stage result kernel on finishes whose crossings are known by construction."""
 import numpy as np
 
-from peloton.results import Crossings, line_crossings, rank_results, same_time_gap_s, stage_results
+from peloton.state.results import Crossings, line_crossings, rank_results, same_time_gap_s, stage_results
 
 T0 = 1.78e9
 LINE_KM = 20.0
@@ -171,9 +171,9 @@ def test_a_simulated_race_whose_riders_cross_well_apart_gets_decided_places(tmp_
 
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from peloton.evaluate import read_table
-    from peloton.simulate import SimParams, recording_document, simulate_race
-    from peloton.stage import stage_from_recording
+    from peloton.match.stage import stage_from_recording
+    from peloton.sim.evaluate import read_table
+    from peloton.sim.simulate import SimParams, recording_document, simulate_race
     from pipelines.replay import build_replay
     from tests.helpers import line_course
 

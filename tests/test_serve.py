@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from peloton.engine import RaceEngine
-from peloton.feed import concat_batches, parse_message
-from peloton.matching import dedupe
-from peloton.predict import StageModel
-from peloton.recording import iter_messages
+from peloton.ingest.feed import concat_batches, parse_message
+from peloton.ingest.recording import iter_messages
+from peloton.match.matching import dedupe
+from peloton.predict.model import StageModel
+from peloton.state.engine import RaceEngine
 from pipelines.cli import main as peloton
 from pipelines.pubsub import output_topic
 from pipelines.serve import STALL_AFTER_S, LivePage

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from peloton.course import Course
-from peloton.evaluate import adjusted_rand_index, group_accuracy, read_table
-from peloton.feed import parse_message
-from peloton.simulate import PLACEHOLDER, SimParams, recording_document, simulate_race, truth_document
-from peloton.stage import read_course_file, stage_from_recording
+from peloton.ingest.feed import parse_message
+from peloton.match.course import Course
+from peloton.match.stage import read_course_file, stage_from_recording
+from peloton.sim.evaluate import adjusted_rand_index, group_accuracy, read_table
+from peloton.sim.simulate import PLACEHOLDER, SimParams, recording_document, simulate_race, truth_document
 from tests.conftest import COURSES
 from tests.helpers import line_course
 

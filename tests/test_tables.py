@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from peloton import eventtime
-from peloton.engine import EngineParams
-from peloton.publish import shift_to_now
-from peloton.schemas import field_names
-from peloton.tables import CAUSAL, LIVE, REPLAY, TABLES, drawn, table_of, written_by
-from peloton.windowing import Windowing
+from peloton.ingest import eventtime
+from peloton.ingest.windowing import Windowing
+from peloton.output.schemas import field_names
+from peloton.output.tables import CAUSAL, LIVE, REPLAY, TABLES, drawn, table_of, written_by
+from peloton.sim.publish import shift_to_now
+from peloton.state.engine import EngineParams
 from pipelines.live import build_live
 from pipelines.pubsub import output_topic
 from pipelines.replay import build_replay

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from peloton.classifications import Standings, parse_standings
-from peloton.evaluate import read_table
-from peloton.simulate import _course_meta, simulate_tour
+from peloton.sim.evaluate import read_table
+from peloton.sim.simulate import _course_meta, simulate_tour
+from peloton.state.classifications import Standings, parse_standings
 from pipelines.cli import main
 from tests.conftest import DATA
 

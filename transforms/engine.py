@@ -1,6 +1,6 @@
 """Beam glue of the incremental race engine: the causal replay (batch) and the live race state (streaming).
 
-Both run :class:`peloton.engine.RaceEngine` over a stage's fixes in window
+Both run :class:`peloton.state.engine.RaceEngine` over a stage's fixes in window
 order, so they give the same rows. Live, one engine per stage lives in the
 runner's keyed state, and two streams come out:
 
@@ -30,24 +30,24 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from peloton.classifications import StageClassifier
-from peloton.clock import ClockWatch
-from peloton.engine import EngineParams, RaceEngine, Step
-from peloton.feed import FixBatch, Reason, concat_batches, dead_letter, fix_json
-from peloton.matching import MatchParams, dedupe
-from peloton.race import RaceParams
-from peloton.results import same_time_gap_s
-from peloton.rows import dead_letter_columns, rejected_dead_letters, split_by_time
-from peloton.stage import Stage
-from peloton.table import Columns
-from peloton.windowing import window_end, window_index, window_start
+from peloton.ingest.clock import ClockWatch
+from peloton.ingest.feed import FixBatch, Reason, concat_batches, dead_letter, fix_json
+from peloton.ingest.windowing import window_end, window_index, window_start
+from peloton.match.matching import MatchParams, dedupe
+from peloton.match.stage import Stage
+from peloton.output.table import Columns
+from peloton.state.classifications import StageClassifier
+from peloton.state.engine import EngineParams, RaceEngine, Step
+from peloton.state.race import RaceParams
+from peloton.state.results import same_time_gap_s
+from peloton.state.rows import dead_letter_columns, rejected_dead_letters, split_by_time
 from transforms.worker_cache import stage_model
 
 __all__ = ["CausalRaceState", "LiveRaceState", "LiveRaceStateFn", "PROVISIONAL", "LATE", "DEAD_LETTER"]
 
 log = logging.getLogger("peloton")
 
-from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
+from peloton.output.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 LATE = Reason.LATE  # the tag of late rows is their reason
 PROVISIONAL = "provisional"  # tag prefix: provisional_rider_state, provisional_groups, provisional_predictions
 
@@ -166,7 +166,7 @@ class LiveRaceStateFn(_EngineFn):
     FINAL_ENGINE = ReadModifyWriteStateSpec("final_engine", PickleCoder())
     FAST_ENGINE = ReadModifyWriteStateSpec("fast_engine", PickleCoder())
     SETTLED = ReadModifyWriteStateSpec("settled_until", FloatCoder())
-    CLOCKS = ReadModifyWriteStateSpec("clocks", PickleCoder())  # peloton.clock.ClockWatch: trackers' clocks
+    CLOCKS = ReadModifyWriteStateSpec("clocks", PickleCoder())  # peloton.ingest.clock.ClockWatch: trackers' clocks
     SETTLE = TimerSpec("settle", TimeDomain.WATERMARK)
     END = TimerSpec("end_of_stage", TimeDomain.WATERMARK)  # the input is over (drained, or a test stream's end)
 

@@ -43,19 +43,19 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from peloton import eventtime
-from peloton.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
-from peloton.feed import FixBatch, Reason, dead_letter, fix_raw
-from peloton.gate import Gate
-from peloton.matching import MAX_POSITIONS_PER_FIX, same_position
-from peloton.rows import dead_letter_columns
-from peloton.windowing import Windowing, window_end, window_index
+from peloton.ingest import eventtime
+from peloton.ingest.auth import ATTR_SIGNATURE, ENV_KEYS, Keyring, Limits, event_time_attribute_s
+from peloton.ingest.feed import FixBatch, Reason, dead_letter, fix_raw
+from peloton.ingest.gate import Gate
+from peloton.ingest.windowing import Windowing, window_end, window_index
+from peloton.match.matching import MAX_POSITIONS_PER_FIX, same_position
+from peloton.state.rows import dead_letter_columns
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
            "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
 
 LATE = Reason.LATE  # the tag of late rows is their reason
-from peloton.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
+from peloton.output.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
@@ -102,7 +102,7 @@ def _now(security_clock, check_clock: bool) -> float | None:
 class ScreenMessagesFn(beam.DoFn):
     """PubsubMessage -> the same message, or a dead letter when it breaks a limit or its signature is bad.
 
-    Runs :meth:`peloton.gate.Gate.screen` before any parsing: size and
+    Runs :meth:`peloton.ingest.gate.Gate.screen` before any parsing: size and
     attribute limits, event times in the future, and (with a keyring) the
     HMAC signature.
     """

@@ -7,10 +7,10 @@ import time
 import apache_beam as beam
 from apache_beam import pvalue
 
-from peloton.feed import concat_batches
-from peloton.matching import Matched, MatchParams, match_fixes
-from peloton.rows import dead_letter_columns, rejected_dead_letters
-from peloton.stage import Stage
+from peloton.ingest.feed import concat_batches
+from peloton.match.matching import Matched, MatchParams, match_fixes
+from peloton.match.stage import Stage
+from peloton.state.rows import dead_letter_columns, rejected_dead_letters
 from transforms.parse import DEAD_LETTER
 from transforms.worker_cache import stage_model
 

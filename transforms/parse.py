@@ -7,10 +7,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from peloton.feed import FixBatch
-from peloton.gate import Gate
-from peloton.rows import dead_letter_columns, split_by_time
-from peloton.tables import DEAD_LETTER  # the tag of rejected rows is their table
+from peloton.ingest.feed import FixBatch
+from peloton.ingest.gate import Gate
+from peloton.output.tables import DEAD_LETTER  # the tag of rejected rows is their table
+from peloton.state.rows import dead_letter_columns, split_by_time
 
 __all__ = ["ParseMessagesFn", "ParseMessages", "DEAD_LETTER"]
 

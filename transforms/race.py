@@ -9,15 +9,15 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from peloton.classifications import StageClassifier
-from peloton.climbs import climb_efforts
-from peloton.predict import forecast_race
-from peloton.quality import Quality
-from peloton.race import RaceParams, derive_race_state
-from peloton.results import same_time_gap_s
-from peloton.rows import add_wind, rider_state_columns, split_by_time
-from peloton.stage import Stage
-from peloton.table import Columns
+from peloton.match.quality import Quality
+from peloton.match.stage import Stage
+from peloton.output.table import Columns
+from peloton.predict.model import forecast_race
+from peloton.state.classifications import StageClassifier
+from peloton.state.climbs import climb_efforts
+from peloton.state.race import RaceParams, derive_race_state
+from peloton.state.results import same_time_gap_s
+from peloton.state.rows import add_wind, rider_state_columns, split_by_time
 from transforms.worker_cache import stage_model
 
 __all__ = ["RaceStateFn", "DeriveRaceState"]

@@ -7,7 +7,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from peloton.recording import decode_bytes, iter_messages
+from peloton.ingest.recording import decode_bytes, iter_messages
 
 __all__ = ["ReadArchive", "read_archive_messages"]
 

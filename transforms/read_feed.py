@@ -35,7 +35,7 @@ import time
 
 import apache_beam as beam
 
-from peloton import eventtime
+from peloton.ingest import eventtime
 
 __all__ = ["ReadFeed", "STOP", "PULL_WAIT_S", "subscriber_client", "rewind_subscription"]
 

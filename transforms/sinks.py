@@ -1,8 +1,8 @@
 """Sinks: every table written with its schema from ``schemas/``.
 
-Elements are :class:`peloton.table.Columns` batches (one feed tick's worth):
+Elements are :class:`peloton.output.table.Columns` batches (one feed tick's worth):
 Beam's per-element cost is paid per tick, not per row, and the Avro encoder
-works on whole columns (:mod:`peloton.avro_columns`).
+works on whole columns (:mod:`peloton.output.avro_columns`).
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from peloton import eventtime
-from peloton.avro_columns import container_block, container_header, encode_records
-from peloton.schemas import load_schema
-from peloton.table import Columns
+from peloton.ingest import eventtime
+from peloton.output.avro_columns import container_block, container_header, encode_records
+from peloton.output.schemas import load_schema
+from peloton.output.table import Columns
 from transforms.worker_cache import once_per_pipeline, pipeline_token, publisher_client
 
 __all__ = ["AvroColumnsSink", "WriteAvroTable", "WriteTableToPubSub", "PublishRowsFn", "WriteLiveAvroTable",
@@ -227,7 +227,7 @@ class DropWrittenFn(beam.DoFn):
         self.written = None
 
     def setup(self):
-        from peloton.tables import written_keys
+        from peloton.output.tables import written_keys
 
         self.written = once_per_pipeline(self.token, f"written:{self.table}",
                                          lambda: written_keys(self.out_dir, self.table))
@@ -236,7 +236,7 @@ class DropWrittenFn(beam.DoFn):
         if not self.written:
             yield batch
             return
-        from peloton.tables import row_key
+        from peloton.output.tables import row_key
 
         fresh = np.array([row_key(self.table, r) not in self.written for r in batch.to_json_rows()], dtype=bool)
         dropped = int((~fresh).sum())
@@ -278,7 +278,7 @@ class WriteTableToBigQuery(beam.PTransform):
         self.table, self.dataset, self.method = table, dataset, method
 
     def expand(self, batches):
-        from peloton.bigquery import bigquery_row, table_spec
+        from peloton.output.bigquery import bigquery_row, table_spec
 
         table, spec = self.table, table_spec(self.table)
         return (batches

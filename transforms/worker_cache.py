@@ -17,8 +17,8 @@ __all__ = ["stage_model", "publisher_client", "pipeline_token", "once_per_pipeli
 @functools.lru_cache(maxsize=8)
 def stage_model(stage_json: str):
     """(Stage, Course with its spatial index, StageModel) of a stage spec."""
-    from peloton.predict import StageModel
-    from peloton.stage import Stage
+    from peloton.match.stage import Stage
+    from peloton.predict.model import StageModel
 
     stage = Stage.from_json(stage_json)
     course = stage.course()
