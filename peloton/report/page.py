@@ -23,9 +23,10 @@ from peloton.match.quality import Quality
 from peloton.match.stage import Stage
 from peloton.output.tables import drawn
 from peloton.sim.evaluate import read_table
+from peloton.state.virtual_gc import VIRTUAL_GENERAL
 
 __all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S",
-           "race_timezone", "decisive_moment", "stage_result", "classifications_view", "attack_stuck", "ETA_HORIZON_S"]
+           "race_timezone", "decisive_moment", "stage_result", "classifications_view", "virtual_gc_view", "attack_stuck", "ETA_HORIZON_S"]
 
 FRAME_S = 30.0  # the slider's step
 _TABLES = drawn()  # what the page draws, from the registry
@@ -341,6 +342,31 @@ def classifications_view(rows: list[dict], names: dict | None = None) -> dict | 
     return out
 
 
+#: How many riders of the virtual general classification the page lists.
+VIRTUAL_TOP = 10
+
+
+def virtual_gc_view(rows: list[dict]) -> dict | None:
+    """The live virtual general classification as the page replays it (``classifications`` rows
+    ``virtual_general``): the rows that put a rider in the top :data:`VIRTUAL_TOP` or take him out of it, as
+    ``[event_time, bib, place_min, place_max, value, value_min, value_max, gap_to_leader, decided]`` in time
+    order (the page keeps each rider's latest at the moment shown). None without rows."""
+    ordered = sorted((r for r in rows if r.get("classification") == VIRTUAL_GENERAL and r.get("bib") is not None),
+                     key=lambda r: (row_ms(r["event_time"]), r["place_min"], r["bib"]))
+    if not ordered:
+        return None
+    shown, was_top = [], set()
+    for r in ordered:
+        top = r["place_min"] <= VIRTUAL_TOP
+        if top or r["bib"] in was_top:
+            shown.append([row_ms(r["event_time"]), r["bib"], r["place_min"], r["place_max"], r.get("value"),
+                          r["value_min"], r["value_max"], r.get("gap_to_leader"), bool(r["decided"])])
+        (was_top.add if top else was_top.discard)(r["bib"])
+    return {"rows": shown, "top": VIRTUAL_TOP,
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in ordered),
+            "standings_before": not ordered[0]["detail"].startswith("this stage alone")}
+
+
 def _event_size(e: dict, ticks: _Ticks) -> int:
     """How many riders an event is about: the biggest of the groups it names (or its riders)."""
     ids = [i for i in (e.get("group_ids") or []) if i is not None]
@@ -411,16 +437,18 @@ def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
         "catch": catch, "climb_efforts": best, "standings": standings,
         "decisive": decisive_moment(stage, tables, frames["t"]),
         "result": stage_result(tables.get("results", []), names={b: v["name"] for b, v in names.items()}),
-        "classifications": classifications_view(tables.get("classifications", []),
+        "classifications": classifications_view([r for r in tables.get("classifications", [])
+                                                 if r["classification"] != VIRTUAL_GENERAL],
                                                 names={b: v["name"] for b, v in names.items()}),
+        "virtual_gc": virtual_gc_view(tables.get("classifications", [])),
         "newest_event_time": max((r["event_time"] for r in tables.get("rider_state", [])), default=None),
     }
 
 
 def render_report(data: dict, live: bool = False) -> str:
     """The page: template, styles, script and data in one HTML text."""
-    page = resources.files("peloton").joinpath("report.html").read_text(encoding="utf-8")
-    vendor = resources.files("peloton").joinpath("vendor")
+    page = resources.files("peloton.report").joinpath("report.html").read_text(encoding="utf-8")
+    vendor = resources.files("peloton.report").joinpath("vendor")
     chart_js = vendor.joinpath("uPlot.iife.min.js").read_text(encoding="utf-8").replace("</", "<\\/")
     chart_css = vendor.joinpath("uPlot.min.css").read_text(encoding="utf-8")
     page = page.replace("/*__CHART_CSS__*/", chart_css).replace("/*__CHART_JS__*/", chart_js)
