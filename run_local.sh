@@ -17,6 +17,9 @@
 #                             a local Flink session cluster (JobManager + 2 TaskManagers, web UI on
 #                             localhost:8081) for 'peloton replay --runner FlinkRunner'; setup fetches Flink and
 #                             Beam's Flink job server once into ~/.cache/peloton/flink (README, "Flink")
+#   ./run_local.sh prism setup|path
+#                             build Beam's Prism runner once from the Go module proxy into ~/.cache/peloton/prism,
+#                             for '--runner PrismRunner' (README, "Prism"); path prints the binary
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -196,8 +199,16 @@ case "$cmd" in
       *) echo "usage: $0 flink setup|start [PORT [RPC_PORT]]|stop|status" >&2; exit 2 ;;
     esac
     ;;
+  prism)
+    sub=${1:-}
+    [ $# -gt 0 ] && shift
+    case "$sub" in
+      setup|path) setup; PELOTON_VENV=$VENV exec scripts/prism.sh "$sub" "$@" ;;
+      *) echo "usage: $0 prism setup|path" >&2; exit 2 ;;
+    esac
+    ;;
   *)
-    echo "usage: $0 [replay|test|test-all|live|bench|lock|flink] [args...]" >&2
+    echo "usage: $0 [replay|test|test-all|live|bench|lock|flink|prism] [args...]" >&2
     exit 2
     ;;
 esac

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from peloton.sim.evaluate import NothingToEvaluate, TableError
     from peloton.state.classifications import StandingsError
     from pipelines.flink import FlinkError
+    from pipelines.prism import PrismError
     from pipelines.pubsub import PubSubError
 
     try:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (CliError, RecordingError, StageError, StandingsError, RankingsError, OSError, PubSubError, TableError,
-            NothingToEvaluate, FlinkError) as exc:
+            NothingToEvaluate, FlinkError, PrismError) as exc:
         print(f"peloton: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -142,6 +142,9 @@ taskmanager:
   # (what counts is the job server's setting, pipelines/flink.py CLIENT_CONFIG; this one for other clients)
   runtime: {large-record-handler: true}
 rest: {address: localhost, bind-address: localhost, port: $PORT}
+# RPC answers within 60 s, not Flink's 10 s: on a loaded 2-core machine a TaskManager took longer to accept a
+# task and the job failed ("not responding after a rpcTimeout of 10000 ms"; BENCHMARKS.md, "Scale (issue 27)")
+pekko: {ask: {timeout: 60 s}}
 parallelism: {default: 2}
 io: {tmp: {dirs: $STATE/tmp}}
 blob: {server: {port: "0"}}

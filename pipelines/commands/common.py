@@ -15,7 +15,7 @@ from peloton.ingest.racecenter import RaceCenterError
 
 __all__ = ["CliError", "Parser", "STANDINGS_HELP", "number", "truthy", "check_beam_args", "check_out_folder",
            "check_output_file", "check_recording", "check_dataset", "counters", "replay_race_params",
-           "with_standings", "one_line", "exit_now", "sigterm_as_interrupt", "check_date"]
+           "with_standings", "runner_args", "one_line", "exit_now", "sigterm_as_interrupt", "check_date"]
 
 log = logging.getLogger("peloton")
 
@@ -126,6 +126,24 @@ def check_beam_args(beam_args: list[str]) -> str:
             raise CliError(f"unknown option {word}: neither peloton's nor Beam's{hint}")
         raise CliError(f"unexpected argument {word!r}")
     return (runner or "DirectRunner").split(".")[-1]
+
+
+def runner_args(beam_args: list[str]) -> list[str]:
+    """``beam_args`` checked, with what the chosen runner needs from the local caches (never a download at run
+    time): Flink's job server jar (:mod:`pipelines.flink`), Prism's binary (:mod:`pipelines.prism`)."""
+    from pipelines.flink import flink_args, normalize_flags
+    from pipelines.prism import prism_args
+
+    beam_args = normalize_flags(beam_args)
+    runner = check_beam_args(beam_args)
+    if runner == "FlinkRunner":
+        beam_args = flink_args(beam_args)
+    elif runner == "PrismRunner":
+        beam_args = prism_args(beam_args)
+    if runner in ("FlinkRunner", "PrismRunner"):
+        # a SIGTERM exits through atexit, where Beam stops the job server it started (else it is orphaned)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return beam_args
 
 
 def check_out_folder(path: str, what: str) -> None:

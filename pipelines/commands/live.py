@@ -8,7 +8,7 @@ import sys
 import time
 
 from pipelines.commands.common import (STANDINGS_HELP, CliError, check_beam_args, check_dataset, check_out_folder,
-                                       number, truthy, with_standings)
+                                       number, runner_args, truthy, with_standings)
 
 __all__ = ["add", "run", "DRAIN_TIMEOUT_S"]
 
@@ -64,6 +64,9 @@ def run(args, beam_args) -> int:
     from peloton.match.stage import resolve_stage
     from pipelines.pubsub import (OUTPUT_TABLES, check_pubsub_reachable, checked_subscription, checked_topic,
                                   feed_keyring, feed_keys_text, output_topic)
+    from pipelines.prism import refuse_live
+
+    refuse_live(beam_args)
 
     subscription = checked_subscription(args.subscription)
     if args.output_topic_prefix:
@@ -91,7 +94,7 @@ def run(args, beam_args) -> int:
     from peloton.ingest.windowing import Windowing
     from transforms.live import FeedSecurity
 
-    beam_args = with_local_runner(beam_args, streaming=True)
+    beam_args = runner_args(with_local_runner(beam_args, streaming=True))
     runner = check_beam_args(beam_args)
     stage = with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable

@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 
-from pipelines.commands.common import (STANDINGS_HELP, CliError, check_beam_args, check_dataset, check_out_folder,
-                                       check_recording, counters, replay_race_params, with_standings)
+from pipelines.commands.common import (STANDINGS_HELP, CliError, check_dataset, check_out_folder, check_recording,
+                                       counters, replay_race_params, runner_args, with_standings)
 
 __all__ = ["add", "run"]
 
@@ -60,16 +59,10 @@ def official_rankings(stage, path: str | None):
 
 def run(args, beam_args) -> int:
     from peloton.match.stage import resolve_stage
-    from pipelines.flink import flink_args, normalize_flags
     from pipelines.replay import run_replay
 
     started = time.perf_counter()
-    beam_args = normalize_flags(beam_args)
-    if check_beam_args(beam_args) == "FlinkRunner":
-        beam_args = flink_args(beam_args)
-        # a SIGTERM exits through atexit, where Beam stops the job server JVM it started (else it is orphaned)
-        import signal
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    beam_args = runner_args(beam_args)
     if args.course and args.stage:
         raise CliError("give --course FILE or --stage FILE, not both (a stage file holds its course)")
     check_out_folder(args.out, "--out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from pipelines.commands.common import CliError, check_beam_args, check_out_folder, replay_race_params
+from pipelines.commands.common import CliError, check_out_folder, replay_race_params, runner_args
 
 __all__ = ["add", "run"]
 
@@ -28,7 +28,7 @@ def run(args, beam_args) -> int:
     from pipelines.tour import TourError, run_tour
 
     started = time.perf_counter()
-    check_beam_args(beam_args)
+    beam_args = runner_args(beam_args)
     check_out_folder(args.out, "--out")
     try:
         files = run_tour(args.dir, args.out, beam_args, replay_race_params(beam_args), causal=args.causal,
