@@ -83,13 +83,15 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         assert clock.get_attribute("title").startswith(time.strftime("%H:%M:%S", time.gmtime(state["t"] / 1000)))
         # the situation strip lists the groups of that moment, and comes before everything else
         assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
+        # who leads the race on the road comes first: the virtual yellow jersey's chip
+        assert driver.execute_script("return document.querySelector('#strip .chip').classList.contains('vyellow')")
         strip_box = driver.find_element("id", "strip").rect
         for card in ("map-card", "gaps-card", "groups-card"):
             assert driver.find_element("id", card).rect["y"] > strip_box["y"]
         driver.execute_script("window.scrollTo(0, 1500)")  # the strip stays on screen as the page scrolls
         assert driver.execute_script("return document.getElementById('strip-wrap').getBoundingClientRect().top") == 0
         driver.execute_script("window.scrollTo(0, 0)")
-        driver.find_elements("css selector", "#strip .chip")[0].click()
+        driver.find_elements("css selector", "#strip .chip:not(.vyellow)")[0].click()
         assert driver.find_element("id", "who").text.startswith("Breakaway")  # the riders' names on tap
         # charts: labelled axes, a legend, the key events labelled (and the others counted)
         axes = chart_axes(driver)
@@ -168,7 +170,9 @@ def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4
         assert name in [t.text for t in driver.find_elements("css selector", "#map text.flabel")]
         assert driver.find_elements("css selector", f"#profile path.followed[data-bib='{bib}']")
         chips = driver.find_elements("css selector", "#strip .chip.followed")
-        assert len(chips) == 1 and name in chips[0].text
+        # his group's chip, and the virtual yellow jersey's when it is he who holds it
+        groups = [c for c in chips if "vyellow" not in (c.get_attribute("class") or "")]
+        assert len(groups) == 1 and name in groups[0].text and len(chips) - len(groups) <= 1
         assert driver.execute_script("return window.pelotonCharts().gaps.series[5].show") is True
         assert name in driver.find_element("css selector", "#gaps .u-legend").text
         assert driver.find_elements("css selector", "#groups-table tr.followed")

@@ -374,23 +374,38 @@ def classifications_view(rows: list[dict], names: dict | None = None) -> dict | 
 VIRTUAL_TOP = 10
 
 
+def _round(x, digits: int = 1):
+    """A number as short as the page needs it (0.1 s; whole numbers without their '.0')."""
+    if x is None:
+        return None
+    x = round(float(x), digits)
+    return int(x) if x.is_integer() else x
+
+
 def virtual_gc_view(rows: list[dict]) -> dict | None:
     """The live virtual general classification as the page replays it (``classifications`` rows
     ``virtual_general``): the rows that put a rider in the top :data:`VIRTUAL_TOP` or take him out of it, as
-    ``[event_time, bib, place_min, place_max, value, value_min, value_max, gap_to_leader, decided]`` in time
-    order (the page keeps each rider's latest at the moment shown). None without rows."""
+    ``[s after t0, bib, place_min, place_max, value_min, value_max, gap_to_leader, decided 0/1]`` in time
+    order (the page keeps each rider's latest at the moment shown), a rider's last of each step of the slider
+    (``FRAME_S``), times to 0.1 s. None without rows."""
     ordered = sorted((r for r in rows if r.get("classification") == VIRTUAL_GENERAL and r.get("bib") is not None),
                      key=lambda r: (row_ms(r["event_time"]), r["place_min"], r["bib"]))
     if not ordered:
         return None
-    shown, was_top = [], set()
+    latest, was_top = {}, set()
     for r in ordered:
         top = r["place_min"] <= VIRTUAL_TOP
-        if top or r["bib"] in was_top:
-            shown.append([row_ms(r["event_time"]), r["bib"], r["place_min"], r["place_max"], r.get("value"),
-                          r["value_min"], r["value_max"], r.get("gap_to_leader"), bool(r["decided"])])
+        if top or r["bib"] in was_top:  # a rider's last row of each of the slider's steps: what the page can show
+            t = row_ms(r["event_time"])
+            latest[(t // int(FRAME_S * 1000), r["bib"])] = [
+                t, r["bib"], r["place_min"], r["place_max"], _round(r["value_min"]), _round(r["value_max"]),
+                _round(r.get("gap_to_leader")), int(bool(r["decided"]))]
         (was_top.add if top else was_top.discard)(r["bib"])
-    return {"rows": shown, "top": VIRTUAL_TOP,
+    shown = sorted(latest.values(), key=lambda row: (row[0], row[2], row[1]))
+    t0 = shown[0][0]
+    for row in shown:  # seconds after the first row: the page's biggest table stays small
+        row[0] = _round((row[0] - t0) / 1000.0, 3)
+    return {"rows": shown, "t0": t0, "top": VIRTUAL_TOP,
             "provisional": any(r.get("source", "provisional") == "provisional" for r in ordered),
             "standings_before": not ordered[0]["detail"].startswith("this stage alone")}
 
