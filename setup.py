@@ -4,15 +4,16 @@ Bounds here are what a user installing peloton beside other code can live with; 
 tested with are locked in ``constraints.txt`` (``./run_local.sh`` installs exactly those, ``./run_local.sh lock``
 upgrades them and runs the suite).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="peloton",
     version="0.1.0",
     description="Real-time dataflow pipeline for professional road race tracking",
     python_requires=">=3.10",
-    packages=["peloton", "peloton.vendor", "transforms", "pipelines", "schemas"],
-    package_data={"schemas": ["*.avsc"], "peloton": ["report.html"], "peloton.vendor": ["*"]},
+    # peloton's folders follow the flow (ingest, match, state, predict, output, report; sim apart)
+    packages=find_packages(include=["peloton", "peloton.*", "transforms", "pipelines", "schemas"]),
+    package_data={"schemas": ["*.avsc"], "peloton.report": ["report.html", "vendor/*"]},
     include_package_data=True,
     install_requires=[
         # gcp: Pub/Sub, BigQuery, GCS and Dataflow. Bounded above while transforms/read_feed.py patches the local

@@ -1,39 +1,39 @@
 """Race day ingest: the official Race Center's live stream -> the pipeline's Pub/Sub topic.
 
-    peloton racecenter serve RECORDING [--speed N] [--port P] [faults]   a local stand-in for rehearsals
-    peloton bridge --source URL --topic T [--sign-key-id ID --feed-keys F]
-    peloton stage fetch --source URL --date YYYY-MM-DD > stage.json
-    peloton record --source URL --out RECORDING
-
-The bridge publishes each telemetry tick as ``peloton publish`` does
-(:func:`peloton.sim.publish.tick_message`: the same attributes, event time from
+The bridge (``peloton bridge``, :mod:`pipelines.commands.bridge`) publishes each telemetry tick as
+``peloton publish`` does (:func:`peloton.sim.publish.tick_message`: the same attributes, event time from
 the tick's ``TimeStamp``, signed when asked). Reading and publishing are two
 threads joined by a bounded buffer: a slow Pub/Sub never stalls the reading
 (the server would drop a client that does not read), and when the buffer is
 full the oldest tick is dropped and counted, said on stderr.
+
+After the finish the bridge also brings the organiser's result: once the ticks
+have stopped for ``--rankings-after-s`` (the trackers are off: the stage is
+over) it polls ``/api/rankingTypeArrival-YEAR-STAGE`` every
+``--rankings-every-s`` until the Race Center has it (404 or an empty list
+before), and publishes it once on the same topic, attribute ``kind`` =
+``rankings`` (:mod:`peloton.ingest.official`), ``bind`` what it fetched, event time
+the last tick's: the live pipeline's gate checks it and turns it into
+official rows.
 """
 from __future__ import annotations
 
 import collections
-import datetime
-import gzip
+import hashlib
 import json
 import logging
-import os
-import re
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
+from peloton.ingest import eventtime
 from peloton.ingest.eventtime import seconds
-from peloton.sim.publish import ATTR_EVENT_TIME, ATTR_MESSAGE_ID, sign_message, tick_message
-from peloton.ingest.racecenter import (PARIS, Faults, RaceCenterError, RaceCenterServer, ResilientStream, classify_update,
-                                fetch_rest, race_center_base, race_date, trace_base_for)
+from peloton.ingest.official import ATTR_BIND, RANKINGS_KIND, compact_rankings, rankings_bind
+from peloton.ingest.racecenter import RaceCenterError, classify_update, get_json, race_date
+from peloton.sim.publish import ATTR_EVENT_TIME, ATTR_KIND, ATTR_MESSAGE_ID, ATTR_STAGE, sign_message, tick_message
 
-__all__ = ["Bridge", "BridgeStats", "make_publisher", "cmd_bridge", "cmd_racecenter_serve", "cmd_stage_fetch",
-           "cmd_record", "window_events"]
+__all__ = ["Bridge", "BridgeStats", "make_publisher", "rankings_fetcher", "rankings_from_truth"]
 
 log = logging.getLogger("peloton")
 
@@ -56,13 +56,20 @@ class BridgeStats:
     last_tick_at: float = 0.0  # wall clock of the last tick read
     first_dropped: str = ""
     last_dropped: str = ""
+    first_tick_s: float | None = None  # event time of the first and the newest tick read
+    newest_tick_s: float | None = None
+    rankings: str = ""  # the rankings document published (its bind), once
+    rankings_polls: int = 0  # polls of the rankings before it was out
 
 
 class Bridge:
     """Read ticks from a :class:`ResilientStream`, publish each once through ``publish(data, **attrs) -> future``."""
 
     def __init__(self, stream, publish, stage_id: str | None = None, sign_key_id: str = "", sign_key: bytes = b"",
-                 buffer_max: int = 1000, max_in_flight: int = 100, progress_s: float = 5.0, say=None):
+                 buffer_max: int = 1000, max_in_flight: int = 100, progress_s: float = 5.0, say=None,
+                 fetch_rankings=None, rankings_every_s: float = 60.0, rankings_after_s: float = 120.0):
+        """``fetch_rankings(first tick s) -> (bind, document) or None`` (not out yet): the organiser's result,
+        polled every ``rankings_every_s`` once no tick came for ``rankings_after_s`` (None: not polled)."""
         self.stream, self.publish = stream, publish
         self.stage_id, self.sign_key_id, self.sign_key = stage_id, sign_key_id, sign_key
         self.buffer_max, self.max_in_flight, self.progress_s = buffer_max, max_in_flight, progress_s
@@ -74,6 +81,8 @@ class Bridge:
         self._in_flight = 0
         self._closing = False
         self._last_drop_note = 0.0
+        self.fetch_rankings = fetch_rankings
+        self.rankings_every_s, self.rankings_after_s = rankings_every_s, rankings_after_s
 
     # -- reading (the caller's thread: Ctrl-C lands here)
 
@@ -81,6 +90,8 @@ class Bridge:
         """Bridge until interrupted (KeyboardInterrupt) or ``until()`` is true; flush; return the counts."""
         worker = threading.Thread(target=self._publish_loop, name="bridge-publish", daemon=True)
         worker.start()
+        if self.fetch_rankings is not None:
+            threading.Thread(target=self._rankings_loop, name="bridge-rankings", daemon=True).start()
         try:
             for event in self.stream:
                 if event is not None:
@@ -110,6 +121,8 @@ class Bridge:
         self.stats.ticks += 1
         self.stats.last_tick_at = time.time()
         ts = float(what["data"]["TimeStamp"])
+        self.stats.first_tick_s = ts if self.stats.first_tick_s is None else min(self.stats.first_tick_s, ts)
+        self.stats.newest_tick_s = ts if self.stats.newest_tick_s is None else max(self.stats.newest_tick_s, ts)
         data, attrs = tick_message(what, self.stage_id or race_date(ts))
         message_id = attrs[ATTR_MESSAGE_ID]
         if message_id in self._seen:
@@ -120,6 +133,9 @@ class Bridge:
             self._seen.popitem(last=False)
         if self.sign_key:
             sign_message(data, attrs, self.sign_key_id, self.sign_key)
+        self._enqueue(data, attrs)
+
+    def _enqueue(self, data: bytes, attrs: dict) -> None:
         with self._cond:
             if len(self._buffer) >= self.buffer_max:
                 _, old = self._buffer.popleft()
@@ -133,6 +149,37 @@ class Bridge:
                              f"the oldest (tick of {when}); {self.stats.dropped} dropped so far")
             self._buffer.append((data, attrs))
             self._cond.notify_all()
+
+    # -- the organiser's result (a worker thread)
+
+    def _rankings_loop(self) -> None:
+        """Once the ticks have stopped (the stage is over), poll the rankings until they are out; publish once."""
+        while not self._closing:
+            time.sleep(min(self.rankings_every_s, 1.0) if not self.stats.last_tick_at else self.rankings_every_s)
+            s = self.stats
+            if self._closing or not s.last_tick_at or time.time() - s.last_tick_at < self.rankings_after_s:
+                continue
+            s.rankings_polls += 1
+            try:
+                got = self.fetch_rankings(s.first_tick_s)
+            except RaceCenterError as exc:
+                if s.rankings_polls in (1, 10) or s.rankings_polls % 100 == 0:
+                    self.say(f"bridge: rankings not out yet ({exc})")
+                continue
+            if got is None:
+                continue
+            bind, doc = got
+            data = json.dumps(compact_rankings(doc), separators=(",", ":")).encode("utf-8")
+            stage_id = self.stage_id or race_date(s.first_tick_s)
+            attrs = {ATTR_EVENT_TIME: eventtime.attribute(s.newest_tick_s), ATTR_STAGE: stage_id,
+                     ATTR_KIND: RANKINGS_KIND, ATTR_BIND: bind,
+                     ATTR_MESSAGE_ID: f"{stage_id}-{bind}-{hashlib.sha256(data).hexdigest()[:16]}"}
+            if self.sign_key:
+                sign_message(data, attrs, self.sign_key_id, self.sign_key)
+            self._enqueue(data, attrs)
+            s.rankings = bind
+            self.say(f"bridge: the official result is out ({bind}, {len(data):,} bytes): published")
+            return
 
     # -- publishing (a worker thread)
 
@@ -195,6 +242,36 @@ def _clock(epoch_s: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch_s)) + " UTC"
 
 
+def rankings_fetcher(base: str, year: int | None = None, stage_number: int | None = None):
+    """``fetch(first tick s) -> (bind, document) or None``: the stage's rankings at ``base``; the stage found by
+    the first tick's date in ``/api/stage-YEAR`` unless given. None while it is not out (404, or empty)."""
+    found: dict = {}
+
+    def fetch(first_tick_s: float):
+        if "bind" not in found:
+            if year is not None and stage_number is not None:
+                found["bind"] = rankings_bind(year, stage_number)
+            else:
+                date = race_date(first_tick_s)
+                stages = get_json(f"{base}/api/stage-{date[:4]}") or []
+                number = next((s.get("stage") for s in stages if isinstance(s, dict)
+                               and str(s.get("date", ""))[:10] == date), None)
+                if number is None:
+                    raise RaceCenterError(f"no stage on {date} in {base}/api/stage-{date[:4]}")
+                found["bind"] = rankings_bind(date[:4], number)
+        try:
+            doc = get_json(f"{base}/api/{found['bind']}")
+        except RaceCenterError as exc:
+            if "404" in str(exc):
+                return None
+            raise
+        has_result = isinstance(doc, list) and any(isinstance(b, dict) and b.get("type") == "ite"
+                                                   and b.get("rankings") for b in doc)
+        return (found["bind"], doc) if has_result else None
+
+    return fetch
+
+
 def make_publisher():
     """The Pub/Sub client of the bridge: small batches, sent within 10 ms (a tick is one message every 6 s)."""
     from google.cloud import pubsub_v1
@@ -203,213 +280,26 @@ def make_publisher():
                                                                                   max_latency=0.01))
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (a service manager's stop) ends the bridge the way Ctrl-C does: flushed, exit 0."""
-    def handler(_signum, _frame):
-        raise KeyboardInterrupt
+def rankings_from_truth(truth: dict, recording: dict) -> list | None:
+    """The rankings document of a simulated stage from its true finishes (:func:`peloton.ingest.official.
+    rankings_from_finish`): the same-time gap, bonuses and finish points of its stage type; None without a
+    stage number or finishes."""
+    from peloton.ingest.official import rankings_from_finish
+    from peloton.match.stage import stage_from_recording
+    from peloton.state.classifications import FINISH_BONUS_S, FINISH_POINTS, TIME_TRIAL_TYPES, is_young
+    from peloton.state.results import same_time_gap_s
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
+    stage = stage_from_recording({**recording, "events": []})
+    finish = {int(b): float(t) for b, t in (truth.get("finish") or {}).items()}
+    info = ((recording.get("rest") or {}).get("stages") or {}).get(str((recording.get("meta") or {}).get("date")))
+    number = (info or {}).get("stage")
+    if not finish or stage.year is None or number is None:
+        return None
+    ticks = truth.get("ticks") or [min(finish.values())]
+    teams = {int(r["bib"]): r["team"] for r in stage.riders if r.get("team")}
+    young = {int(r["bib"]) for r, y in zip(stage.riders, is_young([r.get("birthdate") for r in stage.riders],
+                                                                   stage.year)) if y}
+    tt = stage.stage_type in TIME_TRIAL_TYPES
+    return rankings_from_finish(stage.year, int(number), finish, float(ticks[0]), same_time_gap_s(stage.stage_type),
+                                () if tt else FINISH_BONUS_S, FINISH_POINTS.get(stage.stage_type, ()), teams, young)
 
-
-def cmd_bridge(args, _beam_args) -> int:
-    from google.api_core import exceptions
-
-    from pipelines.pubsub import PubSubError, checked_topic, signing_key
-
-    topic = checked_topic(args.topic)
-    base = race_center_base(args.source)
-    sign_key = signing_key(args.sign_key_id, args.feed_keys)
-    publisher = make_publisher()
-    try:
-        publisher.get_topic(topic=topic, timeout=30)
-    except exceptions.NotFound:
-        raise PubSubError(f"no topic {topic}: create it with 'peloton pubsub init'") from None
-    except exceptions.GoogleAPICallError as exc:
-        raise PubSubError(f"Pub/Sub refused: {exc.message}") from None
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    stream = ResilientStream(base, idle_timeout_s=args.idle_timeout_s, log=lambda m: say(f"bridge: {m}"))
-    bridge = Bridge(stream, lambda data, **attrs: publisher.publish(topic, data, **attrs), stage_id=args.stage_id,
-                    sign_key_id=args.sign_key_id or "", sign_key=sign_key, buffer_max=args.buffer,
-                    progress_s=0 if args.quiet else args.progress_s, say=say)
-    _sigterm_as_interrupt()
-    say(f"bridge: {base}/live-stream -> {topic}  (Ctrl-C to stop)")
-    started = time.time()
-    deadline = started + args.duration_s if args.duration_s else None
-    try:
-        stats = bridge.run(until=(lambda: time.time() >= deadline) if deadline else None)
-    finally:
-        publisher.stop()
-    print(f"bridged {base}/live-stream to {topic} for {time.time() - started:.1f} s")
-    print(f"  ticks published:    {stats.published:>9,}")
-    print(f"  duplicates skipped: {stats.duplicates:>9,}  (resent after a reconnection)")
-    print(f"  other binds:        {sum(stats.other_binds.values()):>9,}  "
-          + ", ".join(f"{b}: {n}" for b, n in stats.other_binds.most_common(5)))
-    print(f"  malformed events:   {sum(stats.malformed.values()):>9,}  "
-          + ", ".join(f"{r}: {n}" for r, n in stats.malformed.most_common()))
-    print(f"  dropped (slow Pub/Sub): {stats.dropped:>5,}"
-          + (f"  ticks of {stats.first_dropped} .. {stats.last_dropped}" if stats.dropped else ""))
-    print(f"  reconnects:         {stream.reconnects:>9,}")
-    unsent = stats.ticks - stats.duplicates - stats.published - stats.dropped
-    if unsent:
-        print(f"  not flushed:        {unsent:>9,}  (Pub/Sub did not acknowledge them before the stop)")
-    return 0
-
-
-def _parse_faults(args) -> Faults:
-    try:
-        drops = tuple(int(x) for x in args.drop_at.split(",") if x.strip()) if args.drop_at else ()
-        stalls = tuple((int(a), float(b)) for a, b in (x.split(":") for x in args.stall_at.split(",") if x.strip())) \
-            if args.stall_at else ()
-    except ValueError:
-        raise RaceCenterError("--drop-at takes event numbers (10,20); --stall-at EVENT:SECONDS (30:90)") from None
-    return Faults(drop_at=drops, stall_at=stalls, malformed_every=args.malformed_every,
-                  other_every=args.other_every, chunk_quirks=args.chunk_quirks, seed=args.seed)
-
-
-def window_events(recording: dict, start_s: float, duration_s: float) -> dict:
-    """The recording's events from ``start_s`` seconds in (by their ``dt``), for ``duration_s`` (0: to the end)."""
-    kept, t = [], 0.0
-    for i, e in enumerate(recording.get("events") or []):
-        t += (float(e.get("dt") or 0) / 1000.0) if i and isinstance(e, dict) else 0.0
-        if t >= start_s and (not duration_s or t < start_s + duration_s):
-            kept.append(e)
-    return {**recording, "events": kept}
-
-
-def cmd_racecenter_serve(args, _beam_args) -> int:
-    from peloton.ingest.recording import detect_format, load_recording, read_text
-
-    text = read_text(args.recording)
-    if detect_format(text) != "recording":
-        raise RaceCenterError(f"{args.recording} is not a Race Center recording (JSON with events)")
-    recording = load_recording(text)
-    total_events = len(recording.get("events") or [])
-    recording = window_events(recording, args.start_s, args.duration_s)
-    if total_events and not recording["events"]:
-        raise RaceCenterError(f"nothing to serve: no event from --start-s {args.start_s:g} on (the recording's "
-                              f"{total_events:,} events)")
-    faults = _parse_faults(args)
-    try:
-        server = RaceCenterServer(recording, args.host, args.port, speed=args.speed, faults=faults,
-                                  keepalive_s=args.keepalive_s, shift_to_now=args.shift_to_now,
-                                  max_gap_s=args.max_gap_s, shift_lead_s=args.lead_s).start()
-    except OSError as exc:
-        raise RaceCenterError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    total = server.due[-1] if server.due else 0.0
-    print(f"race center stand-in of {server.date or 'the recording'} (stage {server.stage_number}): {server.url}  "
-          f"{len(server.events):,} events over {total / 60:.1f} min at "
-          f"{'full speed' if args.speed == 0 else f'{args.speed:g}x'}  (Ctrl-C to stop)", flush=True)
-    print(f"  stream {server.url}/live-stream; REST {server.url}/api/stage-{server.year}, "
-          f"/api/allCompetitors-{server.year}, /api/team-{server.year}, "
-          f"/api/checkpoint-{server.year}-{server.stage_number}, "
-          f"/tdf/{server.year}/stage-{server.stage_number}/trace.json", flush=True)
-    _sigterm_as_interrupt()
-    try:
-        deadline = time.time() + args.serve_for_s if args.serve_for_s else None
-        shift_said = False
-        while deadline is None or time.time() < deadline:
-            time.sleep(0.5)
-            if server.shift_s and not shift_said:
-                shift_said = True
-                print(f"  tick times shifted by {server.shift_s:+.0f} s (the first tick is now)", flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    st = server.stats
-    print(f"served {st.sent:,} events on {st.connections} connections ({st.resumed} resumed); faults: "
-          f"{st.drops} drops, {st.stalls} stalls, {st.malformed} malformed, {st.other} other binds")
-    return 0
-
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _check_date(date: str) -> str:
-    if not _DATE.match(date or ""):
-        raise RaceCenterError(f"--date must be YYYY-MM-DD: got {date!r}")
-    try:
-        datetime.date.fromisoformat(date)
-    except ValueError:
-        raise RaceCenterError(f"--date {date} is not a day of the calendar") from None
-    return date
-
-
-def cmd_stage_fetch(args, _beam_args) -> int:
-    """The stage file from the REST API, built by the same code as ``stage export`` builds it from a recording."""
-    from peloton.ingest.recording import read_text
-    from peloton.match.stage import parse_course_text, stage_from_recording
-
-    date = _check_date(args.date)
-    base = race_center_base(args.source)
-    rest = fetch_rest(base, date, args.trace_base, log=lambda m: log.warning("stage fetch: %s", m))
-    route = parse_course_text(read_text(args.course), args.course) if args.course else None
-    if route is None and not (rest.get("trace") or {}).get("routePoints"):
-        number = rest["stages"][date].get("stage")
-        raise RaceCenterError(f"no trace of stage {number} at {args.trace_base or trace_base_for(base)} (a time "
-                              f"trial has none): pass --course FILE")
-    stage = stage_from_recording({"meta": {"date": date, "year": int(date[:4])}, "rest": rest}, route=route)
-    stage.course()  # fail here, not on a worker, if the course is unusable
-    sys.stdout.write(stage.to_json() + "\n")
-    return 0
-
-
-def _write_recording(path: str, recording: dict) -> None:
-    data = json.dumps(recording, separators=(",", ":")).encode("utf-8")
-    tmp = path + ".part"
-    with open(tmp, "wb") as fh:
-        fh.write(gzip.compress(data, 6) if path.endswith(".gz") else data)
-    os.replace(tmp, path)
-
-
-def cmd_record(args, _beam_args) -> int:
-    """Record the stream and the REST snapshot in the shipped recordings' format (rewritten every minute)."""
-    date = _check_date(args.date) if args.date else datetime.datetime.now(PARIS).date().isoformat()
-    base = race_center_base(args.source)
-    if os.path.isdir(args.out):
-        raise RaceCenterError(f"--out {args.out} is a folder: give a file name")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise RaceCenterError(f"no folder for {args.out}")
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    rest = fetch_rest(base, date, args.trace_base, log=lambda m: say(f"record: {m}"))
-    recording = {"version": 1, "meta": {"date": date, "year": int(date[:4]), "source": base}, "rest": rest,
-                 "events": []}
-    events = recording["events"]
-    stream = ResilientStream(base, idle_timeout_s=args.idle_timeout_s, log=lambda m: say(f"record: {m}"))
-    started = last_event = last_write = time.time()
-    previous = None
-    ticks = 0
-    _sigterm_as_interrupt()
-    say(f"record: {base}/live-stream -> {args.out}  (Ctrl-C to stop)")
-    reason = "interrupted"
-    try:
-        for event in stream:
-            now = time.time()
-            if event is not None:
-                events.append({"dt": 0 if previous is None else int(round((now - previous) * 1000)),
-                               "data": event.data})
-                previous = last_event = now
-                ticks += classify_update(event.data)[0] == "tick"
-            if now - last_write >= args.write_every_s:
-                recording["meta"]["recordedAt"] = _iso_now()
-                _write_recording(args.out, recording)
-                last_write = now
-                say(f"record: {len(events):,} events ({ticks:,} ticks), {stream.reconnects} reconnects")
-            if args.duration_s and now - started >= args.duration_s:
-                reason = "duration reached"
-                break
-            if args.silence_s and now - last_event >= args.silence_s:
-                reason = f"no event for {args.silence_s:g} s"
-                break
-    except KeyboardInterrupt:
-        pass
-    recording["meta"]["recordedAt"] = _iso_now()
-    _write_recording(args.out, recording)
-    print(f"recorded {len(events):,} events ({ticks:,} telemetry ticks) of {date} in {time.time() - started:.1f} s "
-          f"({reason}; {stream.reconnects} reconnects) -> {args.out}")
-    return 0
-
-
-def _iso_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

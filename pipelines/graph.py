@@ -12,8 +12,9 @@ from typing import Callable, Iterable
 import apache_beam as beam
 
 from peloton.output.tables import DEAD_LETTER, written_by
+from transforms.official import OFFICIAL_TABLES
 
-__all__ = ["race_tables", "per_table", "write_tables"]
+__all__ = ["race_tables", "per_table", "write_tables", "with_official"]
 
 
 def race_tables(race, pipeline: str, rejected: Iterable) -> dict:
@@ -22,6 +23,14 @@ def race_tables(race, pipeline: str, rejected: Iterable) -> dict:
     tables = {table: race[table] for table in written_by(pipeline) if table != DEAD_LETTER}
     tables[DEAD_LETTER] = tuple(rejected) | "MergeDeadLetters" >> beam.Flatten()
     return tables
+
+
+def with_official(tables: dict, official) -> dict:
+    """The tables with the official rows (:class:`transforms.official.OfficialRows`' outputs) added to theirs."""
+    out = dict(tables)
+    for table in OFFICIAL_TABLES:
+        out[table] = (tables[table], official[table]) | f"WithOfficial_{table}" >> beam.Flatten()
+    return out
 
 
 def per_table(tables: dict, label: str, step: Callable[[str], beam.PTransform]) -> dict:

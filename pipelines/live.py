@@ -13,11 +13,12 @@ from peloton.match.stage import Stage
 from peloton.output.tables import DEAD_LETTER, LIVE, written_by
 from peloton.state.engine import EngineParams
 from peloton.state.race import RaceParams
-from pipelines.graph import per_table, race_tables, write_tables
+from pipelines.graph import per_table, race_tables, with_official, write_tables
 from pipelines.pubsub import output_topic
 from transforms.read_feed import ReadFeed
 from transforms.engine import LATE, PROVISIONAL, LiveRaceState
-from transforms.live import FeedSecurity, IngestLive
+from transforms.live import RANKINGS, FeedSecurity, IngestLive
+from transforms.official import OfficialRows
 from transforms.sinks import DropWrittenFn, WriteLiveAvroTable, WriteTableToBigQuery, WriteTableToPubSub
 
 __all__ = ["build_live", "LIVE_TABLES"]
@@ -44,11 +45,14 @@ def build_live(pipeline: beam.Pipeline, stage: Stage, subscription: str, out_dir
     local = id_label is None  # the local runner: our own Pub/Sub read and publish steps
     ingest = (pipeline
               | "ReadFeed" >> ReadFeed(subscription, local=local, id_label=id_label, portable=portable)
-              | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list()))
+              | "IngestLive" >> IngestLive(stage.stage_id, params, security, stage.start_list(), stage.year,
+                                           stage.number))
     # race state: provisional rows at once, final rows once a window has settled
     race = ingest["ticks"] | "LiveRaceState" >> LiveRaceState(stage, params.settle_s, race_params,
                                                                EngineParams.on(params))
     tables = race_tables(race, LIVE, (ingest[DEAD_LETTER], ingest[LATE], race[DEAD_LETTER], race[LATE]))
+    # the organiser's result after the finish (the bridge polls it): official rows beside the provisional ones
+    tables = with_official(tables, ingest[RANKINGS] | "OfficialRows" >> OfficialRows(stage))
     if out_dir:  # what an earlier run of this stage archived is not written again
         tables = per_table(tables, "DropWritten", lambda table: beam.ParDo(DropWrittenFn(out_dir, table)))
     # sinks: final rows to topics, windowed Avro files and BigQuery; provisional rows to topics only

@@ -1,24 +1,23 @@
-"""Pub/Sub plumbing of the command line: create a stage's topics, publish a recording as a live feed.
+"""Pub/Sub plumbing of the command line: names checked, the service probed, keys read (``peloton pubsub init``,
+``publish``, ``live``, ``serve`` and ``bridge`` use it).
 
 Works against Google Cloud or, with ``PUBSUB_EMULATOR_HOST`` set, the local
 emulator (``scripts/pubsub_emulator.sh start``).
 """
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import os
 import re
 import socket
 import threading
 import time
 
-from peloton.ingest.windowing import WINDOWING
 from peloton.output.tables import LIVE, table_of, written_by
 
-__all__ = ["OUTPUT_TABLES", "output_topic", "cmd_pubsub_init", "cmd_publish", "PubSubError",
-           "check_pubsub_reachable", "checked_topic", "checked_subscription", "pubsub_host", "PROBE_TIMEOUT_S"]
+__all__ = ["OUTPUT_TABLES", "output_topic", "PubSubError", "check_pubsub_reachable", "checked_topic",
+           "checked_subscription", "pubsub_host", "PROBE_TIMEOUT_S", "PUBLISH_GIVE_UP_S", "signing_key",
+           "feed_keys_text", "feed_keyring"]
 
 log = logging.getLogger("peloton")
 
@@ -151,44 +150,6 @@ def output_topic(prefix: str, table: str) -> str:
     return table_of(table).topic(prefix)
 
 
-def cmd_pubsub_init(args, _beam_args) -> int:
-    """Create (idempotently) the input topic, its subscription and one output topic per table."""
-    from google.api_core import exceptions
-    from google.cloud import pubsub_v1
-
-    topic = checked_topic(args.topic)
-    subscription = checked_subscription(args.subscription)
-    outputs = [output_topic(checked_topic(args.output_topic_prefix, "--output-topic-prefix"), t)
-               for t in OUTPUT_TABLES] if args.output_topic_prefix else []
-    check_pubsub_reachable(topic.split("/")[1])
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    calls = {"timeout": 2 * PROBE_TIMEOUT_S}  # reachable a moment ago: a call that hangs now is an outage
-    try:
-        for name in [topic, *outputs]:
-            try:
-                publisher.create_topic(name=name, **calls)
-                print(f"created topic {name}")
-            except exceptions.AlreadyExists:
-                print(f"topic {name} exists")
-        try:
-            # acknowledged messages are kept (7 days): 'peloton live' seeks back to the stage's first message at
-            # every start, to rebuild the race state after a restart or when started mid-race
-            subscriber.create_subscription(request={
-                "name": subscription, "topic": topic, "ack_deadline_seconds": 60, "retain_acked_messages": True,
-                "message_retention_duration": {"seconds": 7 * 86400}}, **calls)
-            print(f"created subscription {subscription}")
-        except exceptions.AlreadyExists:
-            print(f"subscription {subscription} exists")
-    except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded, exceptions.RetryError) as exc:
-        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: {exc.message}") from None
-    except exceptions.GoogleAPICallError as exc:
-        raise PubSubError(f"Pub/Sub refused: {exc.message}") from None
-    finally:
-        subscriber.close()
-    return 0
-
-
 def feed_keys_text(source: str | None) -> str | None:
     """--feed-keys: a file holding the keys, or None for the environment (PELOTON_FEED_KEYS)."""
     if not source:
@@ -222,90 +183,3 @@ def signing_key(key_id: str | None, source: str | None) -> bytes:
         raise PubSubError(f"--sign-key-id {key_id!r} is not among the feed keys")
     return keyring.keys[key_id]
 
-
-def cmd_publish(args, _beam_args) -> int:
-    """Replay a recording into a topic at N times real speed, with event-time attributes and faults."""
-    from google.api_core import exceptions
-    from google.api_core.retry import Retry
-    from google.cloud import pubsub_v1
-
-    from peloton.ingest.eventtime import ATTRIBUTE, seconds
-    from peloton.ingest.recording import read_text
-    from peloton.match.stage import resolve_stage
-    from peloton.sim.publish import PlanParams, plan_messages, shift_to_now
-
-    topic = checked_topic(args.topic)
-    if not (args.speed >= 0 and math.isfinite(args.speed)):
-        raise PubSubError("--speed must be 0 (as fast as possible) or more")
-    for name in ("duplicate_rate", "malformed_rate"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise PubSubError(f"--{name.replace('_', '-')} must be between 0 and 1")
-    for name in ("start_s", "duration_s", "disorder_s"):
-        if not (getattr(args, name) >= 0 and math.isfinite(getattr(args, name))):
-            raise PubSubError(f"--{name.replace('_', '-')} must be a number, 0 or more")
-    check_pubsub_reachable(topic)  # before reading a recording that may take seconds
-    text = read_text(args.recording)
-    stage = resolve_stage(args.recording, getattr(args, "course", None), None)
-    shift = 0.0
-    sign_key = signing_key(args.sign_key_id, args.feed_keys)
-    plan_params = PlanParams(per_fix=args.per_fix, duplicate_rate=args.duplicate_rate, disorder_s=args.disorder_s,
-                             malformed_rate=args.malformed_rate, seed=args.seed, start_s=args.start_s,
-                             duration_s=args.duration_s, sign_key_id=args.sign_key_id or "", sign_key=sign_key)
-    plain = plan_messages(text, stage.stage_id, PlanParams(start_s=args.start_s, duration_s=args.duration_s))
-    if not plain:
-        span = _recording_span_s(text)
-        raise PubSubError(f"nothing to publish: the recording's ticks span {span:.0f} s and --start-s is "
-                          f"{args.start_s:g}" if span is not None and args.start_s >= span
-                          else f"nothing to publish: no feed ticks in {args.recording} from --start-s "
-                               f"{args.start_s:g} for --duration-s {args.duration_s:g}")
-    if args.shift_to_now:
-        event_s = [seconds(int(m.attributes[ATTRIBUTE])) for m in plain]
-        shift = shift_to_now(min(event_s), max(event_s), args.speed, time.time(),
-                             step_s=WINDOWING.window_s)  # whole windows of the live pipeline
-        plan_params = PlanParams(**{**plan_params.__dict__, "shift_s": shift})
-    plan = plan_messages(text, stage.stage_id, plan_params)
-    log.info("publishing %d messages of stage %s to %s at %s", len(plan), stage.stage_id, topic,
-             "full speed" if args.speed == 0 else f"{args.speed:g}x real time")
-    publisher = pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.05))
-    # a message Pub/Sub has not taken after this long means it is gone: say so, do not queue for hours
-    give_up = Retry(initial=0.1, maximum=2.0, multiplier=1.5, timeout=PUBLISH_GIVE_UP_S)
-    started = time.perf_counter()
-    pending, faults = collections.deque(), {}
-    try:
-        for i, message in enumerate(plan):
-            if args.speed > 0:
-                wait = message.at_s / args.speed - (time.perf_counter() - started)
-                if wait > 0:
-                    time.sleep(wait)
-            while pending and pending[0].done():  # a failure surfaces while publishing, not at the end
-                pending.popleft().result()
-            pending.append(publisher.publish(topic, message.data, retry=give_up, timeout=5.0,
-                                             **message.attributes))
-            faults[message.fault or "clean"] = faults.get(message.fault or "clean", 0) + 1
-            if i and i % 1000 == 0:
-                log.info("published %d of %d messages", i, len(plan))
-        for f in pending:
-            f.result(timeout=PUBLISH_GIVE_UP_S + 10)
-    except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded, exceptions.RetryError) as exc:
-        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: {exc.message}") from None
-    except exceptions.GoogleAPICallError as exc:
-        raise PubSubError(f"Pub/Sub refused: {exc.message}") from None
-    except TimeoutError:
-        raise PubSubError(f"cannot reach Pub/Sub at {pubsub_host()}: messages not accepted within "
-                          f"{PUBLISH_GIVE_UP_S + 10:.0f} s") from None
-    wall = time.perf_counter() - started
-    print(f"published {len(plan):,} messages of stage {stage.stage_id} to {topic} in {wall:.1f} s")
-    for kind, n in sorted(faults.items()):
-        print(f"  {kind:<10}{n:>9,}")
-    if shift:
-        print(f"  event times shifted by {shift:+.0f} s (no tick ahead of the clock when published)")
-    return 0
-
-
-def _recording_span_s(text: str) -> float | None:
-    """Seconds from a recording's first feed tick to its last (None without ticks)."""
-    from peloton.sim.publish import tick_times
-
-    times = tick_times(text)
-    return (max(times) - times[0]) if times else None

@@ -10,9 +10,10 @@ from peloton.output.tables import CAUSAL, DEAD_LETTER, REPLAY
 from peloton.state.engine import EngineParams
 from peloton.state.race import RaceParams
 from peloton.state.rows import tracker_fix_columns
-from pipelines.graph import race_tables, write_tables
+from pipelines.graph import race_tables, with_official, write_tables
 from transforms.engine import CausalRaceState
 from transforms.match import MatchToCourse
+from transforms.official import OfficialRows
 from transforms.parse import ParseMessages
 from transforms.race import DeriveRaceState
 from transforms.read import ReadArchive
@@ -24,12 +25,14 @@ __all__ = ["build_replay", "ensure_table_files", "run_replay", "write_stage_file
 def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir: str,
                  write_fixes: bool = False, race_params: RaceParams = RaceParams(), causal: bool = False,
                  bigquery_dataset: str | None = None, bigquery_method: str = "FILE_LOADS",
-                 windowing: Windowing = WINDOWING) -> dict:
+                 windowing: Windowing = WINDOWING, rankings=None) -> dict:
     """Add the replay of ``recording`` to ``pipeline``; return its tables as PCollections.
 
     ``causal``: each window from the past only, as the live pipeline does (the tables the registry says the
     causal replay writes: the live pipeline's); otherwise with hindsight over the whole stage (every table,
-    more accurate).
+    more accurate). ``rankings``: the organiser's result after the stage (:class:`peloton.ingest.official.Rankings`,
+    checked), written as official rows stamped with the stage's last fix, as the live pipeline stamps them with
+    the last tick the bridge saw before it fetched them.
     """
     # source: the archive, cut into feed ticks, through the live pipeline's gate (the stage's start list)
     parsed = (pipeline
@@ -44,6 +47,13 @@ def build_replay(pipeline: beam.Pipeline, stage: Stage, recording: str, out_dir:
         race = matched.matched | "DeriveRaceState" >> DeriveRaceState(stage, race_params)
         rejected = matched[DEAD_LETTER]
     tables = race_tables(race, CAUSAL if causal else REPLAY, (parsed[DEAD_LETTER], rejected))
+    if rankings is not None:
+        official = (parsed.fixes
+                    | "FixesLastTime" >> beam.FlatMap(lambda b: [float(b.t.max())] if len(b) else [])
+                    | "LastFix" >> beam.CombineGlobally(max).without_defaults()
+                    | "WithRankings" >> beam.Map(lambda t, doc: (doc, t), rankings)
+                    | "OfficialRows" >> OfficialRows(stage))
+        tables = with_official(tables, official)
     if write_fixes:
         tables["tracker_fix"] = parsed.fixes | "FixColumns" >> beam.Map(tracker_fix_columns)
     # sinks: Avro files, and BigQuery load jobs

@@ -144,6 +144,9 @@ taskmanager:
 rest: {address: localhost, bind-address: localhost, port: $PORT}
 # a TaskManager that dies is noticed within seconds (default 50 s), so a live job restarts from its checkpoint
 heartbeat: {interval: 2000, timeout: 10000}
+# RPC answers within 60 s, not Flink's 10 s: on a loaded 2-core machine a TaskManager took longer to accept a
+# task and the job failed ("not responding after a rpcTimeout of 10000 ms"; BENCHMARKS.md, "Scale (issue 27)")
+pekko: {ask: {timeout: 60 s}}
 parallelism: {default: 2}
 io: {tmp: {dirs: $STATE/tmp}}
 blob: {server: {port: "0"}}

@@ -1,6 +1,7 @@
 """Shared fixtures: the reference data lives beside the project, in ../shared/data."""
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -68,6 +70,26 @@ def stage16(stage16_recording):
 @pytest.fixture(scope="session")
 def stage16_course(stage16):
     return stage16.course()
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder built by ``build(folder)`` once for the whole run, whichever pytest-xdist worker asks first.
+
+    The others wait for it and share it (read only): a module-scoped replay of a whole stage is otherwise made
+    again by every worker that runs one of the module's tests.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 def slice_recording(recording: dict, start: int, stop: int) -> dict:

@@ -78,13 +78,16 @@ def causal_step(recording_text: str, stage, course: Course, shift_s: float = 0.0
     from peloton.ingest.recording import iter_messages
     from peloton.match.matching import dedupe
     from peloton.predict.model import StageModel
+    from peloton.state.classifications import StageClassifier
     from peloton.state.engine import RaceEngine
+    from peloton.state.results import same_time_gap_s
 
     fixes = concat_batches([parse_message(stage.stage_id, k, p)[0] for k, p in iter_messages(recording_text)],
                            stage.stage_id)
     fixes.t = fixes.t + shift_s
-    return RaceEngine(stage.stage_id, course.finish_km).advance(dedupe(fixes)[0], course,
-                                                                StageModel.of_stage(stage, course))
+    engine = RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial,
+                        same_time_gap_s=same_time_gap_s(stage.stage_type), classifier=StageClassifier(stage))
+    return engine.advance(dedupe(fixes)[0], course, StageModel.of_stage(stage, course))
 
 
 def publish_at_pace(publisher, topic: str, messages, started: float) -> None:

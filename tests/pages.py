@@ -128,8 +128,9 @@ def chart_axes(driver) -> dict:
 
 
 def strip_groups(driver) -> list:
-    """The strip's chip titles, read in one script: a live page may redraw the strip between two reads."""
-    return driver.execute_script("return [...document.querySelectorAll('#strip .chip')]"
+    """The strip's group chips' titles (not the virtual yellow jersey's), read in one script: a live page may
+    redraw the strip between two reads."""
+    return driver.execute_script("return [...document.querySelectorAll('#strip .chip:not(.vyellow)')]"
                                  ".map(c => c.querySelector('b').innerText.trim())")
 
 

@@ -246,7 +246,7 @@ def test_serve_stops_on_ctrl_c_within_2_s_whatever_pubsub_does(pubsub_emulator, 
 
 
 def test_real_beam_options_pass_and_misspelled_ones_do_not():
-    from pipelines.cli import CliError, check_beam_args
+    from pipelines.commands.common import CliError, check_beam_args
 
     dataflow = ["--runner=DataflowRunner", "--project=peloton-prod", "--region", "europe-west1", "--temp_location",
                 "gs://bucket/tmp", "--num_workers", "3", "--max_num_workers=5", "--experiments=use_runner_v2",

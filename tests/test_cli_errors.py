@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from tests.conftest import DATA, STAGE16, slice_recording, write_recording
+from tests.conftest import DATA, STAGE4, STAGE16, slice_recording, write_recording
 
 PELOTON = str(Path(sys.executable).parent / "peloton")
 PROJECT = "peloton-test"
@@ -273,3 +273,26 @@ def test_pubsub_out_of_reach_is_one_line_within_10_s(files, silent_port, command
     proc, took = _run(argv, env, timeout=60)
     assert not _problems(proc, expect), (_problems(proc, expect), proc.stderr[-2000:])
     assert took < 10.0, f"peloton {command} took {took:.1f} s to say {proc.stderr.strip()!r}"
+
+
+# ------------------------------------------------------------------ runners from the local caches (issue 27)
+def test_a_runner_whose_cache_is_missing_is_one_line_before_any_work(tmp_path):
+    """--runner PrismRunner and FlinkRunner take their binary or jar from the cache setup fills (never a download):
+    without it, or asked for one that is not there, one line at once; live refuses Prism (no Pub/Sub read)."""
+    empty = {"PELOTON_PRISM_CACHE": str(tmp_path / "no-prism"), "PELOTON_FLINK_CACHE": str(tmp_path / "no-flink")}
+    rec, out = str(STAGE4), str(tmp_path / "out")
+    cases = [
+        (["replay", rec, "--out", out, "--runner", "PrismRunner"], "./run_local.sh prism setup"),
+        (["replay", rec, "--out", out, "--runner=PrismRunner", "--prism_location", str(tmp_path / "nope")],
+         "no such file"),
+        (["tour", str(tmp_path), "--out", out, "--runner", "PrismRunner"], "./run_local.sh prism setup"),
+        # tour takes Flink's flags as replay does (hyphenated too), and its cache
+        (["tour", str(tmp_path), "--out", out, "--runner", "FlinkRunner", "--flink-master", "localhost:1"],
+         "./run_local.sh flink setup"),
+        (["live", "--subscription", "projects/p/subscriptions/s", "--stage", rec, "--out", out,
+          "--runner", "PrismRunner"], "does not run on Prism"),
+    ]
+    for argv, expect in cases:
+        proc, _ = _run(argv, empty, timeout=120)
+        assert not _problems(proc, expect), (argv, _problems(proc, expect))
+    assert not os.path.exists(out)

@@ -1,4 +1,6 @@
 """The incremental race engine: the same rows however the fixes are cut, causal but close to hindsight."""
+import dataclasses
+
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -8,6 +10,7 @@ from peloton.ingest.recording import iter_messages
 from peloton.match.matching import match_fixes
 from peloton.predict.model import StageModel
 from peloton.sim.evaluate import read_table
+from peloton.state.classifications import StageClassifier, Standings
 from peloton.state.engine import RaceEngine, window_index
 from pipelines.replay import build_replay
 from tests.conftest import slice_recording, write_recording
@@ -32,7 +35,7 @@ def slice_fixes(slice40, stage4):
 
 
 def _engine(stage, course):
-    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial)
+    return RaceEngine(stage.stage_id, course.finish_km, stage.is_time_trial, classifier=StageClassifier(stage))
 
 
 def _rows(columns):
@@ -52,9 +55,29 @@ def test_rows_do_not_depend_on_how_windows_are_batched_or_ordered(slice_fixes, s
         idx = np.flatnonzero((win >= lo) & (win < hi))
         step = engine.advance(slice_fixes.take(rng.permutation(idx)), stage4_course)  # any order within
         pieces.append(step)
-    for table in ("rider_state", "groups"):
+    for table in ("rider_state", "groups", "classifications", "race_events"):
         cut = [r for s in pieces for r in _rows(getattr(s, table))]
         assert sorted(cut) == _rows(getattr(whole, table))
+    assert len(whole.classifications) > 100  # the virtual general classification, as it changes
+
+
+def test_the_virtual_general_classification_is_the_time_before_plus_the_groups_gap(slice_fixes, stage4,
+                                                                                   stage4_course):
+    before = {int(r["bib"]): 60.0 * r["bib"] for r in stage4.riders}  # a made-up GC, spread as after a week
+    stage = dataclasses.replace(stage4, standings_before=Standings(gc_s=before, source="test").to_dict())
+    step = _engine(stage, stage4_course).advance(slice_fixes, stage4_course)
+    groups = {(row["event_time"], b): row["gap_to_leader_s"] for row in step.groups.to_rows() for b in row["bibs"]}
+    rows = [r for r in step.classifications.to_rows() if r["classification"] == "virtual_general"]
+    checked = 0
+    for r in rows:
+        gap = groups.get((r["event_time"], r["bib"]))
+        if gap is not None and "on the road" in r["detail"]:  # read in this window: his group's gap
+            assert r["value_min"] <= before[r["bib"]] + gap + 0.01 and before[r["bib"]] + gap - 0.01 <= r["value_max"]
+            assert r["value"] is None or abs(r["value"] - (before[r["bib"]] + gap)) <= 0.5 + 0.01, r
+            checked += 1
+        assert r["value_min"] <= (r["value"] if r["value"] is not None else r["value_min"]) <= r["value_max"]
+        assert (r["position"] is not None) == (r["place_min"] == r["place_max"])
+    assert checked > 100 and any(r["position"] == 1 for r in rows)
 
 
 def test_a_fix_older_than_the_riders_last_is_not_used(slice_fixes, stage4, stage4_course):
@@ -140,7 +163,7 @@ def test_live_group_events_are_the_replays_said_once_their_groups_have_lasted(st
     hindsight = derive_race_state(match_fixes(fixes, stage4_course)[0], stage4_course.finish_km).events.to_rows()
     settled = fixes.t.max() * 1000 - 90_000  # near the slice's end hindsight knows no more than live
     key = lambda e: (e["event_time"], e["event_type"], tuple(e["bibs"]))  # noqa: E731
-    ours = {key(e) for _, e in said if e["event_time"] <= settled}
+    ours = {key(e) for _, e in said if e["event_time"] <= settled and e["group_ids"]}  # group events
     theirs = {key(e) for e in hindsight if e["event_time"] <= settled and e["group_ids"]}
     assert len(theirs) >= 5 and len(ours & theirs) >= 0.8 * len(theirs) and len(ours - theirs) <= 2
     assert any(k[1] == "attack" and k[2] == (166,) for k in ours & theirs)  # the stage's first move

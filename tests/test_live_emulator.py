@@ -36,7 +36,7 @@ LATENESS_S = 40.0
 COMPARED_TICKS = 6  # the first minute of the stretch (ticks 0..60 s)
 FED_TICKS = 18  # the feed goes on for three minutes: its ticks move the runner's watermark
 #: Tables whose rows are said once decided, not per tick.
-DECIDED_TABLES = ("race_events", "results", "virtual_standings", "climb_efforts")
+DECIDED_TABLES = ("race_events", "results", "virtual_standings", "climb_efforts", "classifications")
 
 
 def _pull(subscriber, subscription, into):

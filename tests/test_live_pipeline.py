@@ -1,5 +1,6 @@
 """The whole live graph (ingest, race engine) on TestStream: final rows equal the causal replay,
 with duplicates, disorder, malformed and late messages, and every row accounted for."""
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -18,7 +19,9 @@ from peloton.output.table import Columns
 from peloton.predict.model import StageModel
 from peloton.sim.evaluate import read_table
 from peloton.sim.publish import PlanParams, plan_messages
+from peloton.state.classifications import FINISH_BONUS_S, StageClassifier, Standings, scale_range
 from peloton.state.engine import RaceEngine
+from peloton.state.results import same_time_gap_s
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
@@ -29,7 +32,8 @@ pytestmark = [pytest.mark.slow]
 
 LATENESS_S = 60.0
 #: Every table the engine writes (dead letters are checked by accounting for every row).
-TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "virtual_standings", "climb_efforts")
+TABLES = ("rider_state", "groups", "predictions", "race_events", "results", "virtual_standings", "climb_efforts",
+          "classifications")
 _COLLECTED: dict = {}
 
 
@@ -87,7 +91,8 @@ def _causal_rows(text, stage, course):
     from peloton.match.matching import dedupe
 
     forecast = StageModel.of_stage(stage, course)
-    engine = RaceEngine(stage.stage_id, course.finish_km, time_trial=stage.is_time_trial)
+    engine = RaceEngine(stage.stage_id, course.finish_km, time_trial=stage.is_time_trial,
+                        same_time_gap_s=same_time_gap_s(stage.stage_type), classifier=StageClassifier(stage))
     step = engine.advance(dedupe(fixes)[0], course, forecast)
     end = engine.finish(forecast)  # the end of the input
     for table in TABLES:
@@ -168,9 +173,22 @@ def test_live_results_equal_the_causal_replay_on_the_finish(stage4_recording, st
     text = json.dumps(slice_recording(stage4_recording, 1560, 1590))
     plan = plan_messages(text, stage4.stage_id, PlanParams(duplicate_rate=0.1, disorder_s=30.0, seed=7))
     first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
-    out = _run(_stream(plan, first_ts, lag_s=5.0), stage4)
-    expected_step = _causal_rows(text, stage4, stage4_course)
+    before = {int(r["bib"]): 60.0 * r["bib"] for r in stage4.riders}  # a made-up GC, spread as after a week
+    stage = dataclasses.replace(stage4, standings_before=Standings(gc_s=before, source="test").to_dict())
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage)
+    expected_step = _causal_rows(text, stage, stage4_course)
     _assert_every_table_equal(out, expected_step)
+    # the virtual general classification, row for row the causal replay's (above): a finisher's latest row holds his
+    # time before + his credited time - the bonus of his place (a range where his place is one)
+    latest = {}
+    for r in sorted((r for r in out["classifications"] if r["classification"] == "virtual_general"),
+                    key=lambda r: r["event_time"]):
+        latest[r["bib"]] = r
+    assert len(latest) == len(before)  # (the slice starts at the finish: the peloton's gaps are not known in it)
+    for r in (r for r in out["results"] if r["status"] == "finished"):
+        least, most = scale_range(FINISH_BONUS_S, [r["place_min"]], [r["place_max"]])
+        gc = before[r["bib"]] + r["credited_time_behind_s"]
+        assert latest[r["bib"]]["value_min"] <= gc - most[0] + 1 and gc - least[0] - 1 <= latest[r["bib"]]["value_max"]
     assert {e["event_type"] for e in out["race_events"]} >= {"finished"}
     finished = sorted((r for r in out["results"] if r["status"] == "finished"), key=lambda r: r["finish_time"])
     # a place where the crossings decide it, else the range that holds it (the front nine: 1-9)

@@ -1,7 +1,7 @@
 """The race page opened as a person would: headless Chromium (Debian's, through its chromedriver), on a desk
 (1400x1000) and on a phone (390x844), for the whole of stage 4 and the stage 16 time trial.
 
-Each replay is made once per module (stage 4 takes about 15 s). Screenshots are kept as artefacts in
+Each replay is made once per run, shared by the pytest-xdist workers (stage 4 takes about 15 s). Screenshots are kept as artefacts in
 ``$PELOTON_ARTIFACTS`` (default ``tests/artifacts``).
 """
 import bisect
@@ -18,9 +18,9 @@ from peloton.report.page import (ETA_HORIZON_S, _eta_rows, family_name, race_tim
                             stage_result)
 from peloton.match.stage import Stage
 from pipelines.cli import main
-from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE
-from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, open_browser, overlapping_labels,
-                         screenshot, sideways_overflow, small_text, split_words, strip_groups)
+from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE, built_once
+from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, move_slider, open_browser,
+                         overlapping_labels, screenshot, sideways_overflow, small_text, split_words, strip_groups)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +34,13 @@ def _replay_and_report(out: Path, recording, course=None) -> Path:
 
 @pytest.fixture(scope="module")
 def stage4_report(tmp_path_factory) -> Path:
-    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage04", STAGE4)
+    return built_once(tmp_path_factory, "page-stage04", lambda out: _replay_and_report(out, STAGE4)) / "report.html"
 
 
 @pytest.fixture(scope="module")
 def stage16_report(tmp_path_factory) -> Path:
-    return _replay_and_report(tmp_path_factory.mktemp("page") / "stage16", STAGE16, STAGE16_COURSE)
+    return built_once(tmp_path_factory, "page-stage16",
+                      lambda out: _replay_and_report(out, STAGE16, STAGE16_COURSE)) / "report.html"
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +83,15 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         assert clock.get_attribute("title").startswith(time.strftime("%H:%M:%S", time.gmtime(state["t"] / 1000)))
         # the situation strip lists the groups of that moment, and comes before everything else
         assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
+        # who leads the race on the road comes first: the virtual yellow jersey's chip
+        assert driver.execute_script("return document.querySelector('#strip .chip').classList.contains('vyellow')")
         strip_box = driver.find_element("id", "strip").rect
         for card in ("map-card", "gaps-card", "groups-card"):
             assert driver.find_element("id", card).rect["y"] > strip_box["y"]
         driver.execute_script("window.scrollTo(0, 1500)")  # the strip stays on screen as the page scrolls
         assert driver.execute_script("return document.getElementById('strip-wrap').getBoundingClientRect().top") == 0
         driver.execute_script("window.scrollTo(0, 0)")
-        driver.find_elements("css selector", "#strip .chip")[0].click()
+        driver.find_elements("css selector", "#strip .chip:not(.vyellow)")[0].click()
         assert driver.find_element("id", "who").text.startswith("Breakaway")  # the riders' names on tap
         # charts: labelled axes, a legend, the key events labelled (and the others counted)
         axes = chart_axes(driver)
@@ -167,7 +170,9 @@ def test_following_a_rider_highlights_him_everywhere_and_lives_in_the_url(stage4
         assert name in [t.text for t in driver.find_elements("css selector", "#map text.flabel")]
         assert driver.find_elements("css selector", f"#profile path.followed[data-bib='{bib}']")
         chips = driver.find_elements("css selector", "#strip .chip.followed")
-        assert len(chips) == 1 and name in chips[0].text
+        # his group's chip, and the virtual yellow jersey's when it is he who holds it
+        groups = [c for c in chips if "vyellow" not in (c.get_attribute("class") or "")]
+        assert len(groups) == 1 and name in groups[0].text and len(chips) - len(groups) <= 1
         assert driver.execute_script("return window.pelotonCharts().gaps.series[5].show") is True
         assert name in driver.find_element("css selector", "#gaps .u-legend").text
         assert driver.find_elements("css selector", "#groups-table tr.followed")
@@ -401,12 +406,13 @@ INVENTED_BEFORE_STAGE4 = ("bib,gc_time_s,points,mountain_points\n1,0,62,9\n11,12
 
 @pytest.fixture(scope="module")
 def stage4_with_standings(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("page") / "stage04-standings"
-    before = out.parent / "before.csv"
-    before.write_text(INVENTED_BEFORE_STAGE4)
-    assert main(["-q", "replay", str(STAGE4), "--out", str(out), "--standings-before", str(before)]) == 0
-    assert main(["-q", "report", str(out)]) == 0
-    return out / "report.html"
+    def build(out: Path) -> None:
+        before = out / "before.csv"
+        before.write_text(INVENTED_BEFORE_STAGE4)
+        assert main(["-q", "replay", str(STAGE4), "--out", str(out), "--standings-before", str(before)]) == 0
+        assert main(["-q", "report", str(out)]) == 0
+
+    return built_once(tmp_path_factory, "page-stage04-standings", build) / "report.html"
 
 
 @pytest.mark.slow
@@ -455,3 +461,51 @@ def test_the_classifications_after_the_stage_name_only_decided_leaders(stage4_wi
             _as_a_person_would(driver, f"report-classifications-{'desk' if size == DESK else 'phone'}")
         finally:
             driver.quit()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_virtual_yellow_jersey_is_named_on_the_strip_map_profile_and_its_panel(stage4_with_standings):
+    """Who leads the race on the road, in five seconds: mid-race the virtual general classification's leader is on
+    the strip, ringed on the map, marked on the profile and first in the top 10 with live gaps; a place or a gap
+    the data does not decide is a range."""
+    out = stage4_with_standings.parent
+    data = report_data(Stage.from_json((out / "stage.json").read_text()), read_tables(str(out)))
+    view = data["virtual_gc"]
+    assert view and view["standings_before"] and view["top"] == 10
+    # the moment: the first frame after the breakaway's rider 37 holds a decided virtual lead
+    events = [e for e in read_tables(str(out), ("race_events",))["race_events"]
+              if e["event_type"] == "virtual_leader_change"]
+    assert events and all(e["bibs"][0] != (e["bibs"][1:] or [None])[0] for e in events)
+    taken = events[0]
+    frames = data["frames"]["t"]
+    at = bisect.bisect_left(frames, taken["event_time"] + 60_000) / max(len(frames) - 1, 1)
+    leader = data["riders"][str(taken["bibs"][0])]["name"]
+    for size in (DESK, PHONE):
+        driver = open_browser(size)
+        try:
+            driver.get(stage4_with_standings.as_uri())
+            move_slider(driver, at)
+            chip = driver.find_element("css selector", "#strip .chip.vyellow")
+            if "not decided" not in chip.text:  # (a later change may already have happened a minute on)
+                current = chip.text.split("\n")[1].split(" · ")[0]
+                assert current in {data["riders"][str(e["bibs"][0])]["name"] for e in events}
+            assert "Virtual yellow" in chip.text
+            card = driver.find_element("id", "virtual-card")
+            assert card.is_displayed() and "provisional" in driver.find_element("id", "virtual-title").text
+            rows = [[c.text for c in r.find_elements("tag name", "td")]
+                    for r in driver.find_elements("css selector", "#virtual-table tr")[1:]]
+            assert 0 < len(rows) <= 10
+            for place, _rider, gap in rows:
+                assert place.isdigit() or "-" in place  # a place, or the range the data allows
+                assert gap == "leader" or gap.startswith("+") or "not decided" in gap
+            if rows[0][2] == "leader":
+                assert driver.find_elements("css selector", "#map .vyellow")
+                assert driver.find_elements("css selector", "#profile .vyellow")
+                assert driver.find_element("css selector", "#virtual-table tr.vyellow")
+            driver.execute_script("arguments[0].scrollIntoView()", card)
+            driver.execute_script("window.scrollBy(0, -120)")
+            _as_a_person_would(driver, f"report-virtual-gc-{'desk' if size == DESK else 'phone'}")
+        finally:
+            driver.quit()
+    assert leader

@@ -52,12 +52,13 @@ from peloton.match.matching import MAX_POSITIONS_PER_FIX, same_position
 from peloton.state.rows import dead_letter_columns
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
-           "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER"]
+           "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER", "RANKINGS"]
 
 LATE = Reason.LATE  # the tag of late rows is their reason
 from peloton.output.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
 
 ACCEPTED = "accepted"  # tag of parsed signed messages on their way to replay protection
+RANKINGS = "rankings"  # tag of the organiser's rankings documents, checked by the gate: (Rankings, event time s)
 #: Extra lateness of the tick grouping, beyond which the runner would drop data without a trace.
 GROUPING_GRACE_S = 86400.0
 
@@ -205,7 +206,9 @@ class ParsePubsubFn(beam.DoFn):
     is checked against the clock and the ``event_time`` attribute, so no fix
     dated in the future or disagreeing with its attribute reaches the engine.
     With ``keyed`` (authentication on) a message that yields fixes comes out
-    whole as ``(signature, Accepted)`` for :class:`RejectReplaysFn`.
+    whole as ``(signature, Accepted)`` for :class:`RejectReplaysFn`. A rankings message (the organiser's result,
+    attribute ``kind`` = ``rankings``) is checked by the gate too and comes out tagged ``rankings``, or as its
+    dead letter.
     """
 
     def __init__(self, gate: Gate, check_clock: bool = True, clock=None, keyed: bool = False):
@@ -215,8 +218,18 @@ class ParsePubsubFn(beam.DoFn):
     def process(self, message, ts=beam.DoFn.TimestampParam):
         data = getattr(message, "data", message)
         attrs = getattr(message, "attributes", None) or {}
-        fixes, dead = self.gate.accept(data, attrs, _now(self.clock, self.check_clock))
         counter = beam.metrics.Metrics.counter
+        if Gate.is_rankings(attrs):
+            counter("peloton", "rankings_read").inc()
+            official, dead = self.gate.rankings(data, attrs)
+            for d in dead:
+                counter("peloton", f"dead_letter.{d['reason']}").inc()
+            if dead:
+                yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter_columns(dead))
+            if official is not None:
+                yield pvalue.TaggedOutput(RANKINGS, official)
+            return
+        fixes, dead = self.gate.accept(data, attrs, _now(self.clock, self.check_clock))
         counter("peloton", "messages_read").inc()
         counter("peloton", "rows_in").inc(len(fixes) + len(dead))
         for d in dead:
@@ -362,16 +375,19 @@ def _to_batch(keyed) -> tuple:
 
 
 class IngestLive(beam.PTransform):
-    """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns}."""
+    """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns,
+    'rankings': the organiser's checked rankings documents, (Rankings, event time s)}."""
 
     def __init__(self, stage_id: str, params: LiveParams = LiveParams(), security: FeedSecurity = FeedSecurity(),
-                 start_list=None):
-        """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``."""
+                 start_list=None, year: int | None = None, stage_number: int | None = None):
+        """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``; ``year``,
+        ``stage_number``: the stage's, which a rankings document must be of."""
         super().__init__()
         self.stage_id = stage_id
         self.params = params
         self.security = security
-        self.gate = Gate.of(stage_id, security.start_list if start_list is None else start_list, security.limits)
+        self.gate = Gate.of(stage_id, security.start_list if start_list is None else start_list, security.limits,
+                            year, stage_number)
 
     def expand(self, messages):
         p, sec = self.params, self.security
@@ -380,7 +396,7 @@ class IngestLive(beam.PTransform):
             DEAD_LETTER, main="passed")
         parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
             self.gate, sec.check_clock, sec.clock, keyed=sec.authenticate)
-        ).with_outputs(DEAD_LETTER, ACCEPTED, main="fixes")
+        ).with_outputs(DEAD_LETTER, ACCEPTED, RANKINGS, main="fixes")
         dead = [screened[DEAD_LETTER], parsed[DEAD_LETTER]]
         fixes = parsed.fixes
         if sec.authenticate:
@@ -418,4 +434,5 @@ class IngestLive(beam.PTransform):
                  | "GatherTick" >> beam.GroupByKey()
                  | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
         late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
-        return {"ticks": ticks, LATE: late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten()}
+        return {"ticks": ticks, LATE: late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten(),
+                RANKINGS: parsed[RANKINGS]}

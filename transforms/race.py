@@ -18,6 +18,7 @@ from peloton.state.climbs import climb_efforts
 from peloton.state.race import RaceParams, derive_race_state
 from peloton.state.results import same_time_gap_s
 from peloton.state.rows import add_wind, rider_state_columns, split_by_time
+from peloton.state.virtual_gc import VirtualGC
 from transforms.worker_cache import stage_model
 
 __all__ = ["RaceStateFn", "DeriveRaceState"]
@@ -55,6 +56,14 @@ class RaceStateFn(beam.DoFn):
         events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
         classified = Columns.from_rows("classifications", self.classifier.rows_from_fixes(
             race.results.to_rows(), f.bib, f.t, matched.km, on_course))
+        if not self.stage.is_time_trial:  # the virtual general classification, window by window as live
+            vgc = VirtualGC.of(self.classifier)
+            keep = np.flatnonzero(on_course & np.isfinite(matched.km))
+            virtual, leader_changes = vgc.over_stage(
+                f.t, f.bib, matched.km, matched.km_to_finish, race.gap_to_leader_s, race.group_id,
+                race.results.to_rows(), vgc.bonus_passages(f.bib[keep], f.t[keep], matched.km[keep]))
+            classified = Columns.concat([classified, Columns.from_rows("classifications", virtual)])
+            events = Columns.concat([events, Columns.from_rows("race_events", leader_changes)])
         log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
                  time.perf_counter() - started, len(forecast.predictions), len(efforts))
         counter = beam.metrics.Metrics.counter

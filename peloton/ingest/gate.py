@@ -14,6 +14,10 @@ riders of the recording or the stage file). A stage without one (a flat CSV
 export, a stage file written before start lists were kept) gives None, and
 then no bib is checked: that is decided here and nowhere else.
 
+The organiser's rankings after the stage (a message of ``kind`` ``rankings``, :mod:`peloton.ingest.official`) pass the
+same limits and signature, then :meth:`Gate.rankings` checks them against the stage (its year and number, its
+start list): a bad document is one dead letter, never rows.
+
 The flat CSV export is rows, not feed messages: its chunks are the reader's
 own cut (``CSV_CHUNK_ROWS``), so the message limits (payload size, rider
 count) are not applied to them.
@@ -24,6 +28,8 @@ from dataclasses import dataclass
 
 from peloton.ingest.auth import Keyring, Limits, event_time_attribute_s, screen
 from peloton.ingest.feed import FixBatch, check_event_times, dead_letter, parse_message
+from peloton.ingest.official import ATTR_BIND, RANKINGS_KIND, Rankings, RankingsError, read_rankings
+from peloton.ingest.reasons import Reason
 
 __all__ = ["Gate", "ARCHIVE_ROWS"]
 
@@ -38,15 +44,42 @@ class Gate:
     stage_id: str
     start_list: tuple | None = None  # the stage's bibs; None: bibs are not checked (module doc)
     limits: Limits = Limits()
+    year: int | None = None  # the stage's race year and number: a rankings document must be of them
+    stage_number: int | None = None
 
     @classmethod
     def of_stage(cls, stage, limits: Limits = Limits()) -> "Gate":
-        return cls.of(stage.stage_id, stage.start_list(), limits)
+        return cls.of(stage.stage_id, stage.start_list(), limits, stage.year, stage.number)
 
     @classmethod
-    def of(cls, stage_id: str, start_list=None, limits: Limits = Limits()) -> "Gate":
+    def of(cls, stage_id: str, start_list=None, limits: Limits = Limits(), year: int | None = None,
+           stage_number: int | None = None) -> "Gate":
         bibs = None if start_list is None else tuple(sorted({int(b) for b in start_list}))
-        return cls(stage_id, bibs or None, limits)
+        return cls(stage_id, bibs or None, limits, year, stage_number)
+
+    @staticmethod
+    def is_rankings(attributes: dict | None) -> bool:
+        """A message of the organiser's rankings (attribute ``kind`` = ``rankings``), not of fixes."""
+        return (attributes or {}).get("kind") == RANKINGS_KIND
+
+    def rankings(self, payload, attributes: dict | None = None, source: str = "pubsub", name: str = "rankings"):
+        """A screened rankings message -> ((Rankings, event time s), []) or (None, [its one dead letter]): the
+        document checked against the stage (:func:`peloton.ingest.official.read_rankings`), its event time the
+        ``event_time`` attribute (when it was fetched, on the feed's clock)."""
+        attributes = attributes or {}
+        t = event_time_attribute_s(attributes)
+        try:
+            if t is None:
+                raise RankingsError(Reason.BAD_ATTRIBUTE, f"{name}: a rankings message needs its event_time")
+            doc = read_rankings(_bytes(payload), name, self.stage_id, self.year, self.stage_number,
+                                self.start_list, attributes.get(ATTR_BIND))
+        except RankingsError as exc:
+            return None, [dead_letter(self.stage_id, exc.reason, _raw(payload), str(exc), t=t, source=source)]
+        return (doc, t), []
+
+    def check_rankings(self, text, name: str) -> Rankings:
+        """A rankings file (the replay's ``--rankings``): :class:`peloton.ingest.official.RankingsError` when unusable."""
+        return read_rankings(text, name, self.stage_id, self.year, self.stage_number, self.start_list)
 
     def screen(self, payload: bytes, attributes: dict | None = None, keyring: Keyring | None = None,
                now_s: float | None = None, kind: str | None = None, source: str = "pubsub") -> list[dict]:

@@ -591,12 +591,14 @@ class RaceCenterServer:
     it first gets every event it missed. ``shift_to_now`` moves the ticks'
     ``TimeStamp`` by whole 6 s steps so that the first one is "now" (plus
     ``shift_lead_s``) when the clock starts (a live pipeline then takes it as
-    live data).
+    live data). ``rankings``: the organiser's result, served at ``/api/rankingTypeArrival-YEAR-STAGE`` once the
+    stream's clock has passed its last event (the finish) and ``rankings_delay_s`` more; 404 before, as the
+    real one says nothing before the jury has.
     """
 
     def __init__(self, recording: dict, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0,
                  faults: Faults = Faults(), keepalive_s: float = 15.0, shift_to_now: bool = False,
-                 max_gap_s: float = 0.0, shift_lead_s: float = 0.0):
+                 max_gap_s: float = 0.0, shift_lead_s: float = 0.0, rankings=None, rankings_delay_s: float = 0.0):
         if speed < 0:
             raise RaceCenterError("--speed must be 0 (as fast as possible) or more")
         self.recording = recording
@@ -614,6 +616,7 @@ class RaceCenterServer:
         self.keepalive_s = keepalive_s
         self.shift_to_now, self.shift_lead_s = shift_to_now, shift_lead_s
         self.shift_s = 0.0
+        self.rankings, self.rankings_delay_s = rankings, rankings_delay_s
         due, total = [], 0.0
         for e in self.events:
             dt = max(0.0, float(e.get("dt") or 0) / 1000.0)
@@ -656,13 +659,22 @@ class RaceCenterServer:
             return self.rest.get("riders") or []
         if path == f"/api/team-{y}":
             return self.rest.get("teams") or []
-        if path == f"/api/stage-{y}":
-            return list((self.rest.get("stages") or {}).values())
+        if path == f"/api/stage-{y}":  # each with its date, as the real API gives it (a recording keys them by it)
+            return [{**v, "date": v.get("date") or d} if isinstance(v, dict) else v
+                    for d, v in (self.rest.get("stages") or {}).items()]
         if path == f"/api/checkpoint-{y}-{n}" and self.rest.get("checkpoints") is not None:
             return self.rest["checkpoints"]
         if path == f"/{RACE}/{y}/stage-{n}/trace.json" and self.rest.get("trace") is not None:
             return self.rest["trace"]
+        if path == f"/api/rankingTypeArrival-{y}-{n}" and self.rankings is not None and self.rankings_due():
+            return self.rankings
         return None
+
+    def rankings_due(self) -> bool:
+        """The stream's clock has passed the last event (the finish) and the delay: the result is out."""
+        with self._lock:
+            t0 = self.t0
+        return t0 is not None and time.time() >= t0 + (self.due[-1] if self.due else 0.0) + self.rankings_delay_s
 
     def _start_clock(self) -> bool:
         """Start the stream's clock (and the shift) if this is the first connection; True if it was."""

@@ -27,6 +27,8 @@ class Reason:
     TOO_MANY_RIDERS = "too_many_riders"  # more parsed rider entries than the limit
     FUTURE_TIME = "future_time"  # an event time ahead of the clock (a tracker's clock ahead of the field's)
     TIME_MISMATCH = "time_mismatch"  # payload time and event_time attribute disagree
+    # the organiser's rankings (peloton.ingest.official)
+    WRONG_STAGE = "wrong_stage"  # a rankings document of another stage or race
     # matching and the race engine
     OFF_COURSE = "off_course"
     IMPOSSIBLE_JUMP = "impossible_jump"

@@ -20,7 +20,16 @@ import shapely
 
 from peloton.match.geo import LocalProjection, haversine_m
 
-__all__ = ["Anchor", "Course", "Candidates"]
+__all__ = ["Anchor", "Course", "Candidates", "chord_gradient"]
+
+def chord_gradient(ele_from, ele_to, run_m, scale: float = 1.0):
+    """The road's gradient between two points: rise over run, the run at least 1 m (times ``scale``: 100 for %).
+
+    The one gradient rule: the course takes it over +-``GRADIENT_HALF_WINDOW_M`` around each point
+    (:meth:`Course.gradient_at`), the profile over each step of its km grid (:func:`peloton.match.profile.build_profile`).
+    """
+    return scale * (np.asarray(ele_to) - np.asarray(ele_from)) / np.maximum(run_m, 1.0)
+
 
 #: Half-window (polyline metres) over which the elevation profile is smoothed
 #: before taking the gradient: road gradients are quoted over ~100-200 m.
@@ -195,9 +204,8 @@ class Course:
         idx = np.arange(self._grid_s.size)
         lo = np.clip(idx - half, 0, idx.size - 1)
         hi = np.clip(idx + half, 0, idx.size - 1)
-        run = np.maximum(self._grid_s[hi] - self._grid_s[lo], 1.0)
         self._grid_ele = ele
-        self._grid_grad = 100.0 * (ele[hi] - ele[lo]) / run
+        self._grid_grad = chord_gradient(ele[lo], ele[hi], self._grid_s[hi] - self._grid_s[lo], scale=100.0)
 
     def altitude_at(self, s) -> np.ndarray | None:
         """Course altitude (m) at polyline distance ``s``; None without elevation."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from peloton.match.course import Course
+from peloton.match.course import Course, chord_gradient
 
 __all__ = ["Profile", "Climb", "Checkpoint", "Meteo", "build_profile", "beaufort_to_ms", "compass_to_deg",
            "air_density", "find_climbs", "crosswind_sections"]
@@ -174,7 +174,7 @@ def build_profile(course: Course, checkpoints: list[dict] | None = None, step_km
     has_ele = alt is not None
     ele = np.asarray(alt, dtype=float) if has_ele else np.zeros(km.size)
     run_m = np.diff(km) * 1000.0
-    gradient = np.clip(np.diff(ele) / np.maximum(run_m, 1.0), -0.25, 0.25)
+    gradient = np.clip(chord_gradient(ele[:-1], ele[1:], run_m), -0.25, 0.25)
     x = np.interp(s, course.cum_m, course.x)
     y = np.interp(s, course.cum_m, course.y)
     heading = np.degrees(np.arctan2(np.diff(x), np.diff(y))) % 360.0

@@ -60,8 +60,10 @@ TABLES = (
     Table("virtual_standings", EVERY_PIPELINE, ("stage_id", "bib"), ("bib", "km")),
     Table("predictions", EVERY_PIPELINE, ("stage_id", "group_id"), ("group_id",)),
     Table("climb_efforts", EVERY_PIPELINE, ("stage_id", "climb", "bib"), ("bib", "climb")),
-    Table("results", EVERY_PIPELINE, ("stage_id", "bib"), ("bib",)),
-    Table("classifications", EVERY_PIPELINE, ("stage_id", "classification"), ("classification", "bib", "team")),
+    # results and classifications: a provisional row (the trackers') and an official one (the organiser's) of one
+    # rider are two rows; a consumer takes, per (stage_id, bib[, classification]), the official one where it is
+    Table("results", EVERY_PIPELINE, ("stage_id", "bib"), ("bib", "source")),
+    Table("classifications", EVERY_PIPELINE, ("stage_id", "classification"), ("classification", "bib", "team", "source")),
     Table(DEAD_LETTER, EVERY_PIPELINE, ("stage_id", "reason"), ("reason", "bib", "raw"), drawn=False),
     Table("tracker_fix", frozenset({REPLAY, CAUSAL}), ("stage_id", "bib"), ("bib",), drawn=False, on_request=True),
 )

@@ -23,9 +23,10 @@ from peloton.match.quality import Quality
 from peloton.match.stage import Stage
 from peloton.output.tables import drawn
 from peloton.sim.evaluate import read_table
+from peloton.state.virtual_gc import VIRTUAL_GENERAL
 
 __all__ = ["read_tables", "course_data", "report_data", "render_report", "write_report", "FRAME_S",
-           "race_timezone", "decisive_moment", "stage_result", "classifications_view", "attack_stuck", "ETA_HORIZON_S"]
+           "race_timezone", "decisive_moment", "stage_result", "classifications_view", "virtual_gc_view", "attack_stuck", "ETA_HORIZON_S"]
 
 FRAME_S = 30.0  # the slider's step
 _TABLES = drawn()  # what the page draws, from the registry
@@ -231,6 +232,22 @@ def family_name(name: str, fold: bool = True) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", family) if not unicodedata.combining(c)).upper()
 
 
+def official_first(table: str, rows: list[dict]) -> list[dict]:
+    """The rows a reader shows: where the organiser's (``source`` = official) are in, they supersede the trackers'
+    (provisional). ``results``: the official rows are the finishers; a provisional row stays only for a rider
+    the official result does not list and who did not finish (DNF, still racing). ``classifications``: per
+    classification, its official rows where there are any."""
+    official = [r for r in rows if r.get("source") == "official"]
+    if not official:
+        return rows
+    if table == "results":
+        listed = {r["bib"] for r in official}
+        return official + [r for r in rows if r.get("source") != "official" and r["bib"] not in listed
+                           and r.get("status") != "finished"]
+    kinds = {r["classification"] for r in official}
+    return official + [r for r in rows if r.get("source") != "official" and r["classification"] not in kinds]
+
+
 def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -> dict | None:
     """The stage result from the ``results`` table (schemas/results.avsc): winner, first ``limit``, same-time groups.
 
@@ -289,8 +306,19 @@ def stage_result(rows: list[dict], limit: int = 10, names: dict | None = None) -
             "first_finish_time": first_t,
             "dnf": sum(1 for r in rows if r.get("status") == "DNF"),
             "racing": sum(1 for r in rows if r.get("status") == "racing"),
-            "provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in finished),
+            "official": bool(finished) and all(r.get("source") == "official" for r in finished),
             "final": True}
+
+
+def _with_first_finish(result: dict | None, rows: list[dict]) -> dict | None:
+    """The official result has no crossing times: the page still hides it until the first rider crossed the line
+    as the trackers saw it (the provisional rows'), or until it was out (its rows' event time) if that is sooner."""
+    if result is not None and result["first_finish_time"] is None:
+        times = [row_ms(r["finish_time"]) for r in rows if r.get("finish_time") is not None]
+        times += [row_ms(r["event_time"]) for r in rows if r.get("source") == "official"]
+        result["first_finish_time"] = min(times, default=None)
+    return result
 
 
 #: The jerseys, in the order a broadcast shows them: (classification, jersey).
@@ -318,6 +346,7 @@ def classifications_view(rows: list[dict], names: dict | None = None) -> dict | 
         if r.get("bib") is not None:
             by_kind.setdefault(r["classification"], []).append(r)
     out = {"provisional": any(r.get("source", "provisional") == "provisional" for r in rows),
+           "official": all(r.get("source") == "official" for r in rows),
            "event_time": max(row_ms(r["event_time"]) for r in rows), "jerseys": [], "tables": {}}
     for kind, jersey in JERSEYS:
         ranked = sorted(by_kind.get(kind, []), key=lambda r: (r["place_min"], neutral(r["bib"])))
@@ -339,6 +368,46 @@ def classifications_view(rows: list[dict], names: dict | None = None) -> dict | 
             shown.append(row)
         out["tables"][kind] = {"rows": shown, "classified": len(ranked), "leader_decided": leader is not None}
     return out
+
+
+#: How many riders of the virtual general classification the page lists.
+VIRTUAL_TOP = 10
+
+
+def _round(x, digits: int = 1):
+    """A number as short as the page needs it (0.1 s; whole numbers without their '.0')."""
+    if x is None:
+        return None
+    x = round(float(x), digits)
+    return int(x) if x.is_integer() else x
+
+
+def virtual_gc_view(rows: list[dict]) -> dict | None:
+    """The live virtual general classification as the page replays it (``classifications`` rows
+    ``virtual_general``): the rows that put a rider in the top :data:`VIRTUAL_TOP` or take him out of it, as
+    ``[s after t0, bib, place_min, place_max, value_min, value_max, gap_to_leader, decided 0/1]`` in time
+    order (the page keeps each rider's latest at the moment shown), a rider's last of each step of the slider
+    (``FRAME_S``), times to 0.1 s. None without rows."""
+    ordered = sorted((r for r in rows if r.get("classification") == VIRTUAL_GENERAL and r.get("bib") is not None),
+                     key=lambda r: (row_ms(r["event_time"]), r["place_min"], r["bib"]))
+    if not ordered:
+        return None
+    latest, was_top = {}, set()
+    for r in ordered:
+        top = r["place_min"] <= VIRTUAL_TOP
+        if top or r["bib"] in was_top:  # a rider's last row of each of the slider's steps: what the page can show
+            t = row_ms(r["event_time"])
+            latest[(t // int(FRAME_S * 1000), r["bib"])] = [
+                t, r["bib"], r["place_min"], r["place_max"], _round(r["value_min"]), _round(r["value_max"]),
+                _round(r.get("gap_to_leader")), int(bool(r["decided"]))]
+        (was_top.add if top else was_top.discard)(r["bib"])
+    shown = sorted(latest.values(), key=lambda row: (row[0], row[2], row[1]))
+    t0 = shown[0][0]
+    for row in shown:  # seconds after the first row: the page's biggest table stays small
+        row[0] = _round((row[0] - t0) / 1000.0, 3)
+    return {"rows": shown, "t0": t0, "top": VIRTUAL_TOP,
+            "provisional": any(r.get("source", "provisional") == "provisional" for r in ordered),
+            "standings_before": not ordered[0]["detail"].startswith("this stage alone")}
 
 
 def _event_size(e: dict, ticks: _Ticks) -> int:
@@ -410,17 +479,22 @@ def report_data(stage: Stage, tables: dict, course: dict | None = None) -> dict:
         "frames": frames, "groups": group_rows, "events": events, "head_eta": _eta_rows(preds),
         "catch": catch, "climb_efforts": best, "standings": standings,
         "decisive": decisive_moment(stage, tables, frames["t"]),
-        "result": stage_result(tables.get("results", []), names={b: v["name"] for b, v in names.items()}),
-        "classifications": classifications_view(tables.get("classifications", []),
+        "result": _with_first_finish(stage_result(official_first("results", tables.get("results", [])),
+                                                  names={b: v["name"] for b, v in names.items()}),
+                                     tables.get("results", [])),
+        "classifications": classifications_view([r for r in official_first("classifications",
+                                                                          tables.get("classifications", []))
+                                                 if r["classification"] != VIRTUAL_GENERAL],
                                                 names={b: v["name"] for b, v in names.items()}),
+        "virtual_gc": virtual_gc_view(tables.get("classifications", [])),
         "newest_event_time": max((r["event_time"] for r in tables.get("rider_state", [])), default=None),
     }
 
 
 def render_report(data: dict, live: bool = False) -> str:
     """The page: template, styles, script and data in one HTML text."""
-    page = resources.files("peloton").joinpath("report.html").read_text(encoding="utf-8")
-    vendor = resources.files("peloton").joinpath("vendor")
+    page = resources.files("peloton.report").joinpath("report.html").read_text(encoding="utf-8")
+    vendor = resources.files("peloton.report").joinpath("vendor")
     chart_js = vendor.joinpath("uPlot.iife.min.js").read_text(encoding="utf-8").replace("</", "<\\/")
     chart_css = vendor.joinpath("uPlot.min.css").read_text(encoding="utf-8")
     page = page.replace("/*__CHART_CSS__*/", chart_css).replace("/*__CHART_JS__*/", chart_js)

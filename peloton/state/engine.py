@@ -39,7 +39,7 @@ __all__ = ["EngineParams", "Step", "RaceEngine", "EngineStateError", "STATE_VERS
 #: The shape of a pickled engine: its own fields, its trackers' and theirs. Raise it with any change to them. Live,
 #: the runner keeps the engine in state between windows; one pickled by another version is refused whole
 #: (:class:`EngineStateError`), never half read with defaults for what it lacks.
-STATE_VERSION = 2  # 1: the engine of one class (before peloton.state.trackers), unversioned
+STATE_VERSION = 3  # 1: the engine of one class (before peloton.state.trackers), unversioned; 2: no virtual GC tracker
 
 #: The history's columns: each matched fix's rider, time, km, km to finish, speeds, whether it is usable for times,
 #: its group (the groups tracker fills it) and whether it counts on a climb (as the replay's climb efforts count).
@@ -73,7 +73,7 @@ class Step:
     results: Columns = None  # result rows, final (a rider's once his crossing has settled; the rest at the end)
     virtual_standings: Columns = None  # time trials: a rider's row at a km mark once he has passed it
     climb_efforts: Columns = None  # a rider's effort up a climb once he has passed its summit
-    classifications: Columns = None  # the classifications after the stage: at its end only
+    classifications: Columns = None  # the virtual general classification as it changes; the rest at the end only
 
 
 #: The tables of a step: the trackers' (``rejected`` and ``stale`` are the matching's).
@@ -135,7 +135,6 @@ class RaceEngine:
         merged = Step(**{name: Columns.concat([getattr(s, name) for s in steps]) for name in TABLES},
                       rejected=[r for s in steps for r in s.rejected],
                       stale=concat_batches([s.stale for s in steps], self.stage_id))
-        merged.classifications = Columns.from_rows("classifications", [])  # at the end only
         return merged
 
     def _empty_step(self) -> Step:

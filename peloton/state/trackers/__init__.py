@@ -16,10 +16,11 @@ from peloton.state.trackers.predictions import Predictions
 from peloton.state.trackers.results import Results
 from peloton.state.trackers.rider_events import RiderEvents
 from peloton.state.trackers.standings import VirtualStandings
+from peloton.state.trackers.virtual_gc import VirtualGeneral
 
 __all__ = ["Tracker", "Window", "PerRider", "Reach", "stage_trackers", "RoadGaps", "TimeTrialGaps", "GroupEvents",
            "Predictions", "Results", "RiderEvents", "ClimbEfforts", "VirtualStandings", "Classifications",
-           "GROUP_GONE_S", "TRACKER_SHORTFALL_KM"]
+           "VirtualGeneral", "GROUP_GONE_S", "TRACKER_SHORTFALL_KM"]
 
 
 def stage_trackers(time_trial: bool, same_time_gap_s: float = 1.0,
@@ -29,4 +30,6 @@ def stage_trackers(time_trial: bool, same_time_gap_s: float = 1.0,
     riders = [TimeTrialGaps()] if time_trial else [RoadGaps(), GroupEvents()]
     ranked = [VirtualStandings()] if time_trial else []
     classified = [] if classifier is None else [Classifications(classifier)]
+    if classifier is not None and not time_trial:  # after the gaps, results and passages it reads
+        classified.append(VirtualGeneral(classifier))
     return [*riders, Predictions(), Results(same_time_gap_s), *ranked, ClimbEfforts(), *classified, RiderEvents()]

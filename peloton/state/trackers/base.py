@@ -41,6 +41,9 @@ class Window:
         self.group_timeline = None  # the groups tracked so far (peloton.state.groups.GroupTimeline)
         self.group_changes: list = []  # membership changes first seen in this window
         self.ranking: list = []  # at the end: every result row, ranked (see Results)
+        self.gaps = None  # road stages: each new fix's gap to the leader (row for row with m), see RoadGaps
+        self.results_said: list = []  # the result rows said in this window (at the end: the rest), see Results
+        self.passed: dict = {}  # (bib, classified point) -> passage interval, once past it (see Classifications)
 
     @cached_property
     def newest(self) -> np.ndarray:

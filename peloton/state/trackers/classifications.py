@@ -22,6 +22,7 @@ class Classifications:
 
     def update(self, w: Window) -> dict:
         m, points = w.m, self.classifier.at_km
+        w.passed = self.passed
         if not points.size or not len(m):
             return {}
         riders, passed = self.reach.passed(m, np.isin(m.quality, Quality.TRUSTED), points)
@@ -37,6 +38,7 @@ class Classifications:
         return {}
 
     def finish(self, w: Window) -> dict:
+        w.passed = self.passed
         return {"classifications": self.classifier.rows(w.ranking, self._passages())}
 
     def _passages(self) -> list[tuple]:

@@ -46,6 +46,7 @@ class RoadGaps:
         if w.forecast is not None:
             add_wind(groups, w.forecast.profile)
         w.groups, w.group_rows, w.group_timeline = groups, group_rows, self.timeline
+        w.gaps = gap
         w.group_changes = list(self.timeline.changes)  # handed on once: the timeline keeps none
         self.timeline.changes.clear()
         race = RaceState(gap, gap_ahead, gid, None, None, None)

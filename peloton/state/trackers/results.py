@@ -57,7 +57,7 @@ class Results:
         rows = rank_results(w.stage_id, kept, self.same_time_gap_s, self.stops)
         rows = [r for r in rows if r["bib"] in settled and r["bib"] not in self.sent]
         self.sent |= {r["bib"] for r in rows}
-        out["results"] = rows
+        out["results"] = w.results_said = rows
         return out
 
     def finish(self, w: Window) -> dict:
@@ -73,7 +73,7 @@ class Results:
         rows = rank_results(w.stage_id, self._crossings(), self.same_time_gap_s, self.stops, self.last_seen,
                             starts, ranked)
         w.ranking = rows
-        unsaid = [r for r in rows if r["bib"] not in self.sent]
+        unsaid = w.results_said = [r for r in rows if r["bib"] not in self.sent]
         self.sent |= {r["bib"] for r in rows}
         return {"race_events": events, "results": unsaid}
 
