@@ -128,16 +128,18 @@ def check_beam_args(beam_args: list[str]) -> str:
     return (runner or "DirectRunner").split(".")[-1]
 
 
-def runner_args(beam_args: list[str]) -> list[str]:
+def runner_args(beam_args: list[str], streaming: bool = False) -> list[str]:
     """``beam_args`` checked, with what the chosen runner needs from the local caches (never a download at run
-    time): Flink's job server jar (:mod:`pipelines.flink`), Prism's binary (:mod:`pipelines.prism`)."""
+    time): Flink's job server jar (:mod:`pipelines.flink`), Prism's binary (:mod:`pipelines.prism`).
+
+    ``streaming``: a live job (on Flink: checkpointed, named, to be stopped with a savepoint)."""
     from pipelines.flink import flink_args, normalize_flags
     from pipelines.prism import prism_args
 
     beam_args = normalize_flags(beam_args)
     runner = check_beam_args(beam_args)
     if runner == "FlinkRunner":
-        beam_args = flink_args(beam_args)
+        beam_args = flink_args(beam_args, streaming=streaming)
     elif runner == "PrismRunner":
         beam_args = prism_args(beam_args)
     if runner in ("FlinkRunner", "PrismRunner"):

@@ -10,7 +10,7 @@ import time
 from pipelines.commands.common import (STANDINGS_HELP, CliError, check_beam_args, check_dataset, check_out_folder,
                                        number, runner_args, truthy, with_standings)
 
-__all__ = ["add", "run", "DRAIN_TIMEOUT_S"]
+__all__ = ["add", "run", "DRAIN_TIMEOUT_S", "STOP_TIMEOUT_S"]
 
 log = logging.getLogger("peloton")
 
@@ -54,6 +54,8 @@ def add(sub) -> None:
     live.add_argument("--future-tolerance-s", type=number(low=0), default=limits.future_tolerance_s,
                       help="event times further ahead of the clock are dead letters (0: no check, for feeds "
                            "published faster than real time)")
+    live.add_argument("--savepoint-path", metavar="PATH", default=None,
+                      help="--runner FlinkRunner: resume from this savepoint (the path a stop printed)")
     live.add_argument("--duration-s", type=number(low=0), default=0.0,
                       help="stop after this many seconds (default: run until interrupted)")
     live.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
@@ -94,8 +96,15 @@ def run(args, beam_args) -> int:
     from peloton.ingest.windowing import Windowing
     from transforms.live import FeedSecurity
 
-    beam_args = runner_args(with_local_runner(beam_args, streaming=True))
+    from pipelines.flink import _given
+
+    beam_args = runner_args(with_local_runner(beam_args, streaming=True), streaming=True)
     runner = check_beam_args(beam_args)
+    flink = runner == "FlinkRunner"  # checkpointed; the feed read by transforms.read_feed.PullFeedFn
+    if args.savepoint_path and not flink:
+        raise CliError("--savepoint-path is for --runner FlinkRunner")
+    if args.savepoint_path:  # a job server option (Python's options do not know it)
+        beam_args += ["--savepoint_path", args.savepoint_path]
     stage = with_standings(resolve_stage(None, None, args.stage), args.standings_before)
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
@@ -112,17 +121,21 @@ def run(args, beam_args) -> int:
     pipeline = beam.Pipeline(options=options)
     build_live(pipeline, stage, subscription, args.out, args.output_topic_prefix, params, race_params, security,
                args.bigquery_dataset, args.bigquery_method, avro_flush_s=args.avro_flush_s,
-               id_label=None if runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID)
+               id_label=None if flink or runner in ("DirectRunner", "BundleBasedDirectRunner") else ATTR_MESSAGE_ID,
+               portable=flink)
     log.info("live: stage %s from %s; final rows %.0f s after their window, provisional within ~%d s",
              stage.stage_id, subscription, params.settle_s, params.early_after_s + 1)
     local = runner in ("DirectRunner", "BundleBasedDirectRunner")
-    if local:
-        _rewind(subscription)
-    return _run_until_stopped(pipeline, stage.stage_id, args.duration_s, local)
+    if local or (flink and _given(beam_args, "--savepoint_path") is None):
+        _rewind(subscription)  # a savepoint holds the race state: its job reads on from where it stopped
+    flink_job = (_given(beam_args, "--flink_master"), _given(beam_args, "--job_name")) if flink else None
+    return _run_until_stopped(pipeline, stage.stage_id, args.duration_s, local, flink_job)
 
 
 #: Longest wait for the drain after a stop: every window and file written, or an error.
 DRAIN_TIMEOUT_S = 120.0
+#: Longest wait for a Flink job's savepoint (its tasks may still be restoring from a checkpoint).
+STOP_TIMEOUT_S = 300.0
 
 
 def _rewind(subscription: str) -> None:
@@ -140,10 +153,11 @@ def _rewind(subscription: str) -> None:
                     "(create it with 'peloton pubsub init')", subscription)
 
 
-def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) -> int:
+def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool, flink_job=None) -> int:
     """Run until SIGINT, SIGTERM or ``duration_s``; then drain: stop reading, write every row, exit 0.
 
-    A second signal stops at once (exit 130).
+    A second signal stops at once (exit 130). On a Flink session cluster (``flink_job``: its address and the
+    job's name) the job stops with a savepoint instead, to resume from with ``--savepoint-path``.
     """
     import signal
     import threading
@@ -175,14 +189,17 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
         result = pipeline.run()
         threading.Thread(target=wait_for_end, args=(result,), daemon=True).start()
         deadline = time.monotonic() + duration_s if duration_s else None
-        while not stop.is_set() and not ended.is_set():
-            stop.wait(0.5)
+        session = flink_job is not None and flink_job[0] not in (None, "[auto]", "[local]")
+        while not stop.is_set() and not (ended.is_set() and not (session and _flink_job_runs(*flink_job))):
+            stop.wait(0.5 if not ended.is_set() else 2.0)
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        if ended.is_set():
+        if ended.is_set() and not (session and _flink_job_runs(*flink_job)):
             if failure:
                 raise CliError(f"the live pipeline failed: {str(failure[0]).splitlines()[0][:300]}")
             return 0
+        if session:
+            return _stop_flink_job(stage_id, reason["why"], *flink_job)
         log.warning("live: %s: draining (no more reads; every accepted row is being written)", reason["why"])
         started = time.monotonic()
         if not local:
@@ -201,3 +218,36 @@ def _run_until_stopped(pipeline, stage_id: str, duration_s: float, local: bool) 
         STOP.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _flink_job_runs(master: str, name: str) -> bool:
+    """Whether the live job still runs on the session cluster: Beam's job server may lose sight of it (its
+    stream to the client closes while Flink restarts the job from a checkpoint), the cluster does not."""
+    from pipelines.flink import running_job
+
+    try:
+        runs = running_job(master, name) is not None
+    except OSError:
+        return False
+    if runs and not getattr(_flink_job_runs, "said", False):
+        _flink_job_runs.said = True
+        log.warning("live: Beam's job server no longer follows job %s; it runs on at %s (stop it with SIGINT: a "
+                    "savepoint)", name, master)
+    return runs
+
+
+def _stop_flink_job(stage_id: str, why: str, master: str, name: str) -> int:
+    """Stop the live job on the Flink cluster with a savepoint (its state: windows, race, reader) and say where."""
+    from pipelines.flink import running_job, savepoint_dir, stop_with_savepoint
+
+    job_id = None
+    for _ in range(120):  # the job server may still be submitting it
+        job_id = running_job(master, name)
+        if job_id:
+            break
+        time.sleep(0.5)
+    if job_id is None:
+        raise CliError(f"no job {name} runs on the Flink cluster at {master}")
+    path = stop_with_savepoint(master, job_id, savepoint_dir(), timeout_s=STOP_TIMEOUT_S)
+    print(f"live stage {stage_id}: stopped ({why}) with a savepoint; resume with --savepoint-path {path}")
+    return 0
