@@ -96,10 +96,11 @@ def run(args, beam_args) -> int:
     from peloton.ingest.windowing import Windowing
     from transforms.live import FeedSecurity
 
-    from pipelines.flink import _given
+    from pipelines.flink import _given, normalize_flags
 
-    beam_args = runner_args(with_local_runner(beam_args, streaming=True), streaming=True)
-    runner = check_beam_args(beam_args)
+    beam_args = normalize_flags(with_local_runner(beam_args, streaming=True))
+    runner = check_beam_args(beam_args)  # before Flink's job server options, which Python's parser does not know
+    beam_args = runner_args(beam_args, streaming=True)
     flink = runner == "FlinkRunner"  # checkpointed; the feed read by transforms.read_feed.PullFeedFn
     if args.savepoint_path and not flink:
         raise CliError("--savepoint-path is for --runner FlinkRunner")
