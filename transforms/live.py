@@ -52,7 +52,8 @@ from peloton.match.matching import MAX_POSITIONS_PER_FIX, same_position
 from peloton.state.rows import dead_letter_columns
 
 __all__ = ["Fix", "LiveParams", "FeedSecurity", "ScreenMessagesFn", "RejectReplaysFn", "ParsePubsubFn",
-           "SplitLateFn", "DropDuplicatesFn", "IngestLive", "LATE", "DEAD_LETTER", "RANKINGS"]
+           "SplitLateFn", "DropDuplicatesFn", "CheckMessages", "SetLateAside", "DropDuplicates", "GatherTicks",
+           "IngestLive", "LATE", "DEAD_LETTER", "RANKINGS"]
 
 LATE = Reason.LATE  # the tag of late rows is their reason
 from peloton.output.tables import DEAD_LETTER  # noqa: E402 - the tag is the table
@@ -374,6 +375,96 @@ def _to_batch(keyed) -> tuple:
     return stage_id, batch
 
 
+class CheckMessages(beam.PTransform):
+    """Messages -> {'fixes', 'dead_letter', 'rankings'}: the gate (limits and signatures, then parsing against the
+    start list, event times against the clock), then, with authentication on, replay protection."""
+
+    def __init__(self, gate: Gate, params: LiveParams, security: FeedSecurity):
+        super().__init__()
+        self.gate, self.params, self.security = gate, params, security
+
+    def expand(self, messages):
+        sec = self.security
+        screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
+            self.gate, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
+            DEAD_LETTER, main="passed")
+        parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
+            self.gate, sec.check_clock, sec.clock, keyed=sec.authenticate)
+        ).with_outputs(DEAD_LETTER, ACCEPTED, RANKINGS, main="fixes")
+        dead, fixes = [screened[DEAD_LETTER], parsed[DEAD_LETTER]], parsed.fixes
+        if sec.authenticate:
+            fresh = (parsed[ACCEPTED]
+                     | "KeyBySignature" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, typing.Any])
+                     | "RejectReplays" >> beam.ParDo(RejectReplaysFn(
+                         self.gate.stage_id, self.params.allowed_lateness_s, sec.stale_after_s, sec.check_clock,
+                         sec.clock)).with_outputs(DEAD_LETTER, main="fresh"))
+            fixes = (fixes, fresh.fresh) | "AllFixes" >> beam.Flatten()
+            dead.append(fresh[DEAD_LETTER])
+        return {"fixes": fixes, DEAD_LETTER: dead | "DeadLetters" >> beam.Flatten(), RANKINGS: parsed[RANKINGS]}
+
+
+class SetLateAside(beam.PTransform):
+    """Fixes -> {'on_time', 'late'}: what is behind the watermark by more than the allowed lateness, with its
+    reason (:class:`SplitLateFn`)."""
+
+    def __init__(self, params: LiveParams):
+        super().__init__()
+        self.params = params
+
+    def expand(self, fixes):
+        checked = (fixes
+                   | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f)).with_output_types(tuple[str, Fix])
+                   | "SplitLate" >> beam.ParDo(SplitLateFn(self.params.allowed_lateness_s,
+                                                           self.params.watermark_step_s))
+                   .with_outputs(LATE, main="on_time"))
+        return {"on_time": checked.on_time, LATE: checked[LATE] | "LateRows" >> beam.Map(
+            lambda row: dead_letter_columns([row]))}
+
+
+class DropDuplicates(beam.PTransform):
+    """Fixes -> {'fixes', 'dead_letter'}: one fix per (bib, event time) however often Pub/Sub delivers it."""
+
+    def __init__(self, params: LiveParams):
+        super().__init__()
+        self.params = params
+
+    def expand(self, fixes):
+        p = self.params
+        unique = (fixes
+                  | "KeyByWindow" >> beam.Map(lambda f: (dedupe_key(f, p.window_s), f))
+                  .with_output_types(tuple[str, Fix])
+                  | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s, p.window_s))
+                  .with_outputs(DEAD_LETTER, main="fixes"))
+        return {"fixes": unique.fixes, DEAD_LETTER: unique[DEAD_LETTER]}
+
+
+class GatherTicks(beam.PTransform):
+    """Fixes -> (stage_id, FixBatch) per pane of a tick window: early, on time and late firings (module doc)."""
+
+    def __init__(self, params: LiveParams):
+        super().__init__()
+        self.params = params
+
+    def expand(self, fixes):
+        p = self.params
+        return (fixes
+                | "TickWindows" >> beam.WindowInto(
+                    window.FixedWindows(p.window_s),
+                    # early: a picture within a second or two of the tick; on time: when the watermark
+                    # passes; late: every late fix within the allowed lateness, as it comes
+                    trigger=trigger.AfterWatermark(
+                        early=trigger.AfterAny(trigger.AfterCount(p.early_after_fixes),
+                                               trigger.AfterProcessingTime(max(1, round(p.early_after_s)))),
+                        late=trigger.AfterCount(1)),
+                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                    # the grouping would drop data beyond its lateness silently: give it a day, and let
+                    # SplitLateFn and the race engine (which sees the real watermark) set late data aside
+                    allowed_lateness=Duration(seconds=p.allowed_lateness_s + GROUPING_GRACE_S))
+                | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f))
+                | "GatherTick" >> beam.GroupByKey()
+                | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
+
+
 class IngestLive(beam.PTransform):
     """Messages -> {'ticks': (stage_id, FixBatch) per window pane, 'late': Columns rows, 'dead_letter': Columns,
     'rankings': the organiser's checked rankings documents, (Rankings, event time s)}."""
@@ -383,56 +474,15 @@ class IngestLive(beam.PTransform):
         """``start_list``: the stage's bibs (``Stage.start_list()``), else ``security.start_list``; ``year``,
         ``stage_number``: the stage's, which a rankings document must be of."""
         super().__init__()
-        self.stage_id = stage_id
         self.params = params
         self.security = security
         self.gate = Gate.of(stage_id, security.start_list if start_list is None else start_list, security.limits,
                             year, stage_number)
 
     def expand(self, messages):
-        p, sec = self.params, self.security
-        screened = messages | "Screen" >> beam.ParDo(ScreenMessagesFn(
-            self.gate, sec.keys_text, sec.authenticate, sec.check_clock, sec.clock)).with_outputs(
-            DEAD_LETTER, main="passed")
-        parsed = screened.passed | "Parse" >> beam.ParDo(ParsePubsubFn(
-            self.gate, sec.check_clock, sec.clock, keyed=sec.authenticate)
-        ).with_outputs(DEAD_LETTER, ACCEPTED, RANKINGS, main="fixes")
-        dead = [screened[DEAD_LETTER], parsed[DEAD_LETTER]]
-        fixes = parsed.fixes
-        if sec.authenticate:
-            fresh = (parsed[ACCEPTED]
-                     | "KeyBySignature" >> beam.Map(lambda kv: kv).with_output_types(tuple[str, typing.Any])
-                     | "RejectReplays" >> beam.ParDo(RejectReplaysFn(
-                         self.stage_id, p.allowed_lateness_s, sec.stale_after_s, sec.check_clock, sec.clock))
-                     .with_outputs(DEAD_LETTER, main="fresh"))
-            fixes = (fixes, fresh.fresh) | "AllFixes" >> beam.Flatten()
-            dead.append(fresh[DEAD_LETTER])
-        checked = (fixes
-                   | "KeyByStage" >> beam.Map(lambda f: (f.stage_id, f)).with_output_types(tuple[str, Fix])
-                   | "SplitLate" >> beam.ParDo(SplitLateFn(p.allowed_lateness_s, p.watermark_step_s))
-                   .with_outputs(LATE, main="on_time"))
-        unique = (checked.on_time
-                  | "KeyByWindow" >> beam.Map(lambda f: (dedupe_key(f, p.window_s), f))
-                  .with_output_types(tuple[str, Fix])
-                  | "DropDuplicates" >> beam.ParDo(DropDuplicatesFn(p.allowed_lateness_s, p.window_s))
-                  .with_outputs(DEAD_LETTER, main="fixes"))
-        dead.append(unique[DEAD_LETTER])
-        ticks = (unique.fixes
-                 | "TickWindows" >> beam.WindowInto(
-                     window.FixedWindows(p.window_s),
-                     # early: a picture within a second or two of the tick; on time: when the watermark
-                     # passes; late: every late fix within the allowed lateness, as it comes
-                     trigger=trigger.AfterWatermark(
-                         early=trigger.AfterAny(trigger.AfterCount(p.early_after_fixes),
-                                                trigger.AfterProcessingTime(max(1, round(p.early_after_s)))),
-                         late=trigger.AfterCount(1)),
-                     accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                     # the grouping would drop data beyond its lateness silently: give it a day, and let
-                     # SplitLateFn and the race engine (which sees the real watermark) set late data aside
-                     allowed_lateness=Duration(seconds=p.allowed_lateness_s + GROUPING_GRACE_S))
-                 | "KeyByStageAgain" >> beam.Map(lambda f: (f.stage_id, f))
-                 | "GatherTick" >> beam.GroupByKey()
-                 | "ToBatch" >> beam.Map(_to_batch).with_output_types(tuple[str, typing.Any]))
-        late = checked[LATE] | "LateRows" >> beam.Map(lambda row: dead_letter_columns([row]))
-        return {"ticks": ticks, LATE: late, DEAD_LETTER: dead | "MergeDeadLetters" >> beam.Flatten(),
-                RANKINGS: parsed[RANKINGS]}
+        checked = messages | "CheckMessages" >> CheckMessages(self.gate, self.params, self.security)
+        timely = checked["fixes"] | "SetLateAside" >> SetLateAside(self.params)
+        unique = timely["on_time"] | "DropDuplicates" >> DropDuplicates(self.params)
+        ticks = unique["fixes"] | "GatherTicks" >> GatherTicks(self.params)
+        dead = (checked[DEAD_LETTER], unique[DEAD_LETTER]) | "MergeDeadLetters" >> beam.Flatten()
+        return {"ticks": ticks, LATE: timely[LATE], DEAD_LETTER: dead, RANKINGS: checked[RANKINGS]}
