@@ -32,8 +32,8 @@ def add(sub) -> None:
                       help=f"data this late is still used (default {WINDOWING.allowed_lateness_s:g}); rows are "
                            "final this long after their tick")
     live.add_argument("--early-after-s", type=number(int, low=1), default=WINDOWING.early_after_s,
-                      help=f"provisional rows this many seconds after a window's first fix arrives, or as soon as "
-                           f"{WINDOWING.early_after_fixes} fixes are in (default {WINDOWING.early_after_s})")
+                      help=f"provisional rows at most this many seconds after a window's first fix arrives (default "
+                           f"{WINDOWING.early_after_s}); a message's fixes give them at once")
     live.add_argument("--group-gap-s", type=number(above=0), default=groups.threshold_s,
                       help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=number(low=0), default=groups.hysteresis_s,
