@@ -1,6 +1,7 @@
 """The finale: the head of the race's predicted finish 60, 30, 10 and 5 minutes out.
 
     python benchmarks/finale.py [--out bench-results] [--seeds 2] [--held-out 2] [--reuse] [--no-finale]
+    python benchmarks/finale.py --sprint [--both] [--reuse]   # issue 26: bunch sprints, without / with the bunch rule
 
 Races, one per finale type (tuned: the finale's parameters were chosen looking at these):
 

@@ -26,7 +26,8 @@ another group. So, once a group has fewer than ``window_km`` to go:
   and the sprint, at the published speeds of Grand Tour bunch finales
   (the shape), at the level its last minutes show, in the wind ahead.
   With the rule above, the head of the race's finish is the earliest of
-  the groups' (the catch included).
+  the groups' (the catch included). Off by default: it failed issue 26's
+  pre-set rule (the simulator's old steady bunches; BENCHMARKS.md).
 
 The finale's prediction takes over from the stage's gradually, from
 ``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
@@ -64,7 +65,7 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule, off (BENCHMARKS.md)
+    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule twice, off
     bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
     bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
     bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there
@@ -303,7 +304,11 @@ class BunchRunIn:
     level (its last minutes' speed against that profile's over the same road, in the same wind; bounded),
     each km moved to the wind there (the same power into the air: v (v + headwind)^2 kept). It applies to
     groups of ``bunch_min_size`` or more, on a run-in with no km steeper than ``bunch_max_gradient`` up or
-    down, whose level says they race (``bunch_racing``): a bunch riding tempo keeps the physics.
+    down, whose level says they race (``bunch_racing``): a bunch riding tempo keeps the physics. Within the
+    published speeds' reach (``bunch_max_km``) only, and (``bunch_trend_s``) only while its level over the last
+    minutes holds ``bunch_hold`` of the one before (a chase that is on, not one that eased); such bunches are
+    *candidates* whether they race or not, and (``FinaleParams.bunch_both``) their interval spans both the sprint
+    and their own pace. Off (``bunch_run_in``): it failed issue 26's pre-set rule (BENCHMARKS.md).
     """
 
     STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)
