@@ -301,3 +301,22 @@ def test_a_bunch_that_eases_is_not_predicted_to_sprint_but_its_interval_keeps_th
     assert np.isnan(out[3]).all()
     off = BunchRunIn(profile, FinaleParams(bunch_hold=1.2))  # no bunch holds 1.2 of its level
     assert not off.remaining_s(km, np.full(4, 40), np.full(4, v), km - 600 * v, back)[1].any()
+
+
+def test_a_bunch_that_eased_keeps_its_own_pace_but_its_interval_reaches_the_sprint():
+    def run(params, speeds):
+        pred = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(every_s=0.0, finale_params=params))
+        km, rows = 41.0, []
+        for i, speed in enumerate(speeds):  # 6 s ticks, 19 km to go at first
+            rows = pred.update([group_row(T0 + 6 * i, 1, 1, 60.0 - km, size=40, speed=speed)])
+            km += speed * 6 / 3600
+        return rows[0]
+
+    eased = [55.0] * 60 + [40.0] * 61  # 6 minutes of chase, then the catch and tempo
+    off, on = run(FinaleParams(bunch_run_in=False), eased), run(FinaleParams(bunch_run_in=True), eased)
+    assert on["eta_finish"] == off["eta_finish"]  # no sprint predicted: its own pace
+    assert on["eta_finish_low"] < off["eta_finish_low"]  # but the sprint may come: the interval reaches it
+    assert on["eta_finish_high"] == off["eta_finish_high"]
+    steady = [48.0] * 121  # a chase that holds: the sprint is predicted
+    off, on = run(FinaleParams(bunch_run_in=False), steady), run(FinaleParams(bunch_run_in=True), steady)
+    assert on["eta_finish"] < off["eta_finish"] and on["eta_finish_high"] >= off["eta_finish"]
