@@ -10,6 +10,8 @@ import apache_beam
 import yaml
 
 from pipelines import flink
+from pipelines.cli import build_parser
+from pipelines.commands.common import check_beam_args
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "flink"
 
@@ -63,7 +65,18 @@ def test_the_client_reaches_the_worker_pool_and_shares_the_artifacts_with_the_ta
     staged = args["--artifacts_dir"]
     taskmanager = _containers(session["podTemplate"])["flink-main-container"]
     assert _mounts(client)["beam-artifacts"] == staged == _mounts(taskmanager)["beam-artifacts"]
+    # Flink's own container comes first in the TaskManagers' template: merged by position or by name, it keeps
+    # the common template's mounts
+    assert list(_containers(session["taskManager"]["podTemplate"]))[0] == "flink-main-container"
     claims = {v["persistentVolumeClaim"]["claimName"] for v in session["podTemplate"]["spec"]["volumes"]
               + docs["Job"]["spec"]["template"]["spec"]["volumes"]}
     assert claims == {docs["PersistentVolumeClaim"]["metadata"]["name"]}
     assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_the_client_job_is_a_command_line_peloton_takes():
+    client = _containers(_docs("live-job.yaml")["Job"]["spec"]["template"])["peloton"]
+    assert client["command"] == ["peloton"]
+    args, beam_args = build_parser().parse_known_args(client["args"])
+    assert args.command == "live"
+    assert check_beam_args(flink.normalize_flags(beam_args)) == "FlinkRunner"  # every Beam option one it knows
