@@ -126,12 +126,11 @@ case "$cmd" in
     # first everything but the wall-clock tests, overlapped; then those, so that no deadline of theirs (the
     # emulator's answer, a stop within 2 s, a feed at real speed) waits behind a CPU-bound test. They mostly wait
     # on the wall clock (a live stage at real speed uses ~15 % of a core), so they overlap six at a time, one test
-    # to a worker at a time and the four longest first, so that no two of those queue behind each other
+    # to a worker at a time and the longest first, one to a worker (tests/conftest.py orders them)
     status=0
     "$VENV/bin/python" -m pytest tests -n "${PELOTON_TEST_WORKERS:-4}" -m "not realtime" "$@" || status=$?
-    "$VENV/bin/python" -m pytest tests/test_hostile_emulator.py tests/test_live_operator.py \
-      tests/test_racecenter_emulator.py tests/test_live_emulator.py tests \
-      -n "${PELOTON_REALTIME_WORKERS:-6}" --maxschedchunk 1 -m realtime "$@" || status=$((status ? status : $?))
+    "$VENV/bin/python" -m pytest tests -n "${PELOTON_REALTIME_WORKERS:-6}" --maxschedchunk 1 -m realtime "$@" \
+      || status=$((status ? status : $?))
     exit "$status"
     ;;
   lock)

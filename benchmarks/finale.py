@@ -1,6 +1,7 @@
 """The finale: the head of the race's predicted finish 60, 30, 10 and 5 minutes out.
 
     python benchmarks/finale.py [--out bench-results] [--seeds 2] [--held-out 2] [--reuse] [--no-finale]
+    python benchmarks/finale.py --sprint [--both] [--reuse]   # issue 26: bunch sprints, without / with the bunch rule
 
 Races, one per finale type (tuned: the finale's parameters were chosen looking at these):
 
@@ -70,6 +71,10 @@ BUNCH = {"bunch-vejle": ("2022-03 Vejle > Sonderborg", COURSES / "2022/03/trace_
          "bunch-saint-vulbas": ("2024-05 Saint-Jean-de-Maurienne > Saint-Vulbas",
                                 COURSES / "2024/05/trace_2024_5.geojson")}
 BUNCH_TUNED = ("bunch-vejle", "bunch-bordeaux", "bunch-dijon")
+# tuned too: the same courses and seeds with the old "steady" peloton (tempo to the line, no sprint), the bunch
+# the rule must leave alone
+BUNCH_TEMPO = {"tempo-vejle": BUNCH["bunch-vejle"], "tempo-bordeaux": BUNCH["bunch-bordeaux"],
+               "tempo-dijon": BUNCH["bunch-dijon"]}
 BUNCH_HELD_OUT = ("bunch-saint-amand", "bunch-nimes", "bunch-cahors", "bunch-saint-vulbas")
 TUNED_KINDS = ("sprint", "summit", "descent")
 HELD_OUT_KINDS = ("sprint-b", "summit-b", "descent-b")
@@ -124,7 +129,7 @@ def race_job(job: tuple) -> dict:
         from peloton.match.stage import parse_course_text, stage_from_recording
         from peloton.sim.simulate import SimParams, recording_document, simulate_race
 
-        name, course_file = SIMULATED[kind] if kind in SIMULATED else BUNCH[kind]
+        name, course_file = {**SIMULATED, **BUNCH, **BUNCH_TEMPO}[kind]
         route = parse_course_text(course_file.read_text(), str(course_file))
         stage0 = stage_from_recording({"meta": {"date": "x"}, "rest": {"trace": {"routePoints": [
             {"lat": p[0], "lon": p[1], "ele": p[2]} for p in route]}}})
@@ -136,7 +141,7 @@ def race_job(job: tuple) -> dict:
         race = simulate_race(stage0.course(), params)
         stage, groups, _results = _groups_of(recording_document(race, name))
         first = float(np.nanmin(race.finish_t))
-        name = f"{name}, seed {seed}"
+        name = f"{name}, seed {seed}" + (" (steady)" if kind in BUNCH_TEMPO else "")
     out = {"kind": kind, "seed": seed, "name": name, "stage": stage, "first_finish": first,
            "groups": _plain(groups)}
     path.write_text(json.dumps(out))
@@ -147,7 +152,8 @@ def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False) -> li
     """Tuned races (stage 4, the three courses' first seeds), then held-out ones (later seeds, other courses);
     ``sprint``: stage 4 and the bunch sprints (seeds 0.. on the tuned and the held-out courses alike)."""
     if sprint:
-        return ([("stage4", 0, cache)] + [(k, s, cache) for k in BUNCH_TUNED for s in range(seeds)]
+        tuned = BUNCH_TUNED + tuple(BUNCH_TEMPO)
+        return ([("stage4", 0, cache)] + [(k, s, cache) for k in tuned for s in range(seeds)]
                 + [(k, s, cache) for k in BUNCH_HELD_OUT for s in range(held_out)])
     tuned = [("stage4", 0, cache)] + [(k, s, cache) for k in TUNED_KINDS for s in range(seeds)]
     held = ([(k, s, cache) for k in TUNED_KINDS for s in range(seeds, seeds + held_out)]
@@ -237,6 +243,51 @@ def summarise(scored: list[tuple[dict, dict]]) -> dict:
     return summary
 
 
+def compare_bunch(races: list[dict], seeds: int, path: Path) -> None:
+    """Every race scored without and with the bunch rule (issue 26), the two side by side, and each set's
+    summary both ways: the pre-set rule's figures in one run."""
+    from peloton.predict.finale import FinaleParams
+
+    variants = {"without": FinaleParams(bunch_run_in=False), "with": FinaleParams(bunch_run_in=True)}
+    scored = {name: [(race, score_race(race, finale_params=fp)) for race in races] for name, fp in variants.items()}
+    print("Head of the race's predicted finish minus the truth, s, without / with the bunch rule "
+          "[80 % interval covers: n = no, y = yes]:\n")
+    print("| race | " + " | ".join(f"{m} min" for m in MINUTES) + " | ticks of the last 30 min late, median |")
+    print("|---|" + "---|" * (len(MINUTES) + 1))
+    for i, race in enumerate(races):
+        cells = []
+        for m in MINUTES:
+            pair = [scored[v][i][1].get(m) for v in variants]
+            if any(r is None for r in pair):
+                cells.append("-")
+                continue
+            cells.append(" / ".join(f"{r['ours']:+.0f}{'y' if r['interval'][0] <= 0 <= r['interval'][1] else 'n'}"
+                                    for r in pair))
+        ticks = [scored[v][i][1].get("ticks") for v in variants]
+        tick_cell = " / ".join(f"{t['late']} of {t['n']}, {t['median']:+.0f}" if t else "-" for t in ticks)
+        held = " (held out)" if is_held_out(race, seeds) else ""
+        print(f"| {race['name']}{held} | " + " | ".join(cells) + f" | {tick_cell} |")
+    out = {}
+    for v in variants:
+        sets = {"tuned": [(r, sc) for r, sc in scored[v] if not is_held_out(r, seeds)],
+                "held out": [(r, sc) for r, sc in scored[v] if is_held_out(r, seeds)]}
+        out[v] = {name: summarise(rows) for name, rows in sets.items() if rows}
+    for name in ("tuned", "held out"):
+        if name not in out["without"]:
+            continue
+        print(f"\n{name}: median abs s / within target / 80 % covers, without -> with the bunch rule:\n")
+        print("| minutes out | races | median abs | within target | covers |")
+        print("|---|---|---|---|---|")
+        for m in MINUTES:
+            a, b = out["without"][name][m], out["with"][name][m]
+            tgt = f"{a['within_target']} -> {b['within_target']}" if "within_target" in a else "-"
+            print(f"| {m} | {a['races']} | {a['ours']['median_abs']:.0f} -> {b['ours']['median_abs']:.0f} | {tgt} "
+                  f"| {a['covered']} -> {b['covered']} |")
+    path.write_text(json.dumps({"races": [r["name"] for r in races], "held_out": [is_held_out(r, seeds) for r in races],
+                                "scores": {v: [s for _r, s in scored[v]] for v in variants}, "summary": out},
+                               indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -248,6 +299,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprint", action="store_true",
                     help="stage 4 and the bunch sprints (issue 26) instead of the breakaway/summit/descent races")
+    ap.add_argument("--both", action="store_true",
+                    help="score every race without and with the bunch rule (FinaleParams.bunch_run_in) in one run")
     args = ap.parse_args()
     if args.seeds < 1 or args.workers < 1 or args.held_out < 0:
         ap.error("--seeds and --workers must be at least 1, --held-out at least 0")
@@ -259,6 +312,9 @@ def main() -> None:
     jobs = race_jobs(args.seeds, args.held_out, str(cache), args.sprint)
     with Pool(min(args.workers, len(jobs))) as pool:
         races = pool.map(race_job, jobs, chunksize=1)
+    if args.both:
+        compare_bunch(races, args.seeds, cache / (("sprint-" if args.sprint else "") + "finale-bunch-both.json"))
+        return
     scored = [(race, score_race(race, finale=not args.no_finale)) for race in races]
     label = "without the finale model" if args.no_finale else "with the finale model"
     print(f"Head of the race's predicted finish minus the truth, s ({label}); interval = 80 %:\n")

@@ -37,7 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from peloton.ingest.racecenter import Faults, RaceCenterServer, ResilientStream, classify_update  # noqa: E402
+from peloton.ingest.racecenter import ResilientStream, classify_update  # noqa: E402
+from peloton.sim.racecenter import Faults, RaceCenterServer  # noqa: E402
 from pipelines.bridge import Bridge, make_publisher  # noqa: E402
 from benchmarks.emulator import pubsub_emulator  # noqa: E402
 

@@ -22,6 +22,23 @@ STAGE16_COURSE = DATA / "racecenter-2026" / "derived" / "2026-07-21_stage16_ITT_
 COURSES = DATA / "courses-tdf-2022-2024"
 
 
+#: The wall-clock tests that run longest, by module and name: the seconds each took in CI (2026-12-07); the others
+#: take a few seconds.
+LONG_REALTIME = {
+    "test_hostile_emulator.py::test_attacks_through_the_emulator_lose_double_and_corrupt_nothing": 275,
+    "test_racecenter_emulator.py::test_the_race_center_stream_bridged_through_the_emulator_gives_the_causal_"
+    "replay_rows": 221,
+    "test_live_operator.py::test_killed_restarted_and_stopped_live_pipeline_archives_exactly_the_causal_replay": 214,
+    "test_live_emulator.py::test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows": 157,
+    "test_official_emulator.py::test_the_official_result_arrives_after_the_finish_and_supersedes_the_provisional_"
+    "rows": 97,
+    "test_cli_errors.py::test_every_subcommand_refuses_bad_input_in_one_line": 84,
+    # not long, but not among the shortest either: never the one queued behind a long one
+    "test_serve.py::test_the_live_page_follows_the_feed_and_says_when_it_stalls": 33,
+    "test_publish.py::test_shift_to_now_at_10x_into_the_emulator_is_never_in_the_future": 17}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """The markers a test's fixtures imply: the fast suite deselects them without each test saying so."""
     for item in items:
@@ -29,6 +46,35 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.emulator)
         if "browser" in item.fixturenames:
             item.add_marker(pytest.mark.browser)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RealtimeOrder(), "peloton-realtime-order")
+
+
+class _RealtimeOrder:
+    @pytest.hookimpl(trylast=True)  # after -m has deselected
+    def pytest_collection_modifyitems(self, config, items):
+        """A run of only wall-clock tests over xdist workers: the longest apart (:func:`_longest_apart`)."""
+        workers = getattr(config, "workerinput", {}).get("workercount")
+        if workers and items and all(item.get_closest_marker("realtime") for item in items):
+            items[:] = _longest_apart(items, int(workers))
+
+
+def _longest_apart(items: list, workers: int) -> list:
+    """xdist hands each worker two tests to start with (the 2k-th and the next) and then one whenever it has one
+    left: the minute-long tests go first, one to a worker, each followed by the shortest test, so that no two of
+    them queue behind each other (they did: 275 s + 214 s on one worker, a 472 s phase)."""
+    def seconds(item):
+        return LONG_REALTIME.get(f"{Path(str(item.fspath)).name}::{item.originalname}", 0)
+
+    longest = sorted(items, key=seconds, reverse=True)
+    heads = [item for item in longest[:workers] if seconds(item) >= 60]
+    rest = [item for item in longest if item not in heads]
+    order = []
+    for head in heads:
+        order += [head, rest.pop()] if rest else [head]
+    return order + rest
 
 
 def pytest_sessionstart(session):

@@ -112,6 +112,7 @@ BAD_INPUTS = [
     ("live --subscription {sub} --stage {stage} --out {file}", "is a file"),
     ("live --subscription {sub} --stage {stage} --out {new} --allowed-lateness-s nan", "finite"),
     ("live --subscription {sub} --stage {stage} --out {new} --early-after-s 0", "--early-after-s"),
+    ("live --subscription {sub} --stage {stage} --out {new} --early-after-messages 0", "--early-after-messages"),
     ("live --subscription {sub} --stage {stage} --out {new} --avro-flsh-s 3", "unknown option --avro-flsh-s"),
     ("live --subscription {sub} --stage {stage} --out {new} --runner Nope", "--runner Nope"),
     ("live --subscription {sub} --stage {stage} --out {new} --authenticate maybe", "expected true or false"),

@@ -249,16 +249,17 @@ def test_a_bunch_racing_on_a_flat_run_in_speeds_up_to_the_line_at_the_published_
     km = np.array([30.0, 30.0, 30.0, 45.0])
     # 20 km to go at the profile's own 47 km/h, level 1: its time is the profile's, faster than holding 47 km/h
     racing_speed = 47.0 / 3600.0
-    out, racing = bunch.remaining_s(km, np.array([40, 40, 10, 40]), np.array([racing_speed, 35.0 / 3600.0,
+    out, racing, candidate = bunch.remaining_s(km, np.array([40, 40, 10, 40]), np.array([racing_speed, 35.0 / 3600.0,
                                                                               racing_speed, racing_speed]),
                                     km - 8.0)
     assert list(racing) == [True, False, False, True]  # a bunch at 35 km/h rides tempo; 10 riders are no bunch
+    assert list(candidate) == [True, True, False, True]  # but its sprint may still come
     expected = bunch.seconds(np.array([30.0]), np.array([50.0]))[0]
     assert out[0, 0] == pytest.approx(expected)
     assert 20.0 / 55.0 * 3600 < out[0, 0] < 20.0 / 50.0 * 3600  # last 20 km: a chase, a lead-out, a sprint
     assert out[0, 2] < out[0, 0] < out[0, 1]
     assert 5.0 / 60.0 * 3600 < out[3, 0] < 5.0 / 51.0 * 3600  # the last 5 km at lead-out speeds
-    assert np.isnan(out[1, 0])
+    assert np.isnan(out[2, 0]) and out[1, 0] > out[0, 0]  # no bunch: no sprint; at 35 km/h: a sprint at its level
 
 
 def test_a_bunch_run_in_is_not_a_climb():
@@ -272,12 +273,50 @@ def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
         every_s=0.0, finale_params=FinaleParams(bunch_run_in=True)))
 
     def bunch_row(t):
-        return group_row(t, 2, 2, 60.0 - 26.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=90.0, speed=48.0)
+        return group_row(t, 2, 2, 60.0 - 41.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=90.0, speed=48.0)
 
-    rows = ride(pred, 40.0, 26.5, 60.0, 12, size=1, extra=[bunch_row])
+    rows = ride(pred, 40.0, 41.5, 60.0, 12, size=1, extra=[bunch_row])
     head, chase = sorted(rows, key=lambda r: r["rank"])
     assert head["eta_finish"] == chase["eta_finish"]  # the bunch is predicted to catch it: the same finish
     alone = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(
         every_s=0.0, finale_params=FinaleParams(bunch_run_in=False)))
-    before = sorted(ride(alone, 40.0, 26.5, 60.0, 12, size=1, extra=[bunch_row]), key=lambda r: r["rank"])[0]
+    before = sorted(ride(alone, 40.0, 41.5, 60.0, 12, size=1, extra=[bunch_row]), key=lambda r: r["rank"])[0]
     assert head["eta_finish"] < before["eta_finish"]
+    assert head["eta_finish_low"] < before["eta_finish_low"] and head["eta_finish_high"] >= before["eta_finish"]
+
+
+def test_a_bunch_that_eases_is_not_predicted_to_sprint_but_its_interval_keeps_the_sprint():
+    profile = flat_profile(50_000)
+    bunch = BunchRunIn(profile)  # its level over the last 5 minutes must hold 0.9 of the 5 before
+    v = 45.0 / 3600.0  # km/s
+    km = np.array([38.0, 38.0, 38.0, 25.0])  # 12 km to go; 25 km: beyond the published finale's 20 km
+    back = np.array([[38.0 - 600 * v, 38.0 - 300 * v],  # steady
+                     [38.0 - 300 * v - 300 * 1.3 * v, 38.0 - 300 * v],  # 30 % faster before: the chase eased
+                     [38.0 - 300 * v - 300 * 1.05 * v, 38.0 - 300 * v],  # 5 % faster before: within the rule
+                     [25.0 - 600 * v, 25.0 - 300 * v]])
+    out, racing, candidate = bunch.remaining_s(km, np.full(4, 40), np.full(4, v), km - 600 * v, back)
+    assert list(racing) == [True, False, True, False]
+    assert list(candidate) == [True, True, True, False]
+    assert out[1, 0] == pytest.approx(out[0, 0])  # the sprint it may still ride: the same level now
+    assert np.isnan(out[3]).all()
+    off = BunchRunIn(profile, FinaleParams(bunch_hold=1.2))  # no bunch holds 1.2 of its level
+    assert not off.remaining_s(km, np.full(4, 40), np.full(4, v), km - 600 * v, back)[1].any()
+
+
+def test_a_bunch_that_eased_keeps_its_own_pace_but_its_interval_reaches_the_sprint():
+    def run(params, speeds):
+        pred = Predictor(StageModel.build(flat_profile(60_000)), PredictParams(every_s=0.0, finale_params=params))
+        km, rows = 41.0, []
+        for i, speed in enumerate(speeds):  # 6 s ticks, 19 km to go at first
+            rows = pred.update([group_row(T0 + 6 * i, 1, 1, 60.0 - km, size=40, speed=speed)])
+            km += speed * 6 / 3600
+        return rows[0]
+
+    eased = [55.0] * 60 + [40.0] * 61  # 6 minutes of chase, then the catch and tempo
+    off, on = run(FinaleParams(bunch_run_in=False), eased), run(FinaleParams(bunch_run_in=True), eased)
+    assert on["eta_finish"] == off["eta_finish"]  # no sprint predicted: its own pace
+    assert on["eta_finish_low"] < off["eta_finish_low"]  # but the sprint may come: the interval reaches it
+    assert on["eta_finish_high"] == off["eta_finish_high"]
+    steady = [48.0] * 121  # a chase that holds: the sprint is predicted
+    off, on = run(FinaleParams(bunch_run_in=False), steady), run(FinaleParams(bunch_run_in=True), steady)
+    assert on["eta_finish"] < off["eta_finish"] and on["eta_finish_high"] >= off["eta_finish"]

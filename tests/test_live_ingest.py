@@ -52,7 +52,11 @@ class CollectPanes(beam.DoFn):
         yield (int(win.start), pane.timing, tuple(sorted(zip(batch.bib.tolist(), batch.t.tolist()))))
 
 
-def run(stream, params=LiveParams(early_after_s=1000), security=FeedSecurity()):
+#: No early pane: the panes these tests look at are the on-time and late ones.
+QUIET = dict(early_after_s=1000, early_after_messages=1000)
+
+
+def run(stream, params=LiveParams(**QUIET), security=FeedSecurity()):
     """Run the stream through IngestLive; return (panes as (window start, timing, sorted (bib, t))), late, dead."""
     options = StandardOptions(streaming=True)
     _COLLECTED.clear()
@@ -84,7 +88,7 @@ def test_single_late_fix_within_allowed_lateness_fires_a_late_pane():
               .advance_watermark_to(T0 + 30)  # the first window is closed ...
               .add_elements([stamped(fix_message(2, T0 + 2))])  # ... and a fix of it arrives 28 s late
               .advance_watermark_to_infinity())
-    panes, late, _ = run(stream, LiveParams(early_after_s=1000, allowed_lateness_s=60.0))
+    panes, late, _ = run(stream, LiveParams(**QUIET, allowed_lateness_s=60.0))
     assert sorted((w, timing, fixes) for w, timing, fixes in panes) == [
         (T0, PaneInfoTiming.ON_TIME, ((1, T0 + 1.0),)), (T0, PaneInfoTiming.LATE, ((2, T0 + 2.0),))]
     assert not late
@@ -98,7 +102,7 @@ def test_fix_later_than_allowed_lateness_goes_to_the_late_table_and_is_counted()
               .advance_watermark_to(T0 + 400)
               .add_elements([stamped(fix_message(3, T0 + 2))])  # ~400 s late, 60 s allowed
               .advance_watermark_to_infinity())
-    panes, late, _ = run(stream, LiveParams(early_after_s=1000, allowed_lateness_s=60.0))
+    panes, late, _ = run(stream, LiveParams(**QUIET, allowed_lateness_s=60.0))
     assert [(r["bib"], r["reason"]) for r in late] == [(3, "late")]
     assert "behind the watermark" in late[0]["detail"]
     assert all(3 not in [b for b, _ in fixes] for _, _, fixes in panes)
@@ -148,11 +152,22 @@ def test_an_early_pane_comes_before_the_watermark(early_after_s):
               .advance_processing_time(5)  # processing time passes, the watermark does not
               .add_elements([stamped(fix_message(2, T0 + 2))])
               .advance_watermark_to_infinity())
-    panes, _, _ = run(stream, LiveParams(early_after_s=early_after_s))
+    panes, _, _ = run(stream, LiveParams(early_after_s=early_after_s, early_after_messages=1000))
     timings = [timing for w, timing, _ in sorted(panes, key=lambda x: (x[0], x[1]))]
     assert PaneInfoTiming.EARLY in timings
     fixes = sorted(f for _, _, fs in panes for f in fs)
     assert fixes == [(1, T0 + 1.0), (2, T0 + 2.0)]  # discarding panes: each fix exactly once
+
+
+def test_a_tick_message_gives_its_early_pane_at_once_as_one_batch():
+    stream = (TestStream()
+              .add_elements([stamped(tick_message(T0, [3, 1, 2]))])  # no processing time passes
+              .add_elements([stamped(fix_message(4, T0 + 1))])
+              .advance_watermark_to_infinity())
+    panes, _, _ = run(stream, LiveParams(early_after_s=1000))
+    early = [fixes for w, timing, fixes in panes if timing == PaneInfoTiming.EARLY]
+    assert early and early[0] == ((1, float(T0)), (2, float(T0)), (3, float(T0)))
+    assert sorted(f for _, _, fs in panes for f in fs) == [(1, T0), (2, T0), (3, T0), (4, T0 + 1.0)]
 
 
 KEYS = '{"k1": "' + "ab" * 32 + '", "k0": "' + "cd" * 32 + '"}'

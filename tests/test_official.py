@@ -250,7 +250,7 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
 def test_the_stand_in_serves_the_result_after_the_finish_and_stage_fetch_saves_it(tmp_path, capsys):
     import urllib.request
 
-    from peloton.ingest.racecenter import RaceCenterServer
+    from peloton.sim.racecenter import RaceCenterServer
     from pipelines.bridge import rankings_from_truth
     from pipelines.cli import main
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from peloton.ingest.auth import ATTR_KEY_ID, ATTR_SIGNATURE, sign
+from peloton.ingest.racecenter import (Dechunker, RaceCenterError, ResilientStream, SSEParser, classify_update,
+                                       race_center_base)
 from peloton.sim.evaluate import read_table
 from peloton.sim.publish import plan_messages
-from peloton.ingest.racecenter import (Dechunker, Faults, RaceCenterError, RaceCenterServer, ResilientStream, SSEParser,
-                                classify_update, race_center_base)
+from peloton.sim.racecenter import Faults, RaceCenterServer
 from pipelines.cli import main
 from tests.conftest import STAGE4, slice_recording, write_recording
 from tests.helpers import canonical_rows

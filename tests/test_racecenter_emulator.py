@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 import pytest
 
-from peloton.ingest.racecenter import Faults, RaceCenterServer
+from peloton.sim.racecenter import Faults, RaceCenterServer
 from pipelines.cli import main as peloton
 from pipelines.live import build_live
 from pipelines.pubsub import output_topic

@@ -1,30 +1,19 @@
-"""Race state (gaps, groups, events) from a stage's matched fixes."""
+"""Race state (gaps, groups, events) from a stage's matched fixes: the hindsight kernel, stamped with event time."""
 from __future__ import annotations
 
-import logging
-import time
-
 import apache_beam as beam
-import numpy as np
 from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
-from peloton.match.quality import Quality
 from peloton.match.stage import Stage
 from peloton.output.table import Columns
-from peloton.predict.model import forecast_race
 from peloton.state.classifications import StageClassifier
-from peloton.state.climbs import climb_efforts
-from peloton.state.race import RaceParams, derive_race_state
-from peloton.state.results import same_time_gap_s
-from peloton.state.rows import add_wind, rider_state_columns, split_by_time
-from peloton.state.virtual_gc import VirtualGC
+from peloton.state.hindsight import HINDSIGHT_TABLES, stage_in_hindsight
+from peloton.state.race import RaceParams
+from peloton.state.rows import split_by_time
 from transforms.worker_cache import stage_model
 
 __all__ = ["RaceStateFn", "DeriveRaceState"]
-
-log = logging.getLogger("peloton")
-
 
 @beam.typehints.with_output_types(Columns)
 class RaceStateFn(beam.DoFn):
@@ -41,43 +30,15 @@ class RaceStateFn(beam.DoFn):
         self.classifier = StageClassifier(self.stage)
 
     def process(self, matched):
-        started = time.perf_counter()
-        race = derive_race_state(matched, self.finish_km, self.stage.is_time_trial, self.params,
-                                 same_time_gap_s(self.stage.stage_type))
-        log.info("race state of stage %s in %.1f s: %d group rows, %d events", matched.fixes.stage_id,
-                 time.perf_counter() - started, len(race.groups), len(race.events))
-        started = time.perf_counter()
-        f, stage_id = matched.fixes, matched.fixes.stage_id
-        add_wind(race.groups, self.forecast.profile)
-        forecast = forecast_race(stage_id, race.groups.to_rows(), self.forecast,
-                                 (f.t, f.bib, matched.km_to_finish, matched.speed_kph))
-        on_course = np.isin(matched.quality, Quality.TRUSTED)
-        efforts = climb_efforts(stage_id, f.bib, f.t, matched.km, on_course, self.forecast.profile)
-        events = Columns.concat([race.events, Columns.from_rows("race_events", forecast.events)])
-        classified = Columns.from_rows("classifications", self.classifier.rows_from_fixes(
-            race.results.to_rows(), f.bib, f.t, matched.km, on_course))
-        if not self.stage.is_time_trial:  # the virtual general classification, window by window as live
-            vgc = VirtualGC.of(self.classifier)
-            keep = np.flatnonzero(on_course & np.isfinite(matched.km))
-            virtual, leader_changes = vgc.over_stage(
-                f.t, f.bib, matched.km, matched.km_to_finish, race.gap_to_leader_s, race.group_id,
-                race.results.to_rows(), vgc.bonus_passages(f.bib[keep], f.t[keep], matched.km[keep]))
-            classified = Columns.concat([classified, Columns.from_rows("classifications", virtual)])
-            events = Columns.concat([events, Columns.from_rows("race_events", leader_changes)])
-        log.info("predictions of stage %s in %.1f s: %d rows, %d climb efforts", stage_id,
-                 time.perf_counter() - started, len(forecast.predictions), len(efforts))
+        rider_state, tables = stage_in_hindsight(matched, self.stage, self.forecast, self.finish_km, self.classifier,
+                                                 self.params)
         counter = beam.metrics.Metrics.counter
-        counter("peloton", "group_rows").inc(len(race.groups))
-        counter("peloton", "race_events").inc(len(events))
-        counter("peloton", "predictions").inc(len(forecast.predictions))
-        table = rider_state_columns(matched, race)
+        counter("peloton", "group_rows").inc(len(tables["groups"]))
+        counter("peloton", "race_events").inc(len(tables["race_events"]))
+        counter("peloton", "predictions").inc(len(tables["predictions"]))
         for t, idx in split_by_time(matched.fixes.t):
-            yield TimestampedValue(table.take(idx), t)
-        for name, cols in (("groups", race.groups), ("race_events", events),
-                           ("virtual_standings", race.standings),
-                           ("predictions", Columns.from_rows("predictions", forecast.predictions)),
-                           ("climb_efforts", Columns.from_rows("climb_efforts", efforts)),
-                           ("results", race.results), ("classifications", classified)):
+            yield TimestampedValue(rider_state.take(idx), t)
+        for name, cols in tables.items():
             if len(cols):
                 for t, idx in split_by_time(cols.data["event_time"] / 1000.0):
                     yield pvalue.TaggedOutput(name, TimestampedValue(cols.take(idx), t))
@@ -94,5 +55,4 @@ class DeriveRaceState(beam.PTransform):
 
     def expand(self, matched):
         return matched | "RaceState" >> beam.ParDo(RaceStateFn(self.stage_json, self.params)).with_outputs(
-            "groups", "race_events", "virtual_standings", "predictions", "climb_efforts", "results",
-            "classifications", main="rider_state")
+            *HINDSIGHT_TABLES, main="rider_state")

@@ -37,8 +37,8 @@ class Windowing:
     window_s: float = TICK_S
     #: provisional rows this many processing-time seconds after a pane's first fix (whole seconds, at least 1) ...
     early_after_s: int = 1
-    #: ... or as soon as this many fixes are in (a tick message carries the whole field: at once)
-    early_after_fixes: int = 50
+    #: ... or as soon as this many messages' fixes are in (a tick message carries the whole field: at once)
+    early_after_messages: int = 1
     #: fixes this late behind the watermark are still used; later ones are dead letters (s)
     allowed_lateness_s: float = 300.0
     #: how finely the late-data split follows the watermark (s): each step is a timer and a bundle through every

@@ -23,7 +23,7 @@ from peloton.match.course import Candidates, Course
 from peloton.match.geo import haversine_m
 from peloton.match.quality import Quality
 
-__all__ = ["MatchParams", "Matched", "dedupe", "same_position", "MAX_POSITIONS_PER_FIX", "conflicting_fixes",
+__all__ = ["MatchParams", "Matched", "dedupe", "deduped_rows", "same_position", "MAX_POSITIONS_PER_FIX", "conflicting_fixes",
            "inconsistent_fixes", "unreachable_passes", "viterbi", "match_fixes", "smoothed_speed_kph"]
 
 
@@ -85,12 +85,12 @@ def dedupe(fixes: FixBatch) -> tuple[FixBatch, int]:
     Two *different* positions for one bib at one time are not repeats: both
     stay, for :func:`conflicting_fixes` to tell which agrees with the track.
     """
-    rows = _deduped_rows(fixes)
+    rows = deduped_rows(fixes)
     return fixes.take(rows), len(fixes) - rows.size
 
 
-def _deduped_rows(fixes: FixBatch) -> np.ndarray:
-    """The rows :func:`dedupe` keeps, in its order."""
+def deduped_rows(fixes: FixBatch) -> np.ndarray:
+    """The rows :func:`dedupe` keeps, in its order (live keeps a window's fixes by it too, as they arrive)."""
     order = np.lexsort((fixes.t, fixes.bib))  # stable: arrival order within a (bib, t)
     bib, t, lat, lon = fixes.bib[order], fixes.t[order], fixes.lat[order], fixes.lon[order]
     n = order.size
@@ -365,7 +365,7 @@ def match_fixes(fixes: FixBatch, course: Course, params: MatchParams = MatchPara
     """
     from peloton.ingest.reasons import Reason
 
-    rows = _deduped_rows(fixes)  # the input's rows kept, in the order of those kept
+    rows = deduped_rows(fixes)  # the input's rows kept, in the order of those kept
     fixes, n_dupes = fixes.take(rows), len(fixes) - rows.size
     rejected = []
     conflict = conflicting_fixes(fixes)

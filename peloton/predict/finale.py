@@ -26,7 +26,8 @@ another group. So, once a group has fewer than ``window_km`` to go:
   and the sprint, at the published speeds of Grand Tour bunch finales
   (the shape), at the level its last minutes show, in the wind ahead.
   With the rule above, the head of the race's finish is the earliest of
-  the groups' (the catch included).
+  the groups' (the catch included). Off by default: it failed issue 26's
+  pre-set rule (the simulator's old steady bunches; BENCHMARKS.md).
 
 The finale's prediction takes over from the stage's gradually, from
 ``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
@@ -64,12 +65,16 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule, off (BENCHMARKS.md)
+    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule twice, off
     bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
     bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
     bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there
     bunch_level: tuple = (0.95, 1.1)  # its level against the published speeds, bounded
     bunch_spread: float = 0.08  # the 80 % interval of its time to go either way (the level's spread over races)
+    bunch_trend_s: float = 300.0  # its level over the last this many s against the as many before ...
+    bunch_hold: float = 0.9  # ... must be at least this share of it: a chase that is on, not one that eased
+    bunch_both: bool = True  # a bunch's interval spans the sprint and its own pace, whichever is predicted
+    bunch_max_km: float = BUNCH_FINALE_KPH[0][0]  # no sprint predicted further out than the published speeds reach
     #: km to go, km/h of a bunch finale on a calm flat road (published figures: peloton.sim.simulate.SprintFinale)
     bunch_kph: tuple = BUNCH_FINALE_KPH
 
@@ -224,26 +229,47 @@ class FinaleModel:
         flat_physics = self._flat_physics_s(grid_powers, km[ks], size[ks])
         if p.run_in_floor:
             here = here - np.maximum(flat_physics - at_recent[:, None], 0.0)
-        racing = np.zeros(ks.size, dtype=bool)
+        blended = self._blend(base[ks], here, weight[ks], np.zeros(ks.size, dtype=bool))
         if p.bunch_run_in:  # a bunch racing for the line: its chase, lead-out and sprint
-            bunch, racing = self.bunch.remaining_s(km[ks], size[ks], recent_speed[ks], recent_from[ks])
-            here = np.where(racing[:, None], bunch, here)
-        w = weight[ks][:, None]
+            back = np.full((ks.size, 2), np.nan)  # the group's km bunch_trend_s and twice that ago
+            if p.bunch_trend_s > 0:
+                for i, k in enumerate(ks.tolist()):
+                    h = state[k].history
+                    ht = np.asarray(h.t, dtype=float)
+                    for j, ago in enumerate((2.0, 1.0)):
+                        if ht.size and ht[0] <= now - ago * p.bunch_trend_s + 1e-6:
+                            back[i, j] = np.interp(now - ago * p.bunch_trend_s, ht, np.asarray(h.km, dtype=float))
+            bunch, racing, candidate = self.bunch.remaining_s(km[ks], size[ks], recent_speed[ks], recent_from[ks],
+                                                              back)
+            sprinting = self._blend(base[ks], np.where(racing[:, None], bunch, here), weight[ks], racing)
+            if p.bunch_both:  # whether the sprint comes is uncertain: the interval spans both
+                spans = self._blend(base[ks], np.where(candidate[:, None], bunch, here), weight[ks], candidate)
+                late = np.maximum(blended[:, 1], spans[:, 1])
+                early = np.minimum(blended[:, 2], spans[:, 2])
+                sprinting[:, 1] = np.where(candidate, np.maximum(sprinting[:, 1], late), sprinting[:, 1])
+                sprinting[:, 2] = np.where(candidate, np.minimum(sprinting[:, 2], early), sprinting[:, 2])
+            blended = sprinting
+        out[ks] = blended
+        return out
+
+    def _blend(self, base: np.ndarray, here: np.ndarray, weight: np.ndarray, racing: np.ndarray) -> np.ndarray:
+        """The stage's and the finale's predictions (m, 3) blended by the finale's share, and the interval."""
+        p = self.params
+        w = weight[:, None]
         if p.by_precision:
             # the stage's and the finale's predictions, each weighted by how sure it is (its interval)
-            var_base = np.square(base[ks, 1] - base[ks, 2])
+            var_base = np.square(base[:, 1] - base[:, 2])
             var_here = np.square(here[:, 1] - here[:, 2])
             share = var_base / np.maximum(var_base + var_here, 1e-9)
             # a racing bunch's stage prediction is its recent pace: what misleads on a sprint stage
             w = w * np.where(racing, 1.0, share)[:, None]
-        blended = (1 - w) * base[ks] + w * here
+        blended = (1 - w) * base + w * here
         # tactics: attacks, lead-outs and the sprint swing the last minutes' pace (15 %: 80 % coverage on the
         # tuned races of benchmarks/finale.py)
-        half = p.pace_spread * weight[ks] * blended[:, 0]
+        half = p.pace_spread * weight * blended[:, 0]
         blended[:, 1] = np.maximum(blended[:, 1], blended[:, 0] + half)
         blended[:, 2] = np.minimum(blended[:, 2], blended[:, 0] - half)
-        out[ks] = blended
-        return out
+        return blended
 
     def _speed_in_run_in_wind(self, speed: np.ndarray, recent_from: np.ndarray, km: np.ndarray) -> np.ndarray:
         """The recent speed (km/s) moved to the run-in's wind: the same power into the air, v (v + headwind)^2
@@ -278,7 +304,11 @@ class BunchRunIn:
     level (its last minutes' speed against that profile's over the same road, in the same wind; bounded),
     each km moved to the wind there (the same power into the air: v (v + headwind)^2 kept). It applies to
     groups of ``bunch_min_size`` or more, on a run-in with no km steeper than ``bunch_max_gradient`` up or
-    down, whose level says they race (``bunch_racing``): a bunch riding tempo keeps the physics.
+    down, whose level says they race (``bunch_racing``): a bunch riding tempo keeps the physics. Within the
+    published speeds' reach (``bunch_max_km``) only, and (``bunch_trend_s``) only while its level over the last
+    minutes holds ``bunch_hold`` of the one before (a chase that is on, not one that eased); such bunches are
+    *candidates* whether they race or not, and (``FinaleParams.bunch_both``) their interval spans both the sprint
+    and their own pace. Off (``bunch_run_in``): it failed issue 26's pre-set rule (BENCHMARKS.md).
     """
 
     STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)
@@ -321,18 +351,42 @@ class BunchRunIn:
             v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
         return np.sum(np.diff(edges, axis=1) * 1000.0 / v, axis=1)
 
-    def remaining_s(self, km, size, recent_speed, recent_from) -> tuple[np.ndarray, np.ndarray]:
-        """Seconds to the line (m, 3: central, late, early) of each group as a racing bunch, and which race.
+    def level(self, km_from, km_to, seconds) -> np.ndarray:
+        """A ride's speed against the profile's over the same road (1: the published finale's pace); NaN where
+        it is under 200 m or unknown."""
+        km_from, km_to = np.asarray(km_from, dtype=float), np.asarray(km_to, dtype=float)
+        ok = np.isfinite(km_from) & np.isfinite(km_to) & (km_to - km_from > 0.2) & (np.asarray(seconds) > 0)
+        start = np.where(ok, km_from, km_to - 1.0)
+        lev = self.seconds(start, km_to) / np.maximum(np.asarray(seconds, dtype=float), 1e-3)
+        return np.where(ok, lev, np.nan)
 
-        ``recent_speed`` (km/s) is the group's over its last minutes from ``recent_from``."""
+    def remaining_s(self, km, size, recent_speed, recent_from, back=None) -> tuple:
+        """Seconds to the line (m, 3: central, late, early) of each group as a racing bunch, which race, and
+        which are bunches on a flat run-in at all (whose sprint may come).
+
+        ``recent_speed`` (km/s) is the group's over its last minutes from ``recent_from``; ``back`` (m, 2) its
+        km ``bunch_trend_s`` twice and once ago (with ``bunch_trend_s``: its level now must hold at least
+        ``bunch_hold`` of the one before, and sets its pace ahead)."""
         p = self.params
         km = np.asarray(km, dtype=float)
         finish = self.profile.finish_km
         ok = np.isfinite(recent_speed) & np.isfinite(recent_from) & (km - recent_from > 0.2)
         start = np.where(ok, recent_from, km - 1.0)
-        level = np.where(ok, recent_speed * self.seconds(start, km) / np.maximum(km - start, 1e-3), 0.0)
-        racing = ok & (np.asarray(size) >= p.bunch_min_size) & self.flat(start) & (level >= p.bunch_racing)
-        central = self.seconds(km, np.full(km.shape, finish)) / np.clip(level, *p.bunch_level)
-        central = np.where(racing, central, np.nan)
+        level = self.level(start, km, (km - start) / np.where(ok, recent_speed, 1.0))
+        level = np.where(ok, level, 0.0)
+        candidate = (ok & (np.asarray(size) >= p.bunch_min_size) & self.flat(start)
+                     & (finish - km <= p.bunch_max_km))
+        if p.bunch_trend_s > 0 and back is not None:
+            back = np.asarray(back, dtype=float)
+            before = self.level(back[:, 0], back[:, 1], np.full(km.shape, p.bunch_trend_s))
+            now = self.level(back[:, 1], km, np.full(km.shape, p.bunch_trend_s))
+            holds = np.isfinite(before) & np.isfinite(now) & (now >= p.bunch_hold * before)
+            level = np.where(np.isfinite(now), now, level)
+            racing = candidate & holds & (level >= p.bunch_racing)
+        else:
+            racing = candidate & (level >= p.bunch_racing)
+        central = self.seconds(km, np.full(km.shape, finish)) / np.clip(np.where(level > 0, level, 1.0),
+                                                                        *p.bunch_level)
+        central = np.where(candidate, central, np.nan)
         half = p.bunch_spread * central
-        return np.stack([central, central + half, central - half], axis=1), racing
+        return np.stack([central, central + half, central - half], axis=1), racing, candidate

@@ -32,8 +32,12 @@ def add(sub) -> None:
                       help=f"data this late is still used (default {WINDOWING.allowed_lateness_s:g}); rows are "
                            "final this long after their tick")
     live.add_argument("--early-after-s", type=number(int, low=1), default=WINDOWING.early_after_s,
-                      help=f"provisional rows this many seconds after a window's first fix arrives, or as soon as "
-                           f"{WINDOWING.early_after_fixes} fixes are in (default {WINDOWING.early_after_s})")
+                      help=f"provisional rows at most this many seconds after a window's first fix arrives (default "
+                           f"{WINDOWING.early_after_s}) ...")
+    live.add_argument("--early-after-messages", type=number(int, low=1), default=WINDOWING.early_after_messages,
+                      help=f"... or as soon as this many messages of the window are in (default "
+                           f"{WINDOWING.early_after_messages}: a tick message gives them at once; raise it for a feed "
+                           f"of one message per fix to batch its panes by time)")
     live.add_argument("--group-gap-s", type=number(above=0), default=groups.threshold_s,
                       help="gap that starts a new group (s)")
     live.add_argument("--group-hysteresis-s", type=number(low=0), default=groups.hysteresis_s,
@@ -110,7 +114,8 @@ def run(args, beam_args) -> int:
     stage.course()  # fail here, not on a worker, if the course is unusable
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
-    params = Windowing(early_after_s=args.early_after_s, allowed_lateness_s=args.allowed_lateness_s)
+    params = Windowing(early_after_s=args.early_after_s, early_after_messages=args.early_after_messages,
+                       allowed_lateness_s=args.allowed_lateness_s)
     race_params = RaceParams(groups=GroupParams(threshold_s=args.group_gap_s, hysteresis_s=args.group_hysteresis_s))
     security = FeedSecurity(
         limits=Limits(max_payload_bytes=args.max_payload_bytes,

@@ -5,7 +5,8 @@ import json
 import os
 import time
 
-from peloton.ingest.racecenter import Faults, RaceCenterError, RaceCenterServer
+from peloton.ingest.racecenter import RaceCenterError
+from peloton.sim.racecenter import Faults, RaceCenterServer
 from pipelines.bridge import rankings_from_truth
 from pipelines.commands.common import number, sigterm_as_interrupt
 
