@@ -151,7 +151,12 @@ CHECKPOINT_MIN_PAUSE_MS = 1000
 
 
 def checkpoint_dir() -> str:
-    """Where the live job's checkpoints go: ``checkpoints/`` in the cluster's state folder (``.flink``)."""
+    """Where the live job's checkpoints go: ``PELOTON_FLINK_CHECKPOINTS`` (a URL every TaskManager reaches, e.g.
+    ``gs://BUCKET/flink/checkpoints`` on a cluster of pods), else ``checkpoints/`` in the local cluster's state
+    folder (``.flink``)."""
+    durable = os.environ.get("PELOTON_FLINK_CHECKPOINTS")
+    if durable:
+        return durable.rstrip("/")
     state = os.environ.get("PELOTON_FLINK_STATE") or ".flink"
     return "file://" + os.path.abspath(os.path.join(state, "checkpoints"))
 
@@ -256,5 +261,10 @@ def cancel_job(master: str, job_id: str) -> None:
 
 
 def savepoint_dir() -> str:
-    """Where ``peloton live`` on Flink puts the savepoint it stops with: ``savepoints/`` beside the checkpoints."""
-    return checkpoint_dir()[:-len("checkpoints")] + "savepoints"
+    """Where ``peloton live`` on Flink puts the savepoint it stops with: ``PELOTON_FLINK_SAVEPOINTS``, else
+    ``savepoints/`` beside the checkpoints."""
+    durable = os.environ.get("PELOTON_FLINK_SAVEPOINTS")
+    if durable:
+        return durable.rstrip("/")
+    folder = checkpoint_dir()
+    return (folder[:-len("checkpoints")] if folder.endswith("checkpoints") else folder + "/../") + "savepoints"

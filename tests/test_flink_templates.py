@@ -80,3 +80,11 @@ def test_the_client_job_is_a_command_line_peloton_takes():
     args, beam_args = build_parser().parse_known_args(client["args"])
     assert args.command == "live"
     assert check_beam_args(flink.normalize_flags(beam_args)) == "FlinkRunner"  # every Beam option one it knows
+
+
+def test_the_client_keeps_the_jobs_checkpoints_and_savepoints_where_the_cluster_does():
+    conf = _docs("session.yaml")["FlinkDeployment"]["spec"]["flinkConfiguration"]
+    client = _containers(_docs("live-job.yaml")["Job"]["spec"]["template"])["peloton"]
+    env = {e["name"]: e.get("value") for e in client["env"]}
+    assert env["PELOTON_FLINK_CHECKPOINTS"] == conf["state.checkpoints.dir"]
+    assert env["PELOTON_FLINK_SAVEPOINTS"] == conf["state.savepoints.dir"]
