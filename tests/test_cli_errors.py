@@ -115,6 +115,10 @@ BAD_INPUTS = [
     ("live --subscription {sub} --stage {stage} --out {new} --early-after-messages 0", "--early-after-messages"),
     ("live --subscription {sub} --stage {stage} --out {new} --avro-flsh-s 3", "unknown option --avro-flsh-s"),
     ("live --subscription {sub} --stage {stage} --out {new} --runner Nope", "--runner Nope"),
+    # Flink's own options are added after Beam's check, never refused as unknown (they were, once): what is said
+    # is the cluster (or the missing cache)
+    ("live --subscription {sub} --stage {stage} --out {new} --runner FlinkRunner --flink-master localhost:1",
+     "Flink"),
     ("live --subscription {sub} --stage {stage} --out {new} --authenticate maybe", "expected true or false"),
     ("live --subscription {nosub} --stage {stage} --out {new}", "no subscription"),
     ("live --subscription {sub} --stage {stage} --output-topic-prefix {notopic}", "no topic"),
