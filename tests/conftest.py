@@ -30,6 +30,7 @@ LONG_REALTIME = {
     "replay_rows": 221,
     "test_live_operator.py::test_killed_restarted_and_stopped_live_pipeline_archives_exactly_the_causal_replay": 214,
     "test_live_emulator.py::test_a_stage_published_through_the_emulator_gives_the_causal_replay_rows": 157,
+    "test_flink_live.py::test_operator_afternoon_on_flink_equals_the_causal_replay": 190,
     "test_official_emulator.py::test_the_official_result_arrives_after_the_finish_and_supersedes_the_provisional_"
     "rows": 97,
     "test_cli_errors.py::test_every_subcommand_refuses_bad_input_in_one_line": 84,
