@@ -117,9 +117,12 @@ def test_the_live_page_follows_the_feed_and_says_when_it_stalls(pubsub_emulator,
         assert _wait_for(lambda: len(desk.find_elements("css selector", "#groups-table tr")) > 2)  # its groups too
         _publish_step(publisher, prefix, second)
         assert _wait_for(lambda: clock() != shown_first and clock() > shown_first), (shown_first, clock())
-        riders_second = dots(desk)
-        moved = [b for b in set(riders_first) & set(riders_second) if riders_first[b] != riders_second[b]]
-        assert len(moved) > 100  # the riders moved on with the new ticks
+
+        def moved():  # the clock moves with the step's first rows; the rest of its riders follow within moments
+            now = dots(desk)
+            return [b for b in set(riders_first) & set(now) if riders_first[b] != now[b]]
+
+        assert _wait_for(lambda: len(moved()) > 100), len(moved())  # the riders moved on with the new ticks
         # the page sits at "now": the last moment it has, with that moment's groups in the strip
         data = page.data()
         for browser in (desk, phone):
