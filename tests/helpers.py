@@ -1,6 +1,8 @@
 """Builders of synthetic tracks along real courses, with known truth."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from peloton.ingest.feed import FixBatch
@@ -99,3 +101,39 @@ def publish_at_pace(publisher, topic: str, messages, started: float) -> None:
         if wait > 0:
             time.sleep(wait)
         publisher.publish(topic, m.data, **m.attributes)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def flink_session(state_dir):
+    """A Flink session cluster of the test's own (scripts/flink.sh on free ports, its state in ``state_dir``):
+    yields its REST address; stopped after. Fails at once, in one line, when the artifacts are not cached."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from pipelines.flink import FlinkError, job_server_jar
+    from tests.conftest import ROOT
+
+    try:
+        job_server_jar()
+    except FlinkError as exc:
+        pytest.fail(f"the Flink artifacts are not cached: {exc}", pytrace=False)
+    env = {**os.environ, "PELOTON_FLINK_STATE": str(state_dir)}
+    script = str(ROOT / "scripts" / "flink.sh")
+    port, rpc = free_port(), free_port()
+    started = subprocess.run([script, "start", str(port), str(rpc)], capture_output=True, text=True, timeout=180,
+                             env=env)
+    try:
+        assert started.returncode == 0, f"the Flink session cluster did not start: {started.stderr[-2000:]}"
+        yield f"localhost:{port}"
+    finally:
+        subprocess.run([script, "stop"], timeout=60, env=env)

@@ -9,7 +9,6 @@ replays the same slice; scripts/compare_tables.py compares every table. The Flin
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,41 +16,21 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, slice_recording, write_recording
+from tests.helpers import flink_session, free_port
 
 pytestmark = [pytest.mark.flink, pytest.mark.slow]
 
 PELOTON = str(Path(sys.executable).parent / "peloton")
-FLINK_SH = str(ROOT / "scripts" / "flink.sh")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def flink_master(tmp_path_factory):
-    from pipelines.flink import FlinkError, job_server_jar
-
-    try:
-        job_server_jar()
-    except FlinkError as exc:
-        pytest.fail(f"the Flink artifacts are not cached: {exc}", pytrace=False)
     given = os.environ.get("PELOTON_FLINK_MASTER")
     if given:
         yield given
         return
-    state = tmp_path_factory.mktemp("flink-state")
-    env = {**os.environ, "PELOTON_FLINK_STATE": str(state)}
-    port, rpc = _free_port(), _free_port()
-    started = subprocess.run([FLINK_SH, "start", str(port), str(rpc)], capture_output=True, text=True, timeout=180,
-                             env=env)
-    try:
-        assert started.returncode == 0, f"the Flink session cluster did not start: {started.stderr[-2000:]}"
-        yield f"localhost:{port}"
-    finally:
-        subprocess.run([FLINK_SH, "stop"], timeout=60, env=env)
+    with flink_session(tmp_path_factory.mktemp("flink-state")) as master:
+        yield master
 
 
 def _replay(folder, out, *extra) -> str:
@@ -85,7 +64,7 @@ def test_replay_on_a_flink_session_cluster_equals_the_local_runner(flink_master,
 
 def test_flink_runner_says_in_one_line_what_is_missing(tmp_path, stage4_recording):
     recording = write_recording(tmp_path / "slice.json.gz", slice_recording(stage4_recording, 700, 710))
-    silent = f"localhost:{_free_port()}"
+    silent = f"localhost:{free_port()}"
     for env, extra, says in (
             ({"PELOTON_FLINK_CACHE": str(tmp_path / "nothing")}, [], "run ./run_local.sh flink setup"),
             ({}, ["--flink-master", silent], f"no Flink cluster answers at {silent}")):

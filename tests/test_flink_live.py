@@ -35,8 +35,8 @@ from peloton.sim.publish import PlanParams, plan_messages
 from peloton.state.classifications import StageClassifier
 from peloton.state.engine import RaceEngine
 from peloton.state.results import same_time_gap_s
-from tests.conftest import ROOT, slice_recording
-from tests.helpers import canonical_rows
+from tests.conftest import slice_recording
+from tests.helpers import canonical_rows, flink_session
 
 # realtime: published on the wall clock at the race's pace, so it runs with the other wall-clock tests, not beside
 # the CPU-bound ones
@@ -44,38 +44,16 @@ pytestmark = [pytest.mark.flink, pytest.mark.slow, pytest.mark.realtime]
 
 PROJECT = "peloton-test"
 PELOTON = str(Path(sys.executable).parent / "peloton")
-FLINK_SH = str(ROOT / "scripts" / "flink.sh")
 LATENESS_S = 20.0
 FIRST_TICK, TICKS = 703, 10  # 84 s of race: two blocks of five ticks around one of the feed's 36 s holes
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def flink_cluster(tmp_path_factory):
     """(REST address, state folder) of a cluster of our own: the test kills one of its TaskManagers."""
-    from pipelines.flink import FlinkError, job_server_jar
-
-    try:
-        job_server_jar()
-    except FlinkError as exc:
-        pytest.fail(f"the Flink artifacts are not cached: {exc}", pytrace=False)
     state = tmp_path_factory.mktemp("flink-state")
-    env = {**os.environ, "PELOTON_FLINK_STATE": str(state)}
-    port, rpc = _free_port(), _free_port()
-    started = subprocess.run([FLINK_SH, "start", str(port), str(rpc)], capture_output=True, text=True, timeout=180,
-                             env=env)
-    try:
-        assert started.returncode == 0, f"the Flink session cluster did not start: {started.stderr[-2000:]}"
-        yield f"localhost:{port}", state
-    finally:
-        subprocess.run([FLINK_SH, "stop"], timeout=60, env=env)
+    with flink_session(state) as master:
+        yield master, state
 
 
 def _rest(master: str, path: str) -> dict:
