@@ -31,6 +31,15 @@ def open_browser(size=(1400, 1700)):
     return driver
 
 
+def to_the_end(driver) -> None:
+    """The page at its last moment, as a viewer gets there: focus on the page, then the End key."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element("tag name", "h1").click()
+    ActionChains(driver).send_keys(Keys.END).perform()
+
+
 def errors(driver) -> list:
     return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
 

@@ -205,7 +205,7 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
 
     from pipelines.bridge import rankings_from_truth
     from pipelines.cli import main
-    from tests.pages import DESK, PHONE, errors, open_browser, screenshot, sideways_overflow
+    from tests.pages import DESK, PHONE, errors, open_browser, screenshot, sideways_overflow, to_the_end
 
     path, doc, truth = simulated_stage(tmp_path)
     (tmp_path / "rk.json").write_text(json.dumps(rankings_from_truth(truth, doc)))
@@ -227,8 +227,7 @@ def test_the_page_shows_the_official_result_once_it_is_in(tmp_path):
             driver = open_browser(size)
             try:
                 driver.get(page.as_uri())
-                driver.find_element("tag name", "h1").click()
-                ActionChains(driver).send_keys(Keys.END).perform()
+                to_the_end(driver)
                 result = driver.find_element("id", "result").text
                 standings = driver.find_element("id", "standings-title").text
                 assert driver.find_element("id", "standings-source").text == name, standings

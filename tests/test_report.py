@@ -20,7 +20,8 @@ from peloton.match.stage import Stage
 from pipelines.cli import main
 from tests.conftest import STAGE4, STAGE16, STAGE16_COURSE, built_once
 from tests.pages import (DESK, PHONE, chart_axes, dots, errors, expected_strip, move_slider, open_browser,
-                         overlapping_labels, screenshot, sideways_overflow, small_text, split_words, strip_groups)
+                         overlapping_labels, screenshot, sideways_overflow, small_text, split_words, strip_groups,
+                         to_the_end)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,8 +281,7 @@ def test_the_result_shows_winner_first_ten_and_same_time_groups(stage4_report, s
             # opened before the line: the page does not give the result away until asked
             assert "press End to see the result" in driver.find_element("id", "result").text
             assert driver.find_element("id", "prediction-now").text.startswith("at ")
-            driver.find_element("tag name", "h1").click()
-            ActionChains(driver).send_keys(Keys.END).perform()
+            to_the_end(driver)
             assert "Winner: " + stage4_data["riders"][str(bibs[0])]["name"] in driver.find_element("id", "result").text
             # after the winner's finish the first group on the road is not "the head of the race"
             said = driver.find_element("id", "prediction-now").text
@@ -341,8 +341,7 @@ def test_stage4_names_no_winner_the_trackers_never_saw_win(stage4_report, stage4
         driver = open_browser(size)
         try:
             driver.get(page.as_uri())
-            driver.find_element("tag name", "h1").click()
-            ActionChains(driver).send_keys(Keys.END).perform()
+            to_the_end(driver)
             text = driver.find_element("id", "result").text
             assert "Winner" not in text and "Same time: " in text and "order not decided" in text, text
             assert "PEDERSEN" in text.upper() and "provisional" in text
@@ -438,8 +437,7 @@ def test_the_classifications_after_the_stage_name_only_decided_leaders(stage4_wi
             driver.get(stage4_with_standings.as_uri())
             card = driver.find_element("id", "standings-after")
             assert "press End to see them" in card.text  # opened mid-race: not given away
-            driver.find_element("tag name", "h1").click()
-            ActionChains(driver).send_keys(Keys.END).perform()
+            to_the_end(driver)
             assert card.is_displayed() and "provisional" in driver.find_element("id", "standings-title").text
             for j in view["jerseys"]:
                 said = driver.find_element("id", "jersey-" + j["classification"]).text
