@@ -2,6 +2,7 @@
 
     python benchmarks/finale.py [--out bench-results] [--seeds 2] [--held-out 2] [--reuse] [--no-finale]
     python benchmarks/finale.py --sprint [--both] [--reuse]   # issue 26: bunch sprints, without / with the bunch rule
+    python benchmarks/finale.py --fresh --both --candidate A    # issue 26, round 3: held-out sprints, breaks let go
 
 Races, one per finale type (tuned: the finale's parameters were chosen looking at these):
 
@@ -76,6 +77,20 @@ BUNCH_TUNED = ("bunch-vejle", "bunch-bordeaux", "bunch-dijon")
 BUNCH_TEMPO = {"tempo-vejle": BUNCH["bunch-vejle"], "tempo-bordeaux": BUNCH["bunch-bordeaux"],
                "tempo-dijon": BUNCH["bunch-dijon"]}
 BUNCH_HELD_OUT = ("bunch-saint-amand", "bunch-nimes", "bunch-cahors", "bunch-saint-vulbas")
+# issue 26, round 3 (``--fresh``): flat and rolling courses of real Tour bunch sprints never simulated before
+# (held out: generated only after the round's rule was set), each with a caught breakaway (seeds 0 and 1, a bunch
+# sprint) and with a breakaway let go (``away-``, seed 2: the bunch sprints for the places behind it)
+FRESH = {"fresh-nyborg": ("2022-02 Roskilde > Nyborg", COURSES / "2022/02/trace_2022_2.geojson"),
+         "fresh-carcassonne": ("2022-15 Rodez > Carcassonne", COURSES / "2022/15/trace_2022_15.geojson"),
+         "fresh-bayonne": ("2023-03 Amorebieta-Etxano > Bayonne", COURSES / "2023/03/trace_2023_3.geojson"),
+         "fresh-moulins": ("2023-11 Clermont-Ferrand > Moulins", COURSES / "2023/11/trace_2023_11.geojson"),
+         "fresh-bourg": ("2023-18 Moutiers > Bourg-en-Bresse", COURSES / "2023/18/trace_2023_18.geojson"),
+         "fresh-turin": ("2024-03 Plaisance > Turin", COURSES / "2024/03/trace_2024_3.geojson"),
+         "fresh-colombey": ("2024-08 Semur-en-Auxois > Colombey-les-Deux-Eglises",
+                            COURSES / "2024/08/trace_2024_8.geojson"),
+         "fresh-villeneuve": ("2024-12 Aurillac > Villeneuve-sur-Lot", COURSES / "2024/12/trace_2024_12.geojson")}
+AWAY = {"away-" + k[len("fresh-"):]: v for k, v in FRESH.items()}
+FRESH_SEEDS, AWAY_SEEDS = (0, 1), (2,)
 TUNED_KINDS = ("sprint", "summit", "descent")
 HELD_OUT_KINDS = ("sprint-b", "summit-b", "descent-b")
 MINUTES = (60, 30, 15, 10, 5)
@@ -129,7 +144,7 @@ def race_job(job: tuple) -> dict:
         from peloton.match.stage import parse_course_text, stage_from_recording
         from peloton.sim.simulate import SimParams, recording_document, simulate_race
 
-        name, course_file = {**SIMULATED, **BUNCH, **BUNCH_TEMPO}[kind]
+        name, course_file = {**SIMULATED, **BUNCH, **BUNCH_TEMPO, **FRESH, **AWAY}[kind]
         route = parse_course_text(course_file.read_text(), str(course_file))
         stage0 = stage_from_recording({"meta": {"date": "x"}, "rest": {"trace": {"routePoints": [
             {"lat": p[0], "lon": p[1], "ele": p[2]} for p in route]}}})
@@ -137,20 +152,29 @@ def race_job(job: tuple) -> dict:
         length_km = stage0.course().length_m / 1000.0
         params = SimParams(riders=SIM_RIDERS, seed=seed, breakaway_size=int(rng.integers(1, 6)),
                            breakaway_km=float(rng.uniform(0.03, 0.4)) * length_km,
-                           finale="sprint" if kind in BUNCH else "steady")
+                           finale="sprint" if kind in {**BUNCH, **FRESH, **AWAY} else "steady",
+                           caught=False if kind in AWAY else None)
         race = simulate_race(stage0.course(), params)
         stage, groups, _results = _groups_of(recording_document(race, name))
         first = float(np.nanmin(race.finish_t))
-        name = f"{name}, seed {seed}" + (" (steady)" if kind in BUNCH_TEMPO else "")
+        break_won = int(race.bibs[int(np.nanargmin(race.finish_t))]) in set(race.breakaway)
+        name = (f"{name}, seed {seed}" + (" (steady)" if kind in BUNCH_TEMPO else "")
+                + (" (breakaway let go)" if kind in AWAY else ""))
     out = {"kind": kind, "seed": seed, "name": name, "stage": stage, "first_finish": first,
            "groups": _plain(groups)}
+    if kind != "stage4":
+        out["break_won"] = break_won
     path.write_text(json.dumps(out))
     return out
 
 
-def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False) -> list[tuple]:
+def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False, fresh: bool = False) -> list[tuple]:
     """Tuned races (stage 4, the three courses' first seeds), then held-out ones (later seeds, other courses);
-    ``sprint``: stage 4 and the bunch sprints (seeds 0.. on the tuned and the held-out courses alike)."""
+    ``sprint``: stage 4 and the bunch sprints (seeds 0.. on the tuned and the held-out courses alike);
+    ``fresh``: stage 4 and round 3's held-out sprints and breakaways let go."""
+    if fresh:
+        return ([("stage4", 0, cache)] + [(k, s, cache) for k in FRESH for s in FRESH_SEEDS]
+                + [(k, s, cache) for k in AWAY for s in AWAY_SEEDS])
     if sprint:
         tuned = BUNCH_TUNED + tuple(BUNCH_TEMPO)
         return ([("stage4", 0, cache)] + [(k, s, cache) for k in tuned for s in range(seeds)]
@@ -163,7 +187,8 @@ def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False) -> li
 
 def is_held_out(race: dict, seeds: int) -> bool:
     """Races never looked at while the finale's parameters were chosen."""
-    return race["kind"] in HELD_OUT_KINDS + BUNCH_HELD_OUT or (race["kind"] in TUNED_KINDS and race["seed"] >= seeds)
+    return (race["kind"] in HELD_OUT_KINDS + BUNCH_HELD_OUT + tuple(FRESH) + tuple(AWAY)
+            or (race["kind"] in TUNED_KINDS and race["seed"] >= seeds))
 
 
 def _nearest(times: np.ndarray, t: float, within: float = 30.0) -> int | None:
@@ -243,12 +268,32 @@ def summarise(scored: list[tuple[dict, dict]]) -> dict:
     return summary
 
 
-def compare_bunch(races: list[dict], seeds: int, path: Path) -> None:
+#: issue 26's candidates for the bunch rule: A (round 1), B (round 2: only within the published speeds' 20 km, only
+#: while a bunch's level holds, the interval spanning both)
+CANDIDATES = {"A": dict(bunch_trend_s=0.0, bunch_both=False, bunch_max_km=float("inf")),
+              "B": dict(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0)}
+
+
+def race_sets(races: list[dict], seeds: int) -> dict:
+    """Which races each summary covers: tuned, held out, and the held-out ones by who won (a bunch or a breakaway)
+    where the simulator says."""
+    sets = {"tuned": [not is_held_out(r, seeds) for r in races], "held out": [is_held_out(r, seeds) for r in races]}
+    if any("break_won" in r for r in races if is_held_out(r, seeds)):
+        sets["held out, a bunch won"] = [is_held_out(r, seeds) and r.get("break_won") is False for r in races]
+        sets["held out, the breakaway won"] = [is_held_out(r, seeds) and r.get("break_won") is True for r in races]
+    return sets
+
+
+def compare_bunch(races: list[dict], seeds: int, path: Path, candidate: str | None = None) -> None:
     """Every race scored without and with the bunch rule (issue 26), the two side by side, and each set's
-    summary both ways: the pre-set rule's figures in one run."""
+    summary both ways: the pre-set rule's figures in one run. ``candidate`` (CANDIDATES): the rule's parameters,
+    else FinaleParams' own."""
+    from dataclasses import replace
+
     from peloton.predict.finale import FinaleParams
 
-    variants = {"without": FinaleParams(bunch_run_in=False), "with": FinaleParams(bunch_run_in=True)}
+    on = replace(FinaleParams(), bunch_run_in=True, **CANDIDATES.get(candidate, {}))
+    variants = {"without": replace(on, bunch_run_in=False), "with": on}
     scored = {name: [(race, score_race(race, finale_params=fp)) for race in races] for name, fp in variants.items()}
     print("Head of the race's predicted finish minus the truth, s, without / with the bunch rule "
           "[80 % interval covers: n = no, y = yes]:\n")
@@ -266,13 +311,14 @@ def compare_bunch(races: list[dict], seeds: int, path: Path) -> None:
         ticks = [scored[v][i][1].get("ticks") for v in variants]
         tick_cell = " / ".join(f"{t['late']} of {t['n']}, {t['median']:+.0f}" if t else "-" for t in ticks)
         held = " (held out)" if is_held_out(race, seeds) else ""
-        print(f"| {race['name']}{held} | " + " | ".join(cells) + f" | {tick_cell} |")
+        won = {True: ", the breakaway won", False: ", a bunch won"}.get(race.get("break_won"), "")
+        print(f"| {race['name']}{held}{won} | " + " | ".join(cells) + f" | {tick_cell} |")
     out = {}
+    membership = race_sets(races, seeds)
     for v in variants:
-        sets = {"tuned": [(r, sc) for r, sc in scored[v] if not is_held_out(r, seeds)],
-                "held out": [(r, sc) for r, sc in scored[v] if is_held_out(r, seeds)]}
+        sets = {name: [rs for rs, keep in zip(scored[v], member) if keep] for name, member in membership.items()}
         out[v] = {name: summarise(rows) for name, rows in sets.items() if rows}
-    for name in ("tuned", "held out"):
+    for name in membership:
         if name not in out["without"]:
             continue
         print(f"\n{name}: median abs s / within target / 80 % covers, without -> with the bunch rule:\n")
@@ -283,7 +329,9 @@ def compare_bunch(races: list[dict], seeds: int, path: Path) -> None:
             tgt = f"{a['within_target']} -> {b['within_target']}" if "within_target" in a else "-"
             print(f"| {m} | {a['races']} | {a['ours']['median_abs']:.0f} -> {b['ours']['median_abs']:.0f} | {tgt} "
                   f"| {a['covered']} -> {b['covered']} |")
-    path.write_text(json.dumps({"races": [r["name"] for r in races], "held_out": [is_held_out(r, seeds) for r in races],
+    path.write_text(json.dumps({"candidate": candidate, "with": {k: getattr(on, k) for k in (
+        "bunch_trend_s", "bunch_hold", "bunch_both", "bunch_max_km")},
+                                "races": [r["name"] for r in races], "held_out": [is_held_out(r, seeds) for r in races],
                                 "scores": {v: [s for _r, s in scored[v]] for v in variants}, "summary": out},
                                indent=1))
 
@@ -299,8 +347,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprint", action="store_true",
                     help="stage 4 and the bunch sprints (issue 26) instead of the breakaway/summit/descent races")
+    ap.add_argument("--fresh", action="store_true",
+                    help="stage 4 and issue 26's round 3 held-out races (sprints, breakaways let go)")
     ap.add_argument("--both", action="store_true",
                     help="score every race without and with the bunch rule (FinaleParams.bunch_run_in) in one run")
+    ap.add_argument("--candidate", choices=sorted(CANDIDATES),
+                    help="with --both: the bunch rule's parameters of this candidate (default: FinaleParams' own)")
     args = ap.parse_args()
     if args.seeds < 1 or args.workers < 1 or args.held_out < 0:
         ap.error("--seeds and --workers must be at least 1, --held-out at least 0")
@@ -309,11 +361,15 @@ def main() -> None:
     if not args.reuse:
         for f in cache.glob("*.json"):
             f.unlink()
-    jobs = race_jobs(args.seeds, args.held_out, str(cache), args.sprint)
+    if args.sprint and args.fresh:
+        ap.error("--sprint and --fresh are two race sets: choose one")
+    jobs = race_jobs(args.seeds, args.held_out, str(cache), args.sprint, args.fresh)
     with Pool(min(args.workers, len(jobs))) as pool:
         races = pool.map(race_job, jobs, chunksize=1)
     if args.both:
-        compare_bunch(races, args.seeds, cache / (("sprint-" if args.sprint else "") + "finale-bunch-both.json"))
+        prefix = "sprint-" if args.sprint else "fresh-" if args.fresh else ""
+        suffix = f"-{args.candidate}" if args.candidate else ""
+        compare_bunch(races, args.seeds, cache / f"{prefix}finale-bunch-both{suffix}.json", args.candidate)
         return
     scored = [(race, score_race(race, finale=not args.no_finale)) for race in races]
     label = "without the finale model" if args.no_finale else "with the finale model"

@@ -199,3 +199,20 @@ def test_the_steady_finale_is_the_default_and_an_unknown_one_is_refused():
     assert SimParams().finale == "steady"
     with pytest.raises(ValueError):
         simulate_race(line_course([[0, 0], [2000, 0]]), SimParams(riders=4, finale="sprnt"))
+
+
+def test_behind_a_breakaway_let_go_the_bunch_still_sprints_for_the_places():
+    course = line_course([[0, 0], [40000, 0]])
+    params = SimParams(riders=30, seed=4, breakaway_size=2, breakaway_km=5.0, stops=0, wind_kph=0.0,
+                       finale="sprint", caught=False, late_tracker_share=0.0)
+    race = simulate_race(course, params)
+    assert race.caught_at is None
+    order = np.argsort(race.finish_t)
+    assert set(race.bibs[order[:2]].tolist()) == set(race.breakaway)  # the breakaway wins
+    bunch = [i for i in order.tolist() if race.bibs[i] not in set(race.breakaway)][0]
+    s, t = race.true_s[:, bunch], race.tick_t
+    on_road = s < course.length_m - 1.0
+    at_2 = np.interp(course.length_m - 2000.0, s[on_road], t[on_road])
+    at_4 = np.interp(course.length_m - 4000.0, s[on_road], t[on_road])
+    assert 2000.0 / (race.finish_t[bunch] - at_2) > 2000.0 / (at_2 - at_4) * 1.15  # the sprint for the places
+    assert race.finish_t[bunch] - race.finish_t[order[0]] > 10.0

@@ -20,7 +20,9 @@ crosswind beyond the dozen riders an echelon holds. Behaviour is a few rules:
 * with ``finale="sprint"`` (:class:`SprintFinale`) the bunch races for the
   line: it chases the breakaway down in the last 4-15 km, behind a lead-out
   train that rides the published speeds of Grand Tour bunch finales, and
-  sprints (the default, ``"steady"``, rides the old tempo to the line).
+  sprints; a breakaway let go (``caught=False``) keeps a minute or more,
+  and the bunch still sprints for the places behind it (the default,
+  ``"steady"``, rides the old tempo to the line).
 
 The feed side adds what real trackers do: GPS noise, rare outliers,
 dropouts, trackers that report a placeholder position before they go live,
@@ -151,6 +153,7 @@ class SprintFinale:
 
     SPEED_KPH = BUNCH_FINALE_KPH  # km to go, km/h on a calm flat road
     START_KM = 20.0  # the train forms once the catch is on within this many km of the line
+    PLACES_KM = 2.0  # ... and, behind a breakaway let go, for the places within this many km
     BUNCH_SHELTER = 0.6
     CATCH_KM = (4.0, 15.0)  # where the chase aims to catch the breakaway, km to go
 
@@ -166,8 +169,10 @@ class SprintFinale:
         return length_m - 1000.0 * (lo + (draw - 0.8) / 0.15 * (hi - lo))
 
     def on(self, km_to_go: float, caught: bool, gap_s: float) -> bool:
-        """The catch is on: the breakaway is caught, or its gap is under the rule's minute per 10 km to go."""
-        return km_to_go <= self.START_KM and (caught or gap_s < 6.0 * km_to_go)
+        """The train rides: the catch is on (the breakaway is caught, or its gap is under the rule's minute per
+        10 km to go), or the line is near (a bunch behind a breakaway that stays away still sprints for the
+        places: a sprinter's team rides for the stage's points and its place, not for tempo)."""
+        return km_to_go <= self.PLACES_KM or (km_to_go <= self.START_KM and (caught or gap_s < 6.0 * km_to_go))
 
     def power_w(self, km_to_go, mass_kg, shelter) -> np.ndarray:
         """Watts the train's front rider rides: what holds the published speed there on a calm flat road."""
