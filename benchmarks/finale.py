@@ -142,7 +142,7 @@ def race_job(job: tuple) -> dict:
         name = "stage 4 Carcassonne > Foix"
     else:
         from peloton.match.stage import parse_course_text, stage_from_recording
-        from peloton.sim.simulate import SimParams, recording_document, simulate_race
+        from peloton.sim.simulate import GROUP_GAP_S, SimParams, recording_document, simulate_race
 
         name, course_file = {**SIMULATED, **BUNCH, **BUNCH_TEMPO, **FRESH, **AWAY}[kind]
         route = parse_course_text(course_file.read_text(), str(course_file))
@@ -157,7 +157,10 @@ def race_job(job: tuple) -> dict:
         race = simulate_race(stage0.course(), params)
         stage, groups, _results = _groups_of(recording_document(race, name))
         first = float(np.nanmin(race.finish_t))
-        break_won = int(race.bibs[int(np.nanargmin(race.finish_t))]) in set(race.breakaway)
+        # the breakaway won: the first rider of the rest crossed the line a group's gap (1 s) or more after the
+        # winner (a caught breakaway's riders may still win the bunch sprint)
+        rest = ~np.isin(race.bibs, race.breakaway)
+        break_won = bool(np.nanmin(race.finish_t[rest]) - first > GROUP_GAP_S)
         name = (f"{name}, seed {seed}" + (" (steady)" if kind in BUNCH_TEMPO else "")
                 + (" (breakaway let go)" if kind in AWAY else ""))
     out = {"kind": kind, "seed": seed, "name": name, "stage": stage, "first_finish": first,
