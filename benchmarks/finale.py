@@ -2,7 +2,7 @@
 
     python benchmarks/finale.py [--out bench-results] [--seeds 2] [--held-out 2] [--reuse] [--no-finale]
     python benchmarks/finale.py --sprint [--both] [--reuse]   # issue 26: bunch sprints, without / with the bunch rule
-    python benchmarks/finale.py --fresh --both --candidate A    # issue 26, round 3: held-out sprints, breaks let go
+    python benchmarks/finale.py --fresh [4] --both --candidate A|C  # issue 26, rounds 3 and 4: held-out sprints
 
 Races, one per finale type (tuned: the finale's parameters were chosen looking at these):
 
@@ -90,7 +90,8 @@ FRESH = {"fresh-nyborg": ("2022-02 Roskilde > Nyborg", COURSES / "2022/02/trace_
                             COURSES / "2024/08/trace_2024_8.geojson"),
          "fresh-villeneuve": ("2024-12 Aurillac > Villeneuve-sur-Lot", COURSES / "2024/12/trace_2024_12.geojson")}
 AWAY = {"away-" + k[len("fresh-"):]: v for k, v in FRESH.items()}
-FRESH_SEEDS, AWAY_SEEDS = (0, 1), (2,)
+#: seeds of each round: caught, let go (round 4's are new: round 3's were looked at)
+FRESH_ROUNDS = {3: ((0, 1), (2,)), 4: ((3, 4), (5,))}
 TUNED_KINDS = ("sprint", "summit", "descent")
 HELD_OUT_KINDS = ("sprint-b", "summit-b", "descent-b")
 MINUTES = (60, 30, 15, 10, 5)
@@ -171,13 +172,14 @@ def race_job(job: tuple) -> dict:
     return out
 
 
-def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False, fresh: bool = False) -> list[tuple]:
+def race_jobs(seeds: int, held_out: int, cache: str, sprint: bool = False, fresh: int = 0) -> list[tuple]:
     """Tuned races (stage 4, the three courses' first seeds), then held-out ones (later seeds, other courses);
     ``sprint``: stage 4 and the bunch sprints (seeds 0.. on the tuned and the held-out courses alike);
-    ``fresh``: stage 4 and round 3's held-out sprints and breakaways let go."""
+    ``fresh``: stage 4 and that round's held-out sprints and breakaways let go."""
     if fresh:
-        return ([("stage4", 0, cache)] + [(k, s, cache) for k in FRESH for s in FRESH_SEEDS]
-                + [(k, s, cache) for k in AWAY for s in AWAY_SEEDS])
+        caught, let_go = FRESH_ROUNDS[fresh]
+        return ([("stage4", 0, cache)] + [(k, s, cache) for k in FRESH for s in caught]
+                + [(k, s, cache) for k in AWAY for s in let_go])
     if sprint:
         tuned = BUNCH_TUNED + tuple(BUNCH_TEMPO)
         return ([("stage4", 0, cache)] + [(k, s, cache) for k in tuned for s in range(seeds)]
@@ -273,8 +275,11 @@ def summarise(scored: list[tuple[dict, dict]]) -> dict:
 
 #: issue 26's candidates for the bunch rule: A (round 1), B (round 2: only within the published speeds' 20 km, only
 #: while a bunch's level holds, the interval spanning both)
-CANDIDATES = {"A": dict(bunch_trend_s=0.0, bunch_both=False, bunch_max_km=float("inf")),
-              "B": dict(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0)}
+CANDIDATES = {"A": dict(bunch_trend_s=0.0, bunch_both=False, bunch_max_km=float("inf"), bunch_gap_s_per_km=1e9),
+              "B": dict(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0,
+                        bunch_gap_s_per_km=1e9),
+              # round 4: A, only for a bunch racing for the win (its gap to the leader under a minute per 10 km)
+              "C": dict(bunch_trend_s=0.0, bunch_both=False, bunch_max_km=float("inf"), bunch_gap_s_per_km=6.0)}
 
 
 def race_sets(races: list[dict], seeds: int) -> dict:
@@ -333,7 +338,7 @@ def compare_bunch(races: list[dict], seeds: int, path: Path, candidate: str | No
             print(f"| {m} | {a['races']} | {a['ours']['median_abs']:.0f} -> {b['ours']['median_abs']:.0f} | {tgt} "
                   f"| {a['covered']} -> {b['covered']} |")
     path.write_text(json.dumps({"candidate": candidate, "with": {k: getattr(on, k) for k in (
-        "bunch_trend_s", "bunch_hold", "bunch_both", "bunch_max_km")},
+        "bunch_trend_s", "bunch_hold", "bunch_both", "bunch_max_km", "bunch_gap_s_per_km")},
                                 "races": [r["name"] for r in races], "held_out": [is_held_out(r, seeds) for r in races],
                                 "scores": {v: [s for _r, s in scored[v]] for v in variants}, "summary": out},
                                indent=1))
@@ -350,8 +355,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sprint", action="store_true",
                     help="stage 4 and the bunch sprints (issue 26) instead of the breakaway/summit/descent races")
-    ap.add_argument("--fresh", action="store_true",
-                    help="stage 4 and issue 26's round 3 held-out races (sprints, breakaways let go)")
+    ap.add_argument("--fresh", type=int, nargs="?", const=3, default=0, choices=sorted(FRESH_ROUNDS),
+                    help="stage 4 and issue 26's held-out races of this round (sprints, breakaways let go; default 3)")
     ap.add_argument("--both", action="store_true",
                     help="score every race without and with the bunch rule (FinaleParams.bunch_run_in) in one run")
     ap.add_argument("--candidate", choices=sorted(CANDIDATES),
@@ -370,7 +375,7 @@ def main() -> None:
     with Pool(min(args.workers, len(jobs))) as pool:
         races = pool.map(race_job, jobs, chunksize=1)
     if args.both:
-        prefix = "sprint-" if args.sprint else "fresh-" if args.fresh else ""
+        prefix = "sprint-" if args.sprint else f"fresh{args.fresh}-" if args.fresh else ""
         suffix = f"-{args.candidate}" if args.candidate else ""
         compare_bunch(races, args.seeds, cache / f"{prefix}finale-bunch-both{suffix}.json", args.candidate)
         return

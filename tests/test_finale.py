@@ -273,7 +273,8 @@ def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
         every_s=0.0, finale_params=FinaleParams(bunch_run_in=True)))
 
     def bunch_row(t):
-        return group_row(t, 2, 2, 60.0 - 41.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=90.0, speed=48.0)
+        # 40 s down, within a minute per 10 km to go: it races for the win
+        return group_row(t, 2, 2, 60.0 - 41.0 - 48.0 * (t - T0) / 3600.0, size=40, gap=40.0, speed=48.0)
 
     rows = ride(pred, 40.0, 41.5, 60.0, 12, size=1, extra=[bunch_row])
     head, chase = sorted(rows, key=lambda r: r["rank"])
@@ -285,9 +286,14 @@ def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
     assert head["eta_finish_low"] < before["eta_finish_low"] and head["eta_finish_high"] >= before["eta_finish"]
 
 
+#: issue 26's round 2 candidate (off by default): a sprint only within 20 km, only while the bunch's level holds, the
+#: interval spanning both
+ROUND_2 = FinaleParams(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0)
+
+
 def test_a_bunch_that_eases_is_not_predicted_to_sprint_but_its_interval_keeps_the_sprint():
     profile = flat_profile(50_000)
-    bunch = BunchRunIn(profile)  # its level over the last 5 minutes must hold 0.9 of the 5 before
+    bunch = BunchRunIn(profile, ROUND_2)  # its level over the last 5 minutes must hold 0.9 of the 5 before
     v = 45.0 / 3600.0  # km/s
     km = np.array([38.0, 38.0, 38.0, 25.0])  # 12 km to go; 25 km: beyond the published finale's 20 km
     back = np.array([[38.0 - 600 * v, 38.0 - 300 * v],  # steady
@@ -299,7 +305,7 @@ def test_a_bunch_that_eases_is_not_predicted_to_sprint_but_its_interval_keeps_th
     assert list(candidate) == [True, True, True, False]
     assert out[1, 0] == pytest.approx(out[0, 0])  # the sprint it may still ride: the same level now
     assert np.isnan(out[3]).all()
-    off = BunchRunIn(profile, FinaleParams(bunch_hold=1.2))  # no bunch holds 1.2 of its level
+    off = BunchRunIn(profile, replace(ROUND_2, bunch_hold=1.2))  # no bunch holds 1.2 of its level
     assert not off.remaining_s(km, np.full(4, 40), np.full(4, v), km - 600 * v, back)[1].any()
 
 
@@ -313,10 +319,20 @@ def test_a_bunch_that_eased_keeps_its_own_pace_but_its_interval_reaches_the_spri
         return rows[0]
 
     eased = [55.0] * 60 + [40.0] * 61  # 6 minutes of chase, then the catch and tempo
-    off, on = run(FinaleParams(bunch_run_in=False), eased), run(FinaleParams(bunch_run_in=True), eased)
+    off, on = run(replace(ROUND_2, bunch_run_in=False), eased), run(ROUND_2, eased)
     assert on["eta_finish"] == off["eta_finish"]  # no sprint predicted: its own pace
     assert on["eta_finish_low"] < off["eta_finish_low"]  # but the sprint may come: the interval reaches it
     assert on["eta_finish_high"] == off["eta_finish_high"]
     steady = [48.0] * 121  # a chase that holds: the sprint is predicted
-    off, on = run(FinaleParams(bunch_run_in=False), steady), run(FinaleParams(bunch_run_in=True), steady)
+    off, on = run(replace(ROUND_2, bunch_run_in=False), steady), run(ROUND_2, steady)
+    assert run(FinaleParams(), eased)["eta_finish"] < off["eta_finish"]  # round 1's rule (the default) sprints
     assert on["eta_finish"] < off["eta_finish"] and on["eta_finish_high"] >= off["eta_finish"]
+
+
+def test_a_bunch_minutes_behind_the_leader_rides_in_and_one_within_the_catch_races_for_the_win():
+    bunch = BunchRunIn(flat_profile(50_000))
+    km = np.full(3, 30.0)  # 20 km to go: a minute per 10 km is 120 s
+    speed = np.full(3, 47.0 / 3600.0)
+    out, racing, candidate = bunch.remaining_s(km, np.full(3, 40), speed, km - 8.0, gap_s=np.array([0.0, 110.0, 780.0]))
+    assert list(candidate) == [True, True, False] and list(racing) == [True, True, False]
+    assert np.isnan(out[2]).all() and out[1, 0] == pytest.approx(out[0, 0])

@@ -26,8 +26,9 @@ another group. So, once a group has fewer than ``window_km`` to go:
   and the sprint, at the published speeds of Grand Tour bunch finales
   (the shape), at the level its last minutes show, in the wind ahead.
   With the rule above, the head of the race's finish is the earliest of
-  the groups' (the catch included). Off by default: it failed issue 26's
-  pre-set rule (the simulator's old steady bunches; BENCHMARKS.md).
+  the groups' (the catch included). Its cost: a bunch of 15+ that rides
+  tempo to a flat line without sprinting is predicted early (BENCHMARKS.md,
+  "Sprint finales (issue 26)").
 
 The finale's prediction takes over from the stage's gradually, from
 ``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
@@ -65,16 +66,20 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    bunch_run_in: bool = False  # a bunch racing for the line (BunchRunIn): failed issue 26's rule twice, off
+    bunch_run_in: bool = True  # a bunch racing for the line (BunchRunIn): issue 26's round 3 (BENCHMARKS.md)
     bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
     bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
     bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there
     bunch_level: tuple = (0.95, 1.1)  # its level against the published speeds, bounded
     bunch_spread: float = 0.08  # the 80 % interval of its time to go either way (the level's spread over races)
-    bunch_trend_s: float = 300.0  # its level over the last this many s against the as many before ...
+    # round 2's candidate (B), off: it kept the rule from the sprints it was for (BENCHMARKS.md)
+    bunch_trend_s: float = 0.0  # > 0: its level over the last this many s against the as many before ...
     bunch_hold: float = 0.9  # ... must be at least this share of it: a chase that is on, not one that eased
-    bunch_both: bool = True  # a bunch's interval spans the sprint and its own pace, whichever is predicted
-    bunch_max_km: float = BUNCH_FINALE_KPH[0][0]  # no sprint predicted further out than the published speeds reach
+    bunch_both: bool = False  # a bunch's interval spans the sprint and its own pace, whichever is predicted
+    bunch_max_km: float = float("inf")  # no sprint predicted further out than this
+    #: it races for the win: its gap to the leader under this many s per km to go (the rule of thumb of a catch,
+    #: a minute per 10 km); a bunch minutes behind a stage already won rides in (stage 4's, 13 minutes down)
+    bunch_gap_s_per_km: float = 6.0
     #: km to go, km/h of a bunch finale on a calm flat road (published figures: peloton.sim.simulate.SprintFinale)
     bunch_kph: tuple = BUNCH_FINALE_KPH
 
@@ -239,8 +244,9 @@ class FinaleModel:
                     for j, ago in enumerate((2.0, 1.0)):
                         if ht.size and ht[0] <= now - ago * p.bunch_trend_s + 1e-6:
                             back[i, j] = np.interp(now - ago * p.bunch_trend_s, ht, np.asarray(h.km, dtype=float))
+            gap = np.array([float(getattr(state[k].row, "gap_to_leader_s", 0.0) or 0.0) for k in ks.tolist()])
             bunch, racing, candidate = self.bunch.remaining_s(km[ks], size[ks], recent_speed[ks], recent_from[ks],
-                                                              back)
+                                                              back, gap)
             sprinting = self._blend(base[ks], np.where(racing[:, None], bunch, here), weight[ks], racing)
             if p.bunch_both:  # whether the sprint comes is uncertain: the interval spans both
                 spans = self._blend(base[ks], np.where(candidate[:, None], bunch, here), weight[ks], candidate)
@@ -308,7 +314,8 @@ class BunchRunIn:
     published speeds' reach (``bunch_max_km``) only, and (``bunch_trend_s``) only while its level over the last
     minutes holds ``bunch_hold`` of the one before (a chase that is on, not one that eased); such bunches are
     *candidates* whether they race or not, and (``FinaleParams.bunch_both``) their interval spans both the sprint
-    and their own pace. Off (``bunch_run_in``): it failed issue 26's pre-set rule (BENCHMARKS.md).
+    and their own pace. Those three are round 2's candidate, off: on by default is round 1's (issue 26, round 3
+    in BENCHMARKS.md).
     """
 
     STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)
@@ -360,13 +367,14 @@ class BunchRunIn:
         lev = self.seconds(start, km_to) / np.maximum(np.asarray(seconds, dtype=float), 1e-3)
         return np.where(ok, lev, np.nan)
 
-    def remaining_s(self, km, size, recent_speed, recent_from, back=None) -> tuple:
+    def remaining_s(self, km, size, recent_speed, recent_from, back=None, gap_s=None) -> tuple:
         """Seconds to the line (m, 3: central, late, early) of each group as a racing bunch, which race, and
         which are bunches on a flat run-in at all (whose sprint may come).
 
         ``recent_speed`` (km/s) is the group's over its last minutes from ``recent_from``; ``back`` (m, 2) its
         km ``bunch_trend_s`` twice and once ago (with ``bunch_trend_s``: its level now must hold at least
-        ``bunch_hold`` of the one before, and sets its pace ahead)."""
+        ``bunch_hold`` of the one before, and sets its pace ahead); ``gap_s`` its gap to the leader (within
+        ``bunch_gap_s_per_km`` of each km to go it races for the win)."""
         p = self.params
         km = np.asarray(km, dtype=float)
         finish = self.profile.finish_km
@@ -376,6 +384,8 @@ class BunchRunIn:
         level = np.where(ok, level, 0.0)
         candidate = (ok & (np.asarray(size) >= p.bunch_min_size) & self.flat(start)
                      & (finish - km <= p.bunch_max_km))
+        if gap_s is not None:
+            candidate &= np.asarray(gap_s, dtype=float) <= p.bunch_gap_s_per_km * (finish - km)
         if p.bunch_trend_s > 0 and back is not None:
             back = np.asarray(back, dtype=float)
             before = self.level(back[:, 0], back[:, 1], np.full(km.shape, p.bunch_trend_s))
