@@ -290,3 +290,16 @@ def test_publish_says_so_when_pubsub_goes_away_mid_stream(pubsub_emulator, tmp_p
                                                                          f"{relay.host}"), err
     assert took < 30.0, f"publish took {took:.1f} s to notice"
     print(f"publish said '{err[0]}' {took:.1f} s after Pub/Sub went away")
+
+
+def test_simulate_rides_a_sprint_finale_when_asked(tmp_path, capsys):
+    course = tmp_path / "flat.geojson"
+    course.write_text(json.dumps({"type": "LineString", "coordinates": [[6.0, 45.0, 200], [6.25, 45.0, 200]]}))
+    first = {}
+    for finale in ("steady", "sprint"):
+        out = tmp_path / f"{finale}.json"
+        assert main(["-q", "simulate", "--course", str(course), "--out", str(out), "--riders", "12", "--seed", "1",
+                     "--caught", "yes", "--finale", finale]) == 0
+        truth = json.loads((tmp_path / f"{finale}.truth.json").read_text())
+        first[finale] = min(truth["finish"].values())
+    assert first["sprint"] < first["steady"] - 30  # the lead-out and the sprint: the line a minute earlier or so

@@ -134,6 +134,7 @@ BAD_INPUTS = [
     ("simulate --course {gpx} --out {new}.json --riders 1", "--riders"),
     ("simulate --course {gpx} --out {new}.json --hz 0", "--hz"),
     ("simulate --course {gpx} --out {new}.json --caught maybe", "--caught"),
+    ("simulate --course {gpx} --out {new}.json --finale bunch", "--finale"),
     ("simulate --course {missing} --out {new}.json", "no such file"),
     ("simulate --course {garbage_gz} --out {new}.json", "not UTF-8"),
     ("simulate --course {stage} --out {new}.json", "LineString"),

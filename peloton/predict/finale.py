@@ -24,11 +24,12 @@ another group. So, once a group has fewer than ``window_km`` to go:
   flat or rolling run-in a big group that already rides like a chase
   does not hold its recent pace, it speeds up: a chase, then a lead-out
   and the sprint, at the published speeds of Grand Tour bunch finales
-  (the shape), at the level its last minutes show, in the wind ahead.
-  With the rule above, the head of the race's finish is the earliest of
-  the groups' (the catch included). Its cost: a bunch of 15+ that rides
-  tempo to a flat line without sprinting is predicted early (BENCHMARKS.md,
-  "Sprint finales (issue 26)").
+  (the shape), at the level its last minutes show, in the wind ahead,
+  if it is within a minute per 10 km of the leader. With the rule above,
+  the head of the race's finish is the earliest of the groups' (the catch
+  included). Its cost: a bunch of 15+ that rides tempo to a flat line
+  without sprinting is predicted early (BENCHMARKS.md, "Sprint finales
+  (issue 26)").
 
 The finale's prediction takes over from the stage's gradually, from
 ``window_km`` to ``full_km`` to go, so the ETA does not jump, and by the two
@@ -66,7 +67,7 @@ class FinaleParams:
     by_precision: bool = True  # the finale's share also by the two predictions' spreads (inverse variance)
     caught_finish_together: bool = True  # no group finishes after a group behind it
     run_in_wind: bool = True  # the run-in floor's speed moved by the wind there against the last minutes'
-    bunch_run_in: bool = True  # a bunch racing for the line (BunchRunIn): issue 26's round 3 (BENCHMARKS.md)
+    bunch_run_in: bool = True  # a bunch racing for the line (BunchRunIn): issue 26's rounds 3 and 4 (BENCHMARKS.md)
     bunch_min_size: int = 15  # riders: a bunch (stage 4's winning group of 10 is not one)
     bunch_max_gradient: float = 0.05  # the run-in is flat or rolling: no km ahead steeper than this up or down
     bunch_racing: float = 0.8  # it races: its last minutes at least this share of the chase's speed there
@@ -314,8 +315,9 @@ class BunchRunIn:
     published speeds' reach (``bunch_max_km``) only, and (``bunch_trend_s``) only while its level over the last
     minutes holds ``bunch_hold`` of the one before (a chase that is on, not one that eased); such bunches are
     *candidates* whether they race or not, and (``FinaleParams.bunch_both``) their interval spans both the sprint
-    and their own pace. Those three are round 2's candidate, off: on by default is round 1's (issue 26, round 3
-    in BENCHMARKS.md).
+    and their own pace. Those three are round 2's candidate, off. A bunch races for the win only within
+    ``bunch_gap_s_per_km`` of the leader per km to go (a gap not yet known counts as none): one minutes behind a
+    stage already won rides in (issue 26, rounds 3 and 4 in BENCHMARKS.md).
     """
 
     STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)

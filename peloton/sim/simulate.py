@@ -681,10 +681,14 @@ def classification_truth(race: SimulatedRace, doc: dict, marks_m: np.ndarray, st
 
 
 def simulate_tour(stage_ids: list[str], out_dir: str, courses_dir: str, climbs_dir: str, riders: int = 176,
-                  seed: int = 0, hz: float = 1 / 6, routes: dict | None = None, say=lambda line: None) -> list[str]:
+                  seed: int = 0, hz: float = 1 / 6, routes: dict | None = None, say=lambda line: None,
+                  finale: str = "steady") -> list[str]:
     """The same ``riders`` over consecutive stages: per stage ``out_dir/DATE.json.gz`` (ready for ``peloton
     tour``) and its truth ``DATE.truth.json.gz`` (groups, and ``classifications``: every row after the stage,
-    chained from the first). ``routes`` {stage id: [[lat, lon, ele]]} replaces a course (a test's slice)."""
+    chained from the first). ``routes`` {stage id: [[lat, lon, ele]]} replaces a course (a test's slice).
+    ``finale="sprint"``: the flat stages (``PLN``) end in a bunch sprint, the others ride tempo to the line."""
+    if finale not in ("steady", "sprint"):
+        raise ValueError(f"finale must be 'steady' or 'sprint', not {finale!r}")
     import datetime
     import gzip
     import os
@@ -705,7 +709,8 @@ def simulate_tour(stage_ids: list[str], out_dir: str, courses_dir: str, climbs_d
         cps = _stage_checkpoints(course, _summits_on(course, climbs_dir))
         marks = np.array([cp["length"] * 1000.0 for cp in cps])
         start = datetime.datetime.fromisoformat(m["date"] + "T11:00:00+00:00").timestamp()
-        params = SimParams(riders=riders, hz=hz, seed=seed + 1000 * m["number"], start_epoch=start)
+        params = SimParams(riders=riders, hz=hz, seed=seed + 1000 * m["number"], start_epoch=start,
+                           finale="sprint" if finale == "sprint" and m["type"] == "PLN" else "steady")
         race = simulate_race(course, params, roster, marks)
         doc = recording_document(race, m["name"], m["date"], m["year"],
                                  {"name": m["name"], "type": m["type"], "stage": m["number"]}, roster, cps)

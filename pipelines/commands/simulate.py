@@ -37,6 +37,9 @@ def add(sub) -> None:
     sim.add_argument("--seed", type=number(int, low=0, high=2**32 - 1), default=0)
     sim.add_argument("--caught", choices=("yes", "no", "random"), default="random",
                      help="whether the breakaway is caught (default: drawn from the seed)")
+    sim.add_argument("--finale", choices=("steady", "sprint"), default="steady",
+                     help="sprint: the bunch chases the breakaway down, rides a lead-out and sprints (in a tour: on "
+                          "its flat stages); steady (default): tempo to the line")
     sim.set_defaults(func=run)
 
 
@@ -52,7 +55,7 @@ def run_tour(args) -> int:
     started = time.perf_counter()
     try:
         paths = simulate_tour(ids, args.out, args.courses, args.climbs, riders=args.riders, seed=args.seed,
-                              hz=args.hz, say=(lambda line: None) if args.quiet else print)
+                              hz=args.hz, say=(lambda line: None) if args.quiet else print, finale=args.finale)
     except TourSimError as exc:
         raise CliError(str(exc)) from None
     print(f"simulated {len(paths)} stages of {args.riders} riders in {time.perf_counter() - started:.0f} s -> "
@@ -83,7 +86,7 @@ def run(args, _beam_args) -> int:
     course = Course([p[0] for p in route], [p[1] for p in route],
                     [p[2] if p[2] is not None else float("nan") for p in route])
     caught = None if args.caught == "random" else args.caught == "yes"
-    params = SimParams(riders=args.riders, hz=args.hz, seed=args.seed, caught=caught)
+    params = SimParams(riders=args.riders, hz=args.hz, seed=args.seed, caught=caught, finale=args.finale)
     started = time.perf_counter()
     log.info("simulating %d riders on %s (%.1f km)", args.riders, args.course, course.length_m / 1000)
     race = simulate_race(course, params)
