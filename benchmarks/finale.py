@@ -344,6 +344,27 @@ def compare_bunch(races: list[dict], seeds: int, path: Path, candidate: str | No
                                indent=1))
 
 
+def cost(races: list[dict], runs: int = 3) -> None:
+    """CPU seconds of the predictor over these races without and with the bunch rule, alternated, ``runs`` each:
+    the rule's cost as a ratio of medians measured in one run."""
+    import time
+    from dataclasses import replace
+
+    from peloton.predict.finale import FinaleParams
+
+    variants = {"without": replace(FinaleParams(), bunch_run_in=False), "with": FinaleParams()}
+    seconds: dict = {name: [] for name in variants}
+    for run in range(runs):
+        for name in (list(variants) if run % 2 == 0 else list(variants)[::-1]):
+            started = time.process_time()
+            for race in races:
+                score_race(race, finale_params=variants[name])
+            seconds[name].append(time.process_time() - started)
+    print(f"predictor CPU over {len(races)} races, s: " + "; ".join(
+        f"{name} {', '.join(f'{x:.1f}' for x in v)}" for name, v in seconds.items())
+          + f"; with / without (medians): {np.median(seconds['with']) / np.median(seconds['without']):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "bench-results"))
@@ -359,6 +380,8 @@ def main() -> None:
                     help="stage 4 and issue 26's held-out races of this round (sprints, breakaways let go; default 3)")
     ap.add_argument("--both", action="store_true",
                     help="score every race without and with the bunch rule (FinaleParams.bunch_run_in) in one run")
+    ap.add_argument("--cost", action="store_true",
+                    help="the predictor's CPU over the races without and with the bunch rule (3 runs each)")
     ap.add_argument("--candidate", choices=sorted(CANDIDATES),
                     help="with --both: the bunch rule's parameters of this candidate (default: FinaleParams' own)")
     args = ap.parse_args()
@@ -374,6 +397,9 @@ def main() -> None:
     jobs = race_jobs(args.seeds, args.held_out, str(cache), args.sprint, args.fresh)
     with Pool(min(args.workers, len(jobs))) as pool:
         races = pool.map(race_job, jobs, chunksize=1)
+    if args.cost:
+        cost(races)
+        return
     if args.both:
         prefix = "sprint-" if args.sprint else f"fresh{args.fresh}-" if args.fresh else ""
         suffix = f"-{args.candidate}" if args.candidate else ""

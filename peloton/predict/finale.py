@@ -320,7 +320,7 @@ class BunchRunIn:
     stage already won rides in (issue 26, rounds 3 and 4 in BENCHMARKS.md).
     """
 
-    STEPS = 48  # pieces of the road to the line (finer near it: the profile's steps are there)
+    STEP_KM = 0.01  # the profile's time to the line is tabled every 10 m
 
     def __init__(self, profile, params: FinaleParams = FinaleParams()):
         self.profile = profile
@@ -335,6 +335,21 @@ class BunchRunIn:
         steep = np.abs(profile.altitude_at(ahead) - ele) / np.maximum((ahead - grid) * 1000.0, 100.0) \
             if profile.has_elevation else np.zeros(grid.size)
         self._grid, self._steepest = grid, np.maximum.accumulate(steep[::-1])[::-1]
+        # the profile's seconds to the line from every 10 m, in the wind there, once: a ride's time is a difference
+        # of two look-ups (it reaches back past the window by a group's last minutes, and their trend, at 90 km/h)
+        reach = params.window_km + (params.recent_s + 2.0 * params.bunch_trend_s) * params.descent_kph / 3600.0 + 1.0
+        edges = np.r_[np.arange(finish, max(finish - reach, profile.km[0]), -self.STEP_KM)[::-1], finish]
+        edges = np.unique(edges)
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        v0 = np.interp(finish - mid, self._km, self._ms)
+        head = profile.wind_at(mid)[0]
+        v = v0.copy()
+        work = v0 ** 3
+        for _ in range(20):  # Newton on v (v + h)^2 = v0^3: the same power into the air as on a calm road
+            air = np.maximum(v + head, 1.0)
+            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+        self._edges = edges
+        self._to_line = np.r_[np.cumsum((np.diff(edges) * 1000.0 / v)[::-1])[::-1], 0.0]
 
     def flat(self, km) -> np.ndarray:
         """Whether the road from ``km`` to the line is flat or rolling."""
@@ -347,18 +362,8 @@ class BunchRunIn:
 
     def seconds(self, km_from, km_to) -> np.ndarray:
         """Seconds the profile takes from ``km_from`` to ``km_to`` (course km, arrays), in the wind there."""
-        km_from, km_to = np.asarray(km_from, dtype=float), np.asarray(km_to, dtype=float)
-        frac = np.linspace(0.0, 1.0, self.STEPS + 1) ** 0.5  # finer towards km_to (the line)
-        edges = km_from[:, None] + (km_to - km_from)[:, None] * frac
-        mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
-        v0 = np.interp(self.profile.finish_km - mid, self._km, self._ms)
-        head = self.profile.wind_at(mid)[0]
-        v = v0.copy()
-        work = v0 ** 3
-        for _ in range(20):  # Newton on v (v + h)^2 = v0^3
-            air = np.maximum(v + head, 1.0)
-            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
-        return np.sum(np.diff(edges, axis=1) * 1000.0 / v, axis=1)
+        return (np.interp(np.asarray(km_from, dtype=float), self._edges, self._to_line)
+                - np.interp(np.asarray(km_to, dtype=float), self._edges, self._to_line))
 
     def level(self, km_from, km_to, seconds) -> np.ndarray:
         """A ride's speed against the profile's over the same road (1: the published finale's pace); NaN where
