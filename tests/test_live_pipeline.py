@@ -16,14 +16,17 @@ from apache_beam.utils.timestamp import Timestamp
 from peloton.ingest.feed import concat_batches, parse_message
 from peloton.ingest.recording import iter_messages
 from peloton.output.table import Columns
-from peloton.predict.model import StageModel
+from peloton.match.stage import stage_from_recording
+from peloton.predict.finale import FinaleParams
+from peloton.predict.model import PredictParams, StageModel, forecast_race
 from peloton.sim.evaluate import read_table
 from peloton.sim.publish import PlanParams, plan_messages
+from peloton.sim.simulate import SimParams, recording_document, simulate_race
 from peloton.state.classifications import FINISH_BONUS_S, StageClassifier, Standings, scale_range
 from peloton.state.engine import RaceEngine
 from peloton.state.results import same_time_gap_s
 from tests.conftest import slice_recording
-from tests.helpers import canonical_rows
+from tests.helpers import canonical_rows, line_course
 from transforms.engine import DEAD_LETTER, LATE, PROVISIONAL, LiveRaceState
 from transforms.live import IngestLive, LiveParams
 from transforms.sinks import WriteLiveAvroTable
@@ -226,3 +229,37 @@ def test_live_virtual_standings_equal_the_causal_replay(stage16_recording, stage
     expected = _causal_rows(text, stage16, stage16_course)
     _assert_every_table_equal(out, expected)
     assert len(out["virtual_standings"]) >= 2 and out["groups"] == []
+
+
+@pytest.fixture(scope="module")
+def sprint_finale():
+    """A simulated bunch sprint (40 riders, a flat 60 km line, the breakaway caught 9 km out): its last 25 minutes."""
+    race = simulate_race(line_course([[0, 0], [60000, 0]]), SimParams(
+        riders=40, seed=2, breakaway_size=3, breakaway_km=10.0, stops=0, finale="sprint", late_tracker_share=0.0,
+        wind_kph=10.0))
+    doc = recording_document(race, "a bunch sprint")
+    first = float(np.nanmin(race.finish_t))
+    start, stop = np.searchsorted(race.tick_t, [first - 1500.0, first + 60.0])
+    return stage_from_recording(doc), json.dumps(slice_recording(doc, int(start), int(stop)))
+
+
+def _ms(value) -> int:
+    return int(round(value.timestamp() * 1000)) if hasattr(value, "timestamp") else int(value)
+
+
+def test_live_predictions_of_a_bunch_sprint_equal_the_causal_replay(sprint_finale):
+    """Issue 26: a bunch racing for the line, predicted live with duplicates and disorder, as the causal replay."""
+    stage, text = sprint_finale
+    course = stage.course()
+    plan = plan_messages(text, stage.stage_id, PlanParams(duplicate_rate=0.05, disorder_s=20.0, seed=3))
+    first_ts = min(int(m.attributes["event_time"]) for m in plan) / 1000
+    out = _run(_stream(plan, first_ts, lag_s=5.0), stage)
+    expected = _causal_rows(text, stage, course)
+    _assert_every_table_equal(out, expected)
+    # the bunch rule is what these predictions exercise: without it many of them would differ
+    off = forecast_race(stage.stage_id, expected.groups.to_rows(), StageModel.of_stage(stage, course),
+                        params=PredictParams(finale_params=FinaleParams(bunch_run_in=False))).predictions
+    live = {(_ms(r["event_time"]), r["rank"]): _ms(r["eta_finish"]) for r in out["predictions"]}
+    assert len(live) == len(off) > 500
+    changed = sum(live[(_ms(r["event_time"]), r["rank"])] != _ms(r["eta_finish"]) for r in off)
+    assert changed > 0.1 * len(off)
