@@ -117,6 +117,11 @@ def test_stage4_opens_at_the_decisive_moment_with_the_situation_first(stage4_rep
         state = driver.execute_script("return window.pelotonState()")
         assert strip_groups(driver) == expected_strip(stage4_data, state["t"])
         _as_a_person_would(driver, f"report-stage4-midrace-{'desk' if size == DESK else 'phone'}")
+        # early on, riders on the same time: the virtual yellow is "not decided", a few names and how many more
+        move_slider(driver, 0.02)
+        said = driver.find_element("id", "virtual-leader").text.split("\n")[-1]
+        assert said.startswith("not decided: ") and said.endswith(" more"), said
+        assert said.count(",") == 5 and int(said.split(" and ")[-1].split()[0]) > 0, said
     finally:
         driver.quit()
 
