@@ -2,7 +2,8 @@
 
     python benchmarks/finale.py [--out bench-results] [--seeds 2] [--held-out 2] [--reuse] [--no-finale]
     python benchmarks/finale.py --sprint [--both] [--reuse]   # issue 26: bunch sprints, without / with the bunch rule
-    python benchmarks/finale.py --fresh [4] --both --candidate A|C  # issue 26, rounds 3 and 4: held-out sprints
+    python benchmarks/finale.py --fresh [4] --both --candidate A|B|C  # issue 26, rounds 3 and 4: held-out sprints
+    python benchmarks/finale.py --fresh 4 --reuse --cost  # the predictor's CPU without / with the bunch rule
 
 Races, one per finale type (tuned: the finale's parameters were chosen looking at these):
 
@@ -77,9 +78,9 @@ BUNCH_TUNED = ("bunch-vejle", "bunch-bordeaux", "bunch-dijon")
 BUNCH_TEMPO = {"tempo-vejle": BUNCH["bunch-vejle"], "tempo-bordeaux": BUNCH["bunch-bordeaux"],
                "tempo-dijon": BUNCH["bunch-dijon"]}
 BUNCH_HELD_OUT = ("bunch-saint-amand", "bunch-nimes", "bunch-cahors", "bunch-saint-vulbas")
-# issue 26, round 3 (``--fresh``): flat and rolling courses of real Tour bunch sprints never simulated before
-# (held out: generated only after the round's rule was set), each with a caught breakaway (seeds 0 and 1, a bunch
-# sprint) and with a breakaway let go (``away-``, seed 2: the bunch sprints for the places behind it)
+# issue 26, rounds 3 and 4 (``--fresh 3|4``): flat and rolling courses of real Tour bunch sprints never simulated
+# before (held out: generated only after the round's rule was set), each with a caught breakaway (seeds 0 and 1;
+# round 4: 3 and 4) and with a breakaway let go (``away-``, seed 2; round 4: 5; the bunch sprints for the places)
 FRESH = {"fresh-nyborg": ("2022-02 Roskilde > Nyborg", COURSES / "2022/02/trace_2022_2.geojson"),
          "fresh-carcassonne": ("2022-15 Rodez > Carcassonne", COURSES / "2022/15/trace_2022_15.geojson"),
          "fresh-bayonne": ("2023-03 Amorebieta-Etxano > Bayonne", COURSES / "2023/03/trace_2023_3.geojson"),

@@ -288,7 +288,8 @@ def test_the_head_of_the_race_is_the_racing_bunch_that_catches_the_breakaway():
 
 #: issue 26's round 2 candidate (off by default): a sprint only within 20 km, only while the bunch's level holds, the
 #: interval spanning both
-ROUND_2 = FinaleParams(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0)
+ROUND_2 = FinaleParams(bunch_trend_s=300.0, bunch_hold=0.9, bunch_both=True, bunch_max_km=20.0,
+                       bunch_gap_s_per_km=1e9)
 
 
 def test_a_bunch_that_eases_is_not_predicted_to_sprint_but_its_interval_keeps_the_sprint():
@@ -325,7 +326,7 @@ def test_a_bunch_that_eased_keeps_its_own_pace_but_its_interval_reaches_the_spri
     assert on["eta_finish_high"] == off["eta_finish_high"]
     steady = [48.0] * 121  # a chase that holds: the sprint is predicted
     off, on = run(replace(ROUND_2, bunch_run_in=False), steady), run(ROUND_2, steady)
-    assert run(FinaleParams(), eased)["eta_finish"] < off["eta_finish"]  # round 1's rule (the default) sprints
+    assert run(FinaleParams(), eased)["eta_finish"] < off["eta_finish"]  # the default (no trend test) sprints
     assert on["eta_finish"] < off["eta_finish"] and on["eta_finish_high"] >= off["eta_finish"]
 
 
@@ -336,3 +337,10 @@ def test_a_bunch_minutes_behind_the_leader_rides_in_and_one_within_the_catch_rac
     out, racing, candidate = bunch.remaining_s(km, np.full(3, 40), speed, km - 8.0, gap_s=np.array([0.0, 110.0, 780.0]))
     assert list(candidate) == [True, True, False] and list(racing) == [True, True, False]
     assert np.isnan(out[2]).all() and out[1, 0] == pytest.approx(out[0, 0])
+
+
+def test_a_bunch_whose_gap_is_not_known_is_not_raced():
+    bunch = BunchRunIn(flat_profile(50_000))
+    km = np.full(2, 30.0)
+    racing = bunch.remaining_s(km, np.full(2, 40), np.full(2, 47.0 / 3600.0), km - 8.0, gap_s=np.array([0.0, np.nan]))[1]
+    assert list(racing) == [True, False]

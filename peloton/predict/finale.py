@@ -245,7 +245,7 @@ class FinaleModel:
                     for j, ago in enumerate((2.0, 1.0)):
                         if ht.size and ht[0] <= now - ago * p.bunch_trend_s + 1e-6:
                             back[i, j] = np.interp(now - ago * p.bunch_trend_s, ht, np.asarray(h.km, dtype=float))
-            gap = np.array([float(getattr(state[k].row, "gap_to_leader_s", 0.0) or 0.0) for k in ks.tolist()])
+            gap = np.array([float(getattr(state[k].row, "gap_to_leader_s", np.nan)) for k in ks.tolist()])
             bunch, racing, candidate = self.bunch.remaining_s(km[ks], size[ks], recent_speed[ks], recent_from[ks],
                                                               back, gap)
             sprinting = self._blend(base[ks], np.where(racing[:, None], bunch, here), weight[ks], racing)
@@ -316,8 +316,10 @@ class BunchRunIn:
     minutes holds ``bunch_hold`` of the one before (a chase that is on, not one that eased); such bunches are
     *candidates* whether they race or not, and (``FinaleParams.bunch_both``) their interval spans both the sprint
     and their own pace. Those three are round 2's candidate, off. A bunch races for the win only within
-    ``bunch_gap_s_per_km`` of the leader per km to go (a gap not yet known counts as none): one minutes behind a
-    stage already won rides in (issue 26, rounds 3 and 4 in BENCHMARKS.md).
+    ``bunch_gap_s_per_km`` of the leader per km to go (a gap not known, NaN, is not raced): one minutes behind a
+    stage already won rides in (issue 26, rounds 3 and 4 in BENCHMARKS.md). A bunch whose gap grows past that
+    limit (it shrinks to nothing at the line) stops being raced at once, its finish moving to its own pace: a change
+    of state, like a catch, not smoothed (a bunch 10 s down 1 km out is left to its pace and the run-in floor).
     """
 
     STEP_KM = 0.01  # the profile's time to the line is tabled every 10 m

@@ -36,7 +36,7 @@ def add(sub) -> None:
                      help="feed ticks per second (default one every 6 s)")
     sim.add_argument("--seed", type=number(int, low=0, high=2**32 - 1), default=0)
     sim.add_argument("--caught", choices=("yes", "no", "random"), default="random",
-                     help="whether the breakaway is caught (default: drawn from the seed)")
+                     help="whether the breakaway is caught (default: drawn from the seed; with --finale sprint, caught)")
     sim.add_argument("--finale", choices=("steady", "sprint"), default="steady",
                      help="sprint: the bunch chases the breakaway down, rides a lead-out and sprints (in a tour: on "
                           "its flat stages); steady (default): tempo to the line")
