@@ -329,17 +329,19 @@ class BunchRunIn:
         self.params = params
         km, kph = zip(*params.bunch_kph[::-1])
         self._km, self._ms = np.array(km), np.array(kph) / 3.6
-        # from each km on a 100 m grid: the steepest km ahead to the line, up or down (flat or rolling)
+        # both tables reach back past the window by a group's last minutes, and their trend, at 90 km/h: where
+        # its recent ride starts
         finish = profile.finish_km
-        grid = np.arange(max(finish - params.window_km - 2.0, profile.km[0]), finish + 1e-9, 0.1)
+        reach = params.window_km + (params.recent_s + 2.0 * params.bunch_trend_s) * params.descent_kph / 3600.0 + 1.0
+        # from each km on a 100 m grid: the steepest km ahead to the line, up or down (flat or rolling)
+        grid = np.arange(max(finish - reach, profile.km[0]), finish + 1e-9, 0.1)
         ele = profile.altitude_at(grid) if profile.has_elevation else np.zeros(grid.size)
         ahead = np.minimum(grid + 1.0, finish)
         steep = np.abs(profile.altitude_at(ahead) - ele) / np.maximum((ahead - grid) * 1000.0, 100.0) \
             if profile.has_elevation else np.zeros(grid.size)
         self._grid, self._steepest = grid, np.maximum.accumulate(steep[::-1])[::-1]
         # the profile's seconds to the line from every 10 m, in the wind there, once: a ride's time is a difference
-        # of two look-ups (it reaches back past the window by a group's last minutes, and their trend, at 90 km/h)
-        reach = params.window_km + (params.recent_s + 2.0 * params.bunch_trend_s) * params.descent_kph / 3600.0 + 1.0
+        # of two look-ups
         edges = np.r_[np.arange(finish, max(finish - reach, profile.km[0]), -self.STEP_KM)[::-1], finish]
         edges = np.unique(edges)
         mid = 0.5 * (edges[1:] + edges[:-1])
