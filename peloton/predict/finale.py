@@ -108,6 +108,16 @@ def recent_rides(t, km, now: float, params: FinaleParams = FinaleParams()) -> tu
     return (km[0], km[-1], t[-1] - t[0]), pieces, km[-1] - km[0], t[-1] - t[0]
 
 
+def speed_in_wind(work, headwind, start, steps: int = 20) -> np.ndarray:
+    """Speed (m/s, 1-30) that puts ``work`` = v (v + headwind)^2 into the air: on the flat, drag is most of the work,
+    so the same power in another wind. Newton's method from ``start``."""
+    v = np.array(start, dtype=float, copy=True)
+    for _ in range(steps):
+        air = np.maximum(v + headwind, 1.0)
+        v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+    return v
+
+
 def first_to_line(eta: np.ndarray, can_catch: np.ndarray | None = None) -> np.ndarray:
     """Groups in road order (head first), arrival times (n, ...): none later than a group behind it that
     ``can_catch`` (in the finale: further out, a chase's pace is tactics, and the catch probability's call)."""
@@ -288,11 +298,7 @@ class FinaleModel:
         head_run = self.profile.wind_at(start[:, None] + (self.profile.finish_km - start)[:, None] * frac)[0].mean(
             axis=1)
         v_r = speed * 1000.0  # m/s
-        work = v_r * np.maximum(v_r + head_recent, 1.0) ** 2
-        v = v_r.copy()
-        for _ in range(30):  # Newton on v (v + h)^2 = work, from the recent speed
-            air = np.maximum(v + head_run, 1.0)
-            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+        v = speed_in_wind(v_r * np.maximum(v_r + head_recent, 1.0) ** 2, head_run, v_r, steps=30)
         return np.where(np.isfinite(speed), v / 1000.0, speed)
 
     def _flat_physics_s(self, powers: np.ndarray, km: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -346,12 +352,7 @@ class BunchRunIn:
         edges = np.unique(edges)
         mid = 0.5 * (edges[1:] + edges[:-1])
         v0 = np.interp(finish - mid, self._km, self._ms)
-        head = profile.wind_at(mid)[0]
-        v = v0.copy()
-        work = v0 ** 3
-        for _ in range(20):  # Newton on v (v + h)^2 = v0^3: the same power into the air as on a calm road
-            air = np.maximum(v + head, 1.0)
-            v = np.clip(v - (v * air ** 2 - work) / (air ** 2 + 2 * v * air), 1.0, 30.0)
+        v = speed_in_wind(v0 ** 3, profile.wind_at(mid)[0], v0, steps=20)  # the calm road's power into the air
         self._edges = edges
         self._to_line = np.r_[np.cumsum((np.diff(edges) * 1000.0 / v)[::-1])[::-1], 0.0]
 
