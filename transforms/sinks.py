@@ -216,7 +216,7 @@ class FlushAvroFileFn(beam.DoFn):
 
 
 #: Row keys of the archive's complete files, read once per worker and file (a file is complete, and never
-#: changes, once renamed into place): {(out_dir, table): {path: keys}}.
+#: changes, once renamed into place): {(out_dir, table): (paths read, their rows' keys)}.
 _ARCHIVED: dict[tuple, dict] = {}
 
 
@@ -228,19 +228,10 @@ def _not_archived(out_dir: str, table: str, batch: Columns) -> Columns:
     a file's name is its rows' times and count). Every row has a key (``peloton.output.tables.ROW_KEYS``): a key in a
     complete file is not written again. Without replays nothing is dropped and the files are as before.
     """
-    import glob
+    from peloton.output.tables import row_key, written_keys
 
-    from peloton.output.tables import row_key
-
-    folder = os.path.join(out_dir, table)
     read, archived = _ARCHIVED.setdefault((os.path.abspath(out_dir), table), (set(), set()))
-    for path in sorted(glob.glob(os.path.join(folder, "*.avro"))):
-        if path not in read:
-            import fastavro
-
-            with open(path, "rb") as fh:
-                archived.update(row_key(table, r) for r in fastavro.reader(fh))
-            read.add(path)
+    archived.update(written_keys(out_dir, table, read))
     keys = [row_key(table, r) for r in batch.to_json_rows()]
     fresh, seen = np.ones(len(keys), dtype=bool), set()
     for i, key in enumerate(keys):

@@ -108,13 +108,17 @@ def row_key(table: str, row: dict) -> tuple:
     return (_plain(row.get("event_time")),) + tuple(_plain(row.get(f)) for f in ROW_KEYS[table])
 
 
-def written_keys(out_dir: str, table: str) -> set:
+def written_keys(out_dir: str, table: str, read: set | None = None) -> set:
     """Keys of the rows already in ``out_dir/<table>/*.avro`` (complete files only: a file is renamed into
-    place once written)."""
+    place once written, and never changes). ``read``: paths already read, skipped; those read now join it."""
     import fastavro
 
     keys = set()
     for path in sorted(glob.glob(os.path.join(out_dir, table, "*.avro"))):
+        if read is not None and path in read:
+            continue
         with open(path, "rb") as fh:
             keys.update(row_key(table, r) for r in fastavro.reader(fh))
+        if read is not None:
+            read.add(path)
     return keys
