@@ -85,10 +85,8 @@ def _given(beam_args: list[str], flag: str) -> str | None:
 def check_cluster(master: str, slots: int = 1, timeout_s: float = 5.0) -> dict:
     """The cluster's REST ``/overview``; FlinkError when nothing answers there or it has fewer than ``slots``
     free task slots (Flink would wait 5 minutes for them, then fail the job)."""
-    url = (master if "://" in master else f"http://{master}").rstrip("/") + "/overview"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - an operator's own address
-            overview = json.load(resp)
+        overview = _rest(master, "/overview", timeout_s=timeout_s)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FlinkError(f"no Flink cluster answers at {master} ({reason}): start one with "

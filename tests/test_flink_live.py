@@ -35,6 +35,7 @@ from peloton.sim.publish import PlanParams, plan_messages
 from peloton.state.classifications import StageClassifier
 from peloton.state.engine import RaceEngine
 from peloton.state.results import same_time_gap_s
+from pipelines.flink import _rest
 from tests.conftest import slice_recording
 from tests.helpers import canonical_rows, flink_session
 
@@ -54,12 +55,6 @@ def flink_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("flink-state")
     with flink_session(state) as master:
         yield master, state
-
-
-def _rest(master: str, path: str) -> dict:
-    from pipelines.flink import _rest
-
-    return _rest(master, path)
 
 
 def _running_job(master: str, timeout_s: float) -> str:
