@@ -293,16 +293,23 @@ def race_sets(races: list[dict], seeds: int) -> dict:
     return sets
 
 
-def compare_bunch(races: list[dict], seeds: int, path: Path, candidate: str | None = None) -> None:
-    """Every race scored without and with the bunch rule (issue 26), the two side by side, and each set's
-    summary both ways: the pre-set rule's figures in one run. ``candidate`` (CANDIDATES): the rule's parameters,
-    else FinaleParams' own."""
+def bunch_variants(candidate: str | None = None) -> dict:
+    """{"without": ..., "with": ...}: FinaleParams without and with the bunch rule, ``candidate``'s parameters
+    (CANDIDATES) or FinaleParams' own."""
     from dataclasses import replace
 
     from peloton.predict.finale import FinaleParams
 
     on = replace(FinaleParams(), bunch_run_in=True, **CANDIDATES.get(candidate, {}))
-    variants = {"without": replace(on, bunch_run_in=False), "with": on}
+    return {"without": replace(on, bunch_run_in=False), "with": on}
+
+
+def compare_bunch(races: list[dict], seeds: int, path: Path, candidate: str | None = None) -> None:
+    """Every race scored without and with the bunch rule (issue 26), the two side by side, and each set's
+    summary both ways: the pre-set rule's figures in one run. ``candidate`` (CANDIDATES): the rule's parameters,
+    else FinaleParams' own."""
+    variants = bunch_variants(candidate)
+    on = variants["with"]
     scored = {name: [(race, score_race(race, finale_params=fp)) for race in races] for name, fp in variants.items()}
     print("Head of the race's predicted finish minus the truth, s, without / with the bunch rule "
           "[80 % interval covers: n = no, y = yes]:\n")
@@ -349,11 +356,8 @@ def cost(races: list[dict], runs: int = 3) -> None:
     """CPU seconds of the predictor over these races without and with the bunch rule, alternated, ``runs`` each:
     the rule's cost as a ratio of medians measured in one run."""
     import time
-    from dataclasses import replace
 
-    from peloton.predict.finale import FinaleParams
-
-    variants = {"without": replace(FinaleParams(), bunch_run_in=False), "with": FinaleParams()}
+    variants = bunch_variants()
     seconds: dict = {name: [] for name in variants}
     for run in range(runs):
         for name in (list(variants) if run % 2 == 0 else list(variants)[::-1]):
