@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -158,9 +157,9 @@ def pubsub_emulator():
         yield host
         return
     # a free port and a state folder of our own: never another session's emulator, and stop ends only ours
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from tests.helpers import free_port
+
+    port = free_port()
     state = tempfile.mkdtemp(prefix="peloton-emulator-")
     env = {**os.environ, "PELOTON_EMULATOR_STATE": state}
     script = str(ROOT / "scripts" / "pubsub_emulator.sh")

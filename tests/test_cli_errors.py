@@ -22,6 +22,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.conftest import DATA, STAGE4, STAGE16, slice_recording, write_recording
+from tests.helpers import free_port
 
 PELOTON = str(Path(sys.executable).parent / "peloton")
 PROJECT = "peloton-test"
@@ -250,9 +251,7 @@ def silent_port():
 
 
 def _closed_port() -> str:
-    with socket.socket() as s:  # a port that was free a moment ago: connections are refused
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"  # a port that was free a moment ago: connections are refused
 
 
 PUBSUB_COMMANDS = {

@@ -7,7 +7,6 @@ round trip replays through the real Beam replay.
 import gzip
 import json
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from peloton.sim.publish import plan_messages
 from peloton.sim.racecenter import Faults, RaceCenterServer
 from pipelines.cli import main
 from tests.conftest import STAGE4, slice_recording, write_recording
-from tests.helpers import canonical_rows
+from tests.helpers import canonical_rows, free_port
 
 PROJECT = "peloton-test"
 
@@ -215,9 +214,7 @@ def test_bridge_refuses_a_stream_that_is_not_there(pubsub_emulator, capsys, slic
         assert "HTTP 404" in capsys.readouterr().err
     finally:
         server.stop()
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     assert main(["-q", "bridge", "--source", f"http://127.0.0.1:{port}", "--topic", topic]) == 2
     assert "Connection refused" in capsys.readouterr().err
     assert main(["-q", "bridge", "--source", "http://127.0.0.1:1", "--topic", topic + "-none"]) == 2
